@@ -1,0 +1,186 @@
+# shellcheck shell=bash
+# Shared launch helpers for recipe run scripts and generated sbatch scripts.
+#
+# - Every external command goes through `recipe_cmd` / `recipe_bg`, so RECIPE_DRY_RUN=1 prints
+#   the exact commands (one per line, "+ " then the words quoted with printf %q) instead of
+#   running them. `recipe plan` reads that output: the script is the one renderer of the launch.
+# - Ray is started in a process group of its own and stopped by that group id: we end only the
+#   processes we started, never anything found by name.
+# - Secrets never become arguments. Ray's job driver inherits them from the environment of the
+#   `ray start` that we launch.
+
+recipe_dry_run() { [[ "${RECIPE_DRY_RUN:-0}" == "1" ]]; }
+
+recipe_log() { printf '[recipe %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+recipe_die() {
+  # recipe_die CODE MESSAGE: one line on stderr, a meaningful exit code.
+  local code=$1
+  shift
+  printf 'recipe: error: %s\n' "$*" >&2
+  exit "$code"
+}
+
+recipe_print_cmd() {
+  local word
+  printf '+'
+  for word in "$@"; do printf ' %q' "$word"; done
+  printf '\n'
+}
+
+# Run a command, or print it in dry-run mode.
+recipe_cmd() {
+  if recipe_dry_run; then
+    recipe_print_cmd "$@"
+    return 0
+  fi
+  "$@"
+}
+
+# Read an args file: one flag (with its value) per line; blank lines and '#' lines skipped.
+# Fills the array named by $2.
+recipe_read_args_file() {
+  local file=$1
+  local -n _out=$2
+  local line
+  local -a words
+  [[ -r "$file" ]] || recipe_die 2 "args file not readable: $file"
+  _out=()
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ -z "${line//[[:space:]]/}" || "$line" =~ ^[[:space:]]*# ]] && continue
+    read -r -a words <<<"$line"
+    _out+=("${words[@]}")
+  done <"$file"
+}
+
+# JSON string escaping for the small, controlled values that go into --runtime-env-json.
+recipe_json_str() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  printf '"%s"' "$s"
+}
+
+# recipe_runtime_env_json NAME... : {"env_vars": {NAME: "$NAME", ...}} for the named variables.
+recipe_runtime_env_json() {
+  local name sep=""
+  printf '{"env_vars": {'
+  for name in "$@"; do
+    printf '%s%s: %s' "$sep" "$(recipe_json_str "$name")" "$(recipe_json_str "${!name}")"
+    sep=", "
+  done
+  printf '}}'
+}
+
+# NVLink probe: NCCL's NVLink SHARP (NVLS) only where NVLinks exist.
+recipe_nvlink_count() {
+  local topo
+  topo=$(nvidia-smi topo -m 2>/dev/null) || { echo 0; return 0; }
+  grep -o 'NV[0-9][0-9]*' <<<"$topo" | wc -l | tr -d ' '
+}
+
+# ---- Ray ----------------------------------------------------------------------------------
+# Ports and the temp dir come from RECIPE_RAY_* (the runner picks free ones per run).
+recipe_ray_defaults() {
+  : "${RECIPE_RAY_PORT:=6379}"
+  : "${RECIPE_RAY_DASHBOARD_PORT:=8265}"
+  : "${RECIPE_RAY_CLIENT_PORT:=10001}"
+  : "${RECIPE_RAY_NODE_MANAGER_PORT:=6380}"
+  : "${RECIPE_RAY_OBJECT_MANAGER_PORT:=6381}"
+  : "${RECIPE_RAY_AGENT_GRPC_PORT:=6382}"
+  : "${RECIPE_RAY_AGENT_HTTP_PORT:=6383}"
+  : "${RECIPE_RAY_METRICS_PORT:=6384}"
+  : "${RECIPE_RAY_MIN_WORKER_PORT:=20000}"
+  : "${RECIPE_RAY_MAX_WORKER_PORT:=20999}"
+  : "${RECIPE_RAY_TEMP_DIR:=/tmp/recipe-ray-${RECIPE_RUN_ID:-$$}}"
+  : "${RECIPE_RAY_READY_TIMEOUT:=300}"
+}
+
+RECIPE_RAY_PID=""
+
+# recipe_ray_start head|worker NODE_IP NUM_GPUS [HEAD_ADDRESS]
+recipe_ray_start() {
+  local role=$1 node_ip=$2 num_gpus=$3 head=${4:-}
+  recipe_ray_defaults
+  local -a args=(ray start --block --disable-usage-stats
+    --node-ip-address "$node_ip" --num-gpus "$num_gpus"
+    --node-manager-port "$RECIPE_RAY_NODE_MANAGER_PORT"
+    --object-manager-port "$RECIPE_RAY_OBJECT_MANAGER_PORT"
+    --dashboard-agent-grpc-port "$RECIPE_RAY_AGENT_GRPC_PORT"
+    --dashboard-agent-listen-port "$RECIPE_RAY_AGENT_HTTP_PORT"
+    --metrics-export-port "$RECIPE_RAY_METRICS_PORT"
+    --min-worker-port "$RECIPE_RAY_MIN_WORKER_PORT"
+    --max-worker-port "$RECIPE_RAY_MAX_WORKER_PORT")
+  if [[ -n "${RECIPE_RAY_NUM_CPUS:-}" ]]; then args+=(--num-cpus "$RECIPE_RAY_NUM_CPUS"); fi
+  if [[ "$role" == head ]]; then
+    args+=(--head --port "$RECIPE_RAY_PORT" --temp-dir "$RECIPE_RAY_TEMP_DIR"
+      --include-dashboard true --dashboard-host 127.0.0.1 --dashboard-port "$RECIPE_RAY_DASHBOARD_PORT"
+      --ray-client-server-port "$RECIPE_RAY_CLIENT_PORT")
+  else
+    args+=(--address "$head")
+  fi
+  if recipe_dry_run; then
+    recipe_print_cmd setsid "${args[@]}"
+    return 0
+  fi
+  # setsid: Ray and everything it spawns share one new process group, ended by its id.
+  setsid "${args[@]}" &
+  RECIPE_RAY_PID=$!
+  recipe_log "ray $role started (process group $RECIPE_RAY_PID)"
+}
+
+recipe_ray_stop() {
+  [[ -n "$RECIPE_RAY_PID" ]] || return 0
+  local pid=$RECIPE_RAY_PID i
+  RECIPE_RAY_PID=""
+  kill -TERM -- "-$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 30; i++)); do
+    kill -0 -- "-$pid" 2>/dev/null || { recipe_log "ray stopped"; return 0; }
+    sleep 1
+  done
+  recipe_log "ray group $pid did not stop on TERM within 30 s; sending KILL"
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
+# recipe_ray_wait ADDRESS NODES GPUS: poll until the cluster has them, bounded by RECIPE_RAY_READY_TIMEOUT.
+recipe_ray_wait() {
+  local here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  recipe_ray_defaults
+  recipe_cmd python3 "$here/ray_wait.py" --address "$1" --nodes "$2" --gpus "$3" \
+    --timeout "$RECIPE_RAY_READY_TIMEOUT" ${RECIPE_RAY_EXPECT_HOSTS:+--expect-hosts "$RECIPE_RAY_EXPECT_HOSTS"}
+}
+
+# recipe_ray_job DASHBOARD_URL JOB_ID RUNTIME_ENV_JSON -- ENTRYPOINT...
+# Submits, follows the logs, and returns 0 only if Ray reports the job SUCCEEDED.
+recipe_ray_job() {
+  local url=$1 id=$2 env_json=$3
+  shift 4
+  recipe_cmd ray job submit --address "$url" --submission-id "$id" --no-wait \
+    --runtime-env-json "$env_json" -- "$@"
+  RECIPE_RAY_JOB=$id
+  RECIPE_RAY_JOB_URL=$url
+  recipe_cmd ray job logs --address "$url" --follow "$id" || true
+  if recipe_dry_run; then
+    recipe_print_cmd ray job status --address "$url" "$id"
+    return 0
+  fi
+  local status
+  status=$(ray job status --address "$url" "$id" 2>&1 | tail -n 5)
+  RECIPE_RAY_JOB=""
+  if grep -q SUCCEEDED <<<"$status"; then
+    recipe_log "ray job $id succeeded"
+    return 0
+  fi
+  recipe_log "ray job $id did not succeed: $(tr '\n' ' ' <<<"$status")"
+  return 1
+}
+
+# On interruption: stop our job (if running), then our Ray.
+recipe_cleanup() {
+  if [[ -n "${RECIPE_RAY_JOB:-}" ]]; then
+    ray job stop --address "$RECIPE_RAY_JOB_URL" "$RECIPE_RAY_JOB" >/dev/null 2>&1 || true
+    RECIPE_RAY_JOB=""
+  fi
+  recipe_ray_stop
+}

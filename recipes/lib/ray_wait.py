@@ -1,0 +1,51 @@
+"""Wait until a Ray cluster has the nodes and GPUs a launch needs; fail clearly if it never does.
+
+Used by run scripts and generated sbatch scripts instead of fixed sleeps. Exit 0 when ready,
+1 on timeout (naming what never joined).
+"""
+
+import argparse
+import sys
+import time
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--address", required=True, help="GCS address host:port")
+    p.add_argument("--nodes", type=int, required=True)
+    p.add_argument("--gpus", type=float, required=True)
+    p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--expect-hosts", default="", help="comma-separated node IPs or host names")
+    a = p.parse_args()
+
+    import ray  # only here: this script runs where Ray is installed
+
+    deadline = time.monotonic() + a.timeout
+    connected = False
+    nodes, gpus = [], 0.0
+    while time.monotonic() < deadline:
+        try:
+            if not connected:
+                ray.init(address=a.address, logging_level="ERROR", log_to_driver=False,
+                         configure_logging=False)
+                connected = True
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            gpus = sum(n.get("Resources", {}).get("GPU", 0.0) for n in nodes)
+            if len(nodes) >= a.nodes and gpus >= a.gpus:
+                print(f"ray ready: {len(nodes)} node(s), {gpus:g} GPU(s) at {a.address}", flush=True)
+                return 0
+        except Exception:  # noqa: BLE001 - the head may not be up yet; keep polling until the deadline
+            connected = False
+        time.sleep(1.0)
+
+    seen = sorted({n.get("NodeManagerAddress", "?") for n in nodes} | {n.get("NodeManagerHostname", "?")
+                                                                      for n in nodes})
+    missing = [h for h in a.expect_hosts.split(",") if h and h not in seen]
+    what = f"; never joined: {', '.join(missing)}" if missing else ""
+    print(f"ray not ready after {a.timeout:g} s at {a.address}: {len(nodes)}/{a.nodes} node(s), "
+          f"{gpus:g}/{a.gpus:g} GPU(s){what}", file=sys.stderr, flush=True)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

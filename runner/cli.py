@@ -1,0 +1,88 @@
+"""`recipe`: the command-line entry point.
+
+Verbs are loaded lazily from `runner.commands.<module>` so that `recipe --help` and cheap verbs
+never import torch, ray or transformers. To add a verb: write `runner/commands/<module>.py`
+exposing a click command, then add one line to COMMANDS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from runner import __version__
+from runner.errors import EXIT_INTERRUPTED, RecipeError
+
+# verb -> (module under runner.commands, attribute, one-line help shown by `recipe --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "list": ("recipes", "list_cmd", "List the recipes in this bundle."),
+    "show": ("recipes", "show_cmd", "Show a recipe: pins, hardware, parallelism cells, files."),
+    "plan": ("plan", "plan_cmd", "Print the fully resolved launch of a recipe, with no side effects."),
+    "run": ("run", "run_cmd", "Preflight, then launch a recipe and record the run."),
+}
+
+EPILOG = """\b
+Typical session:
+  recipe list                          what recipes exist
+  recipe show nemotron3_nano           pins, cells, files
+  recipe plan nemotron3_nano           the exact argv and environment a run would use
+  recipe run nemotron3_nano            preflight, then launch
+"""
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"runner.commands.{module}"), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text comes from the table so that `--help` imports no command module.
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="recipe")
+def cli() -> None:
+    """Launch pinned, checkable, replayable LLM RL recipes.
+
+    Every recipe pins its image by digest, its model and data by revision and sha256, and its
+    launch arguments in files you can read. Nothing is downloaded or started unless a verb says so.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        rc = cli.main(args=argv, prog_name="recipe", standalone_mode=False)
+    except RecipeError as e:
+        click.echo(f"recipe: error: {e.message}", err=True)
+        sys.exit(e.code)
+    except click.exceptions.Abort:
+        click.echo("recipe: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("recipe: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
+        if os.environ.get("RECIPE_DEBUG"):
+            raise
+        click.echo(f"recipe: internal error: {type(e).__name__}: {e} (set RECIPE_DEBUG=1 for a traceback)",
+                   err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Where the bundle's files live: a source checkout, or a copy installed in an image."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def bundle_root() -> Path:
+    """The directory holding `recipes/`.
+
+    RECIPE_BUNDLE_ROOT wins (the image sets it); otherwise the checkout this package sits in.
+    """
+    env = os.environ.get("RECIPE_BUNDLE_ROOT")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+def recipes_dir() -> Path:
+    return bundle_root() / "recipes"
