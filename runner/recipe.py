@@ -159,7 +159,8 @@ def load_recipe_dir(path: Path) -> Recipe:
             raise UsageError(f"{f}: [files] needs '{key}' (a path relative to the recipe directory)")
 
     cells_t = data.get("cells", {})
-    default = cells_t.get("default")
+    # `default_cell = "<name>"` at top level; `[cells] default = "<name>"` also accepted.
+    default = data.get("default_cell") or (cells_t.get("default") if isinstance(cells_t.get("default"), str) else None)
     cells: dict[str, Cell] = {}
     for cname, c in cells_t.items():
         if not isinstance(c, dict):
@@ -178,5 +179,5 @@ def load_recipe_dir(path: Path) -> Recipe:
     if not cells:
         raise UsageError(f"{f}: no [cells.<name>] tables; a recipe needs at least one parallelism cell")
     if default not in cells:
-        raise UsageError(f"{f}: [cells] default = {default!r} is not one of: {', '.join(cells)}")
+        raise UsageError(f"{f}: default_cell = {default!r} is not one of: {', '.join(cells)}")
     return Recipe(name=name, dir=path, data=data, cells=cells, default_cell=default, files=dict(files))

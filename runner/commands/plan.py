@@ -1,0 +1,83 @@
+"""`recipe plan`: the fully resolved launch, with no side effects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from runner.plan import Plan, render_plan
+from runner.recipe import load_recipe
+
+PathOpt = click.Path(path_type=Path, file_okay=False)
+
+
+def plan_options(f):
+    """Options shared by `plan` and `run`: they resolve to the same launch."""
+    for opt in reversed([
+        click.option("--cell", help="Parallelism cell (default: the recipe's default cell)."),
+        click.option("--nodes", type=int, help="Number of nodes (default: the recipe's)."),
+        click.option("--gpus-per-node", type=int, help="GPUs per node (default: the recipe's)."),
+        click.option("--inputs", "inputs_dir", type=PathOpt,
+                     help="Inputs root holding model/ and data/ (default: $RECIPE_INPUTS_DIR or ./inputs/NAME)."),
+        click.option("--model-dir", type=PathOpt, help="Override the model directory (default: INPUTS/model)."),
+        click.option("--data-dir", type=PathOpt, help="Override the data directory (default: INPUTS/data)."),
+        click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: ./outputs/NAME)."),
+        click.option("--seed", type=int, help="--seed for the trainer (default: the recipe's)."),
+        click.option("--rollout-seed", type=int, help="--rollout-seed (default: the recipe's)."),
+        click.option("--num-rollout", type=int, help="Number of rollouts (default: the recipe's)."),
+        click.option("--deterministic", is_flag=True,
+                     help="Opt in to deterministic training and inference (slower)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _print_text(p: Plan) -> None:
+    lay = p.layout
+    sp = " +SP" if lay["sp"] else ""
+    click.echo(f"# recipe {p.recipe}, cell {p.cell}: TP{lay['tp']} PP{lay['pp']} CP{lay['cp']} EP{lay['ep']} "
+               f"ETP{lay['etp']}{sp}, max_tokens_per_gpu {lay['max_tokens_per_gpu']}, "
+               f"{p.nodes} node(s) x {p.gpus_per_node} GPU(s)")
+    click.echo("\n# run script environment")
+    for k, v in p.script_env.items():
+        click.echo(f"{k}={v}")
+    click.echo("\n# job environment (secrets by name only)")
+    for k, v in p.env.items():
+        click.echo(f"{k}={v}")
+    click.echo(f"\n# entry point\n{' '.join(p.entrypoint)}")
+    click.echo("\n# trainer arguments")
+    line: list[str] = []
+    for word in p.argv:
+        if word.startswith("--") and line:
+            click.echo(" ".join(line))
+            line = []
+        line.append(word)
+    if line:
+        click.echo(" ".join(line))
+    click.echo("\n# commands, in order")
+    import shlex
+
+    for i, c in enumerate(p.commands, 1):
+        click.echo(f"{i:>2}. {shlex.join(c)}")
+
+
+@click.command("plan")
+@click.argument("name")
+@plan_options
+@click.option("--run-dir", type=PathOpt, help="Run directory to show in the plan (default: ./runs/NAME-plan).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan_cmd(name: str, fmt: str, run_dir: Path | None, **kw) -> None:
+    """Print the fully resolved launch of recipe NAME, with no side effects.
+
+    Shows the trainer's argv, the job environment and every command the run script would
+    execute, exactly as `recipe run` would. The plan comes from the run script's own dry run
+    (RECIPE_DRY_RUN=1), so the two cannot disagree.
+    """
+    recipe = load_recipe(name)
+    p = render_plan(recipe, kw.pop("cell"), run_dir=run_dir, **kw)
+    if fmt == "json":
+        click.echo(json.dumps(p.as_dict(), indent=2))
+    else:
+        _print_text(p)
