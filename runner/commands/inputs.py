@@ -1,0 +1,213 @@
+"""`recipe verify`, `recipe fetch`, `recipe lock`: a recipe's inputs, content-addressed and checked."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+
+from runner import manifest as mf
+from runner.errors import EXIT_FAIL, RecipeError, UsageError
+from runner.inputs import inputs_root
+from runner.recipe import load_recipe
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A thread-safe byte counter drawn with rich on a terminal (stderr), silent otherwise."""
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    lock = threading.Lock()
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as p:
+        task = p.add_task(label, total=total)
+
+        def advance(n: int) -> None:
+            with lock:
+                p.advance(task, n)
+
+        yield advance
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return str(n)
+
+
+@click.command("verify")
+@click.argument("name", required=False)
+@click.option("--inputs", "inputs_dir", type=click.Path(file_okay=False),
+              help="Inputs root (default: $RECIPE_INPUTS_DIR, then ./inputs/NAME).")
+@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False),
+              help="Check this manifest instead of a recipe's (needs --root).")
+@click.option("--root", type=click.Path(file_okay=False), help="Root the --manifest paths are relative to.")
+@click.option("--recipe-files", is_flag=True, help="Check the recipe's own files against its tag manifest.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--workers", type=click.IntRange(1, 512), help="Files hashed at once (default: cores).")
+@click.option("--all", "hash_all", is_flag=True,
+              help="Hash every present file even when some are missing or of the wrong size.")
+def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | None, root: str | None,
+               recipe_files: bool, as_json: bool, workers: int | None, hash_all: bool) -> int:
+    """Check inputs against a checksum manifest: sizes first, then sha256 in parallel.
+
+    \b
+    recipe verify NAME [--inputs DIR]        the recipe's model and data
+    recipe verify NAME --recipe-files        the recipe's own files (tag manifest)
+    recipe verify --manifest FILE --root DIR any sha256sum-format manifest
+    Exit 0: all match; 4: files missing or of the wrong size; 5: content differs or unreadable.
+    Files under the root that the manifest does not list are reported, not fatal.
+    """
+    from runner.verify import verify_manifest
+
+    scan: tuple[str, ...] | None = ("",)
+    if manifest_path or root:
+        if name or inputs_dir or recipe_files:
+            raise UsageError("verify: give NAME [--inputs DIR] or --manifest FILE --root DIR, not both")
+        if not (manifest_path and root):
+            raise UsageError("verify: --manifest FILE and --root DIR go together")
+        man, base = Path(manifest_path), Path(root)
+    elif not name:
+        raise UsageError("verify: give a recipe NAME or --manifest FILE --root DIR")
+    else:
+        recipe = load_recipe(name)
+        if recipe_files:
+            if inputs_dir:
+                raise UsageError("verify: --inputs does not apply to --recipe-files")
+            from runner.tagmanifest import SHARED_DIRS, tag_manifest_path
+
+            man, base = tag_manifest_path(recipe), recipe.dir.parent
+            scan = (recipe.name, *SHARED_DIRS)
+        else:
+            man, base = recipe.path("manifest"), inputs_root(recipe, inputs_dir)
+    m = mf.load(man)
+    with progress_bar(f"verify {man.name}", m.total_size or None) as advance:
+        result = verify_manifest(m, base, workers=workers, progress=advance,
+                                 hash_after_size_failure=hash_all, scan_extra=scan,
+                                 ignore=[os.path.relpath(man.resolve(), base.resolve())])
+    result.manifest = str(man.resolve())
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return result.exit_code
+    for f in result.problems:
+        click.echo(f.describe())
+    for rel in result.extra:
+        click.echo(f"extra       {rel} (not in the manifest; ignored)")
+    rate = result.bytes_hashed / result.seconds if result.seconds else 0
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v and k != "ok")
+    verdict = "OK" if result.ok else f"FAILED ({counts})"
+    click.echo(f"{len(result.files)} files, {_human(summary['bytes'])}, "
+               f"hashed {_human(result.bytes_hashed)} in {result.seconds:.2f} s ({_human(rate)}/s, "
+               f"{result.workers} workers) under {base}: {verdict}")
+    return result.exit_code
+
+
+@click.command("fetch")
+@click.argument("name")
+@click.option("--inputs", "inputs_dir", type=click.Path(file_okay=False),
+              help="Inputs root (default: $RECIPE_INPUTS_DIR, then ./inputs/NAME).")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Files downloaded at once.")
+def fetch_cmd(name: str, inputs_dir: str | None, workers: int) -> None:
+    """Download the recipe's model and data at the pinned revisions, checked against its manifest.
+
+    Each file is hashed while it downloads and renamed into place only if it matches; an
+    interrupted run resumes, and files already verified are skipped. The token, if the repos need
+    one, is read from $HF_TOKEN.
+    """
+    from runner.fetch import fetch_manifest, sources_from_header
+    from runner.lock import manifest_header
+
+    recipe = load_recipe(name)
+    man = recipe.path("manifest")
+    m = mf.load(man)
+    _, expected = manifest_header(recipe)
+    for key in ("model.repo", "model.revision", "model.dir", "data.repo", "data.revision", "data.dir"):
+        if m.header.get(key) != expected.get(key):
+            raise UsageError(f"{man}: header '{key}' is {m.header.get(key)!r} but recipe.toml says "
+                             f"{expected.get(key)!r}; run `recipe lock {name}`")
+    root = inputs_root(recipe, inputs_dir)
+    with progress_bar(f"fetch {name}", m.total_size or None) as advance:
+        r = fetch_manifest(m, root, sources_from_header(m, str(man)), workers=workers, progress=advance,
+                           log=lambda s: click.echo(s, err=True))
+    click.echo(f"{len(r.downloaded)} downloaded, {len(r.resumed)} resumed, "
+               f"{len(r.skipped)} already verified; "
+               f"{_human(r.bytes_downloaded)} in {r.seconds:.1f} s; inputs in {root}")
+
+
+@click.command("lock")
+@click.argument("name")
+@click.option("--recipe-files", is_flag=True,
+              help="Only rewrite the recipe's tag manifest (recipe.sha256) from its files; no network.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the manifest would change.")
+@click.option("--no-image", is_flag=True, help="Do not ask the registry for the image tag's digest.")
+def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool) -> int:
+    """Rewrite the inputs manifest from the Hub's metadata at the pinned revisions (no weights read).
+
+    Reports what changed, resolves the image tag to a digest where a registry is reachable, then
+    refreshes the tag manifest. With --recipe-files, only the tag manifest is rewritten: run it
+    after editing any recipe file.
+    """
+    from runner import tagmanifest
+
+    recipe = load_recipe(name)
+    if recipe_files:
+        return _lock_recipe_files(recipe, check)
+    from runner.lock import build_manifest, diff, resolve_image_digest
+
+    path = recipe.path("manifest")
+    old = mf.load(path) if path.is_file() else None
+    new = build_manifest(recipe, old, log=lambda s: click.echo(s, err=True))
+    changes = diff(old, new)
+    for line in changes or ["no change"]:
+        click.echo(f"{path.name}: {line}")
+    if not no_image:
+        click.echo(resolve_image_digest(recipe.image).describe())
+    if check:
+        return EXIT_FAIL if changes else 0
+    if old is None or mf.render(old) != mf.render(new):
+        mf.write(new, path)
+        click.echo(f"wrote {path}")
+    changed, _ = tagmanifest.write(recipe)
+    if changed:
+        click.echo(f"wrote {tagmanifest.tag_manifest_path(recipe)}")
+    return 0
+
+
+def _lock_recipe_files(recipe, check: bool) -> int:
+    from runner import tagmanifest
+
+    path = tagmanifest.tag_manifest_path(recipe)
+    if check:
+        problems = tagmanifest.stale(recipe)
+        for p in problems:
+            click.echo(f"{path.name}: {p}")
+        if problems:
+            raise RecipeError(f"{path} is stale; regenerate it: recipe lock {recipe.name} --recipe-files",
+                              EXIT_FAIL)
+        return 0
+    changed, missing = tagmanifest.write(recipe)
+    for rel in missing:
+        click.echo(f"{path.name}: {rel} is named in recipe.toml [files] but absent; not covered", err=True)
+    click.echo(f"{'wrote' if changed else 'unchanged'} {path}")
+    return 0

@@ -1,0 +1,301 @@
+"""Download the files of an inputs manifest from the Hugging Face Hub, hashing while downloading.
+
+Each file streams into `<root>/.recipe-fetch/<path>.part` through a sha256 hasher, and is renamed
+to its final name only once its size and hash match the manifest, so a final name never holds
+unverified bytes and no second full read is needed. An interrupted download resumes with an HTTP
+Range request from the end of its .part file (whose bytes are re-hashed once, being from an
+earlier process). Files renamed into place are recorded in `.recipe-fetch/verified.json`
+(size, mtime, inode) so a re-run skips them without reading them again.
+
+The token comes from $HF_TOKEN only (never a saved token file, never argv).
+huggingface_hub is imported inside the functions: the CLI must start without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import manifest as mf
+from runner.atomicfile import fsync_dir, write_text_atomic
+from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError, UsageError
+from runner.verify import STAGING_DIR, hash_file
+
+STREAM_CHUNK = 1 << 20
+SMALL_FILE_MAX = 64 << 20  # non-LFS files are fetched whole by `recipe lock` to hash them
+
+
+@dataclass(frozen=True)
+class Source:
+    """One Hub repository, mapped to the manifest paths under `prefix/`."""
+
+    prefix: str
+    repo_id: str
+    repo_type: str  # "model" or "dataset"
+    revision: str
+
+
+def sources_from_header(m: mf.Manifest, where: str = "manifest") -> list[Source]:
+    out = []
+    for kind in ("model", "data"):
+        h = m.header
+        if f"{kind}.repo" not in h:
+            continue
+        for key in (f"{kind}.revision", f"{kind}.dir"):
+            if not h.get(key):
+                raise UsageError(f"{where}: header has '{kind}.repo' but no '{key}'")
+        default_type = "model" if kind == "model" else "dataset"
+        out.append(Source(h[f"{kind}.dir"], h[f"{kind}.repo"], h.get(f"{kind}.repo_type", default_type),
+                          h[f"{kind}.revision"]))
+    return out
+
+
+def hub_token() -> str | bool:
+    # False (not None): huggingface_hub would otherwise fall back to a token file on disk.
+    return os.environ.get("HF_TOKEN") or False
+
+
+def file_url(src: Source, filename: str, endpoint: str | None = None) -> str:
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(src.repo_id, filename, repo_type=src.repo_type, revision=src.revision,
+                      endpoint=endpoint)
+
+
+def check_revision(src: Source, endpoint: str | None = None) -> str:
+    """The commit sha the pinned revision names; a clear error if the repo or revision is unknown."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        info = HfApi(endpoint=endpoint, token=hub_token()).repo_info(
+            src.repo_id, repo_type=src.repo_type, revision=src.revision)
+    except RevisionNotFoundError:
+        raise RecipeError(f"{src.repo_type} repo {src.repo_id} has no revision {src.revision} "
+                          f"(pinned in the manifest header)", EXIT_FAIL) from None
+    except RepositoryNotFoundError:
+        raise RecipeError(f"{src.repo_type} repo {src.repo_id} not found (or gated/private: set HF_TOKEN)",
+                          EXIT_FAIL) from None
+    except (HfHubHTTPError, OSError) as e:
+        raise RecipeError(f"cannot reach the Hub for {src.repo_id}@{src.revision}: {_one_line(e)}",
+                          EXIT_FAIL) from None
+    if re.fullmatch(r"[0-9a-f]{40}", src.revision) and info.sha and info.sha != src.revision:
+        raise RecipeError(f"{src.repo_id}: Hub answered commit {info.sha} for pinned revision {src.revision}",
+                          EXIT_FAIL)
+    return info.sha or src.revision
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+class FileFailure(Exception):
+    def __init__(self, path: str, message: str, code: int = EXIT_FAIL):
+        super().__init__(f"{path}: {message}")
+        self.path, self.code = path, code
+
+
+@dataclass
+class FetchResult:
+    downloaded: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already in place and verified
+    failed: list[FileFailure] = field(default_factory=list)
+    bytes_downloaded: int = 0
+    seconds: float = 0.0
+
+
+class _State:
+    """verified.json: final files known to match, keyed by path -> [size, mtime_ns, inode, sha256]."""
+
+    def __init__(self, root: Path):
+        self.path = root / STAGING_DIR / "verified.json"
+        self.lock = threading.Lock()
+        try:
+            self.data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    @staticmethod
+    def _key(st: os.stat_result, sha: str) -> list:
+        return [st.st_size, st.st_mtime_ns, st.st_ino, sha]
+
+    def known_good(self, rel: str, final: Path, sha: str) -> bool:
+        try:
+            st = final.stat()
+        except OSError:
+            return False
+        with self.lock:
+            return self.data.get(rel) == self._key(st, sha)
+
+    def record(self, rel: str, final: Path, sha: str) -> None:
+        with self.lock:
+            self.data[rel] = self._key(final.stat(), sha)
+            write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+
+
+def fetch_manifest(m: mf.Manifest, root: str | os.PathLike, sources: list[Source], *,
+                   endpoint: str | None = None, workers: int = 4, retries: int = 5,
+                   progress: Callable[[int], None] | None = None,
+                   log: Callable[[str], None] = lambda s: None) -> FetchResult:
+    """Make every manifest file present and verified under root. Raises RecipeError if any fails."""
+    started = time.monotonic()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    plan: list[tuple[mf.Entry, Source, str, Path]] = []
+    for e in m.entries:
+        src = next((s for s in sources if e.path.startswith(s.prefix.rstrip("/") + "/")), None)
+        if src is None:
+            raise UsageError(f"manifest entry {e.path}: no repo for it (paths must start with "
+                             f"{' or '.join(s.prefix + '/' for s in sources) or 'a model/data dir'})")
+        plan.append((e, src, e.path[len(src.prefix.rstrip("/")) + 1:], mf.resolve_inside(root, e.path)))
+
+    state = _State(root)
+    result = FetchResult()
+    rlock = threading.Lock()
+    todo = []
+    for e, src, name, final in plan:
+        if state.known_good(e.path, final, e.sha256):
+            result.skipped.append(e.path)
+            if progress and e.size:
+                progress(e.size)
+        else:
+            todo.append((e, src, name, final))
+    for src in {s for _, s, _, _ in todo}:
+        check_revision(src, endpoint)
+
+    def one(item: tuple[mf.Entry, Source, str, Path]) -> None:
+        e, src, name, final = item
+        try:
+            if final.is_file() and (e.size is None or final.stat().st_size == e.size):
+                if hash_file(final)[0] == e.sha256:  # put there by other means: check it once
+                    state.record(e.path, final, e.sha256)
+                    with rlock:
+                        result.skipped.append(e.path)
+                    if progress and e.size:
+                        progress(e.size)
+                    return
+                log(f"{e.path}: present but its sha256 does not match; downloading it again")
+            n, resumed = _download(e, src, name, root, final, endpoint, retries, progress)
+            state.record(e.path, final, e.sha256)
+            with rlock:
+                result.bytes_downloaded += n
+                (result.resumed if resumed else result.downloaded).append(e.path)
+            log(f"{e.path}: {'resumed, ' if resumed else ''}{n} bytes downloaded, sha256 ok")
+        except FileFailure as f:
+            with rlock:
+                result.failed.append(f)
+            log(str(f))
+
+    n_workers = max(1, min(workers, len(todo) or 1))
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="fetch") as p:
+        list(p.map(one, todo))
+    result.seconds = time.monotonic() - started
+    if result.failed:
+        code = EXIT_CORRUPT if any(f.code == EXIT_CORRUPT for f in result.failed) else EXIT_FAIL
+        names = "; ".join(str(f) for f in result.failed)
+        raise RecipeError(f"fetch failed for {len(result.failed)} file(s): {names}", code)
+    return result
+
+
+def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endpoint: str | None,
+              retries: int, progress: Callable[[int], None] | None) -> tuple[int, bool]:
+    """Stream one file into its .part through the hasher; rename it into place if it matches."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    part = root / STAGING_DIR / (e.path + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    url = file_url(src, name, endpoint)
+    base_headers = build_hf_headers(token=hub_token())
+    base_headers["Accept-Encoding"] = "identity"  # byte ranges must address the stored bytes
+
+    h = hashlib.sha256()
+    offset = part.stat().st_size if part.exists() else 0
+    if e.size is None or offset > e.size:  # without a known size a partial file cannot be resumed safely
+        offset = 0
+    if offset:
+        h_prefix, offset = _hash_prefix(part, offset)
+        h = h_prefix
+    resumed = offset > 0
+    downloaded = 0
+    failures = 0
+    with open(part, "r+b" if part.exists() else "wb") as f:
+        f.truncate(offset)
+        f.seek(offset)
+        while e.size is None or offset < e.size:
+            headers = dict(base_headers)
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            try:
+                with get_session().stream("GET", url, headers=headers, follow_redirects=True,
+                                          timeout=httpx2.Timeout(60.0, connect=15.0)) as r:
+                    hf_raise_for_status(r)
+                    if offset and r.status_code == 200:  # server ignored the Range: start over
+                        f.seek(0)
+                        f.truncate(0)
+                        h, offset = hashlib.sha256(), 0
+                    elif offset and not r.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                        raise FileFailure(e.path, f"server answered range {r.headers.get('Content-Range')!r} "
+                                                  f"to a request from byte {offset}")
+                    for chunk in r.iter_bytes(STREAM_CHUNK):
+                        f.write(chunk)
+                        h.update(chunk)
+                        offset += len(chunk)
+                        downloaded += len(chunk)
+                        failures = 0
+                        if progress:
+                            progress(len(chunk))
+                if e.size is None:
+                    break
+                if offset < e.size:
+                    raise httpx2.RemoteProtocolError("response ended early")
+            except httpx2.TransportError as err:
+                failures += 1
+                if failures > retries:
+                    f.flush()
+                    raise FileFailure(e.path, f"download interrupted at byte {offset} of {e.size} "
+                                              f"({_one_line(err)}); run fetch again to resume") from None
+                time.sleep(min(0.2 * 2 ** failures, 5.0))
+            except HfHubHTTPError as err:
+                raise FileFailure(e.path, f"Hub refused the download: {_one_line(err)}") from None
+        f.flush()
+        os.fsync(f.fileno())
+    got = h.hexdigest()
+    if e.size is not None and offset != e.size:
+        part.unlink(missing_ok=True)
+        raise FileFailure(e.path, f"received {offset} bytes, the manifest says {e.size}", EXIT_CORRUPT)
+    if got != e.sha256:
+        part.unlink(missing_ok=True)  # never resume from bytes known to be wrong
+        raise FileFailure(e.path, f"sha256 mismatch: downloaded {got}, manifest says {e.sha256}; "
+                                  f"the file was not put in place", EXIT_CORRUPT)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    mf.resolve_inside(root, e.path)  # the parents could have changed into symlinks meanwhile
+    os.replace(part, final)
+    fsync_dir(final.parent)
+    return downloaded, resumed
+
+
+def _hash_prefix(part: Path, n: int) -> tuple[hashlib._Hash, int]:
+    """sha256 state after the first n bytes of an earlier process's partial download."""
+    h = hashlib.sha256()
+    buf = bytearray(8 << 20)
+    view = memoryview(buf)
+    done = 0
+    with open(part, "rb", buffering=0) as f:
+        while done < n:
+            k = f.readinto(view[: min(len(buf), n - done)])
+            if not k:
+                break
+            h.update(view[:k])
+            done += k
+    return h, done

@@ -1,0 +1,237 @@
+"""`recipe lock`: rebuild a recipe's inputs manifest from the Hub's metadata, without the weights.
+
+LFS files carry their sha256 and size in the Hub's tree listing; the few small non-LFS files
+(config.json, chat_template.jinja, ...) have only a git sha1 there, so they are downloaded and
+hashed (capped at SMALL_FILE_MAX). The image tag is resolved to a digest where a registry answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runner import manifest as mf
+from runner.errors import EXIT_FAIL, RecipeError
+from runner.fetch import SMALL_FILE_MAX, Source, _one_line, check_revision, file_url, hub_token
+from runner.recipe import Recipe
+
+NOT_IN_MANIFEST = (".gitattributes",)
+
+
+def manifest_header(recipe: Recipe, model_rev: str | None = None, data_rev: str | None = None
+                    ) -> tuple[list[str], dict[str, str]]:
+    """(free comment lines, header fields) for the recipe's inputs manifest."""
+    d = recipe.data
+    model, data = d.get("model", {}), d.get("data", {})
+    comments = [
+        f"recipe-bundle inputs manifest of recipe {recipe.name} (sha256sum -c --strict format).",
+        f"Check: cd <inputs root> && sha256sum -c --strict {recipe.files['manifest']}"
+        f"   (or: recipe verify {recipe.name})",
+        f"Regenerate from the Hub's metadata: recipe lock {recipe.name}",
+    ]
+    header = {"recipe": recipe.name}
+    if model.get("repo"):
+        header.update({"model.repo": model["repo"], "model.revision": model_rev or model.get("revision", ""),
+                       "model.dir": model.get("dir", "model")})
+    if data.get("repo"):
+        header.update({"data.repo": data["repo"], "data.repo_type": data.get("repo_type", "dataset"),
+                       "data.revision": data_rev or data.get("revision", ""),
+                       "data.dir": data.get("dir", "data")})
+    header["image"] = recipe.image
+    if d.get("pins", {}).get("miles_commit"):
+        header["miles_commit"] = d["pins"]["miles_commit"]
+    return comments, header
+
+
+def recipe_sources(recipe: Recipe) -> list[Source]:
+    _, h = manifest_header(recipe)
+    return [Source(h[f"{k}.dir"], h[f"{k}.repo"], h.get(f"{k}.repo_type", "model"), h[f"{k}.revision"])
+            for k in ("model", "data") if f"{k}.repo" in h]
+
+
+def repo_tree(src: Source, endpoint: str | None = None) -> dict[str, tuple[int, str | None]]:
+    """path -> (size, sha256 if the Hub knows it as an LFS file else None) at src.revision."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    api = HfApi(endpoint=endpoint, token=hub_token())
+    out = {}
+    for item in api.list_repo_tree(src.repo_id, repo_type=src.repo_type, revision=src.revision,
+                                   recursive=True):
+        if isinstance(item, RepoFile):
+            out[item.path] = (item.lfs.size, item.lfs.sha256) if item.lfs else (item.size, None)
+    return out
+
+
+def hash_small_file(src: Source, name: str, size: int, endpoint: str | None = None) -> str:
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    if size > SMALL_FILE_MAX:
+        raise RecipeError(f"{src.repo_id}/{name}: {size} bytes and not LFS: refusing to download it to "
+                          f"hash it (limit {SMALL_FILE_MAX})", EXIT_FAIL)
+    headers = build_hf_headers(token=hub_token())
+    headers["Accept-Encoding"] = "identity"
+    r = get_session().get(file_url(src, name, endpoint), headers=headers, follow_redirects=True)
+    hf_raise_for_status(r)
+    if len(r.content) != size:
+        raise RecipeError(f"{src.repo_id}/{name}: Hub listed {size} bytes but served {len(r.content)}",
+                          EXIT_FAIL)
+    return hashlib.sha256(r.content).hexdigest()
+
+
+def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | None = None,
+                   log: Callable[[str], None] = lambda s: None) -> mf.Manifest:
+    """The manifest the Hub's metadata implies. Model files: those the old manifest lists (so a
+    hand-picked set stays picked), or every file of the repo when there is no old manifest."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    sources = recipe_sources(recipe)
+    resolved = {s.prefix: check_revision(s, endpoint) for s in sources}
+    sources = [Source(s.prefix, s.repo_id, s.repo_type, resolved[s.prefix]) for s in sources]
+    d = recipe.data
+    comments, header = manifest_header(recipe, resolved.get(d.get("model", {}).get("dir", "model")),
+                                       resolved.get(d.get("data", {}).get("dir", "data")))
+    entries: list[mf.Entry] = []
+    data_file = recipe.data.get("data", {}).get("file")
+    for src in sources:
+        try:
+            tree = repo_tree(src, endpoint)
+        except (HfHubHTTPError, OSError) as e:
+            raise RecipeError(f"cannot list {src.repo_id}@{src.revision}: {_one_line(e)}",
+                              EXIT_FAIL) from None
+        prefix = src.prefix.rstrip("/") + "/"
+        listed = old.entries if old else []
+        wanted = sorted(e.path[len(prefix):] for e in listed if e.path.startswith(prefix))
+        if not wanted:
+            is_data = src.repo_type == "dataset" and data_file
+            wanted = [data_file] if is_data else sorted(p for p in tree if p not in NOT_IN_MANIFEST)
+        for name in wanted:
+            if name not in tree:
+                raise RecipeError(f"{prefix}{name}: not in {src.repo_id} at revision {src.revision}; "
+                                  f"remove it from the manifest or pin another revision", EXIT_FAIL)
+            size, sha = tree[name]
+            if sha is None:
+                log(f"{prefix}{name}: not an LFS file, downloading {size} bytes to hash it")
+                sha = hash_small_file(src, name, size, endpoint)
+            entries.append(mf.Entry(prefix + name, sha, size))
+    return mf.Manifest(header=header, entries=entries, comments=comments)
+
+
+def diff(old: mf.Manifest | None, new: mf.Manifest) -> list[str]:
+    """One line per change: header fields, added (+), removed (-) and changed (~) files."""
+    if old is None:
+        return [f"+ {e.path} ({e.size} bytes)" for e in new.entries]
+    out = []
+    for k in dict.fromkeys([*old.header, *new.header]):
+        if old.header.get(k) != new.header.get(k):
+            out.append(f"~ header {k}: {old.header.get(k)} -> {new.header.get(k)}")
+    a, b = old.by_path(), new.by_path()
+    for p in sorted(set(a) | set(b)):
+        if p not in a:
+            out.append(f"+ {p} ({b[p].size} bytes)")
+        elif p not in b:
+            out.append(f"- {p}")
+        elif (a[p].sha256, a[p].size) != (b[p].sha256, b[p].size):
+            out.append(f"~ {p}: sha256 {a[p].sha256[:12]}… -> {b[p].sha256[:12]}…, "
+                       f"size {a[p].size} -> {b[p].size}")
+    return out
+
+
+# ---- image tag -> digest ------------------------------------------------------------------------
+
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])
+
+
+@dataclass
+class ImageDigest:
+    reference: str  # registry/repo:tag that was asked about
+    pinned: str | None  # the digest recipe.toml pins
+    digest: str | None = None  # what the registry says now; None if it could not be asked
+    via: str = ""
+    error: str | None = None
+
+    def describe(self) -> str:
+        if self.digest is None:
+            return (f"image: {self.reference}: registry not reachable ({self.error}); "
+                    f"keeping the pinned digest {self.pinned}")
+        if self.digest == self.pinned:
+            return f"image: {self.reference} still resolves to the pinned {self.digest} (via {self.via})"
+        return (f"image: WARNING {self.reference} now resolves to {self.digest} but recipe.toml pins "
+                f"{self.pinned}; recipe.toml is left as is: change [image].reference deliberately")
+
+
+def split_reference(ref: str) -> tuple[str, str, str, str | None]:
+    """'radixark/miles:v0.1.0@sha256:..' -> (registry, repository, tag, digest)."""
+    name, _, digest = ref.partition("@")
+    first = name.split("/")[0]
+    if "/" in name and ("." in first or ":" in first or first == "localhost"):
+        registry, name = first, name[len(first) + 1:]
+    else:
+        registry = "docker.io"
+    repo, _, tag = name.partition(":")
+    if registry == "docker.io" and "/" not in repo:
+        repo = f"library/{repo}"
+    return registry, repo, tag or "latest", digest or None
+
+
+def resolve_image_digest(reference: str, timeout: float = 5.0) -> ImageDigest:
+    registry, repo, tag, pinned = split_reference(reference)
+    out = ImageDigest(f"{registry}/{repo}:{tag}", pinned)
+    if shutil.which("skopeo") and not os.environ.get("RECIPE_REGISTRY_URL"):
+        try:
+            raw = subprocess.run(["skopeo", "inspect", "--raw", f"docker://{registry}/{repo}:{tag}"],
+                                 capture_output=True, timeout=60, check=True).stdout
+            out.digest, out.via = "sha256:" + hashlib.sha256(raw).hexdigest(), "skopeo"
+            return out
+        except (subprocess.SubprocessError, OSError) as e:
+            out.error = f"skopeo: {_one_line(e)}"
+    base = os.environ.get("RECIPE_REGISTRY_URL") or (
+        "https://registry-1.docker.io" if registry == "docker.io" else f"https://{registry}")
+    url = f"{base.rstrip('/')}/v2/{repo}/manifests/{tag}"
+    try:
+        out.digest = _head_digest(url, timeout)
+        out.via = base
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        out.error = f"{base}: {_one_line(getattr(e, 'reason', e))}"
+    return out
+
+
+def _head_digest(url: str, timeout: float) -> str:
+    headers = {"Accept": MANIFEST_TYPES}
+    for _ in range(2):
+        req = urllib.request.Request(url, method="HEAD", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                digest = r.headers.get("Docker-Content-Digest")
+                if not digest:
+                    raise ValueError("no Docker-Content-Digest header in the answer")
+                return digest
+        except urllib.error.HTTPError as e:
+            challenge = e.headers.get("WWW-Authenticate", "")
+            if e.code != 401 or not challenge.lower().startswith("bearer") or "Authorization" in headers:
+                raise ValueError(f"HTTP {e.code} for {url}") from None
+            headers["Authorization"] = f"Bearer {_anonymous_token(challenge, timeout)}"
+    raise ValueError(f"no answer for {url}")
+
+
+def _anonymous_token(challenge: str, timeout: float) -> str:
+    # Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:x:pull"
+    fields = dict(part.split("=", 1) for part in challenge[len("Bearer "):].split(",") if "=" in part)
+    fields = {k.strip(): v.strip().strip('"') for k, v in fields.items()}
+    realm = fields.pop("realm")
+    query = "&".join(f"{k}={urllib.request.quote(v, safe=':/')}" for k, v in fields.items())
+    with urllib.request.urlopen(f"{realm}?{query}", timeout=timeout) as r:
+        body = json.loads(r.read())
+    return body.get("token") or body["access_token"]
