@@ -1,0 +1,52 @@
+# recipe-bundle: `just run nemotron3_nano` and `just test` are the two commands that matter.
+# No `just`? python3 -m pip install rust-just   (or run ci/just, which does that for you)
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+# Arguments reach recipe lines as "$1", "$@": quoted, never re-split.
+set positional-arguments := true
+
+venv := ".venv"
+recipe_bin := venv + "/bin/recipe"
+
+# List the recipes of this Justfile.
+default:
+    @just --list
+
+# Create or refresh .venv with the runner (and optional extras, e.g. `just bootstrap test,hub`).
+bootstrap extras="":
+    ci/bootstrap.sh "$1"
+
+# Preflight, then run a recipe (extra args go to `recipe run`, e.g. --cell ep4 --dry-run).
+run recipe *args:
+    ci/bootstrap.sh "$(python3 ci/recipe_extras.py "$1")"
+    {{recipe_bin}} run "$@"
+
+# Print the fully resolved launch of a recipe (extra args go to `recipe plan`).
+plan recipe *args:
+    ci/bootstrap.sh ""
+    {{recipe_bin}} plan "$@"
+
+# Replay a recorded run and compare its metrics.
+replay run_dir *args:
+    ci/bootstrap.sh "$(python3 ci/recipe_extras.py --run-dir "$1")"
+    {{recipe_bin}} replay "$@"
+
+# The whole test suite: installs and starts what the tests need (Slurm, Docker, Ray), then pytest.
+test *args:
+    ci/test.sh "$@"
+
+# Static checks: ruff on Python, shellcheck on every shell script.
+lint:
+    ci/bootstrap.sh test
+    {{venv}}/bin/ruff check runner tests ci recipes
+    {{venv}}/bin/shellcheck -x $(git ls-files '*.sh') recipes/*/run.sh .ci/run ci/just
+
+# Rewrite the committed plan snapshots after an intended change of a recipe's launch.
+snapshots:
+    ci/bootstrap.sh test
+    UPDATE_SNAPSHOTS=1 {{venv}}/bin/python -m pytest -q tests/test_plan_snapshots.py
+
+# Time `recipe --help` start-up (a benchmark, not a test).
+bench-startup:
+    ci/bootstrap.sh ""
+    {{venv}}/bin/python ci/bench_startup.py

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command of the README (`just test`) and of CI (.ci/run).
+# Installs what the tests need on a fresh Debian machine (system packages when root, the venv
+# with every extra), then runs pytest. Tests start and stop their own services (Ray, Slurm,
+# Docker engine, a local registry, a loopback Hugging Face Hub) and track them by PID.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ci/system_deps.sh
+ci/bootstrap.sh test,hub,report,tiny
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,65 @@
+"""The local backend: preflight this machine, then run the recipe's run script here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from runner import preflight as pf
+from runner.launch import Launch
+
+
+def check_image(launch: Launch) -> pf.Check:
+    """Are we inside the pinned image (miles and friends at the pinned commits)?"""
+    if launch.image == "none":
+        return pf.na("image", "recipe pins no image (runs on the host's Python)")
+    from runner import doctor  # the image self-check
+
+    report = doctor.run_doctor(launch.recipe)
+    if report.ok:
+        return pf.ok("image", "inside the pinned image: commits and versions match the lock")
+    return pf.fail("image", f"not the pinned image: {report.summary()}",
+                   f"run inside {launch.image} (recipe run --backend docker, or Slurm with pyxis), "
+                   "or --skip-preflight image if the stack is installed here on purpose")
+
+
+def check_inputs(launch: Launch) -> pf.Check:
+    from runner.verify import verify_recipe_inputs
+
+    result = verify_recipe_inputs(launch.recipe, launch.inputs_dir)
+    if result.ok:
+        return pf.ok("inputs", f"{result.summary()} under {launch.inputs_dir}")
+    return pf.fail("inputs", f"{result.summary()} under {launch.inputs_dir}",
+                   f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
+
+
+def check_lint(launch: Launch) -> pf.Check:
+    from runner.lint import lint_recipe
+
+    rep = lint_recipe(launch.recipe, cell=launch.cell.name)
+    if rep.errors:
+        return pf.fail("lint", f"{len(rep.errors)} error(s): {rep.errors[0]}", f"recipe lint {launch.recipe.name}")
+    return pf.ok("lint", f"clean ({len(rep.warnings)} warning(s))")
+
+
+def preflight(launch: Launch) -> list[pf.Check]:
+    hw = launch.recipe.hardware
+    need = launch.gpus_per_node
+    img = launch.recipe.data.get("image", {})
+    checks = {
+        "lint": lambda: check_lint(launch),
+        "gpus": lambda: pf.check_gpus(need, hw.get("gpu"), hw.get("min_gpu_memory_gib")),
+        "driver": lambda: pf.check_driver(img.get("min_driver"), need > 0),
+        "image": lambda: check_image(launch),
+        "shm": lambda: pf.check_shm(hw.get("min_shm_gib", 0)),
+        "disk": lambda: pf.check_disk(launch.output_dir, hw.get("min_free_disk_gib", 0)),
+        "ports": lambda: pf.check_ports(launch.env),
+        "inputs": lambda: check_inputs(launch),
+    }
+    if os.environ.get("RECIPE_RAY_ADDRESS"):  # joining a cluster someone else started
+        checks["ports"] = lambda: pf.na("ports", f"joining Ray at {os.environ['RECIPE_RAY_ADDRESS']}")
+    return pf.run_checks(checks, launch.skip)
+
+
+def script(launch: Launch) -> Path:
+    return launch.recipe.path("run_script")

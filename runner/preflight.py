@@ -1,0 +1,131 @@
+"""Checks before a launch: each names what is wrong and how to fix it.
+
+A check returns a Check with status "ok", "fail", "warn" or "n/a". `--skip-preflight NAME`
+turns a check into "skipped" (recorded in run.json) for people who know better.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runner import hostinfo
+from runner.ports import ports_in_use
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | fail | warn | n/a | skipped
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def ok(name: str, detail: str) -> Check:
+    return Check(name, "ok", detail)
+
+
+def fail(name: str, detail: str, fix: str) -> Check:
+    return Check(name, "fail", detail, fix)
+
+
+def na(name: str, detail: str) -> Check:
+    return Check(name, "n/a", detail)
+
+
+def run_checks(checks: dict[str, Callable[[], Check]], skip: set[str]) -> list[Check]:
+    out = []
+    for name, fn in checks.items():
+        if name in skip:
+            out.append(Check(name, "skipped", "skipped by --skip-preflight"))
+            continue
+        try:
+            out.append(fn())
+        except Exception as e:  # noqa: BLE001 - a check that cannot run is a failed check, not a crash
+            msg = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+            out.append(fail(name, f"check could not run: {msg}", f"--skip-preflight {name} to proceed anyway"))
+    return out
+
+
+def failed(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.status == "fail"]
+
+
+# ---- individual checks -------------------------------------------------------------------
+
+def check_gpus(need_per_node: int, model: str | None, min_mem_gib: float | None) -> Check:
+    if need_per_node == 0:
+        return na("gpus", "recipe needs no GPU")
+    gpus = hostinfo.gpus()
+    want = f"{need_per_node} x {model or 'GPU'}"
+    if not gpus:
+        how = "nvidia-smi not found" if not shutil.which("nvidia-smi") else "nvidia-smi lists no GPU"
+        return fail("gpus", f"{how}: this machine has no usable NVIDIA GPU (need {want})",
+                    f"run on a node with {want} and the NVIDIA driver installed")
+    if len(gpus) < need_per_node:
+        return fail("gpus", f"{len(gpus)} GPU(s) visible, need {want}",
+                    "run on a full node, or pick a cell/--gpus-per-node that fits (recipe plan NAME --gpus N)")
+    names = {g["name"] for g in gpus}
+    if model and not all(model in n for n in names):
+        return fail("gpus", f"GPUs are {', '.join(sorted(names))}, the recipe was verified on {model}",
+                    f"run on {model} nodes, or --skip-preflight gpus to try anyway")
+    if min_mem_gib:
+        small = [g for g in gpus if float(g["memory_mib"]) / 1024 < min_mem_gib]
+        if small:
+            return fail("gpus", f"GPU memory {small[0]['memory_mib']} MiB < {min_mem_gib} GiB needed",
+                        "use GPUs with more memory")
+    return ok("gpus", f"{len(gpus)} x {gpus[0]['name']}")
+
+
+def check_driver(min_driver: int | None, need_gpus: bool) -> Check:
+    if not need_gpus or not min_driver:
+        return na("driver", "no driver requirement")
+    gpus = hostinfo.gpus()
+    if not gpus:
+        return fail("driver", "no NVIDIA driver found", f"install NVIDIA driver R{min_driver} or newer")
+    major = int(gpus[0]["driver"].split(".")[0])
+    if major < min_driver:
+        return fail("driver", f"driver {gpus[0]['driver']} is older than R{min_driver} (the image's CUDA needs it)",
+                    f"upgrade the host driver to R{min_driver}+, or use the image's CUDA 12.9 variant")
+    return ok("driver", f"driver {gpus[0]['driver']} >= R{min_driver}")
+
+
+def check_shm(min_gib: float) -> Check:
+    if not min_gib:
+        return na("shm", "no /dev/shm requirement")
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return fail("shm", "/dev/shm is missing", "mount a tmpfs on /dev/shm (docker: --ipc=host or --shm-size)")
+    gib = st.f_frsize * st.f_blocks / 2**30
+    if gib < min_gib:
+        return fail("shm", f"/dev/shm is {gib:.1f} GiB, need {min_gib:g} GiB (NCCL and Ray use it)",
+                    "docker: --ipc=host or --shm-size=32g; Slurm/enroot: a bigger /dev/shm on the node")
+    return ok("shm", f"/dev/shm {gib:.0f} GiB")
+
+
+def check_disk(path: Path, min_gib: float) -> Check:
+    if not min_gib:
+        return na("disk", "no disk requirement")
+    p = path
+    while not p.exists():
+        p = p.parent
+    free = shutil.disk_usage(p).free / 2**30
+    if free < min_gib:
+        return fail("disk", f"{free:.0f} GiB free at {p}, need {min_gib:g} GiB (the last rollout saves a full "
+                    "checkpoint with optimizer state)", "point --output-dir at a larger file system")
+    return ok("disk", f"{free:.0f} GiB free at {p}")
+
+
+def check_ports(env: dict[str, str]) -> Check:
+    busy = ports_in_use(env)
+    if busy:
+        return fail("ports", f"ports already in use: {', '.join(map(str, busy))}",
+                    "another Ray may be running; set RECIPE_RAY_PORT etc. or retry (ports are picked per run)")
+    return ok("ports", f"Ray ports {env.get('RECIPE_RAY_PORT')}..{env.get('RECIPE_RAY_MAX_WORKER_PORT')} free")

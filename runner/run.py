@@ -1,0 +1,140 @@
+"""One run, top to bottom: preflight, run directory and record, run script, metrics, gate.
+
+    recipe run NAME
+      -> build_launch (plan from the run script's dry run, ports, dirs)
+      -> backend preflight (every failure names its fix)
+      -> run directory + run.json ("running")
+      -> run script (logs/run.log), or the docker/slurm wrapper around it
+      -> metrics.jsonl + gate.json
+      -> run.json (final status, exit code)
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+from runner import hostinfo
+from runner import preflight as pf
+from runner.backends import module
+from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
+from runner.execute import run_script
+from runner.launch import Launch
+from runner.record import RunRecord, recipe_digest, recorded_env, write_json_atomic
+
+STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
+
+
+def print_checks(checks: list[pf.Check]) -> None:
+    for c in checks:
+        mark = click.style(f"{c.status:>7}", fg=STATUS_STYLE.get(c.status))
+        click.echo(f"  {mark}  {c.name:<7} {c.detail}", err=True)
+        if c.status == "fail" and c.fix:
+            click.echo(f"           {'':<7} fix: {c.fix}", err=True)
+
+
+def would_run(launch: Launch) -> list[list[str]]:
+    if launch.backend == "local":
+        return launch.plan.commands
+    return [module(launch.backend).command(launch)]
+
+
+def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
+    bad = pf.failed(checks)
+    click.echo(f"recipe: cannot run {launch.recipe.name} (cell {launch.cell.name}, backend {launch.backend}) "
+               f"on this machine; {len(bad)} preflight check(s) failed:", err=True)
+    print_checks(checks)
+    click.echo("\nIt would have run:", err=True)
+    for cmd in would_run(launch):
+        click.echo(f"  {shlex.join(cmd)}", err=True)
+    click.echo(f"\n(`recipe plan {launch.recipe.name} --cell {launch.cell.name}` shows the full plan; "
+               "`--skip-preflight CHECK` overrides a check.)", err=True)
+    return EXIT_PREFLIGHT
+
+
+def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
+    r = launch.recipe
+    inputs = next((c for c in checks if c.name == "inputs"), None)
+    return {
+        "recipe": r.name,
+        "recipe_digest": recipe_digest(r),
+        "determinism": r.data.get("determinism", {}).get("tier", "unspecified"),
+        "bundle": hostinfo.bundle_git(),
+        "image": launch.image,
+        "backend": launch.backend,
+        "cell": launch.cell.name,
+        "layout": launch.cell.as_dict(),
+        "nodes": launch.nodes,
+        "gpus_per_node": launch.gpus_per_node,
+        "seeds": {"seed": launch.env["RECIPE_SEED"], "rollout_seed": launch.env["RECIPE_ROLLOUT_SEED"]},
+        "deterministic": launch.env["RECIPE_DETERMINISTIC"] == "1",
+        "run_id": launch.run_id,
+        "run_dir": str(launch.run_dir),
+        "inputs_dir": str(launch.inputs_dir),
+        "output_dir": str(launch.output_dir),
+        "forward_args": launch.forward_args,
+        "script_env": launch.env,
+        "entrypoint": launch.plan.entrypoint,
+        "argv": launch.plan.argv,
+        "job_env": launch.plan.env,
+        "commands": launch.plan.commands,
+        "environment": recorded_env(),
+        "secrets_passed": launch.secret_names,
+        "preflight": [c.as_dict() for c in checks],
+        "preflight_skipped": sorted(launch.skip),
+        "inputs_verification": inputs.as_dict() if inputs else None,
+        "host": hostinfo.host(),
+    }
+
+
+def gate_run(launch: Launch, record: RunRecord) -> bool | None:
+    """Collect metrics.jsonl and evaluate the recipe's expected metrics; None if there is nothing to gate."""
+    from runner import gate, metrics
+
+    series = metrics.collect(launch.run_dir)
+    metrics.write_metrics_jsonl(series, launch.run_dir / "metrics.jsonl")
+    expected_path = launch.recipe.path("expected_metrics")
+    if not expected_path.is_file():
+        record.update(gate={"status": "absent", "detail": f"{expected_path.name} not found"})
+        return None
+    result = gate.evaluate(gate.load_expected(expected_path), series)
+    gate.write_gate_json(result, launch.run_dir / "gate.json")
+    click.echo(gate.format_table(result), err=True)
+    record.update(gate=result.as_dict())
+    return result.passed
+
+
+def execute(launch: Launch, checks: list[pf.Check], gate: bool = True) -> int:
+    """Run a launch whose preflight passed; returns the process exit code."""
+    if launch.backend != "local":
+        # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
+        # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
+        write_json_atomic(launch.run_dir / "launcher.json",
+                          {"backend": launch.backend, "command": would_run(launch)[0], "host": hostinfo.host()})
+        rc, interrupted = module(launch.backend).run(launch)
+        return EXIT_INTERRUPTED if interrupted else rc
+    record = RunRecord.start(launch.run_dir, **provenance(launch, checks))
+    click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
+    rc, interrupted = run_script(module("local").script(launch), launch.env, launch.run_dir / "logs" / "run.log")
+    if interrupted:
+        record.finish("interrupted", EXIT_INTERRUPTED)
+        click.echo(f"recipe: run {launch.run_id} interrupted; record: {launch.run_dir / 'run.json'}", err=True)
+        return EXIT_INTERRUPTED
+    if rc != 0:
+        record.finish("failed", EXIT_FAIL, script_exit_code=rc)
+        click.echo(f"recipe: run script exited {rc}; log: {launch.run_dir / 'logs' / 'run.log'}", err=True)
+        return EXIT_FAIL
+    passed = gate_run(launch, record) if gate else None
+    if passed is False:
+        record.finish("gate-failed", EXIT_FAIL, script_exit_code=0)
+        click.echo(f"recipe: run {launch.run_id} finished but FAILED its expected-metrics gate", err=True)
+        return EXIT_FAIL
+    record.finish("succeeded", EXIT_OK, script_exit_code=0)
+    click.echo(f"recipe: run {launch.run_id} succeeded; record: {launch.run_dir / 'run.json'}", err=True)
+    return EXIT_OK
+
+
+def run_dir_for(run_dir: Path | None, runs_dir: Path, run_id: str) -> Path:
+    return (run_dir or runs_dir / run_id).resolve()

@@ -1,0 +1,41 @@
+"""Shared test helpers: the repository root, and running the real `recipe` CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE_BIN = [sys.executable, "-m", "runner.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without RECIPE_* / secrets, so tests see the defaults."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RECIPE_") and k not in ("WANDB_API_KEY", "HF_TOKEN", "NCCL_NVLS_ENABLE")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def recipe(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+           timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `recipe ARGS...` for real and capture its output."""
+    return subprocess.run([*RECIPE_BIN, *args], env=env or clean_env(), cwd=cwd or ROOT, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def run_recipe():
+    return recipe
+
+
+@pytest.fixture(autouse=True)
+def _no_recipe_env(monkeypatch):
+    for k in list(os.environ):
+        if k.startswith("RECIPE_") or k in ("WANDB_API_KEY", "HF_TOKEN", "NCCL_NVLS_ENABLE"):
+            monkeypatch.delenv(k, raising=False)

@@ -1,0 +1,103 @@
+"""The CLI contract: shapes of list/show/plan, one-line errors with exit 2, cheap start-up,
+and `recipe run` on a machine that cannot run the recipe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, clean_env, recipe
+
+HEAVY = ("torch", "ray", "transformers", "huggingface_hub", "matplotlib", "numpy", "trl")
+
+
+def test_list_prints_recipe_names():
+    p = recipe("list")
+    assert p.returncode == 0
+    assert "nemotron3_nano" in p.stdout.splitlines()
+
+
+def test_show_json_shape():
+    p = recipe("show", "nemotron3_nano", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["name"] == "nemotron3_nano"
+    assert d["default_cell"] == "default"
+    assert d["cells"]["default"] == {"tp": 2, "pp": 2, "cp": 1, "ep": 2, "etp": 1, "sp": True,
+                                     "max_tokens_per_gpu": 1024}
+    assert len(d["cells"]) == 6
+    assert d["files"]["model_args"] == "recipes/nemotron3_nano/model_args.txt"
+    assert d["files"]["run_script"] == "recipes/nemotron3_nano/run.sh"
+    assert d["files"]["expected_metrics"] == "recipes/nemotron3_nano/expected_metrics.toml"
+    assert d["files"]["manifest"] == "recipes/nemotron3_nano/inputs.sha256"
+    assert "@sha256:" in d["pins"]["image"]["reference"]
+
+
+def test_plan_json_shape():
+    p = recipe("plan", "nemotron3_nano", "--cell", "ep4", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["cell"] == "ep4"
+    assert all(isinstance(a, str) for a in d["argv"])
+    assert d["argv"][d["argv"].index("--expert-model-parallel-size") + 1] == "4"
+    assert d["env"]["CUDA_DEVICE_MAX_CONNECTIONS"] == "1"
+    assert [c[:3] for c in d["commands"] if c[:1] == ["ray"]][0] == ["ray", "job", "submit"]
+
+
+def test_plan_shows_secrets_by_name_only():
+    planted = "hf_PLANTEDsecretVALUE123"
+    p = recipe("plan", "nemotron3_nano", "--format", "json", env=clean_env(HF_TOKEN=planted, WANDB_API_KEY=planted))
+    assert p.returncode == 0
+    assert planted not in p.stdout + p.stderr
+    env = json.loads(p.stdout)["env"]
+    assert env["WANDB_API_KEY"] == "$WANDB_API_KEY" and env["HF_TOKEN"] == "$HF_TOKEN"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["plan", "nope"], "unknown recipe 'nope'; valid recipes: "),
+    (["plan", "nemotron3_nano", "--cell", "tp8"], "unknown cell 'tp8' for recipe nemotron3_nano; valid cells: default"),
+    (["plan", "nemotron3_nano", "--nodes", "0"], "--nodes must be >= 1, got 0"),
+    (["plan", "nemotron3_nano", "--gpus-per-node", "6"], "TP*PP*CP = 2*2*1 = 4 does not divide 6 GPUs"),
+    (["plan", "nemotron3_nano", "--cell", "ep4", "--gpus-per-node", "6"], "EP*ETP = 4 does not divide the 6/1"),
+    (["run", "nemotron3_nano", "--cell", "nope"], "unknown cell 'nope'"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle):
+    p = recipe(*args)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in p.stderr
+
+
+def test_invalid_layout_names_valid_cells():
+    p = recipe("plan", "nemotron3_nano", "--cell", "pp2_ep4", "--nodes", "1", "--gpus-per-node", "12")
+    assert p.returncode == 2
+    # a PP2 stage of 12 GPUs has 6, which EP4 does not divide; the other layouts fit
+    assert "EP*ETP = 4 does not divide the 12/2 GPUs of a pipeline stage" in p.stderr
+    assert p.stderr.strip().endswith("cells valid there: default, ep4, tp2_ep4_sp, cp2_ep4, tp2_pp2_ep2_sp")
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys\nfrom runner.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+    assert "Commands:" in p.stdout
+
+
+def test_run_on_a_machine_without_gpus_says_what_is_missing(tmp_path):
+    p = recipe("run", "nemotron3_nano", "--backend", "local", "--runs-dir", str(tmp_path / "runs"),
+               "--skip-preflight", "lint", cwd=tmp_path)
+    assert p.returncode == 3, p.stderr
+    assert "cannot run nemotron3_nano" in p.stderr
+    assert "fail  gpus" in p.stderr and "need 8 x H200" in p.stderr
+    assert "It would have run:" in p.stderr
+    assert "/root/miles/train.py" in p.stderr and "--moe-router-topk-scaling-factor 2.5" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "runs").exists(), "a run that never started must not leave a run directory"
