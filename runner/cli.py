@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("recipes", "show_cmd", "Show a recipe: pins, hardware, parallelism cells, files."),
     "plan": ("plan", "plan_cmd", "Print the fully resolved launch of a recipe, with no side effects."),
     "run": ("run", "run_cmd", "Preflight, then launch a recipe and record the run."),
+    "doctor": ("doctor", "doctor_cmd", "Check this container against the image lock (commits, versions, kernels)."),
     "verify": ("inputs", "verify_cmd", "Check inputs (or --recipe-files) against the sha256 manifest."),
     "fetch": ("inputs", "fetch_cmd", "Download model and data at the pinned revisions, hashed."),
     "lock": ("inputs", "lock_cmd", "Rewrite the inputs manifest from Hub metadata (or --recipe-files)."),

@@ -1,0 +1,31 @@
+"""`recipe doctor`: check this container against the image lock and print the table."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_PREFLIGHT
+
+
+@click.command("doctor")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def doctor_cmd(name: str | None, as_json: bool) -> None:
+    """Compare commits, package versions and kernels in this container with the image lock.
+
+    Exit 0: everything matches; 1: a mismatch or a missing part; 3: not inside the pinned GPU image.
+    """
+    from runner.doctor import run_doctor
+    from runner.recipe import load_recipe
+
+    report = run_doctor(load_recipe(name) if name else None)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(report.table())
+    if report.ok:
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_PREFLIGHT if not report.in_image else EXIT_FAIL)

@@ -1,0 +1,204 @@
+"""`recipe doctor`: does this container hold what docker/image.lock says the image holds?
+
+Compares the commits of the source trees (/root/miles, /sgl-workspace/sglang, /root/Megatron-LM;
+read from .git without git), the Megatron-Bridge commit and the installed package versions with
+the lock, imports the CUDA kernels the recipe needs when a GPU is present, and imports the NemotronH
+bridge plugin. `recipe run` calls run_doctor() in its image preflight and stores the table.
+
+Test hooks: RECIPE_DOCTOR_ROOT prefixes every install path (fake roots), RECIPE_DOCTOR_SITE
+(os.pathsep list) replaces sys.path for package metadata, RECIPE_IMAGE_LOCK names another lock.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UsageError
+from runner.gitrefs import GitReadError, head_commit
+from runner.paths import bundle_root
+
+# Row statuses. Only "mismatch", "missing" and "error" make a report not ok.
+OK, MISMATCH, MISSING, ERROR, RECORDED, SKIPPED = "ok", "mismatch", "missing", "error", "recorded", "skipped"
+BAD = {MISMATCH, MISSING, ERROR}
+IMPORT_TIMEOUT_S = 300
+
+
+@dataclass
+class Row:
+    kind: str  # commit | version | kernel | plugin
+    name: str
+    expected: str
+    found: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class DoctorReport:
+    lock: str
+    in_image: bool
+    gpu: bool
+    rows: list[Row] = field(default_factory=list)
+    image: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.in_image and not any(r.status in BAD for r in self.rows)
+
+    def problems(self) -> list[Row]:
+        return [r for r in self.rows if r.status in BAD]
+
+    def summary(self) -> str:
+        if not self.in_image:
+            return "not the pinned GPU image (its source trees are absent)"
+        bad = self.problems()
+        if not bad:
+            return "commits and versions match the lock"
+        first = ", ".join(f"{r.name} {r.status} (want {r.expected}, found {r.found})" for r in bad[:3])
+        return f"{len(bad)} problem(s): {first}" + (" ..." if len(bad) > 3 else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "in_image": self.in_image, "gpu": self.gpu, "lock": self.lock,
+                "image": self.image, "summary": self.summary(), "rows": [asdict(r) for r in self.rows]}
+
+    def table(self) -> str:
+        head = ("kind", "name", "expected", "found", "status")
+        body = [(r.kind, r.name, _short(r.expected), _short(r.found), r.status + (f" ({r.detail})" if r.detail else ""))
+                for r in self.rows]
+        widths = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+                 for row in [head, *body]]
+        verdict = "OK" if self.ok else "NOT OK"
+        return "\n".join([*lines, f"doctor: {verdict}: {self.summary()} (lock {self.lock})"])
+
+
+def _short(v: str) -> str:
+    return v[:12] if len(v) == 40 and all(c in "0123456789abcdef" for c in v) else v
+
+
+def lock_path(recipe=None) -> Path:
+    env = os.environ.get("RECIPE_IMAGE_LOCK")
+    if env:
+        return Path(env)
+    rel = (recipe.data.get("image", {}).get("lock") if recipe is not None else None) or "docker/image.lock"
+    return bundle_root() / rel
+
+
+def load_lock(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read the image lock ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML ({e})") from None
+
+
+def rooted(path: str) -> Path:
+    root = os.environ.get("RECIPE_DOCTOR_ROOT", "")
+    return Path(root + path) if root else Path(path)
+
+
+def site_paths() -> list[str]:
+    env = os.environ.get("RECIPE_DOCTOR_SITE")
+    return env.split(os.pathsep) if env else list(sys.path)
+
+
+def installed_version(dist: str) -> str | None:
+    for d in md.distributions(name=dist, path=site_paths()):
+        return d.version
+    return None
+
+
+def version_matches(expected: str, found: str) -> bool:
+    """Exact, or the same release with a local build label (2.11.0 matches 2.11.0+cu130)."""
+    return found == expected or found.startswith(expected + "+")
+
+
+def check_commit(name: str, spec: dict[str, Any]) -> Row:
+    want = spec.get("commit", "unknown")
+    if "path" in spec:
+        tree = rooted(spec["path"])
+        if not tree.is_dir():
+            return Row("commit", name, want, "absent", MISSING, f"{tree} not found")
+        try:
+            found = head_commit(tree)
+        except (GitReadError, OSError) as e:
+            return Row("commit", name, want, "unreadable", ERROR, str(e))
+        where = str(tree)
+    else:
+        found, where = bridge_commit(spec.get("distribution", name))
+        if found is None:
+            return Row("commit", name, want, "absent", MISSING, where)
+    if want == "unknown":
+        return Row("commit", name, want, found, RECORDED, where)
+    return Row("commit", name, want, found, OK if found == want else MISMATCH, where)
+
+
+def bridge_commit(dist: str) -> tuple[str | None, str]:
+    """A package installed from git records its commit in PEP 610 direct_url.json."""
+    for d in md.distributions(name=dist, path=site_paths()):
+        raw = d.read_text("direct_url.json")
+        if not raw:
+            return "no direct_url.json", f"{dist} {d.version} (not installed from a VCS URL)"
+        info = json.loads(raw)
+        commit = info.get("vcs_info", {}).get("commit_id")
+        return (commit or "no commit_id"), f"{dist} {d.version} from {info.get('url', '?')}"
+    return None, f"distribution {dist} not installed"
+
+
+def check_version(dist: str, want: str) -> Row:
+    found = installed_version(dist)
+    if found is None:
+        return Row("version", dist, want, "absent", RECORDED if want == "unknown" else MISSING)
+    if want == "unknown":
+        return Row("version", dist, want, found, RECORDED, "lock has no pin: recorded")
+    return Row("version", dist, want, found, OK if version_matches(want, found) else MISMATCH)
+
+
+def check_import(kind: str, module: str) -> Row:
+    """Import in a child interpreter: a kernel that segfaults or hangs must not take the doctor down."""
+    code = f"import importlib; importlib.import_module({module!r})"
+    try:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return Row(kind, module, "importable", "timeout", ERROR, f"no import within {IMPORT_TIMEOUT_S}s")
+    if p.returncode == 0:
+        return Row(kind, module, "importable", "imported", OK)
+    last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+    status = MISSING if "ModuleNotFoundError" in last else ERROR
+    return Row(kind, module, "importable", "failed", status, last[:160])
+
+
+def gpu_present() -> bool:
+    if os.environ.get("RECIPE_DOCTOR_GPU") in ("0", "1"):  # tests; or a host that hides /dev/nvidia*
+        return os.environ["RECIPE_DOCTOR_GPU"] == "1"
+    return Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
+
+
+def run_doctor(recipe=None) -> DoctorReport:
+    path = lock_path(recipe)
+    lock = load_lock(path)
+    commits = lock.get("commits", {})
+    anchor = next((s["path"] for s in commits.values() if "path" in s), None)
+    report = DoctorReport(lock=str(path), in_image=bool(anchor) and rooted(anchor).is_dir(), gpu=gpu_present(),
+                          image=os.environ.get("RECIPE_IMAGE"))
+    for name, spec in commits.items():
+        report.rows.append(check_commit(name, spec))
+    for dist, want in lock.get("versions", {}).items():
+        report.rows.append(check_version(dist, str(want)))
+    for module in lock.get("kernels", {}).get("modules", []):
+        if report.gpu:
+            report.rows.append(check_import("kernel", module))
+        else:
+            report.rows.append(Row("kernel", module, "importable", "not tried", SKIPPED, "no GPU on this host"))
+    for module in lock.get("plugins", {}).get("modules", []):
+        report.rows.append(check_import("plugin", module))
+    return report
