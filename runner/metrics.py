@@ -1,0 +1,415 @@
+"""A run's metrics as one normalized series per metric and step, and `metrics.jsonl`.
+
+Sources, in order of preference:
+  1. miles event files (`--save-debug-event-data DIR`): one JSON object per line, one file per
+     process (`main.jsonl`, `rollout_manager.jsonl`, `actor_cell0_rank0.jsonl`...). Only
+     `"type": "metric"` events are read; their `metrics` dict carries its own step key. NaN and
+     inf arrive as null (pydantic's JSON) and become NaN.
+  2. miles stdout (`... log_utils.py:542 - step K: {...}`, `rollout K: {...}`, `perf K: {...}`):
+     Python dict reprs, parsed by a literal-only AST walk (nan, inf, np.float64(x), tensor(x)
+     allowed; no call is ever evaluated).
+  3. an existing metrics.jsonl (a run directory whose raw sources are gone).
+
+Steps: `train/*` is keyed by `train/step`; `rollout/*`, `perf/*` and everything else by
+`rollout/step` (`eval/*` by `eval/step`). A value whose event lacks its step key is not placed
+(counted in the header as `unplaced`). Step keys themselves are not series.
+
+Rank rule (several processes may log one metric at one step): the value from the process that
+comes first in main < rollout_manager < actor cell/rank ascending < critic < anything else wins;
+within one process the last line wins (a retried step is logged again and supersedes the first).
+For stdout, each log file is one process, in file-name order. Any other value that differs
+(bitwise) from the kept one is recorded as a conflict in the header, never averaged.
+
+Derived series (computed after collection, step key rollout/step):
+  derived/zero_std_percentage = rollout/zero_std/all_zero_percentage + all_one_percentage, the
+  fraction of GRPO groups whose samples all got the same 0/1 reward (zero advantage).
+
+metrics.jsonl: a header line {"schema": 1, "kind": "recipe-metrics", ...}, then one line per value
+{"metric", "step", "step_key", "value"}, sorted; a non-finite value is written as null with
+"nonfinite": "nan" | "inf" | "-inf". Floats are written with repr, so they read back bit for bit.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.atomicfile import write_text_atomic
+from runner.errors import EXIT_CORRUPT, RecipeError, UsageError
+
+SCHEMA = 1
+KIND = "recipe-metrics"
+METRICS_FILE = "metrics.jsonl"
+RANK_RULE = ("first process in main < rollout_manager < actor(cell, rank) < critic(cell, rank) < other; "
+             "last line within a process")
+NOT_EVENT_FILES = {METRICS_FILE, "reference_metrics.jsonl"}
+LOG_SUFFIXES = (".log", ".out", ".txt")
+DERIVED_ZERO_STD = "derived/zero_std_percentage"
+
+
+def step_key_for(metric: str) -> str:
+    if metric.startswith("train/"):
+        return "train/step"
+    if metric.startswith("eval/"):
+        return "eval/step"
+    return "rollout/step"
+
+
+def is_step_key(name: str) -> bool:
+    return name.endswith("/step")
+
+
+@dataclass
+class Series:
+    """metric -> {step -> value}; NaN stands for a null/NaN value, inf for inf."""
+
+    values: dict[str, dict[int, float]] = field(default_factory=dict)
+    source: str = "none"                 # events | stdout | metrics.jsonl | none
+    files: list[str] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    unplaced: int = 0
+    skipped_lines: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)   # more header fields (a reference's provenance)
+
+    def metrics(self) -> list[str]:
+        return sorted(self.values)
+
+    def steps(self, metric: str) -> list[int]:
+        return sorted(self.values.get(metric, {}))
+
+    def get(self, metric: str, step: int) -> float | None:
+        return self.values.get(metric, {}).get(step)
+
+    def key_steps(self, step_key: str) -> list[int]:
+        """Every step any metric keyed by `step_key` reached."""
+        steps: set[int] = set()
+        for m, by_step in self.values.items():
+            if step_key_for(m) == step_key:
+                steps.update(by_step)
+        return sorted(steps)
+
+    def header(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "kind": KIND, "source": self.source, "files": self.files,
+                "rank_rule": RANK_RULE, "conflicts": len(self.conflicts),
+                "conflict_examples": self.conflicts[:5], "unplaced": self.unplaced,
+                "skipped_lines": self.skipped_lines[:20], **self.extra}
+
+
+# -- collecting ------------------------------------------------------------------------------
+
+def collect(path: str | Path) -> Series:
+    """The series of a run directory, an events directory, an event/log file, or a metrics.jsonl."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such run directory or metrics file")
+    if path.is_file():
+        if path.name == METRICS_FILE or _is_metrics_file(path):
+            return read_metrics_jsonl(path)
+        if path.suffix == ".jsonl":
+            return add_derived(parse_event_files([path]))
+        return add_derived(parse_stdout_files([path]))
+    events = find_event_files(path)
+    if events:
+        series = parse_event_files(events)
+        if series.values:
+            return add_derived(series)
+    logs = find_log_files(path)
+    if logs:
+        series = parse_stdout_files(logs)
+        if series.values:
+            return add_derived(series)
+    if (path / METRICS_FILE).is_file():
+        return read_metrics_jsonl(path / METRICS_FILE)
+    return Series(files=[str(p) for p in events + logs])
+
+
+def find_event_files(d: Path) -> list[Path]:
+    where = d / "events" if (d / "events").is_dir() else d
+    return sorted(p for p in where.glob("*.jsonl") if p.name not in NOT_EVENT_FILES and p.is_file())
+
+
+def find_log_files(d: Path) -> list[Path]:
+    found = [p for sub in (d, d / "logs") if sub.is_dir() for p in sub.iterdir()
+             if p.is_file() and p.suffix in LOG_SUFFIXES]
+    return sorted(found)
+
+
+class _Collector:
+    """Applies the rank rule while values arrive in any order."""
+
+    def __init__(self) -> None:
+        # (metric, step) -> (precedence, order, value, origin)
+        self.kept: dict[tuple[str, int], tuple[tuple, int, float, str]] = {}
+        self.others: dict[tuple[str, int], list[tuple[float, str]]] = {}
+        self.order = 0
+        self.unplaced = 0
+
+    def add(self, metric: str, step: int, value: float, precedence: tuple, origin: str) -> None:
+        self.order += 1
+        key = (metric, step)
+        new = (precedence, self.order, value, origin)
+        old = self.kept.get(key)
+        if old is None:
+            self.kept[key] = new
+            return
+        # Same process: later supersedes. Other process: lower precedence tuple wins.
+        if precedence <= old[0]:
+            self.kept[key] = new
+            if precedence < old[0]:
+                self.others.setdefault(key, []).append((old[2], old[3]))
+        else:
+            self.others.setdefault(key, []).append((value, origin))
+
+    def series(self, source: str, files: list[Path], skipped: list[str]) -> Series:
+        values: dict[str, dict[int, float]] = {}
+        for (metric, step), (_, _, value, _) in self.kept.items():
+            values.setdefault(metric, {})[step] = value
+        conflicts = []
+        for key, others in sorted(self.others.items()):
+            _, _, kept_value, kept_origin = self.kept[key]
+            for value, origin in others:
+                if not same_bits(value, kept_value):
+                    conflicts.append({"metric": key[0], "step": key[1], "kept": [kept_origin, _jsonable(kept_value)],
+                                      "other": [origin, _jsonable(value)]})
+        return Series(values={m: dict(sorted(v.items())) for m, v in sorted(values.items())}, source=source,
+                      files=[str(f) for f in files], conflicts=conflicts, unplaced=self.unplaced,
+                      skipped_lines=skipped)
+
+    def add_dict(self, metrics: dict[str, Any], precedence: tuple, origin: str,
+                 default_steps: dict[str, int] | None = None) -> None:
+        for name, raw in metrics.items():
+            if is_step_key(name):
+                continue
+            value = to_float(raw)
+            if value is _SKIP:
+                continue
+            sk = step_key_for(name)
+            step = _as_step(metrics.get(sk))
+            if step is None and default_steps:
+                step = default_steps.get(sk)
+            if step is None:
+                self.unplaced += 1
+                continue
+            self.add(name, step, value, precedence, origin)
+
+
+_SKIP = object()
+
+
+def to_float(raw: Any) -> Any:
+    """A metric value as float: None -> NaN (how NaN/inf arrive in events); non-numbers are skipped."""
+    if raw is None:
+        return math.nan
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return _SKIP
+    return float(raw)
+
+
+def _as_step(raw: Any) -> int | None:
+    if isinstance(raw, bool) or raw is None:
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    return None
+
+
+def source_precedence(source: Any) -> tuple[tuple, str]:
+    """(precedence tuple, process name) of an event's `source` object."""
+    if not isinstance(source, dict):
+        return (9, str(source)), str(source)
+    comp = source.get("component")
+    if comp == "main":
+        return (0,), "main"
+    if comp == "rollout_manager":
+        return (1,), "rollout_manager"
+    if comp in ("actor", "critic"):
+        cell, rank = source.get("cell_index", 0), source.get("rank_within_cell", 0)
+        return (2 if comp == "actor" else 3, cell, rank), f"{comp}_cell{cell}_rank{rank}"
+    return (9, str(comp)), str(comp)
+
+
+def parse_event_files(files: list[Path]) -> Series:
+    col = _Collector()
+    skipped: list[str] = []
+    for f in files:
+        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
+        for i, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError as e:
+                if i == len(lines):
+                    # A process killed mid-write leaves a partial last line; everything before it stands.
+                    skipped.append(f"{f.name}:{i}: partial last line")
+                    continue
+                raise RecipeError(f"{f}:{i}: not a JSON event line ({e.msg})", EXIT_CORRUPT) from None
+            if not isinstance(event, dict) or event.get("type") != "metric":
+                continue
+            metrics = event.get("metrics")
+            if not isinstance(metrics, dict):
+                raise RecipeError(f"{f}:{i}: metric event without a 'metrics' object", EXIT_CORRUPT)
+            precedence, origin = source_precedence(event.get("source"))
+            col.add_dict(metrics, precedence, origin)
+    return col.series("events", files, skipped)
+
+
+# -- stdout fallback ---------------------------------------------------------------------------
+
+_LINE_RE = re.compile(r" - (?P<kind>(?:critic-)?step|rollout|perf|eval) (?P<k>\d+): (?P<body>\{.*\})\s*$")
+_LINE_STEP_KEY = {"step": "train/step", "critic-step": "train/step", "rollout": "rollout/step",
+                  "perf": "rollout/step", "eval": "eval/step"}
+_WRAPPER_RE = re.compile(r"^(?:float|int)(?:8|16|32|64)?$|^tensor$")
+
+
+def parse_py_literal(text: str) -> Any:
+    """A Python literal as printed by miles: dicts, numbers, strings, nan/inf, np.float64(x), tensor(x).
+
+    Walks the AST and accepts only those node kinds; nothing is evaluated.
+    """
+    return _literal(ast.parse(text.strip(), mode="eval").body)
+
+
+def _literal(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool | type(None)):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in ("nan", "inf", "NaN", "Infinity"):
+        return math.nan if node.id in ("nan", "NaN") else math.inf
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        v = _literal(node.operand)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError("sign on a non-number")
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise ValueError("dict unpacking")
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.List | ast.Tuple):
+        return [_literal(e) for e in node.elts]
+    if isinstance(node, ast.Call) and len(node.args) == 1:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if _WRAPPER_RE.match(name):
+            v = _literal(node.args[0])
+            return float(v) if isinstance(v, str) else v
+    raise ValueError(f"not a literal: {type(node).__name__}")
+
+
+def parse_stdout_files(files: list[Path]) -> Series:
+    col = _Collector()
+    skipped: list[str] = []
+    for order, f in enumerate(files):
+        precedence, origin = (order,), f"stdout:{f.name}"
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for i, line in enumerate(fh, start=1):
+                m = _LINE_RE.search(line)
+                if not m:
+                    continue
+                try:
+                    metrics = parse_py_literal(m.group("body"))
+                except (SyntaxError, ValueError, RecursionError) as e:
+                    skipped.append(f"{f.name}:{i}: unparsable metrics dict ({type(e).__name__})")
+                    continue
+                if not isinstance(metrics, dict):
+                    continue
+                metrics = {str(k): v for k, v in metrics.items()}
+                col.add_dict(metrics, precedence, origin, {_LINE_STEP_KEY[m.group("kind")]: int(m.group("k"))})
+    return col.series("stdout", files, skipped)
+
+
+# -- derived series ----------------------------------------------------------------------------
+
+def add_derived(series: Series) -> Series:
+    zero = series.values.get("rollout/zero_std/all_zero_percentage", {})
+    one = series.values.get("rollout/zero_std/all_one_percentage", {})
+    both = sorted(set(zero) & set(one))
+    if both:
+        series.values[DERIVED_ZERO_STD] = {s: zero[s] + one[s] for s in both}
+    return series
+
+
+# -- metrics.jsonl -------------------------------------------------------------------------------
+
+def same_bits(a: float, b: float) -> bool:
+    """Bitwise float equality, except that all NaNs are one value (events cannot tell them apart)."""
+    if math.isnan(a) and math.isnan(b):
+        return True
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def _jsonable(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def _row(metric: str, step: int, value: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"metric": metric, "step": step, "step_key": step_key_for(metric),
+                           "value": _jsonable(value)}
+    if not math.isfinite(value):
+        row["nonfinite"] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return row
+
+
+def metrics_jsonl_text(series: Series) -> str:
+    lines = [json.dumps(series.header(), allow_nan=False)]
+    for metric in series.metrics():
+        for step, value in sorted(series.values[metric].items()):
+            lines.append(json.dumps(_row(metric, step, value), allow_nan=False))
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics_jsonl(series: Series, path: str | Path) -> Path:
+    path = Path(path)
+    write_text_atomic(path, metrics_jsonl_text(series))
+    return path
+
+
+def _is_metrics_file(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = json.loads(f.readline() or "null")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(first, dict) and first.get("kind") == KIND
+
+
+def read_metrics_jsonl(path: str | Path) -> Series:
+    """Read metrics.jsonl (or a reference file in the same format); returns the series and keeps the header."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+    if not lines:
+        raise RecipeError(f"{path}: empty; expected a {KIND} header line", EXIT_CORRUPT)
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("kind") != KIND or header.get("schema") != SCHEMA:
+        raise RecipeError(f"{path}:1: expected a header {{\"schema\": {SCHEMA}, \"kind\": \"{KIND}\"}}",
+                          EXIT_CORRUPT)
+    values: dict[str, dict[int, float]] = {}
+    for i, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            metric, step, value = row["metric"], row["step"], row["value"]
+            if value is None:
+                value = {"inf": math.inf, "-inf": -math.inf}.get(row.get("nonfinite"), math.nan)
+            if not isinstance(metric, str) or _as_step(step) is None or isinstance(value, bool):
+                raise ValueError
+            values.setdefault(metric, {})[int(step)] = float(value)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise RecipeError(f"{path}:{i}: expected {{\"metric\", \"step\", \"value\"}}", EXIT_CORRUPT) from None
+    standard = set(Series().header())
+    return Series(values={m: dict(sorted(v.items())) for m, v in sorted(values.items())},
+                  source=header.get("source", "metrics.jsonl"), files=list(header.get("files", [])),
+                  unplaced=header.get("unplaced", 0), extra={k: v for k, v in header.items() if k not in standard})
