@@ -29,7 +29,6 @@ from runner.atomicfile import fsync_dir, write_text_atomic
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError, UsageError
 from runner.verify import STAGING_DIR, hash_file
 
-STREAM_CHUNK = 1 << 20
 SMALL_FILE_MAX = 64 << 20  # non-LFS files are fetched whole by `recipe lock` to hash them
 
 
@@ -247,7 +246,7 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                     elif offset and not r.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                         raise FileFailure(e.path, f"server answered range {r.headers.get('Content-Range')!r} "
                                                   f"to a request from byte {offset}")
-                    for chunk in r.iter_bytes(STREAM_CHUNK):
+                    for chunk in r.iter_bytes():  # as they arrive: a cut loses nothing received
                         f.write(chunk)
                         h.update(chunk)
                         offset += len(chunk)

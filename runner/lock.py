@@ -161,11 +161,12 @@ class ImageDigest:
     digest: str | None = None  # what the registry says now; None if it could not be asked
     via: str = ""
     error: str | None = None
+    reachable: bool = False
 
     def describe(self) -> str:
         if self.digest is None:
-            return (f"image: {self.reference}: registry not reachable ({self.error}); "
-                    f"keeping the pinned digest {self.pinned}")
+            what = "registry answered but did not resolve the tag" if self.reachable else "registry not reachable"
+            return f"image: {self.reference}: {what} ({self.error}); keeping the pinned digest {self.pinned}"
         if self.digest == self.pinned:
             return f"image: {self.reference} still resolves to the pinned {self.digest} (via {self.via})"
         return (f"image: WARNING {self.reference} now resolves to {self.digest} but recipe.toml pins "
@@ -202,8 +203,10 @@ def resolve_image_digest(reference: str, timeout: float = 5.0) -> ImageDigest:
     url = f"{base.rstrip('/')}/v2/{repo}/manifests/{tag}"
     try:
         out.digest = _head_digest(url, timeout)
-        out.via = base
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        out.via, out.reachable = base, True
+    except ValueError as e:  # an HTTP answer that is not a digest
+        out.error, out.reachable = f"{base}: {_one_line(e)}", True
+    except (urllib.error.URLError, OSError) as e:
         out.error = f"{base}: {_one_line(getattr(e, 'reason', e))}"
     return out
 

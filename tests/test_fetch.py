@@ -1,0 +1,145 @@
+"""`fetch_manifest` with the real huggingface_hub client against the loopback Hub."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from fixtures_hub import DATA_FILE, DATA_REPO, MODEL_REPO, SmallRepos, hub_fixture, small_repos_fixture
+
+from runner import manifest as mf
+from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError
+from runner.fetch import Source, fetch_manifest, sources_from_header
+from runner.verify import STAGING_DIR, verify_manifest
+
+SHARD = "model-00002-of-00003.safetensors"
+
+
+@pytest.fixture(autouse=True)
+def _no_token(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+
+
+def manifest_for(repos: SmallRepos, rev: str) -> mf.Manifest:
+    """What the published hashes say: the files at `rev` (minus .gitattributes) and the data file."""
+    files = {f"model/{p}": d for p, d in repos.files_at(rev).items() if p != ".gitattributes"}
+    files[f"data/{DATA_FILE}"] = repos.data.revisions[repos.data_rev][DATA_FILE]
+    header = {"model.repo": MODEL_REPO, "model.revision": rev, "model.dir": "model",
+              "data.repo": DATA_REPO, "data.repo_type": "dataset", "data.revision": repos.data_rev,
+              "data.dir": "data"}
+    return mf.Manifest(header, [mf.Entry(p, hashlib.sha256(d).hexdigest(), len(d)) for p, d in sorted(files.items())])
+
+
+def fetch(m: mf.Manifest, root: Path, repos: SmallRepos, **kw):
+    return fetch_manifest(m, root, sources_from_header(m), endpoint=repos.hub.url, **kw)
+
+
+def test_fetch_at_pinned_revision_gives_that_revisions_bytes(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    r = fetch(m, tmp_path / "in", small_repos)
+    assert sorted(r.downloaded) == sorted(e.path for e in m.entries) and not r.failed
+    got = (tmp_path / "in" / "model" / SHARD).read_bytes()
+    assert got == small_repos.files_at(small_repos.old_rev)[SHARD]
+    assert got != small_repos.files_at(small_repos.new_rev)[SHARD]  # main moved on; the pin did not
+    assert verify_manifest(m, tmp_path / "in").ok
+    # every download asked for the pinned commit, never a branch
+    resolves = [p for meth, p, _ in small_repos.hub.requests if "/resolve/" in p]
+    assert resolves and all(small_repos.old_rev in p or small_repos.data_rev in p for p in resolves)
+
+
+def test_rerun_skips_verified_files_without_downloading(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    fetch(m, tmp_path / "in", small_repos)
+    n = len(small_repos.hub.requests)
+    r = fetch(m, tmp_path / "in", small_repos)
+    assert len(r.skipped) == len(m.entries) and not r.downloaded
+    assert len(small_repos.hub.requests) == n  # not even the revision check
+
+
+def test_cut_connection_is_resumed_with_a_range_request(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    size = len(small_repos.files_at(small_repos.old_rev)[SHARD])
+    small_repos.hub.cut_after[f"{MODEL_REPO}/{SHARD}"] = 50_000
+    r = fetch(m, tmp_path / "in", small_repos)
+    assert not r.failed and verify_manifest(m, tmp_path / "in").ok
+    gets = small_repos.hub.gets(SHARD)
+    assert [g[2] for g in gets] == [None, "bytes=50000-"]
+    assert r.bytes_downloaded == sum(e.size for e in m.entries)  # nothing fetched twice
+    assert size > 50_000
+
+
+def test_interrupted_run_leaves_a_part_file_and_the_next_run_resumes_it(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    root = tmp_path / "in"
+    small_repos.hub.cut_after[f"{MODEL_REPO}/{SHARD}"] = 70_000
+    with pytest.raises(RecipeError) as e:
+        fetch(m, root, small_repos, retries=0)  # like a process killed mid-download
+    assert e.value.code == EXIT_FAIL and f"model/{SHARD}" in e.value.message and "resume" in e.value.message
+    assert not (root / "model" / SHARD).exists()
+    part = root / STAGING_DIR / "model" / (SHARD + ".part")
+    assert part.stat().st_size == 70_000
+
+    r = fetch(m, root, small_repos)
+    assert r.resumed == [f"model/{SHARD}"] and len(r.skipped) == len(m.entries) - 1
+    assert small_repos.hub.gets(SHARD)[-1][2] == "bytes=70000-"
+    assert r.bytes_downloaded == m.by_path()[f"model/{SHARD}"].size - 70_000
+    assert not part.exists() and verify_manifest(m, root).ok
+
+
+def test_served_content_not_matching_the_manifest_is_never_put_in_place(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    root = tmp_path / "in"
+    small_repos.hub.corrupt.add(f"{MODEL_REPO}/{SHARD}")  # right size, one byte flipped
+    with pytest.raises(RecipeError) as e:
+        fetch(m, root, small_repos)
+    assert e.value.code == EXIT_CORRUPT
+    assert f"model/{SHARD}: sha256 mismatch" in e.value.message
+    assert not (root / "model" / SHARD).exists()
+    assert not (root / STAGING_DIR / "model" / (SHARD + ".part")).exists()  # not resumable garbage
+    assert (root / "model" / "config.json").is_file()  # the other files still arrived
+
+
+def test_revision_that_does_not_exist(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    m.header["model.revision"] = "f" * 40
+    with pytest.raises(RecipeError) as e:
+        fetch(m, tmp_path / "in", small_repos)
+    assert e.value.code == EXIT_FAIL
+    assert f"has no revision {'f' * 40}" in e.value.message and MODEL_REPO in e.value.message
+    assert not (tmp_path / "in" / "model").exists()
+
+
+def test_unknown_repo_is_named(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    src = [Source("model", "nobody/nothing", "model", small_repos.old_rev),
+           Source("data", DATA_REPO, "dataset", small_repos.data_rev)]
+    with pytest.raises(RecipeError, match="nobody/nothing not found"):
+        fetch_manifest(m, tmp_path / "in", src, endpoint=small_repos.hub.url)
+
+
+def test_a_wrong_file_already_in_place_is_replaced_by_a_verified_one(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    root = tmp_path / "in"
+    (root / "model").mkdir(parents=True)
+    good = small_repos.files_at(small_repos.old_rev)[SHARD]
+    (root / "model" / SHARD).write_bytes(bytes(len(good)))  # right size, wrong bytes
+    r = fetch(m, root, small_repos)
+    assert f"model/{SHARD}" in r.downloaded
+    assert (root / "model" / SHARD).read_bytes() == good
+
+
+def test_token_comes_from_the_environment_only(small_repos: SmallRepos, tmp_path, monkeypatch):
+    hf_home = tmp_path / "hf_home"
+    hf_home.mkdir(parents=True, exist_ok=True)
+    (hf_home / "token").write_text("hf_fromfile")  # a saved token must never be sent
+    m = manifest_for(small_repos, small_repos.old_rev)
+    fetch(m, tmp_path / "a", small_repos)
+    assert set(small_repos.hub.auth) == {None}
+    small_repos.hub.auth.clear()
+    monkeypatch.setenv("HF_TOKEN", "hf_fromenv")
+    fetch(m, tmp_path / "b", small_repos)
+    assert set(small_repos.hub.auth) == {"Bearer hf_fromenv"}
+
+__all__ = ["hub_fixture", "small_repos_fixture"]  # fixtures used by name
