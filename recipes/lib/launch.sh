@@ -112,12 +112,16 @@ recipe_ray_start() {
     --min-worker-port "$RECIPE_RAY_MIN_WORKER_PORT"
     --max-worker-port "$RECIPE_RAY_MAX_WORKER_PORT")
   if [[ -n "${RECIPE_RAY_NUM_CPUS:-}" ]]; then args+=(--num-cpus "$RECIPE_RAY_NUM_CPUS"); fi
+  if [[ -n "${RECIPE_RAY_RUNTIME_ENV_AGENT_PORT:-}" ]]; then
+    args+=(--runtime-env-agent-port "$RECIPE_RAY_RUNTIME_ENV_AGENT_PORT")
+  fi
   if [[ "$role" == head ]]; then
     args+=(--head --port "$RECIPE_RAY_PORT" --temp-dir "$RECIPE_RAY_TEMP_DIR"
       --include-dashboard true --dashboard-host 127.0.0.1 --dashboard-port "$RECIPE_RAY_DASHBOARD_PORT"
       --ray-client-server-port "$RECIPE_RAY_CLIENT_PORT")
   else
-    args+=(--address "$head")
+    # A worker keeps its own temp dir (several nodes may share one host in tests).
+    args+=(--address "$head" --temp-dir "$RECIPE_RAY_TEMP_DIR")
   fi
   if recipe_dry_run; then
     recipe_print_cmd setsid "${args[@]}"
@@ -140,6 +144,37 @@ recipe_ray_stop() {
   done
   recipe_log "ray group $pid did not stop on TERM within 30 s; sending KILL"
   kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
+# recipe_wait_tcp HOST PORT TIMEOUT_S: poll until HOST:PORT accepts a TCP connection (0) or time runs out (1).
+recipe_wait_tcp() {
+  local host=$1 port=$2 deadline=$((SECONDS + $3))
+  while ((SECONDS < deadline)); do
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
+    sleep 1
+  done
+  return 1
+}
+
+# recipe_ray_node head|worker NODE_IP NUM_GPUS [HEAD_ADDRESS]: one Ray node in the foreground, for a
+# launcher that runs one such step per node (Slurm). Returns when Ray exits (its exit code); on
+# TERM/INT (scancel, srun forwarding a signal) stops its Ray process group first.
+recipe_ray_node() {
+  if [[ "$1" == worker && -n "${4:-}" ]] && ! recipe_dry_run; then
+    # Workers may start before the head: poll its GCS port instead of sleeping a fixed time.
+    recipe_ray_defaults
+    recipe_wait_tcp "${4%:*}" "${4##*:}" "$RECIPE_RAY_READY_TIMEOUT" \
+      || recipe_die 1 "ray head $4 did not accept connections within $RECIPE_RAY_READY_TIMEOUT s (from worker $2)"
+  fi
+  recipe_ray_start "$@"
+  recipe_dry_run && return 0
+  local pid=$RECIPE_RAY_PID rc=0
+  trap 'recipe_ray_stop; exit 143' TERM
+  trap 'recipe_ray_stop; exit 130' INT
+  wait "$pid" || rc=$?
+  RECIPE_RAY_PID=""
+  recipe_log "ray $1 on $2 exited with code $rc"
+  return "$rc"
 }
 
 # recipe_ray_wait ADDRESS NODES GPUS: poll until the cluster has them, bounded by RECIPE_RAY_READY_TIMEOUT.

@@ -15,7 +15,8 @@ def main() -> int:
     p.add_argument("--nodes", type=int, required=True)
     p.add_argument("--gpus", type=float, required=True)
     p.add_argument("--timeout", type=float, default=300)
-    p.add_argument("--expect-hosts", default="", help="comma-separated node IPs or host names")
+    p.add_argument("--expect-hosts", default="",
+                   help="comma-separated node IPs or host names, or NAME=IP pairs (Slurm node name = address)")
     a = p.parse_args()
 
     import ray  # only here: this script runs where Ray is installed
@@ -40,7 +41,11 @@ def main() -> int:
 
     seen = sorted({n.get("NodeManagerAddress", "?") for n in nodes} | {n.get("NodeManagerHostname", "?")
                                                                       for n in nodes})
-    missing = [h for h in a.expect_hosts.split(",") if h and h not in seen]
+    missing = []
+    for entry in filter(None, a.expect_hosts.split(",")):
+        name, _, addr = entry.partition("=")
+        if (addr or name) not in seen and name not in seen:
+            missing.append(f"{name} ({addr})" if addr else name)
     what = f"; never joined: {', '.join(missing)}" if missing else ""
     print(f"ray not ready after {a.timeout:g} s at {a.address}: {len(nodes)}/{a.nodes} node(s), "
           f"{gpus:g}/{a.gpus:g} GPU(s){what}", file=sys.stderr, flush=True)

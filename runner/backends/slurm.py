@@ -1,0 +1,191 @@
+"""The Slurm backend: the sbatch script (runner/sbatch.py) built from a recipe or a Launch, its
+submission, and the checks that this machine can submit/run it.
+
+- `recipe sbatch NAME ...` renders (or submits) the script: job_from_options + submit_script.
+- `recipe run NAME --backend slurm` inside an allocation (salloc) runs the same script with bash:
+  command/run/preflight below, called by runner/run.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from runner import enroot
+from runner import preflight as pf
+from runner.atomicfile import write_text_atomic
+from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
+from runner.paths import bundle_root
+from runner.sbatch import SbatchJob
+
+IMAGE_BUNDLE_DIR = "/opt/recipe-bundle"  # where the recipe-bundle image keeps the bundle (docker/Dockerfile)
+SCRIPT_NAME = "slurm-job.sh"
+
+
+def recipe_cmd(runtime: str, bundle_dir: str) -> list[str]:
+    """How a step calls `recipe`."""
+    if runtime == "none":
+        exe = Path(sys.executable).parent / "recipe"
+        return [str(exe)] if exe.is_file() else [sys.executable, "-m", "runner.cli"]
+    if bundle_dir == IMAGE_BUNDLE_DIR:
+        return ["recipe"]  # the recipe-bundle image has it on PATH
+    # The pinned upstream image plus this checkout mounted at its own path.
+    return ["env", f"PYTHONPATH={bundle_dir}", "python3", "-m", "runner.cli"]
+
+
+def container_image(ref: str, runtime: str, sqsh_dir: Path | None) -> str:
+    """The --container-image value: a staged .sqsh keyed by digest, or the registry image by digest."""
+    if runtime != "pyxis":
+        return ref
+    if sqsh_dir is not None:
+        path = sqsh_dir.resolve() / enroot.sqsh_name(ref)
+        if not path.is_file():
+            raise RecipeError(f"--sqsh-dir: staged image {path} not found; create it with `recipe image sqsh "
+                              f"NAME --output-dir {path.parent}` (enroot >= 4.0), or drop --sqsh-dir to pull "
+                              "by digest", EXIT_MISSING)
+        return str(path)
+    if not enroot.parse_image(ref).digest:
+        raise UsageError(f"image {ref!r} is not pinned by digest (@sha256:...); pyxis would pull whatever the tag "
+                         "points at today")
+    return enroot.pyxis_image(ref)
+
+
+def _mounts(runtime: str, bundle_dir: str) -> list[str]:
+    if runtime == "pyxis" and bundle_dir != IMAGE_BUNDLE_DIR:
+        return [f"{bundle_dir}:{bundle_dir}:ro"]
+    return []
+
+
+def job_from_options(name: str, *, nodes: int, gpus_per_node: int | None, partition: str | None,
+                     account: str | None, time: str | None, runtime: str, image: str | None,
+                     sqsh_dir: Path | None, bundle_dir: str | None, cell: str | None, inputs_dir: Path | None,
+                     output_dir: Path | None, runs_dir: Path | None, seed: int | None, rollout_seed: int | None,
+                     num_rollout: int | None, deterministic: bool, ready_timeout: int,
+                     command_line: str = "") -> SbatchJob:
+    from runner.inputs import inputs_root
+    from runner.launch import forward_args
+    from runner.recipe import load_recipe
+    from runner.record import runs_root
+
+    recipe = load_recipe(name)
+    c = recipe.cell(cell)
+    gpus = recipe.hardware.get("gpus_per_node", 0) if gpus_per_node is None else gpus_per_node
+    bundle = bundle_dir or str(bundle_root())
+    opts = {"seed": seed, "rollout_seed": rollout_seed, "num_rollout": num_rollout, "deterministic": deterministic}
+    return SbatchJob(
+        recipe=recipe.name, nodes=nodes, gpus_per_node=gpus, runtime=runtime,
+        image=container_image(image or recipe.image, runtime, sqsh_dir),
+        bundle_dir=bundle, recipe_cmd=recipe_cmd(runtime, bundle),
+        runs_dir=str(runs_root(runs_dir)), inputs_dir=str(inputs_root(recipe, inputs_dir)),
+        output_dir=str((output_dir or Path.cwd() / "outputs" / recipe.name).resolve()),
+        run_args=forward_args(c.name, nodes, gpus, opts), partition=partition, account=account, time=time,
+        mounts=_mounts(runtime, bundle), ready_timeout_s=ready_timeout, command_line=command_line)
+
+
+def submit_script(job: SbatchJob, script: str) -> tuple[Path, str]:
+    """Write the script under RUNS_DIR/sbatch/ and `sbatch --parsable` it; returns (path, job id)."""
+    import datetime as dt
+
+    sbatch = shutil.which("sbatch")
+    if not sbatch:
+        raise RecipeError("sbatch not found on PATH; run on a Slurm login node, or print the script "
+                          "(drop --submit) and submit it there", EXIT_PREFLIGHT)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = Path(job.runs_dir) / "sbatch" / f"{job.recipe}-{stamp}-{os.getpid()}.sbatch"
+    write_text_atomic(path, script)
+    path.chmod(0o755)
+    proc = subprocess.run([sbatch, "--parsable", str(path)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RecipeError(f"sbatch {path} exited {proc.returncode}: {last}", EXIT_FAIL)
+    return path, proc.stdout.strip().split(";")[0]
+
+
+# ---- backend interface (recipe run --backend slurm, inside an allocation) ------------------
+
+def runtime() -> str:
+    return os.environ.get("RECIPE_CONTAINER_RUNTIME", "pyxis")
+
+
+def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
+    rt = rt or runtime()
+    bundle = str(bundle_root())
+    return SbatchJob(
+        recipe=launch.recipe.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node, runtime=rt,
+        image=container_image(launch.image, rt, None), bundle_dir=bundle, recipe_cmd=recipe_cmd(rt, bundle),
+        runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
+        output_dir=str(launch.output_dir), run_args=list(launch.forward_args), run_dir=str(launch.run_dir),
+        mounts=_mounts(rt, bundle), command_line=f"recipe run {launch.recipe.name} --backend slurm")
+
+
+def command(launch) -> list[str]:
+    return ["bash", str(Path(launch.run_dir) / SCRIPT_NAME)]
+
+
+def run(launch) -> tuple[int, bool]:
+    """Render the script into the run directory and run it with bash in this allocation."""
+    from runner.execute import run_script
+    from runner.sbatch import render
+
+    path = Path(launch.run_dir) / SCRIPT_NAME
+    write_text_atomic(path, render(job_from_launch(launch)))
+    return run_script(path, {}, Path(launch.run_dir) / "logs" / "slurm.log")
+
+
+# ---- preflight ------------------------------------------------------------------------------
+
+def check_slurm(in_allocation: bool = True) -> pf.Check:
+    missing = [c for c in ("sbatch", "srun", "scontrol") if not shutil.which(c)]
+    if missing:
+        return pf.fail("slurm", f"{', '.join(missing)} not found on PATH",
+                       "run on a Slurm login node or inside an allocation (salloc)")
+    if in_allocation and not os.environ.get("SLURM_JOB_ID"):
+        return pf.fail("slurm", "not inside a Slurm allocation (SLURM_JOB_ID is unset)",
+                       "salloc --nodes N --exclusive first, or use `recipe sbatch NAME --nodes N --submit`")
+    where = f"allocation {os.environ['SLURM_JOB_ID']}" if in_allocation else "sbatch/srun present"
+    return pf.ok("slurm", where)
+
+
+def check_pyxis(rt: str) -> pf.Check:
+    if rt != "pyxis":
+        return pf.na("pyxis", f"container runtime {rt}")
+    srun = shutil.which("srun")
+    if not srun:
+        return pf.fail("pyxis", "srun not found", "install Slurm client commands")
+    out = subprocess.run([srun, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    if "container-image" not in out.stdout + out.stderr:
+        return pf.fail("pyxis", "srun has no --container-image: the pyxis SPANK plugin is not loaded",
+                       "install pyxis (https://github.com/NVIDIA/pyxis) in plugstack.conf, or "
+                       "--container-runtime none where the stack is installed on the nodes")
+    return pf.ok("pyxis", "srun --container-image available")
+
+
+def check_enroot(rt: str, image: str, enroot_bin: str = "enroot") -> pf.Check:
+    if rt != "pyxis":
+        return pf.na("enroot", f"container runtime {rt}")
+    if not shutil.which(enroot_bin):
+        return pf.Check("enroot", "warn", "enroot not on this host's PATH (the compute nodes need >= 4.0 for "
+                        "digest images)", "or stage a .sqsh with `recipe image sqsh`")
+    try:
+        v = enroot.enroot_version(enroot_bin)
+    except RecipeError as e:
+        return pf.fail("enroot", e.message, "check the enroot installation")
+    digest = bool(re.search(r"@sha256:", image))
+    if digest and v < enroot.MIN_DIGEST_VERSION:
+        return pf.fail("enroot", f"enroot {'.'.join(map(str, v))} cannot pull by digest (needs >= 4.0)",
+                       "upgrade enroot, or stage the image: `recipe image sqsh NAME` where enroot >= 4.0 runs")
+    return pf.ok("enroot", f"enroot {'.'.join(map(str, v))}")
+
+
+def preflight(launch) -> list[pf.Check]:
+    rt = runtime()
+    checks = {
+        "slurm": lambda: check_slurm(in_allocation=True),
+        "pyxis": lambda: check_pyxis(rt),
+        "enroot": lambda: check_enroot(rt, launch.image),
+    }
+    return pf.run_checks(checks, getattr(launch, "skip", set()))

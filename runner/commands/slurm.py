@@ -1,0 +1,125 @@
+"""`recipe sbatch` (render or submit the Slurm script) and `recipe image sqsh` (stage the image)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from runner.errors import EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
+
+PathOpt = click.Path(path_type=Path, file_okay=False)
+
+
+@click.command("sbatch")
+@click.argument("name")
+@click.option("--nodes", type=int, required=True, help="Number of nodes to allocate.")
+@click.option("--gpus-per-node", type=int, help="GPUs per node (default: the recipe's).")
+@click.option("--partition", help="#SBATCH --partition.")
+@click.option("--account", help="#SBATCH --account.")
+@click.option("--time", "time_", metavar="T", help="#SBATCH --time (e.g. 04:00:00).")
+@click.option("--container-runtime", "runtime", type=click.Choice(["pyxis", "none"]), default="pyxis",
+              show_default=True, help="pyxis: every step in the pinned image; none: software installed on nodes.")
+@click.option("--image", help="Image for pyxis (default: the recipe's pinned image, by digest).")
+@click.option("--sqsh-dir", type=PathOpt,
+              help="Use the .sqsh staged here by `recipe image sqsh` instead of pulling by digest.")
+@click.option("--bundle-dir", help="Where the steps find this bundle (default: this checkout, mounted as is).")
+@click.option("--cell", help="Parallelism cell (default: the recipe's default cell).")
+@click.option("--inputs", "inputs_dir", type=PathOpt, help="Inputs root (default: $RECIPE_INPUTS_DIR or ./inputs/NAME).")
+@click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: ./outputs/NAME).")
+@click.option("--runs-dir", type=PathOpt, help="Parent of run directories (default: $RECIPE_RUNS_DIR or ./runs).")
+@click.option("--seed", type=int)
+@click.option("--rollout-seed", type=int)
+@click.option("--num-rollout", type=int)
+@click.option("--deterministic", is_flag=True)
+@click.option("--ready-timeout", type=int, default=600, show_default=True,
+              help="Seconds to wait for every node to join Ray before failing.")
+@click.option("--submit", is_flag=True, help="Submit with sbatch instead of printing the script.")
+def sbatch_cmd(name: str, nodes: int, gpus_per_node: int | None, partition: str | None, account: str | None,
+               time_: str | None, runtime: str, image: str | None, sqsh_dir: Path | None, bundle_dir: str | None,
+               cell: str | None, inputs_dir: Path | None, output_dir: Path | None, runs_dir: Path | None,
+               seed: int | None, rollout_seed: int | None, num_rollout: int | None, deterministic: bool,
+               ready_timeout: int, submit: bool) -> None:
+    """Print (or --submit) an sbatch script that runs recipe NAME across a Slurm allocation.
+
+    \b
+    The script starts one Ray node per allocated node (head on the first), waits until all
+    nodes and GPUs have joined, then runs `recipe run NAME --backend local` on the head node.
+    It fails fast naming the node if any node's step dies, and stops everything on exit or
+    scancel. Secrets are never written into it: export them before sbatch.
+    """
+    from runner.backends.slurm import job_from_options, submit_script
+    from runner.sbatch import render
+
+    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("recipe") else ["sbatch", name, "..."]
+    job = job_from_options(
+        name, nodes=nodes, gpus_per_node=gpus_per_node, partition=partition, account=account, time=time_,
+        runtime=runtime, image=image, sqsh_dir=sqsh_dir, bundle_dir=bundle_dir, cell=cell, inputs_dir=inputs_dir,
+        output_dir=output_dir, runs_dir=runs_dir, seed=seed, rollout_seed=rollout_seed, num_rollout=num_rollout,
+        deterministic=deterministic, ready_timeout=ready_timeout,
+        command_line="recipe " + shlex.join(argv))
+    script = render(job)
+    if not submit:
+        click.echo(script, nl=False)
+        return
+    path, job_id = submit_script(job, script)
+    click.echo(f"recipe: submitted {path} as job {job_id}; output: {job.runs_dir}/recipe-{name}-{job_id}.out",
+               err=True)
+    click.echo(job_id)
+
+
+@click.group("image")
+def image_cmd() -> None:
+    """Stage the recipe's pinned image for clusters (enroot/pyxis)."""
+
+
+@image_cmd.command("sqsh")
+@click.argument("name")
+@click.option("--output-dir", type=PathOpt, default=Path("."), show_default=True,
+              help="Directory for the .sqsh (named by the image digest).")
+@click.option("--image", help="Image reference (default: the recipe's pinned image).")
+@click.option("--enroot", "enroot_bin", default="enroot", show_default=True, help="enroot executable.")
+@click.option("--dry-run", is_flag=True, help="Check enroot and print the import command; import nothing.")
+def sqsh_cmd(name: str, output_dir: Path, image: str | None, enroot_bin: str, dry_run: bool) -> None:
+    """Import recipe NAME's pinned image into DIR/<repo>+sha256-<digest>.sqsh with `enroot import`.
+
+    Refuses enroot older than 4.0 for digest references (they cannot import by digest) and says
+    how to stage the image instead. Registry credentials are read by enroot from
+    $ENROOT_CONFIG_PATH/.credentials, never passed on the command line.
+    """
+    from runner import enroot
+    from runner.atomicfile import fsync_dir
+    from runner.recipe import load_recipe
+
+    ref = image or load_recipe(name).image
+    final = output_dir.resolve() / enroot.sqsh_name(ref)
+    if final.exists():
+        click.echo(f"recipe: {final} already exists (keyed by digest); nothing to do", err=True)
+        click.echo(str(final))
+        return
+    version = enroot.enroot_version(enroot_bin)
+    if version < enroot.MIN_DIGEST_VERSION:
+        raise RecipeError(enroot.digest_too_old_message(version, ref, final), EXIT_PREFLIGHT)
+    # enroot writes the file itself: import under a temporary name, rename only when complete.
+    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    cmd = enroot.import_command(ref, tmp, enroot_bin)
+    if dry_run:
+        click.echo(shlex.join(cmd))
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    click.echo(f"recipe: {shlex.join(cmd)}", err=True)
+    try:
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc != 0 or not tmp.is_file():
+            raise RecipeError(f"enroot import exited {rc}" + ("" if tmp.is_file() else f"; no file at {tmp}"),
+                              EXIT_FAIL)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    click.echo(str(final))
+
