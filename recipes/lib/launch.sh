@@ -203,7 +203,8 @@ recipe_ray_job() {
   local status
   status=$(ray job status --address "$url" "$id" 2>&1 | tail -n 5)
   RECIPE_RAY_JOB=""
-  if grep -q SUCCEEDED <<<"$status"; then
+  # Older Ray prints "SUCCEEDED"; Ray 2.5x+ prints "Job '<id>' succeeded".
+  if grep -qiw succeeded <<<"$status"; then
     recipe_log "ray job $id succeeded"
     return 0
   fi
