@@ -22,12 +22,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("recipes", "show_cmd", "Show a recipe: pins, hardware, parallelism cells, files."),
     "plan": ("plan", "plan_cmd", "Print the fully resolved launch of a recipe, with no side effects."),
     "run": ("run", "run_cmd", "Preflight, then launch a recipe and record the run."),
+    "replay": ("replay", "replay_cmd", "Re-execute a recorded run and compare its metrics (bitwise or bands)."),
     "sbatch": ("slurm", "sbatch_cmd", "Print (or submit) the sbatch script that runs a recipe on Slurm."),
     "image": ("slurm", "image_cmd", "Stage the pinned image for clusters (enroot .sqsh keyed by digest)."),
     "doctor": ("doctor", "doctor_cmd", "Check this container against the image lock (commits, versions, kernels)."),
     "verify": ("inputs", "verify_cmd", "Check inputs (or --recipe-files) against the sha256 manifest."),
     "fetch": ("inputs", "fetch_cmd", "Download model and data at the pinned revisions, hashed."),
     "lock": ("inputs", "lock_cmd", "Rewrite the inputs manifest from Hub metadata (or --recipe-files)."),
+    "check": ("gate", "check_cmd", "Check a run's metrics against the recipe's expected metrics (the gate)."),
+    "bless": ("gate", "bless_cmd", "Make a trusted run the recipe's reference series for band rules."),
+    "report": ("gate", "report_cmd", "Plot each gated metric with its bounds and verdicts (PNG + HTML)."),
 }
 
 EPILOG = """\b

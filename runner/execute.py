@@ -25,8 +25,9 @@ def scrub(line: str, secrets: list[str]) -> str:
     return line
 
 
-def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = True) -> tuple[int, bool]:
-    """Run `bash script` with env; return (exit code, interrupted)."""
+def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = True,
+               on_start=None) -> tuple[int, bool]:
+    """Run `bash script` with env; return (exit code, interrupted). on_start(pid) once it runs."""
     full_env = dict(os.environ)
     full_env.update(env)
     # `python3` and `ray` in the script resolve to this interpreter's environment first.
@@ -38,6 +39,8 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
     with open(log_path, "a", buffering=1) as log:
         proc = subprocess.Popen(["bash", str(script)], env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        if on_start:
+            on_start(proc.pid)
 
         def forward(signum, _frame):
             interrupted.set()

@@ -113,12 +113,15 @@ def _job_submit(commands: list[list[str]]) -> list[str] | None:
 def split_job(commands: list[list[str]], entry_suffix: str = ".py") -> tuple[dict[str, str], list[str], list[str]]:
     """(job env, entry point, trainer argv) from the `ray job submit` command."""
     submit = _job_submit(commands)
-    if submit is None:
-        return {}, [], []
     env: dict[str, str] = {}
-    if "--runtime-env-json" in submit:
-        env = json.loads(submit[submit.index("--runtime-env-json") + 1]).get("env_vars", {})
-    job = submit[submit.index("--") + 1:]
+    if submit is not None:
+        if "--runtime-env-json" in submit:
+            env = json.loads(submit[submit.index("--runtime-env-json") + 1]).get("env_vars", {})
+        job = submit[submit.index("--") + 1:]
+    else:  # a recipe that runs its trainer directly: the last command with a Python entry point
+        job = next((c for c in reversed(commands) if any(w.endswith(entry_suffix) for w in c)), [])
+        if not job:
+            return {}, [], []
     # entry point: interpreter + script (the first word ending in .py), or the first word
     cut = next((i + 1 for i, w in enumerate(job) if w.endswith(entry_suffix)), 1)
     return env, job[:cut], job[cut:]

@@ -22,6 +22,7 @@ class Check:
     status: str  # ok | fail | warn | n/a | skipped
     detail: str
     fix: str = ""
+    data: dict | None = None  # machine-readable details for the run record (e.g. the verification)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -85,13 +85,16 @@ def recipe_files(recipe: Recipe) -> list[Path]:
     return files
 
 
-def recipe_digest(recipe: Recipe) -> str:
-    """sha256 over "<sha256>  <path>" lines of the recipe's files: changes when any byte changes."""
+def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:
+    """{path relative to recipes/: sha256} of every file that defines the recipe."""
     base = recipes_dir()
-    h = hashlib.sha256()
-    for p in recipe_files(recipe):
-        h.update(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(base)}\n".encode())
-    return "sha256:" + h.hexdigest()
+    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest() for p in recipe_files(recipe)}
+
+
+def recipe_digest(hashes: dict[str, str]) -> str:
+    """sha256 over the sha256sum-style lines of the recipe's files: changes when any byte changes."""
+    text = "".join(f"{h}  {p}\n" for p, h in sorted(hashes.items()))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def recorded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -108,10 +111,10 @@ class RunRecord:
         self.data = data
 
     @classmethod
-    def start(cls, run_dir: Path, **fields: Any) -> RunRecord:
+    def start(cls, directory: Path, **fields: Any) -> RunRecord:
         data = {"schema": SCHEMA, "status": "running", "started_at": now(), "ended_at": None,
                 "exit_code": None, "pid": os.getpid(), "hostname": socket.gethostname(), **fields}
-        rec = cls(run_dir, data)
+        rec = cls(directory, data)
         rec.save()
         return rec
 

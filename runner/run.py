@@ -22,7 +22,7 @@ from runner.backends import module
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
 from runner.execute import run_script
 from runner.launch import Launch
-from runner.record import RunRecord, recipe_digest, recorded_env, write_json_atomic
+from runner.record import RunRecord, recipe_digest, recipe_file_hashes, recorded_env, write_json_atomic
 
 STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
 
@@ -57,9 +57,11 @@ def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
 def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
     r = launch.recipe
     inputs = next((c for c in checks if c.name == "inputs"), None)
+    files = recipe_file_hashes(r)
     return {
         "recipe": r.name,
-        "recipe_digest": recipe_digest(r),
+        "recipe_digest": recipe_digest(files),
+        "recipe_files": files,
         "determinism": r.data.get("determinism", {}).get("tier", "unspecified"),
         "bundle": hostinfo.bundle_git(),
         "image": launch.image,
@@ -106,7 +108,7 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     return result.passed
 
 
-def execute(launch: Launch, checks: list[pf.Check], gate: bool = True) -> int:
+def execute(launch: Launch, checks: list[pf.Check], gate: bool = True, **extra_record) -> int:
     """Run a launch whose preflight passed; returns the process exit code."""
     if launch.backend != "local":
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
@@ -115,9 +117,11 @@ def execute(launch: Launch, checks: list[pf.Check], gate: bool = True) -> int:
                           {"backend": launch.backend, "command": would_run(launch)[0], "host": hostinfo.host()})
         rc, interrupted = module(launch.backend).run(launch)
         return EXIT_INTERRUPTED if interrupted else rc
-    record = RunRecord.start(launch.run_dir, **provenance(launch, checks))
+    record = RunRecord.start(launch.run_dir, **provenance(launch, checks), **extra_record)
     click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
-    rc, interrupted = run_script(module("local").script(launch), launch.env, launch.run_dir / "logs" / "run.log")
+    # The script's process group id, so that whoever finds this run stuck can end exactly it.
+    rc, interrupted = run_script(module("local").script(launch), launch.env, launch.run_dir / "logs" / "run.log",
+                                 on_start=lambda pid: record.update(script_pgid=pid))
     if interrupted:
         record.finish("interrupted", EXIT_INTERRUPTED)
         click.echo(f"recipe: run {launch.run_id} interrupted; record: {launch.run_dir / 'run.json'}", err=True)

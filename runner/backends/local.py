@@ -24,13 +24,22 @@ def check_image(launch: Launch) -> pf.Check:
 
 
 def check_inputs(launch: Launch) -> pf.Check:
-    from runner.verify import verify_recipe_inputs
+    """Every input file against the recipe's sha256 manifest (sizes first, then parallel hashing)."""
+    from runner.verify import verify_manifest
 
-    result = verify_recipe_inputs(launch.recipe, launch.inputs_dir)
-    if result.ok:
-        return pf.ok("inputs", f"{result.summary()} under {launch.inputs_dir}")
-    return pf.fail("inputs", f"{result.summary()} under {launch.inputs_dir}",
-                   f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
+    manifest = launch.recipe.path("manifest")
+    if not launch.inputs_dir.is_dir():
+        return pf.fail("inputs", f"inputs root {launch.inputs_dir} does not exist",
+                       f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
+    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None)
+    s = result.summary()
+    counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n)
+    check = pf.ok("inputs", f"{s['files']} files match {manifest.name} ({counts})") if result.ok else pf.fail(
+        "inputs", f"{counts} under {launch.inputs_dir}; first: {result.problems[0].path} "
+                  f"({result.problems[0].status})",
+        f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
+    check.data = s
+    return check
 
 
 def check_lint(launch: Launch) -> pf.Check:

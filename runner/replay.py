@@ -1,0 +1,167 @@
+"""`recipe replay RUN_DIR`: re-execute exactly what a run recorded, then compare the metrics.
+
+Refuses (exit 6) when the recipe's files or pinned image changed since the run, unless told
+otherwise, and when the recipe now renders a different launch. Inputs are re-verified by the
+preflight. The comparison is bit for bit where the recipe declares the "bitwise" tier (minus the
+metrics it declares non-deterministic, such as perf/* timings), else within the recipe's bands.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from runner import metrics
+from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
+from runner.launch import Launch, build_launch
+from runner.record import load_record, recipe_digest, recipe_file_hashes, write_json_atomic
+from runner.recipe import Recipe, load_recipe
+from runner.secrets import is_secret
+
+DEFAULT_NONDETERMINISTIC = ("perf/*",)
+# Recorded environment re-applied on replay; RECIPE_* come from the launch itself.
+REPLAYED_ENV_PREFIXES = ("NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED", "TORCH_", "OMP_", "MKL_")
+
+
+@dataclass
+class Comparison:
+    mode: str  # bitwise | bands
+    differences: list[str] = field(default_factory=list)
+    compared: int = 0
+    excluded: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "identical": self.identical, "compared_values": self.compared,
+                "excluded_metrics": self.excluded, "differences": self.differences}
+
+
+def normalize(words: list[str], run_dir: str, output_dir: str, run_id: str) -> list[str]:
+    """Replace a run's own locations and id, which legitimately differ between a run and its replay."""
+    out = []
+    for w in words:
+        w = w.replace(output_dir, "<OUTPUT_DIR>").replace(run_dir, "<RUN_DIR>").replace(run_id, "<RUN_ID>")
+        out.append(w)
+    return out
+
+
+def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: bool) -> list[str]:
+    """Refusal reasons: the recipe's files or image differ from the record."""
+    reasons = []
+    files_now = recipe_file_hashes(recipe)
+    if recipe_digest(files_now) != rec.get("recipe_digest") and not allow_recipe:
+        before = rec.get("recipe_files", {})
+        changed = sorted(p for p in set(before) | set(files_now) if before.get(p) != files_now.get(p))
+        reasons.append(f"recipe {recipe.name} changed since the run (recorded {rec.get('recipe_digest')}, now "
+                       f"{recipe_digest(files_now)}; files: {', '.join(changed) or 'unknown'}); "
+                       "--allow-changed-recipe to replay anyway")
+    if recipe.image != rec.get("image") and not allow_image:
+        reasons.append(f"image changed since the run (recorded {rec.get('image')}, now {recipe.image}); "
+                       "--allow-changed-image to replay anyway")
+    here = os.environ.get("RECIPE_IMAGE")
+    if here and rec.get("image") not in (None, "none") and here != rec.get("image") and not allow_image:
+        reasons.append(f"running in image {here}, the run used {rec.get('image')}; --allow-changed-image")
+    return reasons
+
+
+def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: dict[str, str]) -> Launch:
+    env = rec["script_env"]
+    return build_launch(
+        recipe, run_id=run_id, run_dir=run_dir, backend="local", cell=rec["cell"], nodes=rec["nodes"],
+        gpus_per_node=rec["gpus_per_node"], inputs_dir=Path(rec["inputs_dir"]),
+        model_dir=Path(env["RECIPE_MODEL_DIR"]), data_dir=Path(env["RECIPE_DATA_DIR"]),
+        seed=int(env["RECIPE_SEED"]), rollout_seed=int(env["RECIPE_ROLLOUT_SEED"]),
+        num_rollout=int(env["RECIPE_NUM_ROLLOUT"]), deterministic=env.get("RECIPE_DETERMINISTIC") == "1",
+        extra_env=extra_env, skip=set(rec.get("preflight_skipped", [])))
+
+
+def launch_differences(rec: dict, launch: Launch) -> list[str]:
+    old = (rec["run_dir"], rec["output_dir"], rec["run_id"])
+    new = (str(launch.run_dir), str(launch.output_dir), launch.run_id)
+    diffs = []
+    a, b = normalize(rec["argv"], *old), normalize(launch.plan.argv, *new)
+    if a != b:
+        i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        diffs.append(f"argv differs at position {i}: recorded {a[i:i + 2]} vs now {b[i:i + 2]}")
+    ea = {k: normalize([v], *old)[0] for k, v in rec.get("job_env", {}).items()}
+    eb = {k: normalize([v], *new)[0] for k, v in launch.plan.env.items()}
+    for k in sorted(set(ea) | set(eb)):
+        if ea.get(k) != eb.get(k) and not is_secret(k):
+            diffs.append(f"job env {k}: recorded {ea.get(k)!r} vs now {eb.get(k)!r}")
+    return diffs
+
+
+def restore_environment(rec: dict) -> None:
+    """Re-apply the recorded environment (never secrets: those are recorded by name only)."""
+    for k, v in rec.get("environment", {}).items():
+        if k.startswith(REPLAYED_ENV_PREFIXES) and not is_secret(k):
+            os.environ[k] = v
+
+
+def compare(original: Path, replayed: Path, recipe: Recipe, tier: str) -> Comparison:
+    a, b = metrics.collect(original), metrics.collect(replayed)
+    if tier == "bitwise":
+        patterns = recipe.data.get("determinism", {}).get("nondeterministic_metrics", DEFAULT_NONDETERMINISTIC)
+        excluded = sorted(m for m in set(a.values) | set(b.values) if any(fnmatch.fnmatch(m, p) for p in patterns))
+        for m in excluded:
+            a.values.pop(m, None)
+            b.values.pop(m, None)
+        from runner.gate import compare_exact
+
+        diffs = compare_exact(a, b)
+        n = sum(len(v) for v in a.values.values())
+        if n == 0:
+            diffs.append("the original run has no metrics to compare")
+        return Comparison("bitwise", diffs, n, excluded)
+    from runner.gate import compare_bands, load_expected
+
+    result = compare_bands(b, a, load_expected(recipe.path("expected_metrics")))
+    diffs = [f"{r.rule.name}: {r.observed}" for r in result.failed_rows()]
+    if not result.rows:
+        diffs.append("the recipe declares no band rules: a statistical replay has nothing to compare")
+    return Comparison("bands", diffs, sum(len(v) for v in b.values.values()))
+
+
+def print_comparison(c: Comparison, original: str, replay_dir: Path) -> None:
+    verdict = "IDENTICAL" if c.identical else "DIFFERENT"
+    what = "bit for bit" if c.mode == "bitwise" else "within the recipe's bands"
+    click.echo(f"replay: {verdict} {what}: {c.compared} value(s) compared"
+               + (f", excluded {', '.join(c.excluded)}" if c.excluded else ""), err=True)
+    for d in c.differences[:30]:
+        click.echo(f"  {d}", err=True)
+    if len(c.differences) > 30:
+        click.echo(f"  ... and {len(c.differences) - 30} more", err=True)
+    click.echo(f"replay: original {original}\nreplay: replayed {replay_dir}", err=True)
+
+
+def load_replayable(run_dir: Path) -> dict:
+    rec = load_record(run_dir)
+    if rec.get("status") not in ("succeeded", "gate-failed"):
+        raise RecipeError(f"{run_dir}: run status is '{rec.get('status')}'; only finished runs can be replayed",
+                          EXIT_REFUSED)
+    for key in ("recipe", "script_env", "argv", "cell", "run_dir", "run_id", "output_dir"):
+        if key not in rec:
+            raise RecipeError(f"{run_dir}/run.json: field '{key}' missing; not a run record of this runner", 2)
+    return rec
+
+
+def write_replay_json(replay_dir: Path, original: str, c: Comparison, rc: int) -> None:
+    write_json_atomic(replay_dir / "replay.json", {"original": original, "run_exit_code": rc, **c.as_dict()})
+
+
+def outcome(rc: int, c: Comparison | None) -> int:
+    if rc != EXIT_OK:
+        return rc
+    return EXIT_OK if c and c.identical else EXIT_FAIL
+
+
+def load(run_dir: Path) -> tuple[dict, Recipe]:
+    rec = load_replayable(run_dir)
+    return rec, load_recipe(rec["recipe"])

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Test recipe: writes miles-format metric events derived from the seed. TEST_SLEEP makes it wait
+# (to be interrupted); TEST_BAD=1 makes the loss NaN (to fail the gate).
+set -euo pipefail
+: "${RECIPE_RUN_DIR:?}" "${RECIPE_SEED:=7}" "${RECIPE_NUM_ROLLOUT:=3}"
+if [[ "${RECIPE_DRY_RUN:-0}" == 1 ]]; then
+  printf '+ python3 train.py --seed %q --num-rollout %q --save-debug-event-data %q\n' \
+    "$RECIPE_SEED" "$RECIPE_NUM_ROLLOUT" "$RECIPE_RUN_DIR/events"
+  exit 0
+fi
+mkdir -p "$RECIPE_RUN_DIR/events"
+echo "echo recipe: seed $RECIPE_SEED; token seen by the script: ${WANDB_API_KEY:-none}"
+if [[ -n "${TEST_SLEEP:-}" ]]; then
+  : >"$RECIPE_RUN_DIR/started"
+  sleep "$TEST_SLEEP"
+fi
+python3 - "$RECIPE_RUN_DIR/events/main.jsonl" "$RECIPE_SEED" "$RECIPE_NUM_ROLLOUT" <<'PY'
+import json, random, sys, time
+path, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+bad = __import__("os").environ.get("TEST_BAD") == "1"
+with open(path, "w") as f:
+    for step in range(n):
+        loss = float("nan") if bad else rng.random()
+        for metrics in ({"train/step": step, "train/loss": None if bad else loss, "train/grad_norm": rng.random()},
+                        {"rollout/step": step, "rollout/response_len/mean": 10 + rng.random(),
+                         "perf/step_time": time.time()}):
+            f.write(json.dumps({"type": "metric", "metrics": metrics, "timestamp": time.time(),
+                                "source": {"process": "main"}}) + "\n")
+PY

@@ -1,0 +1,206 @@
+"""Run records and replay, through the real CLI, on a recipe that runs in a second.
+
+The test recipe (tests/data/echo_recipe) writes miles-format metric events derived from its
+seed, so every stage is real: preflight, run directory, run.json, logs, metrics.jsonl, gate,
+replay and its comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import RECIPE_BIN, ROOT, clean_env, recipe
+from runner.record import load_record, write_json_atomic
+
+PLANTED = "sk-test-PLANTED-secret-4242"
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    """A bundle root holding the shared launch lib and the echo test recipe."""
+    root = tmp_path / "bundle"
+    shutil.copytree(ROOT / "recipes" / "lib", root / "recipes" / "lib")
+    shutil.copytree(ROOT / "tests" / "data" / "echo_recipe", root / "recipes" / "echo")
+    return root
+
+
+def env_for(bundle: Path, **extra: str) -> dict[str, str]:
+    return clean_env(RECIPE_BUNDLE_ROOT=str(bundle), **extra)
+
+
+def run_echo(bundle: Path, runs: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return recipe("run", "echo", "--runs-dir", str(runs), "--skip-preflight", "lint", *args, env=env_for(bundle, **env), cwd=bundle)
+
+
+def only_run(runs: Path) -> Path:
+    dirs = [d for d in runs.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_run_writes_a_complete_record(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    p = run_echo(bundle, runs)
+    assert p.returncode == 0, p.stderr
+    d = only_run(runs)
+    assert d.name.endswith("-echo-cpu-" + d.name.rsplit("-", 1)[1]) and d.name[:8].isdigit()
+    rec = json.loads((d / "run.json").read_text())
+    assert rec["status"] == "succeeded" and rec["exit_code"] == 0
+    assert rec["recipe"] == "echo" and rec["recipe_digest"].startswith("sha256:")
+    assert "echo/run.sh" in rec["recipe_files"] and "lib/launch.sh" in rec["recipe_files"]
+    assert rec["image"] == "none" and rec["cell"] == "cpu"
+    assert rec["argv"] == ["--seed", "7", "--num-rollout", "3", "--save-debug-event-data", str(d / "events")]
+    assert rec["seeds"] == {"seed": "7", "rollout_seed": "11"}
+    assert rec["inputs_verification"]["status"] == "ok"
+    assert rec["inputs_verification"]["data"]["counts"]["ok"] == 1
+    assert rec["started_at"] <= rec["ended_at"]
+    assert rec["host"]["hostname"] and rec["host"]["cpu"] and rec["host"]["runner_version"]
+    assert rec["bundle"]["commit"]
+    assert rec["gate"]["passed"] is True
+    assert (d / "metrics.jsonl").is_file() and (d / "gate.json").is_file()
+    assert (d / "logs" / "run.log").read_text().startswith("echo recipe: seed 7")
+    # never reused: a second run gets its own directory
+    assert run_echo(bundle, runs).returncode == 0
+    assert len(list(runs.iterdir())) == 2
+
+
+def test_secrets_are_passed_by_name_and_never_written(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    p = run_echo(bundle, runs, WANDB_API_KEY=PLANTED, HF_TOKEN=PLANTED)
+    assert p.returncode == 0, p.stderr
+    d = only_run(runs)
+    rec = json.loads((d / "run.json").read_text())
+    assert rec["environment"]["WANDB_API_KEY"] == "$WANDB_API_KEY"
+    assert set(rec["secrets_passed"]) == {"WANDB_API_KEY", "HF_TOKEN"}
+    # the script did see the value (it echoes it), yet no file of the run holds it
+    assert "<redacted>" in (d / "logs" / "run.log").read_text()
+    for f in d.rglob("*"):
+        if f.is_file():
+            assert PLANTED not in f.read_text(errors="replace"), f
+    assert PLANTED not in p.stdout + p.stderr
+
+
+def test_gate_failure_marks_the_run(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    p = run_echo(bundle, runs, TEST_BAD="1")
+    assert p.returncode == 1
+    rec = json.loads((only_run(runs) / "run.json").read_text())
+    assert rec["status"] == "gate-failed" and rec["gate"]["passed"] is False
+    assert "finite_loss" in p.stderr
+
+
+def test_interrupted_run_is_marked_and_its_processes_end(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs), "--skip-preflight", "lint"], cwd=bundle,
+                            env=env_for(bundle, TEST_SLEEP="60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while not list(runs.glob("*/started")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    d = only_run(runs)
+    assert load_record(d)["status"] == "running"
+    pgid = json.loads((d / "run.json").read_text())["script_pgid"]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    rec = json.loads((d / "run.json").read_text())
+    assert rec["status"] == "interrupted" and rec["ended_at"]
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)  # the script and its sleep are gone
+
+
+def test_killed_runner_leaves_a_record_that_reads_interrupted(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs), "--skip-preflight", "lint"], cwd=bundle,
+                            env=env_for(bundle, TEST_SLEEP="60"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not list(runs.glob("*/started")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    d = only_run(runs)
+    pgid = json.loads((d / "run.json").read_text())["script_pgid"]
+    proc.kill()  # SIGKILL: the runner cannot write anything
+    proc.wait(10)
+    try:
+        assert json.loads((d / "run.json").read_text())["status"] == "running"
+        assert load_record(d)["status"] == "interrupted (stale)"
+        r = recipe("replay", str(d), env=env_for(bundle), cwd=bundle)
+        assert r.returncode == 6 and "only finished runs can be replayed" in r.stderr
+    finally:
+        os.killpg(pgid, signal.SIGKILL)  # end the orphaned script: exactly its own process group
+
+
+def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    f = tmp_path / "run.json"
+    write_json_atomic(f, {"status": "running"})
+
+    class Boom(Exception):
+        pass
+
+    def broken_dump(obj, fp, **kw):
+        fp.write('{"status": "succ')  # half a record...
+        raise Boom  # ...then the writer dies
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(Boom):
+        write_json_atomic(f, {"status": "succeeded"})
+    monkeypatch.undo()
+    assert json.loads(f.read_text()) == {"status": "running"}
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["run.json"]
+
+
+def test_replay_reproduces_bit_for_bit(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    assert run_echo(bundle, runs).returncode == 0
+    orig = only_run(runs)
+    p = recipe("replay", str(orig), env=env_for(bundle), cwd=bundle)
+    assert p.returncode == 0, p.stderr
+    assert "IDENTICAL bit for bit" in p.stderr and "excluded perf/step_time" in p.stderr
+    new = next(d for d in runs.iterdir() if d != orig)
+    rep = json.loads((new / "replay.json").read_text())
+    assert rep["identical"] and rep["compared_values"] == 9  # 3 steps x loss, grad_norm, response_len
+    assert json.loads((new / "run.json").read_text())["replay_of"]["run_id"] == orig.name
+
+
+def test_replay_detects_a_planted_difference(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    assert run_echo(bundle, runs).returncode == 0
+    orig = only_run(runs)
+    ev = orig / "events" / "main.jsonl"
+    lines = [json.loads(x) for x in ev.read_text().splitlines()]
+    lines[2]["metrics"]["train/grad_norm"] += 1e-12  # one value, one ulp-scale nudge
+    ev.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    p = recipe("replay", str(orig), env=env_for(bundle), cwd=bundle)
+    assert p.returncode == 1, p.stderr
+    assert "DIFFERENT" in p.stderr and "train/grad_norm step 1" in p.stderr
+
+
+def test_replay_refuses_a_changed_recipe(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    assert run_echo(bundle, runs).returncode == 0
+    orig = only_run(runs)
+    script = bundle / "recipes" / "echo" / "run.sh"
+    script.write_text(script.read_text() + "# an edit\n")
+    p = recipe("replay", str(orig), env=env_for(bundle), cwd=bundle)
+    assert p.returncode == 6
+    assert "recipe echo changed since the run" in p.stderr and "echo/run.sh" in p.stderr
+    assert len(list(runs.iterdir())) == 1, "a refused replay starts nothing"
+
+
+def test_replay_refuses_a_changed_image(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    assert run_echo(bundle, runs).returncode == 0
+    orig = only_run(runs)
+    toml = bundle / "recipes" / "echo" / "recipe.toml"
+    toml.write_text(toml.read_text().replace('reference = "none"', 'reference = "img@sha256:' + "0" * 64 + '"'))
+    p = recipe("replay", str(orig), "--allow-changed-recipe", env=env_for(bundle), cwd=bundle)
+    assert p.returncode == 6
+    assert "image changed since the run" in p.stderr
