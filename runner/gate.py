@@ -34,7 +34,8 @@ class Row:
     rule: Rule
     verdict: str
     observed: str
-    failures: list[dict[str, Any]] = field(default_factory=list)   # {"step", "value", "problem"}
+    # {"step", "value", "problem" (missing/nan/inf, else None), optional "note"}
+    failures: list[dict[str, Any]] = field(default_factory=list)
     detail: str = ""
 
     @property
@@ -139,7 +140,8 @@ def _compare(rule: Rule, x: float) -> bool:
 def _failures_row(rule: Rule, failures: list[dict[str, Any]], observed_ok: str) -> Row:
     if not failures:
         return Row(rule, PASS, observed_ok)
-    shown = ", ".join(f"step {f['step']}: {f['problem'] or _fmt(f['value'])}" for f in failures[:2])
+    shown = ", ".join(f"step {f['step']}: {f['problem'] or _fmt(f['value'])}"
+                      + (f" ({f['note']})" if f.get("note") else "") for f in failures[:2])
     more = f" (+{len(failures) - 2} more)" if len(failures) > 2 else ""
     return Row(rule, FAIL, shown + more, failures)
 
@@ -225,7 +227,7 @@ def _band(rule: Rule, values: dict[int, float], reference: Series | None) -> Row
         if ratio > worst or worst_step is None:
             worst, worst_step = ratio, s
         if abs(v - r) > tol:
-            failures.append({"step": s, "value": v, "problem": f"ref {r:.6g}, tol {tol:.3g}"})
+            failures.append({"step": s, "value": v, "problem": None, "note": f"ref {r:.4g} ± {tol:.2g}"})
     extra = sorted(set(values) - set(ref))
     detail = f"steps {extra[0]}..{extra[-1]} are beyond the reference and not checked" if extra else ""
     row = _failures_row(rule, failures, f"max |x-ref|/tol = {worst:.3g} (step {worst_step})")
@@ -292,15 +294,15 @@ def format_table(result: GateResult, width: int = 48) -> str:
 
 def write_gate_json(result: GateResult, path: str | Path) -> Path:
     path = Path(path)
-    write_text_atomic(path, json.dumps(_json_safe(result.as_dict()), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(json_safe(result.as_dict()), indent=2, allow_nan=False) + "\n")
     return path
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj

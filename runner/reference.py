@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner.errors import EXIT_FAIL, RecipeError, UsageError
+from runner.errors import EXIT_REFUSED, RecipeError, UsageError
 from runner.metrics import Series, read_metrics_jsonl, write_metrics_jsonl
 
 REFERENCE_FILE = "reference_metrics.jsonl"
@@ -66,4 +66,4 @@ def check_blessable(run: dict[str, Any] | None, run_dir: Path) -> None:
     status = run.get("status")
     if status is not None and status != "succeeded":
         raise RecipeError(f"{run_dir / 'run.json'}: status is {status!r}; only a run that succeeded "
-                          "(and passes its gate) can be blessed", EXIT_FAIL)
+                          "(and passes its gate) can be blessed", EXIT_REFUSED)

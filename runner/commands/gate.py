@@ -1,0 +1,129 @@
+"""`recipe check`, `recipe bless`, `recipe report`: the expected-metrics gate from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_REFUSED, RecipeError, UsageError
+
+PATH_ARG = click.Path(exists=True, path_type=Path)
+
+
+def _resolve_expected(path: Path, recipe: str | None, expected: Path | None) -> tuple[Path, dict | None]:
+    """The expected-metrics file for PATH: --expected, else --recipe, else run.json's "recipe"."""
+    from runner.reference import read_run_json
+
+    run = read_run_json(path) if path.is_dir() else None
+    if expected is not None:
+        return expected, run
+    name = recipe or (run or {}).get("recipe")
+    if not name:
+        raise UsageError(f"{path}: no run.json naming the recipe; give --recipe NAME or --expected FILE")
+    from runner.recipe import load_recipe
+
+    r = load_recipe(name)
+    return r.path("expected_metrics"), run
+
+
+def _collect(path: Path):
+    from runner import metrics
+
+    series = metrics.collect(path)
+    if not series.values:
+        raise RecipeError(f"{path}: no metrics found (looked for miles event files in events/ or *.jsonl, "
+                          "stdout logs in logs/*.log or *.log, and metrics.jsonl)", EXIT_MISSING)
+    return series
+
+
+@click.command("check")
+@click.argument("path", type=PATH_ARG)
+@click.option("--recipe", "recipe", metavar="NAME", help="Recipe whose expected metrics apply (default: run.json's).")
+@click.option("--expected", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An expected-metrics TOML file instead of the recipe's.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON instead of a table.")
+def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bool) -> None:
+    """Check a run's metrics against its recipe's expected metrics.
+
+    PATH is a run directory (run.json, events/, logs/), a directory of miles event files, or one
+    event/log/metrics.jsonl file. Prints rule, observed, bound, verdict and why; exits 1 if any
+    rule fails. For a run directory, also writes metrics.jsonl and gate.json into it.
+    """
+    from runner import gate, metrics
+
+    expected_path, run = _resolve_expected(path, recipe, expected)
+    exp = gate.load_expected(expected_path)
+    series = _collect(path)
+    result = gate.evaluate(exp, series)
+    if run is not None:
+        metrics.write_metrics_jsonl(series, path / metrics.METRICS_FILE)
+        gate.write_gate_json(result, path / "gate.json")
+    if as_json:
+        click.echo(json.dumps(gate.json_safe(result.as_dict()), indent=2))
+    else:
+        click.echo(gate.format_table(result))
+        if series.conflicts:
+            click.echo(f"note: {len(series.conflicts)} value(s) logged differently by two processes; "
+                       "kept per the rank rule (see metrics.jsonl header)", err=True)
+    if not result.passed:
+        raise SystemExit(EXIT_FAIL)
+
+
+@click.command("bless")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--recipe", "recipe", metavar="NAME", help="Recipe to bless into (default: run.json's).")
+@click.option("--replace", is_flag=True,
+              help="Re-baseline: judge the run without the current reference's bands, then replace it.")
+def bless_cmd(run_dir: Path, recipe: str | None, replace: bool) -> None:
+    """Make a trusted run the recipe's reference series (reference_metrics.jsonl).
+
+    The run must have succeeded and pass its gate, bands included (unless --replace). Later runs
+    are then held to the band rules against it.
+    """
+    from runner import gate, reference
+    from runner.recipe import load_recipe
+
+    run = reference.read_run_json(run_dir)
+    name = recipe or (run or {}).get("recipe")
+    if not name:
+        raise UsageError(f"{run_dir}: no run.json naming the recipe; give --recipe NAME")
+    if run is not None and run.get("recipe") not in (None, name):
+        raise UsageError(f"--recipe {name}: the run in {run_dir} is of recipe {run.get('recipe')!r}")
+    reference.check_blessable(run, run_dir)
+    r = load_recipe(name)
+    exp = gate.load_expected(r.path("expected_metrics"))
+    series = _collect(run_dir)
+    result = gate.evaluate(exp, series, None if replace else reference.load_reference(exp.path))
+    if not result.passed:
+        click.echo(gate.format_table(result), err=True)
+        raise RecipeError(f"refusing to bless {run_dir}: it fails its expected-metrics gate "
+                          f"({len(result.failed_rows())} rule(s) not passed)", EXIT_REFUSED)
+    prov = reference.provenance(run_dir, run, series)
+    out = reference.write_reference(series, exp.path, prov)
+    n = sum(len(v) for v in series.values.values())
+    click.echo(f"blessed {run_dir} as the reference of {name}: {out} ({len(series.values)} metrics, {n} values)")
+    click.echo(f"next: `recipe lock {name} --recipe-files` to refresh the recipe's tag manifest, "
+               f"then commit {out.name}")
+
+
+@click.command("report")
+@click.argument("path", type=PATH_ARG)
+@click.option("--recipe", "recipe", metavar="NAME", help="Recipe whose expected metrics apply (default: run.json's).")
+@click.option("--expected", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An expected-metrics TOML file instead of the recipe's.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (default: PATH/report).")
+def report_cmd(path: Path, recipe: str | None, expected: Path | None, out: Path | None) -> None:
+    """Plot every gated metric (series, band, bound) and write index.html with the verdicts."""
+    from runner import gate
+    from runner.report import write_report
+
+    expected_path, _ = _resolve_expected(path, recipe, expected)
+    exp = gate.load_expected(expected_path)
+    series = _collect(path)
+    result = gate.evaluate(exp, series)
+    out = out or ((path if path.is_dir() else path.parent) / "report")
+    index = write_report(exp, series, result, out, title=str(path))
+    click.echo(f"report: {index} ({'passed' if result.passed else 'FAILED'})")

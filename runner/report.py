@@ -1,0 +1,132 @@
+"""`recipe report`: one PNG per gated metric (series, band, bounds, failures) and an index.html.
+
+matplotlib (extra `report`) is imported inside the functions, with the Agg backend, so nothing
+here costs start-up time or needs a display.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from pathlib import Path
+
+from runner.atomicfile import write_text_atomic
+from runner.expected import Expected
+from runner.gate import BLOCKED, FAIL, PASS, UNREFERENCED, GateResult, expected_steps
+from runner.metrics import Series
+from runner.reference import load_reference
+
+VERDICT_COLOR = {PASS: "#1a7f37", FAIL: "#cf222e", BLOCKED: "#9a6700", UNREFERENCED: "#6e7781"}
+
+
+def png_name(metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", metric) + ".png"
+
+
+def plot_metric(metric: str, expected: Expected, series: Series, result: GateResult, reference: Series | None,
+                path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result.rows if r.rule.metric == metric]
+    values = series.values.get(metric, {})
+    steps = expected_steps(metric, expected, series)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=110)
+    try:
+        finite = [(s, v) for s, v in sorted(values.items()) if math.isfinite(v)]
+        if finite:
+            # NaN where a value is missing or not finite, so the line breaks there instead of bridging it
+            xs = sorted(set(steps) | set(values))
+            ys = [values[s] if s in values and math.isfinite(values[s]) else math.nan for s in xs]
+            ax.plot(xs, ys, "o-", color="#0969da", lw=1.5, ms=4, label=metric, zorder=3)
+        ref = reference.values.get(metric, {}) if reference is not None else {}
+        for row in rows:
+            rule = row.rule
+            if rule.kind == "band" and ref:
+                rs = sorted(s for s, v in ref.items() if math.isfinite(v))
+                lo = [ref[s] - max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
+                hi = [ref[s] + max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
+                ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, label=f"band: {rule.name}", zorder=1)
+                ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
+            if rule.kind in ("bound",) and not rule.abs:
+                span = None
+                if rule.at == "step":
+                    span = (rule.step - 0.4, rule.step + 0.4)
+                for limit, style in ((rule.lower, ":"), (rule.upper, "--")):
+                    if limit is None:
+                        continue
+                    color = VERDICT_COLOR.get(row.verdict, "#6e7781")
+                    label = f"{rule.name}: {rule.bound_text()}"
+                    if span:
+                        ax.hlines(limit.value, *span, colors=color, linestyles=style, lw=1.5, label=label)
+                    else:
+                        ax.axhline(limit.value, color=color, ls=style, lw=1.2, label=label)
+            for f in row.failures:
+                if f.get("step") is None:
+                    continue
+                v = f.get("value")
+                if v is not None and math.isfinite(v):
+                    ax.plot([f["step"]], [v], "x", color=VERDICT_COLOR[FAIL], ms=9, mew=2, zorder=4)
+                else:
+                    # NaN, inf or missing: a shaded column, labelled on the lower edge of the axes
+                    ax.axvspan(f["step"] - 0.3, f["step"] + 0.3, color=VERDICT_COLOR[FAIL], alpha=0.12, lw=0)
+                    ax.annotate(f.get("problem") or "?", (f["step"], 0), xycoords=("data", "axes fraction"),
+                                color=VERDICT_COLOR[FAIL], ha="center", va="bottom", fontsize=8, weight="bold")
+        if steps:
+            ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
+        verdicts = ", ".join(f"{r.rule.name}: {r.verdict}" for r in rows)
+        ax.set_title(f"{metric}\n{verdicts}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if not finite:
+            ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", color=VERDICT_COLOR[FAIL])
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, format="png")
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def write_report(expected: Expected, series: Series, result: GateResult, out: Path, title: str = "") -> Path:
+    """Write out/<metric>.png for each gated metric and out/index.html; returns the index path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reference = load_reference(expected.path)
+    images = []
+    for metric in expected.metrics():
+        images.append((metric, plot_metric(metric, expected, series, result, reference, out / png_name(metric))))
+    e = html.escape
+    rows = "\n".join(
+        f"<tr><td>{e(r.rule.name)}</td><td><code>{e(r.rule.metric)}</code></td><td>{e(r.observed)}</td>"
+        f"<td>{e(r.rule.bound_text())}</td>"
+        f"<td style=\"color:{VERDICT_COLOR.get(r.verdict, '#000')};font-weight:bold\">{e(r.verdict.upper())}</td>"
+        f"<td>{e(r.rule.why)}</td></tr>" for r in result.rows)
+    figs = "\n".join(f"<figure><img src=\"{e(p.name)}\" alt=\"{e(m)}\"><figcaption>{e(m)}</figcaption></figure>"
+                     for m, p in images)
+    verdict = "PASSED" if result.passed else "FAILED"
+    color = VERDICT_COLOR[PASS] if result.passed else VERDICT_COLOR[FAIL]
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>gate {verdict}: {e(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #d0d7de;padding:4px 8px;font-size:13px;text-align:left}}
+figure{{display:inline-block;margin:8px}}img{{max-width:820px}}</style></head>
+<body><h1 style="color:{color}">Expected-metrics gate {verdict}</h1>
+<p>{e(title)}<br>rules: <code>{e(str(expected.path))}</code>; metrics from {e(series.source)}</p>
+<table><tr><th>rule</th><th>metric</th><th>observed</th><th>bound</th><th>verdict</th><th>why</th></tr>
+{rows}
+</table>
+{figs}
+</body></html>
+"""
+    index = out / "index.html"
+    write_text_atomic(index, page)
+    return index

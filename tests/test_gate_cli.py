@@ -1,0 +1,136 @@
+"""`recipe check`, `recipe bless`, `recipe report` run for real as subprocesses on the controls."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, clean_env, recipe
+
+from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_REFUSED, EXIT_USAGE
+
+EVENTS = ROOT / "tests" / "data" / "events"
+STDOUT = ROOT / "tests" / "data" / "stdout"
+
+
+def run_dir(tmp_path: Path, control: str, status: str = "succeeded", name: str = "run") -> Path:
+    """A run directory as `recipe run` leaves it: run.json, events/ (and no metrics.jsonl yet)."""
+    d = tmp_path / name
+    shutil.copytree(EVENTS / control, d / "events")
+    (d / "run.json").write_text(json.dumps({
+        "schema": 1, "status": status, "recipe": "nemotron3_nano", "run_id": f"20260821T100000Z-{control}",
+        "cell": "default", "image": "radixark/miles:v0.1.0@sha256:cd40db92", "recipe_digest": "sha256:abc",
+        "bundle": {"commit": "0123abc", "dirty": False}, "seeds": {"seed": "1234", "rollout_seed": "42"}}))
+    return d
+
+
+@pytest.fixture
+def bundle(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A copy of the recipes tree, so bless can write a reference without touching the checkout."""
+    root = tmp_path / "bundle"
+    shutil.copytree(ROOT / "recipes", root / "recipes", ignore=shutil.ignore_patterns("reference_metrics.jsonl"))
+    return root, clean_env(RECIPE_BUNDLE_ROOT=str(root))
+
+
+def test_check_passes_healthy_and_fails_router_scale(tmp_path):
+    ok = recipe("check", str(EVENTS / "healthy"), "--recipe", "nemotron3_nano")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "gate PASSED" in ok.stdout
+    header = ok.stdout.splitlines()[0].split()
+    assert header == ["rule", "observed", "bound", "verdict", "why"]
+    bad = recipe("check", str(EVENTS / "router_scale_1"), "--recipe", "nemotron3_nano")
+    assert bad.returncode == EXIT_FAIL
+    row = next(line for line in bad.stdout.splitlines() if line.startswith("logprob_diff_below_0.02"))
+    assert "FAIL" in row and "x < 0.02 every step" in row and "router scale" in row
+
+
+@pytest.mark.parametrize("control", ["nan_grad_norm", "stopped_after_6"])
+def test_check_fails_broken_controls(control):
+    r = recipe("check", str(EVENTS / control), "--recipe", "nemotron3_nano", "--json")
+    assert r.returncode == EXIT_FAIL
+    d = json.loads(r.stdout)
+    failed = {row["rule"] for row in d["rows"] if row["verdict"] == "fail"}
+    assert ("grad_norm_finite" in failed) if control == "nan_grad_norm" else ("all_train_steps" in failed)
+
+
+def test_check_stdout_log_fallback():
+    r = recipe("check", str(STDOUT / "healthy"), "--recipe", "nemotron3_nano", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["series_source"] == "stdout"
+    r = recipe("check", str(STDOUT / "nan_grad_norm" / "logs" / "run.log"), "--recipe", "nemotron3_nano")
+    assert r.returncode == EXIT_FAIL
+
+
+def test_check_run_dir_takes_the_recipe_from_run_json_and_writes_gate_json(tmp_path):
+    d = run_dir(tmp_path, "nan_grad_norm")
+    r = recipe("check", str(d))
+    assert r.returncode == EXIT_FAIL
+    gate = json.loads((d / "gate.json").read_text())
+    assert gate["passed"] is False and gate["expected"].endswith("nemotron3_nano/expected_metrics.toml")
+    lines = (d / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["kind"] == "recipe-metrics"
+    assert {"metric": "train/grad_norm", "step": 5, "step_key": "train/step", "value": None,
+            "nonfinite": "nan"} in [json.loads(x) for x in lines[1:]]
+    assert sorted(p.name for p in d.iterdir()) == ["events", "gate.json", "metrics.jsonl", "run.json"]
+
+
+def test_check_usage_errors_are_one_line(tmp_path):
+    r = recipe("check", str(EVENTS / "healthy"))
+    assert r.returncode == EXIT_USAGE and r.stderr.count("\n") == 1 and "--recipe NAME" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = recipe("check", str(empty), "--recipe", "nemotron3_nano")
+    assert r.returncode == EXIT_MISSING and "no metrics found" in r.stderr
+    bad = tmp_path / "expected.toml"
+    bad.write_text('schema = 1\n[[rule]]\nname = "vacuous"\nkind = "bound"\nmetric = "train/pg_clipfrac"\n'
+                   'le = 1.0\nwhy = "w"\n')
+    r = recipe("check", str(EVENTS / "healthy"), "--expected", str(bad))
+    assert r.returncode == EXIT_USAGE and r.stderr.count("\n") == 1
+    assert f"{bad}: rule 'vacuous': field 'le': cannot fail" in r.stderr
+    r = recipe("check", str(EVENTS / "healthy"), "--recipe", "no_such_recipe")
+    assert r.returncode == EXIT_USAGE and "unknown recipe" in r.stderr
+
+
+def test_bless_refuses_failing_runs_then_blesses_a_healthy_one(tmp_path, bundle):
+    root, env = bundle
+    ref = root / "recipes" / "nemotron3_nano" / "reference_metrics.jsonl"
+    r = recipe("bless", str(run_dir(tmp_path, "router_scale_1", name="broken")), env=env)
+    assert r.returncode == EXIT_REFUSED and "refusing to bless" in r.stderr and not ref.exists()
+    r = recipe("bless", str(run_dir(tmp_path, "healthy", status="failed", name="failed")), env=env)
+    assert r.returncode == EXIT_REFUSED and "'failed'" in r.stderr and not ref.exists()
+
+    good = run_dir(tmp_path, "healthy", name="good")
+    r = recipe("bless", str(good), env=env)
+    assert r.returncode == 0, r.stderr
+    header = json.loads(ref.read_text().splitlines()[0])
+    prov = header["provenance"]
+    assert prov["run_id"] == "20260821T100000Z-healthy" and prov["bundle"]["commit"] == "0123abc"
+    assert prov["image"].startswith("radixark/miles:v0.1.0@sha256:") and prov["cell"] == "default"
+
+    # now the bands hold: a healthy run of another seed passes them, the router-scale run fails them
+    r = recipe("check", str(EVENTS / "nan_grad_norm"), "--recipe", "nemotron3_nano", "--json", env=env)
+    rows = {row["rule"]: row["verdict"] for row in json.loads(r.stdout)["rows"]}
+    assert rows["logprob_diff_band"] == "pass" and rows["response_len_band"] == "pass"
+    r = recipe("check", str(EVENTS / "router_scale_1"), "--recipe", "nemotron3_nano", "--json", env=env)
+    d = json.loads(r.stdout)
+    rows = {row["rule"]: row["verdict"] for row in d["rows"]}
+    assert rows["logprob_diff_band"] == "fail"
+    assert d["reference"]["run_id"] == "20260821T100000Z-healthy"
+
+
+def test_report_writes_a_png_per_gated_metric_and_an_index(tmp_path):
+    out = tmp_path / "report"
+    r = recipe("report", str(EVENTS / "nan_grad_norm"), "--recipe", "nemotron3_nano", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["derived_zero_std_percentage.png", "rollout_response_len_mean.png", "train_grad_norm.png",
+                    "train_loss.png", "train_pg_clipfrac.png", "train_ppo_kl.png",
+                    "train_train_rollout_logprob_abs_diff.png"]
+    for p in out.glob("*.png"):
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    page = (out / "index.html").read_text()
+    assert "gate FAILED" in page and page.count("<img ") == len(pngs)
+    assert "grad_norm_finite" in page and ">FAIL<" in page
