@@ -36,32 +36,42 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
     log_path.parent.mkdir(parents=True, exist_ok=True)
     interrupted = threading.Event()
 
-    with open(log_path, "a", buffering=1) as log:
-        proc = subprocess.Popen(["bash", str(script)], env=full_env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        if on_start:
-            on_start(proc.pid)
+    procs: list[subprocess.Popen] = []
 
-        def forward(signum, _frame):
-            interrupted.set()
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-            def escalate():
-                try:
-                    proc.wait(GRACE_S)
-                except subprocess.TimeoutExpired:
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-
-            threading.Thread(target=escalate, daemon=True).start()
-
-        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    def forward(signum, _frame):
+        # Handlers are in place before the child starts, so a signal can never be lost in between.
+        interrupted.set()
+        if not procs:
+            return
+        proc = procs[0]
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+        def escalate():
+            try:
+                proc.wait(GRACE_S)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        threading.Thread(target=escalate, daemon=True).start()
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with open(log_path, "a", buffering=1) as log:
+            if interrupted.is_set():
+                return 130, True
+            proc = subprocess.Popen(["bash", str(script)], env=full_env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            procs.append(proc)
+            if interrupted.is_set():  # a signal that arrived while starting
+                forward(signal.SIGTERM, None)
+            if on_start:
+                on_start(proc.pid)
             assert proc.stdout is not None
             for line in proc.stdout:
                 line = scrub(line, secrets)
@@ -70,7 +80,7 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
                     sys.stdout.write(line)
                     sys.stdout.flush()
             rc = proc.wait()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
     return rc, interrupted.is_set()

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RecipeError, UsageError
-from runner.paths import recipes_dir
 from runner.recipe import Recipe
 from runner.secrets import redact_env
 
@@ -32,11 +31,11 @@ ENV_PREFIXES = ("RECIPE_", "NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def new_run_id(recipe: str, cell: str) -> str:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{recipe}-{cell}-{pysecrets.token_hex(3)}"
 
 
@@ -70,25 +69,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def recipe_files(recipe: Recipe) -> list[Path]:
-    """The files that define a recipe: its directory (minus shipped inputs) and the shared launch lib."""
-    shipped = recipe.data.get("inputs", {}).get("root")
-    skip = (recipe.dir / shipped).resolve() if shipped else None
-    files = []
-    for root in (recipe.dir, recipes_dir() / "lib"):
-        for p in sorted(root.rglob("*")):
-            if not p.is_file() or "__pycache__" in p.parts or p.name.startswith("."):
-                continue
-            if skip and skip in p.resolve().parents:
-                continue
-            files.append(p)
-    return files
-
-
 def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:
-    """{path relative to recipes/: sha256} of every file that defines the recipe."""
-    base = recipes_dir()
-    return {str(p.relative_to(base)): hashlib.sha256(p.read_bytes()).hexdigest() for p in recipe_files(recipe)}
+    """{path relative to recipes/: sha256} of every file that defines the recipe (its tag manifest's list)."""
+    from runner.tagmanifest import build
+
+    return {e.path: e.sha256 for e in build(recipe)[0].entries}
 
 
 def recipe_digest(hashes: dict[str, str]) -> str:
