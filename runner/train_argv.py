@@ -1,0 +1,15 @@
+"""The trainer's full argv for a recipe cell, as the run script renders it (no side effects).
+
+Lint and the planner read flags beyond the model args (R3, KL, colocate, memory fractions); they
+take them from the same dry run `recipe plan` shows, so they judge what would be launched.
+"""
+
+from __future__ import annotations
+
+from runner.recipe import Recipe
+
+
+def train_argv(recipe: Recipe, cell: str | None) -> list[str]:
+    from runner.plan import render_plan
+
+    return render_plan(recipe, cell).argv
