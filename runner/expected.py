@@ -42,9 +42,11 @@ rollout/* and perf/*; see runner/metrics.py) reached in the run, plus 0..K of an
 on that step key. A missing value, NaN or inf fails the rule it touches, always.
 
 Load-time rejection: a rule that cannot fail - no comparison, a comparison every value in the
-metric's range satisfies (`ge = 0` on a count, `le = 1` on a ratio, `gt = -1` on an abs value),
-a band whose atol covers the whole range - or cannot pass, raises a one-line RecipeError naming
-the file, the rule and the field.
+metric's range satisfies (`ge = 0` on a count, `le = 1` or `lt = 1.5` on a ratio, `gt = -1` or
+`ge = 0` on an abs value), a band whose atol covers the whole range - or cannot pass, raises a
+one-line RecipeError naming the file, the rule and the field. Ranges are closed, so strictness
+counts: `lt = 1` on a ratio is accepted because a ratio of exactly 1 (every group zero-std)
+fails it, while `le = 1` is refused.
 """
 
 from __future__ import annotations
@@ -155,21 +157,6 @@ class Rule:
         if self.kind == "bound" and self.at == "every":
             text += " every step"
         return text
-
-    def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "metric": self.metric, "why": self.why,
-                             "bound": self.bound_text()}
-        for k in ("at", "step", "reduce", "first", "last", "window", "rtol", "atol"):
-            v = getattr(self, k)
-            if v is not None and (self.kind == "bound" or k != "at"):
-                d[k] = v
-        if self.lower:
-            d["ge" if self.lower.inclusive else "gt"] = self.lower.value
-        if self.upper:
-            d["le" if self.upper.inclusive else "lt"] = self.upper.value
-        if self.abs:
-            d["abs"] = True
-        return d
 
 
 @dataclass(frozen=True)
