@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from runner import manifest as mf
 from runner.atomicfile import fsync_dir, write_text_atomic
-from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError, UsageError
+from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.verify import STAGING_DIR, hash_file
 
 SMALL_FILE_MAX = 64 << 20  # non-LFS files are fetched whole by `recipe lock` to hash them
@@ -168,6 +169,7 @@ def fetch_manifest(m: mf.Manifest, root: str | os.PathLike, sources: list[Source
                 progress(e.size)
         else:
             todo.append((e, src, name, final))
+    _check_space(root, [(e, final) for e, _, _, final in todo])
     for src in {s for _, s, _, _ in todo}:
         check_revision(src, endpoint)
 
@@ -205,6 +207,25 @@ def fetch_manifest(m: mf.Manifest, root: str | os.PathLike, sources: list[Source
     return result
 
 
+def free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def _check_space(root: Path, todo: list[tuple[mf.Entry, Path]]) -> None:
+    """Refuse at once, rather than at 95%, when the rest cannot fit (parts already there count)."""
+    need = 0
+    for e, final in todo:
+        if final.is_file() and final.stat().st_size == e.size:
+            continue  # probably good: it will be hashed, not downloaded
+        part = root / STAGING_DIR / (e.path + ".part")
+        have = part.stat().st_size if part.is_file() else 0
+        need += max(0, (e.size or 0) - have)
+    free = free_bytes(root)
+    if need > free:
+        raise RecipeError(f"{root}: {need / 1e9:.1f} GB still to download but only {free / 1e9:.1f} GB free; "
+                          f"free space or pass --inputs on a larger disk", EXIT_PREFLIGHT)
+
+
 def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endpoint: str | None,
               retries: int, progress: Callable[[int], None] | None) -> tuple[int, bool]:
     """Stream one file into its .part through the hasher; rename it into place if it matches."""
@@ -215,6 +236,7 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
     part = root / STAGING_DIR / (e.path + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)
     url = file_url(src, name, endpoint)
+    _check_hub_metadata(e, url, endpoint)
     base_headers = build_hf_headers(token=hub_token())
     base_headers["Accept-Encoding"] = "identity"  # byte ranges must address the stored bytes
 
@@ -282,6 +304,25 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
     os.replace(part, final)
     fsync_dir(final.parent)
     return downloaded, resumed
+
+
+def _check_hub_metadata(e: mf.Entry, url: str, endpoint: str | None) -> None:
+    """Fail before downloading when the Hub's own size or LFS sha256 already disagrees with the manifest
+    (a 5 GB shard need not be fetched to learn that). The download is still hashed: this only saves time."""
+    from huggingface_hub import get_hf_file_metadata
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        meta = get_hf_file_metadata(url, token=hub_token(), endpoint=endpoint, retry_on_errors=True)
+    except (HfHubHTTPError, OSError) as err:
+        raise FileFailure(e.path, f"Hub metadata request failed: {_one_line(err)}") from None
+    if e.size is not None and meta.size is not None and meta.size != e.size:
+        raise FileFailure(e.path, f"the Hub has {meta.size} bytes at this revision, the manifest says {e.size}; "
+                                  f"nothing downloaded", EXIT_CORRUPT)
+    etag = (meta.etag or "").lower()
+    if re.fullmatch(r"[0-9a-f]{64}", etag) and etag != e.sha256:  # a 64-hex ETag is the LFS sha256
+        raise FileFailure(e.path, f"the Hub's sha256 at this revision is {etag}, the manifest says {e.sha256}; "
+                                  f"nothing downloaded", EXIT_CORRUPT)
 
 
 def _hash_prefix(part: Path, n: int) -> tuple[hashlib._Hash, int]:

@@ -233,3 +233,10 @@ def find_extra(root: Path, listed: set[str], subdirs: Iterable[str]) -> list[str
                 if rel not in listed:
                     extra.add(rel.replace(os.sep, "/"))
     return sorted(extra)
+
+
+def verify_recipe_inputs(recipe, inputs_dir: str | os.PathLike | None = None, **kw) -> VerifyResult:
+    """verify_manifest on a recipe's inputs manifest and inputs root (--inputs > $RECIPE_INPUTS_DIR > ...)."""
+    from runner.inputs import inputs_root
+
+    return verify_manifest(recipe.path("manifest"), inputs_root(recipe, inputs_dir), **kw)

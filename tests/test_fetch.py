@@ -9,7 +9,7 @@ import pytest
 from fixtures_hub import DATA_FILE, DATA_REPO, MODEL_REPO, SmallRepos, hub_fixture, small_repos_fixture
 
 from runner import manifest as mf
-from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError
+from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
 from runner.fetch import Source, fetch_manifest, sources_from_header
 from runner.verify import STAGING_DIR, verify_manifest
 
@@ -99,6 +99,31 @@ def test_served_content_not_matching_the_manifest_is_never_put_in_place(small_re
     assert not (root / "model" / SHARD).exists()
     assert not (root / STAGING_DIR / "model" / (SHARD + ".part")).exists()  # not resumable garbage
     assert (root / "model" / "config.json").is_file()  # the other files still arrived
+
+
+@pytest.mark.parametrize("field", ["sha256", "size"])
+def test_hub_metadata_disagreeing_with_the_manifest_fails_before_downloading(small_repos, tmp_path, field):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    e = m.by_path()[f"model/{SHARD}"]
+    wrong = mf.Entry(e.path, "0" * 64, e.size) if field == "sha256" else mf.Entry(e.path, e.sha256, e.size + 1)
+    m.entries = [wrong if x.path == e.path else x for x in m.entries]
+    with pytest.raises(RecipeError) as err:
+        fetch(m, tmp_path / "in", small_repos)
+    assert err.value.code == EXIT_CORRUPT and f"model/{SHARD}: the Hub" in err.value.message
+    assert "nothing downloaded" in err.value.message
+    assert small_repos.hub.gets(SHARD) == []  # only a HEAD was sent for it
+    assert not (tmp_path / "in" / "model" / SHARD).exists()
+
+
+def test_not_enough_disk_space_is_refused_before_any_request(small_repos, tmp_path, monkeypatch):
+    import runner.fetch
+
+    m = manifest_for(small_repos, small_repos.old_rev)
+    monkeypatch.setattr(runner.fetch, "free_bytes", lambda path: 1000)  # a nearly full disk
+    with pytest.raises(RecipeError) as err:
+        fetch(m, tmp_path / "in", small_repos)
+    assert err.value.code == EXIT_PREFLIGHT and "only 0.0 GB free" in err.value.message
+    assert small_repos.hub.requests == []
 
 
 def test_revision_that_does_not_exist(small_repos: SmallRepos, tmp_path):
