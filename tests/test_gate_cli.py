@@ -134,3 +134,22 @@ def test_report_writes_a_png_per_gated_metric_and_an_index(tmp_path):
     page = (out / "index.html").read_text()
     assert "gate FAILED" in page and page.count("<img ") == len(pngs)
     assert "grad_norm_finite" in page and ">FAIL<" in page
+
+
+def test_bless_replace_rebaselines_a_run_outside_the_old_bands(tmp_path, bundle):
+    root, env = bundle
+    ref = root / "recipes" / "nemotron3_nano" / "reference_metrics.jsonl"
+    assert recipe("bless", str(run_dir(tmp_path, "healthy", name="first")), env=env).returncode == 0
+    # a healthy run whose responses are 1.5x longer (say, a new image): passes every bound, fails the band
+    longer = run_dir(tmp_path, "healthy", name="longer")
+    events = longer / "events" / "rollout_manager.jsonl"
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    for e in lines:
+        e["metrics"]["rollout/response_len/mean"] *= 1.5
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    r = recipe("bless", str(longer), env=env)
+    assert r.returncode == EXIT_REFUSED and "response_len_band" in r.stderr
+    assert json.loads(ref.read_text().splitlines()[0])["provenance"]["run_dir"].endswith("first")
+    r = recipe("bless", str(longer), "--replace", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(ref.read_text().splitlines()[0])["provenance"]["run_dir"].endswith("longer")
