@@ -227,7 +227,8 @@ def find_extra(root: Path, listed: set[str], subdirs: Iterable[str]) -> list[str
             if rel_dir == ".":
                 dirnames[:] = [d for d in dirnames if d != STAGING_DIR]
                 rel_dir = ""
-            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            # __pycache__, and .cache: `hf download --local-dir` bookkeeping, not an input
+            dirnames[:] = [d for d in dirnames if d not in ("__pycache__", ".cache")]
             for name in filenames:
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 if rel not in listed:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from fixtures_hub import DATA_FILE, DATA_REPO, MODEL_REPO, SmallRepos, hub_fixture, small_repos_fixture
+from fixtures_hub import DATA_FILE, DATA_REPO, MODEL_REPO, SmallRepos, hub_env, hub_fixture, small_repos_fixture
 
 from runner import manifest as mf
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
@@ -166,5 +168,23 @@ def test_token_comes_from_the_environment_only(small_repos: SmallRepos, tmp_path
     monkeypatch.setenv("HF_TOKEN", "hf_fromenv")
     fetch(m, tmp_path / "b", small_repos)
     assert set(small_repos.hub.auth) == {"Bearer hf_fromenv"}
+
+
+@pytest.mark.slow
+def test_a_tree_from_the_stock_hf_download_verifies_against_our_manifest(small_repos, tmp_path):
+    """The loopback Hub is faithful enough for `hf download --revision`, and a model dir made by
+    the stock tool is checked by our manifest (users need not use `recipe fetch`)."""
+    hf = Path(sys.executable).parent / "hf"
+    if not hf.exists():
+        pytest.skip("the hf CLI is not installed in this environment")
+    root = tmp_path / "in"
+    r = subprocess.run([str(hf), "download", MODEL_REPO, "--revision", small_repos.old_rev,
+                        "--local-dir", str(root / "model")], env=hub_env(small_repos.hub, tmp_path),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = manifest_for(small_repos, small_repos.old_rev)
+    m.entries = [e for e in m.entries if e.path.startswith("model/")]
+    result = verify_manifest(m, root)
+    assert result.ok and result.extra == ["model/.gitattributes"]
 
 __all__ = ["hub_fixture", "small_repos_fixture"]  # fixtures used by name
