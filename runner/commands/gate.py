@@ -58,8 +58,11 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
     series = _collect(path)
     result = gate.evaluate(exp, series)
     if run is not None:
-        metrics.write_metrics_jsonl(series, path / metrics.METRICS_FILE)
-        gate.write_gate_json(result, path / "gate.json")
+        try:
+            metrics.write_metrics_jsonl(series, path / metrics.METRICS_FILE)
+            gate.write_gate_json(result, path / "gate.json")
+        except OSError as e:  # a read-only copy of a run can still be checked
+            click.echo(f"warning: {path}: cannot write metrics.jsonl/gate.json ({e.strerror})", err=True)
     if as_json:
         click.echo(json.dumps(gate.json_safe(result.as_dict()), indent=2))
     else:
@@ -101,7 +104,11 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool) -> None:
         raise RecipeError(f"refusing to bless {run_dir}: it fails its expected-metrics gate "
                           f"({len(result.failed_rows())} rule(s) not passed)", EXIT_REFUSED)
     prov = reference.provenance(run_dir, run, series)
-    out = reference.write_reference(series, exp.path, prov)
+    try:
+        out = reference.write_reference(series, exp.path, prov)
+    except OSError as e:
+        raise RecipeError(f"{reference.reference_path(exp.path)}: cannot write the reference ({e.strerror})",
+                          EXIT_FAIL) from None
     n = sum(len(v) for v in series.values.values())
     click.echo(f"blessed {run_dir} as the reference of {name}: {out} ({len(series.values)} metrics, {n} values)")
     click.echo(f"next: `recipe lock {name} --recipe-files` to refresh the recipe's tag manifest, "
