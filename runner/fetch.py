@@ -207,6 +207,21 @@ def fetch_manifest(m: mf.Manifest, root: str | os.PathLike, sources: list[Source
     return result
 
 
+def _http_client_lib():
+    """The httpx flavour huggingface_hub's session is built on (httpx2 in 2.x, httpx in 1.x)."""
+    import importlib
+
+    from huggingface_hub.utils import get_session
+
+    module = type(get_session()).__module__.split(".")[0]
+    if module not in ("httpx", "httpx2"):
+        import huggingface_hub
+
+        raise RecipeError(f"recipe fetch needs huggingface_hub >= 1.0 (an httpx session); found "
+                          f"{huggingface_hub.__version__}: pip install -U 'huggingface_hub>=1'", EXIT_FAIL)
+    return importlib.import_module(module)
+
+
 def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
@@ -229,7 +244,7 @@ def _check_space(root: Path, todo: list[tuple[mf.Entry, Path]]) -> None:
 def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endpoint: str | None,
               retries: int, progress: Callable[[int], None] | None) -> tuple[int, bool]:
     """Stream one file into its .part through the hasher; rename it into place if it matches."""
-    import httpx2
+    httpx = _http_client_lib()
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
@@ -259,7 +274,7 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                 headers["Range"] = f"bytes={offset}-"
             try:
                 with get_session().stream("GET", url, headers=headers, follow_redirects=True,
-                                          timeout=httpx2.Timeout(60.0, connect=15.0)) as r:
+                                          timeout=httpx.Timeout(60.0, connect=15.0)) as r:
                     hf_raise_for_status(r)
                     if offset and r.status_code == 200:  # server ignored the Range: start over
                         f.seek(0)
@@ -279,8 +294,8 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                 if e.size is None:
                     break
                 if offset < e.size:
-                    raise httpx2.RemoteProtocolError("response ended early")
-            except httpx2.TransportError as err:
+                    raise httpx.RemoteProtocolError("response ended early")
+            except httpx.TransportError as err:
                 failures += 1
                 if failures > retries:
                     f.flush()
@@ -313,7 +328,7 @@ def _check_hub_metadata(e: mf.Entry, url: str, endpoint: str | None) -> None:
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        meta = get_hf_file_metadata(url, token=hub_token(), endpoint=endpoint, retry_on_errors=True)
+        meta = get_hf_file_metadata(url, token=hub_token(), endpoint=endpoint)
     except (HfHubHTTPError, OSError) as err:
         raise FileFailure(e.path, f"Hub metadata request failed: {_one_line(err)}") from None
     if e.size is not None and meta.size is not None and meta.size != e.size:
