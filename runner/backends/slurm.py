@@ -65,7 +65,7 @@ def job_from_options(name: str, *, nodes: int, gpus_per_node: int | None, partit
                      sqsh_dir: Path | None, bundle_dir: str | None, cell: str | None, inputs_dir: Path | None,
                      output_dir: Path | None, runs_dir: Path | None, seed: int | None, rollout_seed: int | None,
                      num_rollout: int | None, deterministic: bool, ready_timeout: int,
-                     command_line: str = "") -> SbatchJob:
+                     extra_run_args: list[str] | None = None, command_line: str = "") -> SbatchJob:
     from runner.inputs import inputs_root
     from runner.launch import forward_args
     from runner.recipe import load_recipe
@@ -82,7 +82,8 @@ def job_from_options(name: str, *, nodes: int, gpus_per_node: int | None, partit
         bundle_dir=bundle, recipe_cmd=recipe_cmd(runtime, bundle),
         runs_dir=str(runs_root(runs_dir)), inputs_dir=str(inputs_root(recipe, inputs_dir)),
         output_dir=str((output_dir or Path.cwd() / "outputs" / recipe.name).resolve()),
-        run_args=forward_args(c.name, nodes, gpus, opts), partition=partition, account=account, time=time,
+        run_args=forward_args(c.name, nodes, gpus, opts) + list(extra_run_args or []),
+        partition=partition, account=account, time=time,
         mounts=_mounts(runtime, bundle), ready_timeout_s=ready_timeout, command_line=command_line)
 
 
@@ -94,7 +95,7 @@ def submit_script(job: SbatchJob, script: str) -> tuple[Path, str]:
     if not sbatch:
         raise RecipeError("sbatch not found on PATH; run on a Slurm login node, or print the script "
                           "(drop --submit) and submit it there", EXIT_PREFLIGHT)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = Path(job.runs_dir) / "sbatch" / f"{job.recipe}-{stamp}-{os.getpid()}.sbatch"
     write_text_atomic(path, script)
     path.chmod(0o755)

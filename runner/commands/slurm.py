@@ -29,7 +29,8 @@ PathOpt = click.Path(path_type=Path, file_okay=False)
               help="Use the .sqsh staged here by `recipe image sqsh` instead of pulling by digest.")
 @click.option("--bundle-dir", help="Where the steps find this bundle (default: this checkout, mounted as is).")
 @click.option("--cell", help="Parallelism cell (default: the recipe's default cell).")
-@click.option("--inputs", "inputs_dir", type=PathOpt, help="Inputs root (default: $RECIPE_INPUTS_DIR or ./inputs/NAME).")
+@click.option("--inputs", "inputs_dir", type=PathOpt,
+              help="Inputs root (default: $RECIPE_INPUTS_DIR or ./inputs/NAME).")
 @click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: ./outputs/NAME).")
 @click.option("--runs-dir", type=PathOpt, help="Parent of run directories (default: $RECIPE_RUNS_DIR or ./runs).")
 @click.option("--seed", type=int)
@@ -39,18 +40,20 @@ PathOpt = click.Path(path_type=Path, file_okay=False)
 @click.option("--ready-timeout", type=int, default=600, show_default=True,
               help="Seconds to wait for every node to join Ray before failing.")
 @click.option("--submit", is_flag=True, help="Submit with sbatch instead of printing the script.")
+@click.argument("run_options", nargs=-1, type=click.UNPROCESSED, metavar="[-- RUN_OPTIONS...]")
 def sbatch_cmd(name: str, nodes: int, gpus_per_node: int | None, partition: str | None, account: str | None,
                time_: str | None, runtime: str, image: str | None, sqsh_dir: Path | None, bundle_dir: str | None,
                cell: str | None, inputs_dir: Path | None, output_dir: Path | None, runs_dir: Path | None,
                seed: int | None, rollout_seed: int | None, num_rollout: int | None, deterministic: bool,
-               ready_timeout: int, submit: bool) -> None:
+               ready_timeout: int, submit: bool, run_options: tuple[str, ...]) -> None:
     """Print (or --submit) an sbatch script that runs recipe NAME across a Slurm allocation.
 
     \b
     The script starts one Ray node per allocated node (head on the first), waits until all
     nodes and GPUs have joined, then runs `recipe run NAME --backend local` on the head node.
     It fails fast naming the node if any node's step dies, and stops everything on exit or
-    scancel. Secrets are never written into it: export them before sbatch.
+    scancel. Secrets are never written into it: export them before sbatch. Options after `--`
+    go to that `recipe run` (e.g. `-- --skip-preflight inputs`).
     """
     from runner.backends.slurm import job_from_options, submit_script
     from runner.sbatch import render
@@ -60,7 +63,7 @@ def sbatch_cmd(name: str, nodes: int, gpus_per_node: int | None, partition: str 
         name, nodes=nodes, gpus_per_node=gpus_per_node, partition=partition, account=account, time=time_,
         runtime=runtime, image=image, sqsh_dir=sqsh_dir, bundle_dir=bundle_dir, cell=cell, inputs_dir=inputs_dir,
         output_dir=output_dir, runs_dir=runs_dir, seed=seed, rollout_seed=rollout_seed, num_rollout=num_rollout,
-        deterministic=deterministic, ready_timeout=ready_timeout,
+        deterministic=deterministic, ready_timeout=ready_timeout, extra_run_args=list(run_options),
         command_line="recipe " + shlex.join(argv))
     script = render(job)
     if not submit:

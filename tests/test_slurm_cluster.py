@@ -1,0 +1,113 @@
+"""The generated sbatch script on a real two-node Slurm cluster (slurmctld + two slurmd + munged,
+started by the tests), with `--container-runtime none` and a CPU workload through the same Ray
+bring-up code as production: ray_node.sh -> recipe_ray_start/recipe_ray_wait/recipe_ray_stop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fixtures_slurm import ROOT, SlurmCluster, processes_of_job, slurm_cluster  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+PLANTED = {"WANDB_API_KEY": "sk-test-PLANTED-wandb-4242", "HF_TOKEN": "hf_test_PLANTED_hf_4242"}
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    root = tmp_path / "bundle"
+    shutil.copytree(ROOT / "recipes" / "lib", root / "recipes" / "lib")
+    shutil.copytree(ROOT / "tests" / "data" / "ray_probe_recipe", root / "recipes" / "ray_probe")
+    return root
+
+
+def submit(cluster: SlurmCluster, bundle: Path, tmp_path: Path, *extra: str, **env: str) -> tuple[str, Path]:
+    runs = tmp_path / "runs"
+    venv_bin = str(Path(sys.executable).parent)
+    full_env = cluster.env(PATH=f"{venv_bin}:/usr/bin:/bin:/usr/sbin:/sbin", RECIPE_BUNDLE_ROOT=str(bundle),
+                           **PLANTED, **env)
+    p = subprocess.run([sys.executable, "-m", "runner.cli", "sbatch", "ray_probe", "--nodes", "2",
+                        "--gpus-per-node", "0", "--container-runtime", "none", "--runs-dir", str(runs),
+                        "--output-dir", str(tmp_path / "out"), *extra, "--submit", "--", "--skip-preflight", "lint"],
+                       env=full_env, cwd=bundle, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip(), runs
+
+
+def assert_nothing_left(cluster: SlurmCluster, job: str) -> None:
+    deadline = time.monotonic() + 20
+    left = processes_of_job(job, cluster.conf)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = processes_of_job(job, cluster.conf)
+    assert not left, f"processes of job {job} still running: {left}"
+    assert not cluster.steps(job)
+
+
+def assert_no_secrets(*roots: Path) -> None:
+    for root in roots:
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for f in files:
+            data = f.read_bytes()
+            for name, value in PLANTED.items():
+                assert value.encode() not in data, f"{name}'s value found in {f}"
+
+
+def test_two_node_job_runs_the_recipe_and_leaves_nothing(slurm_cluster, bundle, tmp_path):
+    job, runs = submit(slurm_cluster, bundle, tmp_path)
+    try:
+        info = slurm_cluster.wait_job(job, timeout=240)
+        out = (runs / f"recipe-ray_probe-{job}.out").read_text()
+        assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-3000:]
+        assert info["NodeList"] == "n[1-2]"
+        assert "ray ready: 2 node(s)" in out
+        assert "probe: 2 node(s) alive (127.0.0.2, 127.0.0.3); tasks ran on 2" in out
+        run_dir = runs / f"ray_probe-slurm-{job}"
+        rec = (run_dir / "run.json").read_text()
+        assert '"status": "succeeded"' in rec and '"nodes": 2' in rec
+        assert '"passed": true' in (run_dir / "gate.json").read_text()
+        assert_nothing_left(slurm_cluster, job)
+        script = next((runs / "sbatch").glob("ray_probe-*.sbatch"))
+        assert_no_secrets(runs, tmp_path / "out", script, slurm_cluster.state / "log", Path(f"/tmp/recipe-ray-{job}"))
+    finally:
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
+
+
+def test_killed_node_step_fails_the_job_fast_naming_the_node(slurm_cluster, bundle, tmp_path):
+    job, runs = submit(slurm_cluster, bundle, tmp_path, PROBE_HOLD_S="300")
+    try:
+        deadline = time.monotonic() + 180
+        steps: dict[str, str] = {}
+        while time.monotonic() < deadline and "recipe-run" not in steps:
+            steps = slurm_cluster.steps(job)
+            time.sleep(0.5)
+        assert "recipe-run" in steps and "ray-worker-n2" in steps, steps
+        # While it runs, no planted secret is on any process's command line.
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    argv = (d / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                assert not any(v.encode() in argv for v in PLANTED.values()), f"secret in argv of pid {d.name}"
+
+        killed = time.monotonic()
+        p = slurm_cluster.run("scancel", "--signal=KILL", steps["ray-worker-n2"])
+        assert p.returncode == 0, p.stderr
+        info = slurm_cluster.wait_job(job, timeout=60)
+        took = time.monotonic() - killed
+        out = (runs / f"recipe-ray_probe-{job}.out").read_text()
+        assert info["JobState"] == "FAILED" and info["ExitCode"] == "1:0", out[-3000:]
+        assert "recipe: error: node n2 (127.0.0.3): its Ray step ended" in out, out[-3000:]
+        assert took < 45, f"job took {took:.0f} s to fail after the node's step was killed"
+        assert_nothing_left(slurm_cluster, job)
+        assert_no_secrets(runs, slurm_cluster.state / "log", Path(f"/tmp/recipe-ray-{job}"))
+    finally:
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
