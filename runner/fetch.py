@@ -191,7 +191,9 @@ def fetch_manifest(m: mf.Manifest, root: str | os.PathLike, sources: list[Source
                 result.bytes_downloaded += n
                 (result.resumed if resumed else result.downloaded).append(e.path)
             log(f"{e.path}: {'resumed, ' if resumed else ''}{n} bytes downloaded, sha256 ok")
-        except FileFailure as f:
+        except (FileFailure, OSError) as f:  # OSError: disk full, permissions... on our side
+            if isinstance(f, OSError):
+                f = FileFailure(e.path, f"cannot write it: {f.strerror or f}")
             with rlock:
                 result.failed.append(f)
             log(str(f))
@@ -260,8 +262,9 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
     if e.size is None or offset > e.size:  # without a known size a partial file cannot be resumed safely
         offset = 0
     if offset:
-        h_prefix, offset = _hash_prefix(part, offset)
-        h = h_prefix
+        h, offset = _hash_prefix(part, offset)
+        if progress:
+            progress(offset)
     resumed = offset > 0
     downloaded = 0
     failures = 0

@@ -10,8 +10,9 @@ from `images[(name, tag)]`.
 
 Faults for tests: `cut_after[path] = n` closes the connection after n body bytes on the next GET
 of that file (once); `corrupt.add(path)` serves the file with one byte flipped while advertising
-the original size and sha256. Every request is logged in `requests` as (method, url path, Range),
-and its Authorization header in `auth`.
+the original size and sha256; `no_range.add(path)` ignores Range headers for it (as some CDNs
+do). Every request is logged in `requests` as (method, url path, Range), and its Authorization
+header in `auth`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class HubServer:
         self.repos: dict[tuple[str, str], FakeRepo] = {}
         self.cut_after: dict[str, int] = {}
         self.corrupt: set[str] = set()
+        self.no_range: set[str] = set()  # files served whole (200) even when a Range is asked for
         self.requests: list[tuple[str, str, str | None]] = []
         self.auth: list[str | None] = []  # the Authorization header of every request
         self.images: dict[tuple[str, str], str] = {}  # (repository, tag) -> digest
@@ -224,7 +226,7 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
             start = 0
             rng = self.headers.get("Range")
-            if rng and (r := re.fullmatch(r"bytes=(\d+)-", rng.strip())):
+            if rng and key not in hub.no_range and (r := re.fullmatch(r"bytes=(\d+)-", rng.strip())):
                 start = int(r.group(1))
                 if start >= len(data):
                     self.send_response(416)

@@ -90,6 +90,19 @@ def test_interrupted_run_leaves_a_part_file_and_the_next_run_resumes_it(small_re
     assert not part.exists() and verify_manifest(m, root).ok
 
 
+def test_a_server_ignoring_the_range_request_restarts_the_file_cleanly(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    root = tmp_path / "in"
+    key = f"{MODEL_REPO}/{SHARD}"
+    small_repos.hub.cut_after[key] = 70_000
+    with pytest.raises(RecipeError):
+        fetch(m, root, small_repos, retries=0)
+    small_repos.hub.no_range.add(key)
+    r = fetch(m, root, small_repos)
+    assert small_repos.hub.gets(SHARD)[-1][2] == "bytes=70000-"  # asked for the rest, got it all
+    assert r.resumed == [f"model/{SHARD}"] and verify_manifest(m, root).ok
+
+
 def test_served_content_not_matching_the_manifest_is_never_put_in_place(small_repos: SmallRepos, tmp_path):
     m = manifest_for(small_repos, small_repos.old_rev)
     root = tmp_path / "in"
