@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RecipeError, UsageError
+from runner.inputs import inputs_root, model_dir
 from runner.model_rules import Finding, is_megatron_args, is_nemotron_h, model_findings
 from runner.model_shape import ModelShape
 from runner.parallel import Architecture, Layout, layout_errors, layout_warnings
@@ -185,6 +186,15 @@ def layout_findings(recipe: Recipe, cells: list[str], arch: Architecture, world:
 
 
 # -- the entry point ----------------------------------------------------------------------------
+def default_hf_config(recipe: Recipe) -> Path | None:
+    """The recipe's shipped hf_config.json, else config.json in its inputs (a recipe may ship those)."""
+    shipped = recipe.dir / recipe.files.get("hf_config", "hf_config.json")
+    if shipped.is_file():
+        return shipped
+    in_inputs = model_dir(recipe, inputs_root(recipe)) / "config.json"
+    return in_inputs if in_inputs.is_file() else None
+
+
 def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_config: str | Path | None = None,
                 cell: str | None = None) -> LintReport:
     if isinstance(recipe, str):
@@ -193,8 +203,7 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
         recipe.cell(cell)  # unknown cell: a usage error naming the valid ones
     framework = recipe.data.get("framework", "")
     args_path = Path(args_file) if args_file else recipe.path("model_args")
-    shipped_cfg = recipe.dir / recipe.files.get("hf_config", "hf_config.json")
-    cfg_path = Path(hf_config) if hf_config else (shipped_cfg if shipped_cfg.is_file() else None)
+    cfg_path = Path(hf_config) if hf_config else default_hf_config(recipe)
     if hf_config and not Path(hf_config).is_file():
         raise UsageError(f"--hf-config {hf_config}: no such file")
     report = LintReport(recipe=recipe.name, cell=cell, args_file=str(args_path),

@@ -86,7 +86,8 @@ def model_findings(argv: list[str], cfg: dict[str, Any]) -> list[Finding]:
         actual = _int(a[flag]) if flag in a else default
         if expected is None or actual == _int(expected):
             return
-        bad(rule, flag, field, expected, actual, f"{_show(flag, a, default_text)} vs config.json {field} = "
+        shown = default_text if flag in a or actual is None else f"{default_text}: {actual}"
+        bad(rule, flag, field, expected, actual, f"{_show(flag, a, shown)} vs config.json {field} = "
             f"{expected}: {consequence}", severity)
 
     # -- shapes: a mismatch fails the load or misreads the checkpoint ----------------------------
@@ -181,8 +182,9 @@ def _moe_findings(a: dict[str, Any], cfg: dict[str, Any], pattern: str) -> list[
         actual = _int(a[flag]) if flag in a else default
         if expected is None or actual == _int(expected):
             return
+        shown = default_text if flag in a or actual is None else f"{default_text}: {actual}"
         bad(rule, flag, field, expected, actual,
-            f"{_show(flag, a, default_text)} vs config.json {field} = {expected}: {consequence}")
+            f"{_show(flag, a, shown)} vs config.json {field} = {expected}: {consequence}")
 
     ffn = _int(a.get("--ffn-hidden-size"))
     cmp_int("moe_ffn_hidden_size", "--moe-ffn-hidden-size", "moe_intermediate_size", cfg.get("moe_intermediate_size"),

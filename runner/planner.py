@@ -193,7 +193,7 @@ def estimate_memory(shape: ModelShape, lay: Layout, world: int, s: MemorySetting
             train_phase=train_phase, sglang_static=sglang_static,
             sglang_runtime=SGLANG_RUNTIME_GIB if s.colocate else 0.0, train_offloaded=offloaded,
             rollout_phase=rollout_phase, peak=max(train_phase, rollout_phase), capacity=cap)
-        if best is None or est.peak > best.peak:
+        if best is None or (est.peak, est.train_phase) > (best.peak, best.train_phase):
             best = est
     assert best is not None
     return best

@@ -1,0 +1,222 @@
+"""`recipe lint`: the shipped recipe is clean; each planted silent mistake is caught by name."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, clean_env, recipe
+
+from runner.lint import lint_recipe, recipe_findings
+from runner.recipe import load_recipe
+
+NANO_DIR = ROOT / "recipes" / "nemotron3_nano"
+MODEL_ARGS = (NANO_DIR / "model_args.txt").read_text()
+HF_CONFIG = json.loads((NANO_DIR / "hf_config.json").read_text())
+
+
+def test_shipped_recipe_lints_clean_against_the_real_config():
+    report = lint_recipe("nemotron3_nano")
+    assert report.errors == [], [f.message for f in report.errors]
+    assert report.checked == ["provenance", "model", "recipe", "layout"]
+    assert report.skipped == {}
+    # what the shipped recipe does on purpose is still said, as notes
+    assert {f.rule for f in report.notes} == {"recipe.kl_zero", "recipe.pause_mode"}
+
+
+def test_cli_clean_exit_0_and_json():
+    p = recipe("lint", "nemotron3_nano", "--json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["ok"] and d["counts"]["errors"] == 0
+    assert p.stderr == ""
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    f = tmp_path / name
+    f.write_text(text)
+    return f
+
+
+def _args(tmp_path: Path, old: str, new: str) -> Path:
+    assert old in MODEL_ARGS
+    return _write(tmp_path, "model_args.txt", MODEL_ARGS.replace(old, new))
+
+
+def _config(tmp_path: Path, **changes) -> Path:
+    cfg = {k: v for k, v in HF_CONFIG.items() if changes.get(k, 0) is not None}
+    cfg.update({k: v for k, v in changes.items() if v is not None})
+    return _write(tmp_path, "config.json", json.dumps(cfg, indent=2))
+
+
+# (how to plant it, the rule, words the message must contain)
+PLANTED = [
+    ("scaling factor removed", lambda t: {"args_file": _args(t, "--moe-router-topk-scaling-factor 2.5\n", "")},
+     "model.scaling_factor", ["--moe-router-topk-scaling-factor", "routed_scaling_factor", "2.5", "1.0", "drift"]),
+    ("top-k 5", lambda t: {"args_file": _args(t, "--moe-router-topk 6", "--moe-router-topk 5")},
+     "model.topk", ["--moe-router-topk 5", "num_experts_per_tok", "6", "drift"]),
+    ("query groups 8", lambda t: {"args_file": _args(t, "--num-query-groups 2", "--num-query-groups 8")},
+     "model.query_groups", ["--num-query-groups 8", "num_key_value_heads", "2"]),
+    ("experts 64", lambda t: {"args_file": _args(t, "--num-experts 128", "--num-experts 64")},
+     "model.num_experts", ["--num-experts 64", "n_routed_experts", "128"]),
+    ("Mamba n_groups taken for the router's n_group",
+     lambda t: {"args_file": _args(t, "--moe-router-num-groups 1", "--moe-router-num-groups 8")},
+     "model.router_groups", ["--moe-router-num-groups 8", "n_group = 1", "n_groups", "Mamba"]),
+    ("config.json n_group changed", lambda t: {"hf_config": _config(t, n_group=8)},
+     "model.router_groups", ["--moe-router-num-groups 1", "n_group = 8"]),
+    ("config.json topk_group changed", lambda t: {"hf_config": _config(t, topk_group=2)},
+     "model.router_group_topk", ["--moe-router-group-topk 1", "topk_group = 2"]),
+    ("config.json without routed_scaling_factor",
+     lambda t: {"hf_config": _config(t, routed_scaling_factor=None)},
+     "model.scaling_factor", ["routed_scaling_factor (absent; transformers default)", "1.0", "2.5"]),
+    ("softmax scoring", lambda t: {"args_file": _args(t, "--moe-router-score-function sigmoid\n", "")},
+     "model.score_function", ["--moe-router-score-function", "softmax", "sigmoid"]),
+    ("expert bias off", lambda t: {"args_file": _args(t, "--moe-router-enable-expert-bias\n", "")},
+     "model.expert_bias", ["--moe-router-enable-expert-bias", "e_score_correction_bias"]),
+    ("RoPE default", lambda t: {"args_file": _args(t, "--position-embedding-type none\n", "")},
+     "model.position_embedding", ["--position-embedding-type", "learned_absolute"]),
+    ("tied embeddings", lambda t: {"args_file": _args(t, "--untie-embeddings-and-output-weights\n", "")},
+     "model.tied_embeddings", ["--untie-embeddings-and-output-weights", "tie_word_embeddings = false"]),
+    ("head_dim", lambda t: {"args_file": _args(t, "--kv-channels 128\n", "")},
+     "model.kv_channels", ["--kv-channels", "head_dim = 128", "84"]),
+    ("vocab", lambda t: {"args_file": _args(t, "--vocab-size 131072", "--vocab-size 128000")},
+     "model.vocab_size", ["--vocab-size 128000", "vocab_size = 131072"]),
+    ("shared expert", lambda t: {"args_file": _args(t, "--moe-shared-expert-intermediate-size 3712",
+                                                    "--moe-shared-expert-intermediate-size 1856")},
+     "model.shared_expert", ["moe_shared_expert_intermediate_size = 3712", "1856"]),
+    ("layers", lambda t: {"args_file": _args(t, "--num-layers 52", "--num-layers 48")},
+     "model.num_layers", ["--num-layers 48", "hybrid_override_pattern", "52"]),
+    ("no GQA flag", lambda t: {"args_file": _args(t, "--group-query-attention\n", "")},
+     "model.query_groups", ["--group-query-attention", "32 K/V heads", "num_key_value_heads = 2"]),
+    ("norm_topk_prob false", lambda t: {"hf_config": _config(t, norm_topk_prob=False)},
+     "model.norm_topk_prob", ["norm_topk_prob", "renormalizes"]),
+]
+
+
+@pytest.mark.parametrize("plant,rule,words", [p[1:] for p in PLANTED], ids=[p[0] for p in PLANTED])
+def test_each_planted_mistake_is_caught_by_name(tmp_path, plant, rule, words):
+    report = lint_recipe("nemotron3_nano", **plant(tmp_path))
+    assert [f.rule for f in report.errors] == [rule], [f.message for f in report.errors]
+    msg = report.errors[0].message
+    for w in words:
+        assert w in msg, msg
+    assert "\n" not in msg
+
+
+def test_planted_mistake_fails_the_cli_with_exit_1(tmp_path):
+    args = _args(tmp_path, "--moe-router-topk-scaling-factor 2.5\n", "")
+    p = recipe("lint", "nemotron3_nano", "--args", str(args))
+    assert p.returncode == 1
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("error"))
+    assert "model.scaling_factor" in line and "routed_scaling_factor = 2.5" in line and "drift" in line
+    assert "1 error(s)" in p.stdout
+
+
+@pytest.mark.parametrize("argv,why", [
+    (["--args", "/nonexistent/model_args.txt"], "cannot read args file"),
+    (["--hf-config", "/nonexistent/config.json"], "no such file"),
+    (["--cell", "tp9"], "unknown cell 'tp9'"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, why):
+    p = recipe("lint", "nemotron3_nano", *argv)
+    assert p.returncode == 2
+    assert why in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_config_that_is_not_json_is_a_usage_error(tmp_path):
+    bad = _write(tmp_path, "config.json", "{not json")
+    p = recipe("lint", "nemotron3_nano", "--hf-config", str(bad))
+    assert p.returncode == 2 and "not valid JSON" in p.stderr
+
+
+# -- recipe-level rules, on the rendered argv ---------------------------------------------------
+def _rules(argv, moe=True):
+    return {f.rule: f.severity for f in recipe_findings(argv, moe)}
+
+
+def test_recipe_rules_on_argv():
+    r3 = ["--use-rollout-routing-replay", "--colocate", "--pause-generation-mode", "abort"]
+    assert _rules(r3) == {}
+    assert _rules(["--colocate"]) == {"recipe.r3": "error"}
+    assert _rules(["--colocate"], moe=False) == {}
+    assert _rules([*r3[:2], "--pause-generation-mode", "retract"]) == {"recipe.pause_mode": "warning"}
+    assert _rules(r3[:2]) == {"recipe.pause_mode": "note"}  # default retract, nothing in flight
+    assert _rules([r3[0], "--partial-rollout"]) == {"recipe.pause_mode": "warning"}
+    bridge = [*r3, "--megatron-to-hf-mode", "bridge", "--hf-checkpoint", "/m/a", "--ref-load"]
+    assert _rules([*bridge, "/m/a/"]) == {}
+    assert _rules([*bridge, "/m/b"]) == {"recipe.ref_load": "warning"}
+    assert _rules([*r3, "--use-kl-loss", "--kl-loss-coef", "0.00"]) == {"recipe.kl_zero": "note"}
+    assert _rules([*r3, "--use-kl-loss", "--kl-loss-coef", "0.01"]) == {}
+    assert _rules([*r3, "--use-rollout-logprobs"]) == {"recipe.rollout_logprobs": "warning"}
+
+
+@pytest.fixture
+def bundle(tmp_path, monkeypatch):
+    """A copy of the bundle's recipes to plant mistakes in; RECIPE_BUNDLE_ROOT points at it."""
+    shutil.copytree(ROOT / "recipes" / "lib", tmp_path / "recipes" / "lib")
+    shutil.copytree(NANO_DIR, tmp_path / "recipes" / "nemotron3_nano")
+    monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(tmp_path))
+    return tmp_path / "recipes"
+
+
+def test_run_script_without_r3_is_an_error_end_to_end(bundle):
+    run = bundle / "nemotron3_nano" / "run.sh"
+    run.write_text(run.read_text().replace("  --use-rollout-routing-replay\n", ""))
+    p = recipe("lint", "nemotron3_nano", env=clean_env(RECIPE_BUNDLE_ROOT=str(bundle.parent)))
+    assert p.returncode == 1
+    assert "recipe.r3" in p.stdout and "--use-rollout-routing-replay" in p.stdout
+
+
+def test_shipped_config_that_is_not_the_pinned_one_is_an_error(bundle):
+    cfg = bundle / "nemotron3_nano" / "hf_config.json"
+    cfg.write_text(cfg.read_text().replace('"routed_scaling_factor": 2.5', '"routed_scaling_factor": 2.0'))
+    report = lint_recipe("nemotron3_nano")
+    rules = [f.rule for f in report.errors]
+    assert "provenance.hf_config" in rules and "model.scaling_factor" in rules
+
+
+def _add_cell(bundle: Path, name: str, tp: int, ep: int, sp: bool = True) -> None:
+    toml = bundle / "nemotron3_nano" / "recipe.toml"
+    toml.write_text(toml.read_text() + f"\n[cells.{name}]\ntp = {tp}\npp = 1\ncp = 1\nep = {ep}\netp = 1\n"
+                    f"sp = {'true' if sp else 'false'}\nmax_tokens_per_gpu = 1024\n")
+
+
+def test_a_cell_that_cannot_fit_is_an_error(bundle):
+    _add_cell(bundle, "tp4_ep2", 4, 2)
+    report = lint_recipe("nemotron3_nano", cell="tp4_ep2")
+    assert [f.rule for f in report.errors] == ["layout.memory"]
+    assert "cell tp4_ep2 (TP4 PP1 CP1 EP2 ETP1 +SP)" in report.errors[0].message
+    assert "out of memory" in report.errors[0].message
+    assert lint_recipe("nemotron3_nano", cell="ep4").ok
+
+
+def test_a_cell_breaking_megatron_rules_is_an_error(bundle):
+    _add_cell(bundle, "tp3", 3, 1)
+    report = lint_recipe("nemotron3_nano", cell="tp3")
+    msgs = [f.message for f in report.errors if f.rule == "layout.divisibility"]
+    assert any("32 attention heads are not divisible by TP=3" in m for m in msgs), msgs
+    assert "dry run failed" in report.skipped["recipe"]  # the launch itself refuses this cell
+
+
+def test_ep_and_tp_without_sequence_parallel_warns(bundle):
+    _add_cell(bundle, "tp2_ep4_nosp", 2, 4, sp=False)
+    report = lint_recipe("nemotron3_nano", cell="tp2_ep4_nosp")
+    assert report.ok
+    assert any("sequence parallel" in f.message for f in report.warnings)
+
+
+def test_non_miles_recipe_skips_miles_rules(tmp_path, monkeypatch):
+    d = tmp_path / "recipes" / "toy_trl"
+    d.mkdir(parents=True)
+    (d / "recipe.toml").write_text(
+        'schema = 1\nname = "toy_trl"\nframework = "trl"\n[files]\nmodel_args = "model_args.txt"\n'
+        'run_script = "run.sh"\nexpected_metrics = "expected_metrics.toml"\nmanifest = "inputs.sha256"\n'
+        '[hardware]\nnodes = 1\ngpus_per_node = 0\n[cells]\ndefault = "cpu"\n'
+        '[cells.cpu]\ntp = 1\npp = 1\ncp = 1\nep = 1\netp = 1\nmax_tokens_per_gpu = 256\n')
+    (d / "model_args.txt").write_text("--learning_rate 1e-5\n")
+    monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(tmp_path))
+    report = lint_recipe(load_recipe("toy_trl"))
+    assert report.ok and report.findings == []
+    assert set(report.skipped) == {"provenance", "model", "recipe", "layout"}
+    p = recipe("lint", "toy_trl", env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
+    assert p.returncode == 0 and "not applicable: framework 'trl', not miles" in p.stdout

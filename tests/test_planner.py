@@ -1,0 +1,141 @@
+"""The layout planner: Megatron's rules for this model, and the per-GPU memory model's calibration."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from runner.errors import UsageError
+from runner.parallel import Architecture, Layout, layout_errors, layout_warnings
+from runner.planner import GIB, MemorySettings, format_table, plan_layouts
+from runner.recipe import load_recipe
+from runner.train_argv import train_argv
+
+RECIPE = load_recipe("nemotron3_nano")
+ARGV = train_argv(RECIPE, None)
+TP4_EP2 = Layout(tp=4, pp=1, cp=1, ep=2, etp=1, sp=True)
+
+
+@pytest.fixture(scope="module")
+def on8():
+    return plan_layouts(RECIPE, 8, argv=ARGV)
+
+
+@pytest.fixture(scope="module")
+def on16():
+    return plan_layouts(RECIPE, 16, argv=ARGV)
+
+
+@pytest.mark.parametrize("cell", list(RECIPE.cells))
+def test_six_verified_cells_are_valid_and_fit_on_8_h200(on8, cell):
+    row = on8.row(Layout.of(RECIPE.cell(cell)))
+    assert row is not None and cell in row.cells
+    assert row.valid, row.errors
+    assert row.fits, row.memory
+    assert row.memory.peak < row.memory.capacity
+
+
+def test_tp4_ep2_on_8_gpus_is_legal_but_flagged_over_memory(on8):
+    # Megatron accepts it (2 query groups divide TP4: KV heads are replicated); it ran out of memory.
+    row = on8.row(TP4_EP2)
+    assert row is not None and row.valid, row and row.errors
+    assert not row.fits
+    assert row.memory.peak > on8.capacity_gib
+    # the training state alone is most of the card: 14.7B expert params/rank x (2 + 4) B + Adam shard
+    assert row.memory.weights + row.memory.grads + row.memory.optimizer > 125
+
+
+def test_table_for_8_gpus_shows_cells_and_flags_tp4_ep2(on8):
+    table = format_table(on8)
+    assert "calibration:" in table and "139.8 GiB" in table
+    for cell in RECIPE.cells:
+        assert cell in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("TP4 PP1 CP1/2 EP2 ETP1 +SP"))
+    assert "OVER by" in line
+
+
+def test_16_gpus_over_two_nodes(on16):
+    assert (on16.nodes, on16.gpus) == (2, 16)
+    for cell in RECIPE.cells:
+        row = on16.row(Layout.of(RECIPE.cell(cell)))
+        assert row.valid and row.fits
+    # twice the data-parallel ranks halve the Adam shard of the same layout
+    default = Layout.of(RECIPE.cell(None))
+    assert on16.row(default).memory.optimizer == pytest.approx(plan_layouts(RECIPE, 8, argv=ARGV).row(
+        default).memory.optimizer / 2, rel=0.01)
+    # EP16 becomes possible; TP never spans nodes
+    assert on16.row(Layout(1, 1, 1, 16, 1, False)).fits
+    assert all(r.layout.tp <= 8 for r in on16.rows)
+    json.dumps(on16.as_dict())  # serializable
+
+
+def test_sglang_weights_match_the_known_59_gb(on8):
+    assert 2 * on8.total_params / GIB == pytest.approx(58.8, abs=0.1)
+    assert on8.total_params == 31_577_937_344
+
+
+def test_memory_follows_the_argv(on8):
+    """Keeping SGLang's weights resident during training (offload level kv_cache only) adds ~59 GiB."""
+    kept = plan_layouts(RECIPE, 8, argv=[*ARGV, "--offload-rollout-level", "kv_cache"])
+    default = Layout.of(RECIPE.cell(None))
+    base, more = on8.row(default).memory, kept.row(default).memory
+    assert more.sglang_paused - base.sglang_paused == pytest.approx(58.8, abs=0.1)
+    assert not kept.row(default).fits
+    # optimizer on the CPU: no Adam state on the GPU
+    cpu = plan_layouts(RECIPE, 8, argv=[*ARGV, "--optimizer-cpu-offload"])
+    assert cpu.row(default).memory.optimizer == 0
+    assert cpu.row(TP4_EP2).fits
+
+
+def test_settings_read_from_the_rendered_argv():
+    s = MemorySettings.from_argv(ARGV)
+    assert (s.sglang_mem_fraction, s.colocate, s.offload_train, s.fp32_grads, s.distributed_optimizer,
+            s.full_recompute, s.gpus_per_engine) == (0.7, True, True, True, True, True, 1)
+
+
+def test_pipeline_memory_uses_the_heavier_stage(on8):
+    row = on8.row(Layout(1, 2, 1, 4, 1, False))
+    assert row.memory.stage == 1  # 12 MoE layers in the second half of the pattern, 11 in the first
+
+
+@pytest.mark.parametrize("gpus,nodes", [(8, 3), (0, 1)])
+def test_bad_gpu_counts_are_usage_errors(gpus, nodes):
+    with pytest.raises(UsageError, match="--gpus"):
+        plan_layouts(RECIPE, gpus, nodes, argv=ARGV)
+
+
+# -- Megatron rules added for this model (runner/parallel.py) -----------------------------------
+NANO = Architecture.from_model_args(RECIPE.model_args(), json.loads((RECIPE.dir / "hf_config.json").read_text()))
+
+
+def test_hybrid_fields_come_from_config():
+    assert (NANO.mamba_num_heads, NANO.mamba_num_groups, NANO.moe_ffn_hidden_size) == (64, 8, 1856)
+
+
+def test_query_groups_may_divide_tp_but_not_the_reverse_mismatch():
+    assert layout_errors(NANO, TP4_EP2, 8) == []
+    odd = replace(NANO, num_query_groups=3, num_attention_heads=48)
+    assert any("neither a multiple nor a divisor of TP=4" in e for e in layout_errors(odd, TP4_EP2, 8))
+
+
+def test_group_query_attention_flag_decides_the_groups():
+    args = [a for a in RECIPE.model_args() if a != "--group-query-attention"]
+    assert Architecture.from_model_args(args).num_query_groups == 32
+
+
+@pytest.mark.parametrize("arch,layout,needle", [
+    (NANO, Layout(16, 1, 1, 1, 1, True), "8 Mamba groups (n_groups) are not divisible by TP=16"),
+    (replace(NANO, mamba_num_heads=12, mamba_num_groups=6), Layout(2, 1, 2, 1, 1, True),
+     "the 3 Mamba groups per TP rank are not divisible by CP=2"),
+    (replace(NANO, mamba_num_heads=12, mamba_num_groups=6), Layout(1, 1, 8, 1, 1, False),
+     "12 Mamba heads are not divisible by TP*CP = 8"),
+    (replace(NANO, moe_ffn_hidden_size=1856), Layout(1, 1, 1, 1, 128, False), "not divisible by ETP=128"),
+])
+def test_mamba_and_expert_tensor_rules(arch, layout, needle):
+    errs = layout_errors(arch, layout, 128)
+    assert any(needle in e for e in errs), errs
+
+
+def test_ep_with_tp_needs_sequence_parallel_warning():
+    assert layout_warnings(NANO, Layout(2, 1, 1, 4, 1, False), 8)
+    assert layout_warnings(NANO, Layout(2, 1, 1, 4, 1, True), 8) == []
