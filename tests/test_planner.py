@@ -139,3 +139,15 @@ def test_mamba_and_expert_tensor_rules(arch, layout, needle):
 def test_ep_with_tp_needs_sequence_parallel_warning():
     assert layout_warnings(NANO, Layout(2, 1, 1, 4, 1, False), 8)
     assert layout_warnings(NANO, Layout(2, 1, 1, 4, 1, True), 8) == []
+
+
+def test_recipe_plan_gpus_prints_the_table_and_json(run_recipe):
+    p = run_recipe("plan", "nemotron3_nano", "--gpus", "8")
+    assert p.returncode == 0, p.stderr
+    assert "## the recipe's cells" in p.stdout and "OVER by" in p.stdout
+    assert "ray job submit" not in p.stdout  # the planner table, not the launch plan
+    j = run_recipe("plan", "nemotron3_nano", "--gpus", "16", "--nodes", "2", "--format", "json")
+    d = json.loads(j.stdout)
+    assert (d["gpus"], d["nodes"]) == (16, 2) and "calibration" in d
+    bad = run_recipe("plan", "nemotron3_nano", "--gpus", "12", "--nodes", "5")
+    assert bad.returncode == 2 and "--gpus 12 cannot be spread evenly over --nodes 5" in bad.stderr

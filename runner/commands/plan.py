@@ -68,7 +68,9 @@ def _print_text(p: Plan) -> None:
 @plan_options
 @click.option("--run-dir", type=PathOpt, help="Run directory to show in the plan (default: ./runs/NAME-plan).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan_cmd(name: str, fmt: str, run_dir: Path | None, **kw) -> None:
+@click.option("--gpus", type=int, help="Instead of the launch: the layouts legal on N GPUs in all (over --nodes), "
+              "each with a per-GPU memory estimate.")
+def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, **kw) -> None:
     """Print the fully resolved launch of recipe NAME, with no side effects.
 
     Shows the trainer's argv, the job environment and every command the run script would
@@ -76,6 +78,12 @@ def plan_cmd(name: str, fmt: str, run_dir: Path | None, **kw) -> None:
     (RECIPE_DRY_RUN=1), so the two cannot disagree.
     """
     recipe = load_recipe(name)
+    if gpus is not None:
+        from runner.planner import format_table, plan_layouts
+
+        result = plan_layouts(recipe, gpus, kw["nodes"])
+        click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else format_table(result))
+        return
     p = render_plan(recipe, kw.pop("cell"), run_dir=run_dir, **kw)
     if fmt == "json":
         click.echo(json.dumps(p.as_dict(), indent=2))
