@@ -8,11 +8,14 @@ nemotron3_nano-shaped 10-rollout run, healthy and broken in known ways.
 The files follow miles v0.1.0's `--save-debug-event-data` format exactly: one file per process
 (`main.jsonl`, `rollout_manager.jsonl`, `actor_cell0_rank{N}.jsonl`), one compact JSON object per
 line with the fields in pydantic's order (timestamp, source, type, rollout_id, attempt, metrics),
-NaN and inf written as null. Who logs what mirrors miles on the default cell (TP2 PP2 EP2, DP2):
-rank 4 (first TP rank, last PP stage, first DP replica) logs train/* and the trainer's perf/*;
-ranks 0 and 4 (DP-source ranks of each PP stage's TP-rank-0) both log the trainer-side rollout/*
-values, identically; the rollout manager logs rollout/response_len/*, zero_std/*, truncated_ratio
-and the generation perf/*; main logs only non-metric events.
+floats in pydantic-core's notation, NaN and inf written as null. (Checked once against miles
+v0.1.0's own Event model: every line validates and re-serializes byte for byte.)
+
+Who logs what mirrors miles on the default cell (TP2 PP2 EP2, DP2): rank 4 (first TP rank, last
+PP stage, first DP replica) logs train/* and the trainer's perf/*; ranks 0 and 4 (DP-source ranks
+of each PP stage's TP-rank-0) both log the trainer-side rollout/* values, identically; the rollout
+manager logs rollout/response_len/*, zero_std/*, truncated_ratio and the generation perf/*; main
+logs only non-metric events.
 
 Values are simulated with a fixed seed (32 groups x 4 samples of 0/1 reward, response lengths
 capped at 1024) so that derived metrics agree with their inputs. Controls:
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import decimal
 import json
 import math
 import random
@@ -64,8 +68,36 @@ def metric_event(t: float, source: dict, metrics: dict) -> dict:
     return event(t, source, type="metric", rollout_id=None, attempt=None, metrics=metrics)
 
 
-def dumps(obj: dict) -> str:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+def dumps(obj) -> str:
+    """JSON as pydantic-core writes it: compact, and floats in its (ryu-style) notation, e.g. 1e-6,
+    0.00005796, 1.5e+17, 20.0 - where Python's json would write 1e-06 and 5.796e-05."""
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{dumps(v)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, list | tuple):
+        return "[" + ",".join(dumps(v) for v in obj) + "]"
+    if isinstance(obj, float):
+        return pydantic_float(obj)
+    return json.dumps(obj)
+
+
+def pydantic_float(x: float) -> str:
+    if not math.isfinite(x):
+        return "null"
+    if x == 0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    digits_t = decimal.Decimal(repr(abs(x))).normalize().as_tuple()   # repr: the shortest round-trip digits
+    d, exp = "".join(map(str, digits_t.digits)), digits_t.exponent
+    n, kk = len(d), len(d) + exp          # value = 0.d * 10**kk
+    if exp >= 0 and kk <= 16:
+        s = d + "0" * (kk - n) + ".0"
+    elif 0 < kk <= 16:
+        s = f"{d[:kk]}.{d[kk:]}"
+    elif -5 < kk <= 0:
+        s = "0." + "0" * -kk + d
+    else:
+        mantissa = d if n == 1 else f"{d[0]}.{d[1:]}"
+        s = f"{mantissa}e{'+' if kk > 1 else ''}{kk - 1}"
+    return ("-" if x < 0 else "") + s
 
 
 def simulate(rng: random.Random, rollout: int, diff_range: tuple[float, float], nan_grad_step: int | None):
