@@ -196,7 +196,9 @@ def default_hf_config(recipe: Recipe) -> Path | None:
 
 
 def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_config: str | Path | None = None,
-                cell: str | None = None) -> LintReport:
+                cell: str | None = None, *, nodes: int | None = None,
+                gpus_per_node: int | None = None) -> LintReport:
+    """Lint `recipe`; nodes/gpus_per_node (default: the recipe's hardware) size the layout checks."""
     if isinstance(recipe, str):
         recipe = load_recipe(recipe)
     if cell is not None:
@@ -245,19 +247,24 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
         report.skipped["layout"] = why
         return report
     try:
-        arch = Architecture.from_model_args(model_args, cfg if nemotron else None)
-    except ValueError as e:
-        raise UsageError(f"{args_path}: {e}") from None
+        arch: Architecture | None = Architecture.from_model_args(model_args, cfg if nemotron else None)
+    except ValueError as e:  # e.g. no --num-layers: the model rules already named it
+        arch = None
+        report.findings.append(Finding("error", "layout.model_args", f"{args_path}: {e}; layouts not checked"))
     argv: list[str] | None = None
     try:
-        argv = train_argv(recipe, cell)
+        argv = train_argv(recipe, cell, nodes, gpus_per_node)
     except RecipeError as e:
         report.skipped["recipe"] = f"the run script's dry run failed: {e.message}"
     if argv is not None:
-        report.findings += recipe_findings(argv, moe=arch.num_experts > 0)
+        moe = arch.num_experts > 0 if arch else "--num-experts" in model_args
+        report.findings += recipe_findings(argv, moe=moe)
         report.checked.append("recipe")
+    if arch is None:
+        return report
     hw = recipe.hardware
-    world = int(hw.get("nodes", 1)) * int(hw.get("gpus_per_node", 0))
+    world = (nodes or int(hw.get("nodes", 1))) * (gpus_per_node if gpus_per_node is not None
+                                                  else int(hw.get("gpus_per_node", 0)))
     if world == 0:
         report.skipped["layout"] = "the recipe runs on no GPUs"
         return report

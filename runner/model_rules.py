@@ -33,8 +33,13 @@ class Finding:
     actual: Any = None
 
 
+_MEGATRON_MODEL_FLAGS = {"--num-layers", "--hidden-size", "--num-attention-heads", "--ffn-hidden-size",
+                         "--num-experts", "--kv-channels", "--num-query-groups", "--moe-router-topk"}
+
+
 def is_megatron_args(argv: list[str]) -> bool:
-    return "--num-layers" in argv and "--hidden-size" in argv
+    """Megatron model flags (any of them: a file missing --num-layers is still judged, not skipped)."""
+    return bool(_MEGATRON_MODEL_FLAGS.intersection(argv))
 
 
 def is_nemotron_h(cfg: dict[str, Any]) -> bool:

@@ -220,3 +220,17 @@ def test_non_miles_recipe_skips_miles_rules(tmp_path, monkeypatch):
     assert set(report.skipped) == {"provenance", "model", "recipe", "layout"}
     p = recipe("lint", "toy_trl", env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
     assert p.returncode == 0 and "not applicable: framework 'trl', not miles" in p.stdout
+
+
+def test_a_missing_layer_count_is_judged_not_skipped(tmp_path):
+    report = lint_recipe("nemotron3_nano", args_file=_args(tmp_path, "--num-layers 52\n", ""))
+    assert "model" in report.checked
+    assert {f.rule for f in report.errors} == {"model.num_layers", "layout.model_args"}
+
+
+def test_layout_checks_follow_the_launch_size():
+    """`recipe run --gpus-per-node 4` lints the cell on 4 GPUs: EP4 alone there holds twice the Adam state."""
+    assert lint_recipe("nemotron3_nano", cell="ep4").ok
+    small = lint_recipe("nemotron3_nano", cell="ep4", gpus_per_node=4)
+    assert [f.rule for f in small.errors] == ["layout.memory"]
+    assert "on 4 GPUs" in small.errors[0].message
