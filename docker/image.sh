@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Build, push and stage the recipe image; every base is taken by digest from docker/image.lock.
+#
+#   docker/image.sh build TAG [BASE_REF]   build docker/Dockerfile on the lock's base (or BASE_REF@sha256:...)
+#   docker/image.sh push TAG REPO          push TAG to REPO; prints REPO@sha256:<digest>
+#   docker/image.sh stage REF OUT.sqsh     enroot import a digest reference into a squashfs (enroot >= 4.0)
+#   docker/image.sh base                   print the lock's base reference
+#   docker/image.sh context DIR            assemble the build context in DIR (what build sends)
+#   docker/image.sh minbase OUT.tar        Debian bookworm minbase + python3-pip (mmdebstrap), for tests
+#   docker/image.sh cpu-base REPO TAR      minbase TAR -> REPO/minbase, then the CPU stand-in for miles
+#                                          -> REPO/cpu-base; prints its REPO/cpu-base@sha256:<digest>
+#
+# Environment: DOCKER (default docker), SOURCE_DATE_EPOCH (default: the commit time of HEAD),
+# RECIPE_WHEEL_CACHE (default ~/.cache/recipe-bundle/wheels), SOURCE_URL (label).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+DOCKER="${DOCKER:-docker}"
+PY="${PYTHON:-python3}"
+WHEEL_CACHE="${RECIPE_WHEEL_CACHE:-$HOME/.cache/recipe-bundle/wheels}"
+export DOCKER_BUILDKIT=0  # the engine's classic builder: the same on docker.io 20.10 and newer CLIs
+
+die() { echo "image.sh: $*" >&2; exit 1; }
+
+epoch() { echo "${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)}"; }
+
+lock_get() {  # lock_get TABLE KEY
+    "$PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))[sys.argv[2]][sys.argv[3]])' \
+        "$HERE/image.lock" "$1" "$2"
+}
+
+require_digest() {
+    [[ "$1" == *@sha256:* ]] || die "$2 must be pinned by digest (NAME@sha256:...), got '$1'"
+}
+
+revision() {
+    local rev
+    rev="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+    if [[ -n "$(git -C "$ROOT" status --porcelain -- runner recipes docker pyproject.toml 2>/dev/null)" ]]; then
+        rev="$rev-dirty"
+    fi
+    echo "$rev"
+}
+
+wheels() {  # wheels LOCK DIR: the lock's wheels, each checked against its hash, cached across builds
+    local lock="$1" dir="$2"
+    mkdir -p "$WHEEL_CACHE" "$dir"
+    "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps --require-hashes \
+        -r "$lock" -d "$WHEEL_CACHE" >&2
+    # Copy exactly the locked files (the cache may hold others).
+    "$PY" - "$lock" "$WHEEL_CACHE" "$dir" <<'EOF'
+import hashlib, re, shutil, sys
+from pathlib import Path
+lock, cache, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+want = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", lock.read_text()))
+found = set()
+for w in sorted(cache.glob("*.whl")):
+    h = hashlib.sha256(w.read_bytes()).hexdigest()
+    if h in want and h not in found:
+        shutil.copy2(w, out / w.name)
+        found.add(h)
+if want - found:
+    sys.exit(f"image.sh: {len(want - found)} locked wheel(s) missing from {cache}")
+EOF
+}
+
+normalize_times() { find "$1" -exec touch -h -d "@$(epoch)" {} +; }
+
+context() {  # context DIR
+    local ctx="$1"
+    rm -rf "$ctx" && mkdir -p "$ctx/bundle" "$ctx/wheels"
+    cp "$HERE/Dockerfile" "$HERE/requirements.lock" "$ctx/"
+    cp -p "$HERE/recipe-entrypoint.py" "$ctx/recipe-entrypoint.py"
+    wheels "$HERE/requirements.lock" "$ctx/wheels"
+    # Tracked and new (not ignored) files only: no __pycache__, no runs, no local inputs.
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- runner recipes docker/image.lock pyproject.toml \
+        | xargs -0 -I{} sh -c 'test -e "$1" && printf "%s\0" "$1"' _ {} \
+        | tar --null -T - -cf -) | tar -C "$ctx/bundle" -xf -
+    chmod -R u+rwX,go+rX,go-w "$ctx"
+    normalize_times "$ctx"
+}
+
+recipes_digest() {  # sha256 over "<sha256>  <path>" lines of every recipe file, sorted by path
+    (cd "$1/bundle" && find recipes -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
+build() {  # build TAG [BASE_REF]
+    local tag="$1" base="${2:-$(lock_get base reference)}" ctx
+    require_digest "$base" "base image"
+    ctx="$(mktemp -d)"
+    trap 'rm -rf "$ctx"' RETURN
+    context "$ctx"
+    "$DOCKER" build --network=host --pull=false -t "$tag" \
+        --build-arg "BASE_IMAGE=$base" --build-arg "BASE_DIGEST=${base##*@}" \
+        --build-arg "SOURCE_DATE_EPOCH=$(epoch)" --build-arg "REVISION=$(revision)" \
+        --build-arg "RECIPES_DIGEST=sha256:$(recipes_digest "$ctx")" \
+        --build-arg "SOURCE_URL=${SOURCE_URL:-unknown}" "$ctx" >&2
+    "$DOCKER" image inspect --format '{{.Id}}' "$tag"
+}
+
+push() {  # push TAG REPO -> REPO@sha256:...
+    local tag="$1" repo="$2" digest
+    "$DOCKER" tag "$tag" "$repo:latest"
+    "$DOCKER" push "$repo:latest" >&2
+    digest="$("$DOCKER" image inspect --format '{{join .RepoDigests "\n"}}' "$repo:latest" | grep -F "$repo@" | head -1)"
+    [[ -n "$digest" ]] || die "no digest recorded for $repo after push"
+    echo "$digest"
+}
+
+stage() {  # stage REF OUT.sqsh
+    local ref="$1" out="$2"
+    require_digest "$ref" "image"
+    command -v enroot >/dev/null || die "enroot not found (stage runs on the cluster's login node)"
+    # enroot spells a registry host as HOST#IMAGE; digests need enroot >= 4.0.
+    local name="${ref%%/*}" rest="${ref#*/}"
+    if [[ "$ref" == */* && ( "$name" == *.* || "$name" == *:* || "$name" == localhost ) ]]; then
+        ref="$name#$rest"
+    fi
+    enroot import -o "$out.tmp" "docker://$ref" && mv -f "$out.tmp" "$out"
+    echo "$out"
+}
+
+minbase() {  # minbase OUT.tar
+    local out="$1"
+    command -v mmdebstrap >/dev/null || die "mmdebstrap not found: apt-get install -y mmdebstrap"
+    SOURCE_DATE_EPOCH="$(epoch)" mmdebstrap --quiet --format=tar --variant=minbase --include=python3,python3-pip \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$out.tmp" >&2
+    mv -f "$out.tmp" "$out"
+}
+
+cpu_base() {  # cpu-base REPO TAR
+    local repo="$1" tar="$2" ctx minbase
+    "$DOCKER" import - "$repo/minbase:latest" <"$tar" >/dev/null
+    minbase="$(push "$repo/minbase:latest" "$repo/minbase")"
+    ctx="$(mktemp -d)"
+    trap 'rm -rf "$ctx"' RETURN
+    cp "$HERE/cpu-base/Dockerfile" "$HERE/cpu-base/requirements.lock" "$ctx/"
+    mkdir -p "$ctx/wheels"
+    wheels "$HERE/cpu-base/requirements.lock" "$ctx/wheels"
+    normalize_times "$ctx"
+    "$DOCKER" build --network=host --pull=false -t "$repo/cpu-base:latest" --build-arg "BASE_IMAGE=$minbase" \
+        --build-arg "SOURCE_DATE_EPOCH=$(epoch)" "$ctx" >&2
+    push "$repo/cpu-base:latest" "$repo/cpu-base"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+    build) [[ $# -ge 1 ]] || die "usage: build TAG [BASE_REF]"; build "$@" ;;
+    push) [[ $# -eq 2 ]] || die "usage: push TAG REPO"; push "$@" ;;
+    stage) [[ $# -eq 2 ]] || die "usage: stage REF OUT.sqsh"; stage "$@" ;;
+    base) lock_get base reference ;;
+    context) [[ $# -eq 1 ]] || die "usage: context DIR"; context "$1" ;;
+    minbase) [[ $# -eq 1 ]] || die "usage: minbase OUT.tar"; minbase "$1" ;;
+    cpu-base) [[ $# -eq 2 ]] || die "usage: cpu-base REPO TAR"; cpu_base "$@" ;;
+    *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+esac
