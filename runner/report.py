@@ -51,19 +51,20 @@ def plot_metric(metric: str, expected: Expected, series: Series, result: GateRes
                 hi = [ref[s] + max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
                 ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, label=f"band: {rule.name}", zorder=1)
                 ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
-            if rule.kind in ("bound",) and not rule.abs:
-                span = None
-                if rule.at == "step":
-                    span = (rule.step - 0.4, rule.step + 0.4)
+            if rule.kind == "bound":
+                span = (rule.step - 0.4, rule.step + 0.4) if rule.at == "step" else None
+                color = VERDICT_COLOR.get(row.verdict, "#6e7781")
+                label = f"{rule.name}: {rule.bound_text()}"
                 for limit, style in ((rule.lower, ":"), (rule.upper, "--")):
                     if limit is None:
                         continue
-                    color = VERDICT_COLOR.get(row.verdict, "#6e7781")
-                    label = f"{rule.name}: {rule.bound_text()}"
-                    if span:
-                        ax.hlines(limit.value, *span, colors=color, linestyles=style, lw=1.5, label=label)
-                    else:
-                        ax.axhline(limit.value, color=color, ls=style, lw=1.2, label=label)
+                    # a bound on |x| is drawn at +L and -L
+                    for y in sorted({limit.value, -limit.value}) if rule.abs else [limit.value]:
+                        if span:
+                            ax.hlines(y, *span, colors=color, linestyles=style, lw=1.5, label=label)
+                        else:
+                            ax.axhline(y, color=color, ls=style, lw=1.2, label=label)
+                        label = None
             for f in row.failures:
                 if f.get("step") is None:
                     continue
