@@ -73,7 +73,7 @@ def file_url(src: Source, filename: str, endpoint: str | None = None) -> str:
 def check_revision(src: Source, endpoint: str | None = None) -> str:
     """The commit sha the pinned revision names; a clear error if the repo or revision is unknown."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     try:
         info = HfApi(endpoint=endpoint, token=hub_token()).repo_info(
@@ -84,13 +84,20 @@ def check_revision(src: Source, endpoint: str | None = None) -> str:
     except RepositoryNotFoundError:
         raise RecipeError(f"{src.repo_type} repo {src.repo_id} not found (or gated/private: set HF_TOKEN)",
                           EXIT_FAIL) from None
-    except (HfHubHTTPError, OSError) as e:
+    except hub_errors() as e:
         raise RecipeError(f"cannot reach the Hub for {src.repo_id}@{src.revision}: {_one_line(e)}",
                           EXIT_FAIL) from None
     if re.fullmatch(r"[0-9a-f]{40}", src.revision) and info.sha and info.sha != src.revision:
         raise RecipeError(f"{src.repo_id}: Hub answered commit {info.sha} for pinned revision {src.revision}",
                           EXIT_FAIL)
     return info.sha or src.revision
+
+
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub call raises when the Hub says no or cannot be reached (HTTP errors, DNS, refused...)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (HfHubHTTPError, OSError, _http_client_lib().TransportError)
 
 
 def _one_line(e: BaseException) -> str:
@@ -170,7 +177,7 @@ def fetch_manifest(m: mf.Manifest, root: str | os.PathLike, sources: list[Source
         else:
             todo.append((e, src, name, final))
     _check_space(root, [(e, final) for e, _, _, final in todo])
-    for src in {s for _, s, _, _ in todo}:
+    for src in dict.fromkeys(s for _, s, _, _ in todo):  # model first, in manifest order
         check_revision(src, endpoint)
 
     def one(item: tuple[mf.Entry, Source, str, Path]) -> None:
@@ -328,11 +335,10 @@ def _check_hub_metadata(e: mf.Entry, url: str, endpoint: str | None) -> None:
     """Fail before downloading when the Hub's own size or LFS sha256 already disagrees with the manifest
     (a 5 GB shard need not be fetched to learn that). The download is still hashed: this only saves time."""
     from huggingface_hub import get_hf_file_metadata
-    from huggingface_hub.errors import HfHubHTTPError
 
     try:
         meta = get_hf_file_metadata(url, token=hub_token(), endpoint=endpoint)
-    except (HfHubHTTPError, OSError) as err:
+    except hub_errors() as err:
         raise FileFailure(e.path, f"Hub metadata request failed: {_one_line(err)}") from None
     if e.size is not None and meta.size is not None and meta.size != e.size:
         raise FileFailure(e.path, f"the Hub has {meta.size} bytes at this revision, the manifest says {e.size}; "

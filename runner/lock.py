@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from runner import manifest as mf
 from runner.errors import EXIT_FAIL, RecipeError
-from runner.fetch import SMALL_FILE_MAX, Source, _one_line, check_revision, file_url, hub_token
+from runner.fetch import SMALL_FILE_MAX, Source, _one_line, check_revision, file_url, hub_errors, hub_token
 from runner.recipe import Recipe
 
 NOT_IN_MANIFEST = (".gitattributes",)
@@ -78,8 +78,12 @@ def hash_small_file(src: Source, name: str, size: int, endpoint: str | None = No
                           f"hash it (limit {SMALL_FILE_MAX})", EXIT_FAIL)
     headers = build_hf_headers(token=hub_token())
     headers["Accept-Encoding"] = "identity"
-    r = get_session().get(file_url(src, name, endpoint), headers=headers, follow_redirects=True)
-    hf_raise_for_status(r)
+    try:
+        r = get_session().get(file_url(src, name, endpoint), headers=headers, follow_redirects=True)
+        hf_raise_for_status(r)
+    except hub_errors() as e:
+        raise RecipeError(f"{src.repo_id}/{name}: cannot download it to hash it: {_one_line(e)}",
+                          EXIT_FAIL) from None
     if len(r.content) != size:
         raise RecipeError(f"{src.repo_id}/{name}: Hub listed {size} bytes but served {len(r.content)}",
                           EXIT_FAIL)
@@ -90,8 +94,6 @@ def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | N
                    log: Callable[[str], None] = lambda s: None) -> mf.Manifest:
     """The manifest the Hub's metadata implies. Model files: those the old manifest lists (so a
     hand-picked set stays picked), or every file of the repo when there is no old manifest."""
-    from huggingface_hub.errors import HfHubHTTPError
-
     sources = recipe_sources(recipe)
     resolved = {s.prefix: check_revision(s, endpoint) for s in sources}
     sources = [Source(s.prefix, s.repo_id, s.repo_type, resolved[s.prefix]) for s in sources]
@@ -103,7 +105,7 @@ def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | N
     for src in sources:
         try:
             tree = repo_tree(src, endpoint)
-        except (HfHubHTTPError, OSError) as e:
+        except hub_errors() as e:
             raise RecipeError(f"cannot list {src.repo_id}@{src.revision}: {_one_line(e)}",
                               EXIT_FAIL) from None
         prefix = src.prefix.rstrip("/") + "/"

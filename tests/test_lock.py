@@ -160,4 +160,23 @@ def test_cli_fetch_refuses_a_manifest_that_disagrees_with_recipe_toml(small_repo
     r = recipe_cli(["fetch", "tiny_hub", "--inputs", str(tmp_path / "in")], env)
     assert r.returncode == 2 and "header 'model.revision'" in r.stderr and "recipe lock tiny_hub" in r.stderr
 
+
+@pytest.mark.slow
+def test_cli_says_not_reachable_instead_of_crashing_without_network(small_repos, tmp_path):
+    bundle = make_bundle(tmp_path, small_repos)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens here once closed
+    env = {**hub_env(small_repos.hub, tmp_path, bundle), "HF_ENDPOINT": dead, "RECIPE_REGISTRY_URL": dead}
+    for verb in (["lock", "tiny_hub"], ["fetch", "tiny_hub", "--inputs", str(tmp_path / "in")]):
+        if verb[0] == "fetch":
+            assert recipe_cli(["lock", "tiny_hub", "--no-image"], hub_env(small_repos.hub, tmp_path, bundle)
+                              ).returncode == 0
+        r = recipe_cli(verb, env)
+        assert r.returncode == EXIT_FAIL, r.stderr
+        assert "cannot reach the Hub for tiny-org/tiny-model" in r.stderr
+        assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+        if verb[0] == "lock":
+            assert "registry not reachable" in r.stdout
+
 __all__ = ["hub_fixture", "small_repos_fixture"]  # fixtures used by name

@@ -177,12 +177,12 @@ def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool) -> int:
 
     path = recipe.path("manifest")
     old = mf.load(path) if path.is_file() else None
+    if not no_image:  # first: said even when the Hub cannot be reached
+        click.echo(resolve_image_digest(recipe.image).describe())
     new = build_manifest(recipe, old, log=lambda s: click.echo(s, err=True))
     changes = diff(old, new)
     for line in changes or ["no change"]:
         click.echo(f"{path.name}: {line}")
-    if not no_image:
-        click.echo(resolve_image_digest(recipe.image).describe())
     if check:
         return EXIT_FAIL if changes else 0
     if old is None or mf.render(old) != mf.render(new):
