@@ -70,6 +70,11 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
         if series.conflicts:
             click.echo(f"note: {len(series.conflicts)} value(s) logged differently by two processes; "
                        "kept per the rank rule (see metrics.jsonl header)", err=True)
+        if series.unplaced:
+            click.echo(f"note: {series.unplaced} value(s) had no step key in their event and were not placed",
+                       err=True)
+        for line in series.skipped_lines[:5]:
+            click.echo(f"note: skipped {line}", err=True)
     if not result.passed:
         raise SystemExit(EXIT_FAIL)
 
