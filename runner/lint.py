@@ -161,7 +161,12 @@ def recipe_findings(argv: list[str], moe: bool) -> list[Finding]:
 def layout_findings(recipe: Recipe, cells: list[str], arch: Architecture, world: int, argv: list[str] | None,
                     hf: dict[str, Any] | None) -> list[Finding]:
     out: list[Finding] = []
-    shape = ModelShape.from_hf_config(hf) if hf is not None and argv is not None else None
+    shape = None
+    if hf is not None and argv is not None:
+        try:
+            shape = ModelShape.from_hf_config(hf)
+        except ValueError as e:
+            out.append(Finding("warning", "layout.memory", f"memory not estimated: {e}"))
     hw = recipe.hardware
     capacity = GPU_MEMORY_BYTES.get(hw.get("gpu", "")) or int(float(hw.get("min_gpu_memory_gib", 80)) * GIB)
     for name in cells:

@@ -81,6 +81,10 @@ def model_findings(argv: list[str], cfg: dict[str, Any]) -> list[Finding]:
                            actual=actual))
 
     pattern = layer_pattern(cfg)
+    if not pattern:
+        bad("layer_pattern", "--num-layers", "hybrid_override_pattern", None, None,
+            "config.json has neither hybrid_override_pattern nor layers_block_type: which layers are Mamba, "
+            "attention or MoE is unknown, so layer types are not checked", "warning")
     hidden = _int(cfg.get("hidden_size"))
     heads = _int(cfg.get("num_attention_heads"))
     m_hidden = _int(a.get("--hidden-size"))
@@ -159,7 +163,7 @@ def model_findings(argv: list[str], cfg: dict[str, Any]) -> list[Finding]:
 
 def _moe_findings(a: dict[str, Any], cfg: dict[str, Any], pattern: str) -> list[Finding]:
     out: list[Finding] = []
-    experts = _int(cfg.get("n_routed_experts")) if "E" in pattern else 0
+    experts = _int(cfg.get("n_routed_experts")) if "E" in pattern or not pattern else 0
     m_experts = _int(a.get("--num-experts"))
 
     def bad(rule: str, flag: str, field: str, expected: Any, actual: Any, message: str) -> None:

@@ -234,3 +234,12 @@ def test_layout_checks_follow_the_launch_size():
     small = lint_recipe("nemotron3_nano", cell="ep4", gpus_per_node=4)
     assert [f.rule for f in small.errors] == ["layout.memory"]
     assert "on 4 GPUs" in small.errors[0].message
+
+
+def test_config_without_layer_pattern_warns_and_still_checks_experts(tmp_path):
+    report = lint_recipe("nemotron3_nano", hf_config=_config(tmp_path, hybrid_override_pattern=None))
+    assert report.ok, [f.message for f in report.errors]
+    assert {"model.layer_pattern", "layout.memory"} <= {f.rule for f in report.warnings}
+    planted = lint_recipe("nemotron3_nano", args_file=_args(tmp_path, "--num-experts 128", "--num-experts 64"),
+                          hf_config=_config(tmp_path, hybrid_override_pattern=None))
+    assert "model.num_experts" in {f.rule for f in planted.errors}
