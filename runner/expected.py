@@ -69,8 +69,6 @@ INF = math.inf
 # Ranges the metrics can take by construction (closed intervals), as (pattern, lo, hi); the first
 # matching pattern wins. Only what the metric's definition guarantees: an unknown metric is (-inf, inf).
 KNOWN_DOMAINS: tuple[tuple[str, float, float], ...] = (
-    ("train/step", 0.0, INF),
-    ("rollout/step", 0.0, INF),
     ("train/train_rollout_logprob_abs_diff", 0.0, INF),  # a mean of absolute values
     ("train/pg_clipfrac", 0.0, 1.0),                     # a fraction of tokens
     ("train/grad_norm", 0.0, INF),                       # a norm
@@ -268,6 +266,10 @@ def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float
     metric = raw.get("metric")
     if not isinstance(metric, str) or not metric.strip():
         raise err("metric", f"expected a metric name such as 'train/loss', got {metric!r}")
+    if metric.endswith("/step"):
+        # step keys index the series (runner/metrics.py); they are never series themselves
+        raise err("metric", f"{metric} is a step key, not a series; gate a metric logged at every step "
+                  "(e.g. train/grad_norm with kind = \"completion\")")
     why = raw.get("why")
     if not isinstance(why, str) or not why.strip():
         raise err("why", "every rule needs a short 'why' (what a failure means)")

@@ -79,6 +79,7 @@ def test_recipe_file_loads_with_every_kind():
     ('kind = "completion"\nmetric = "train/loss"\nstep = -1', "step", "integer >= 0"),
     ('kind = "trend"\nmetric = "train/loss"\nlt = 1', "window", "needs window"),
     ('kind = "frobnicate"\nmetric = "train/loss"', "kind", "one of"),
+    ('kind = "completion"\nmetric = "train/step"\nstep = 9', "metric", "step key"),
 ])
 def test_rules_that_cannot_fail_are_refused(tmp_path, body, field, words):
     msg = rejected(tmp_path, body)
