@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner import manifest as mf
-from runner.errors import EXIT_FAIL, RecipeError
+from runner.errors import EXIT_FAIL, RecipeError, UsageError
 from runner.fetch import SMALL_FILE_MAX, Source, _one_line, check_revision, file_url, hub_errors, hub_token
 from runner.recipe import Recipe
 
@@ -48,6 +48,21 @@ def manifest_header(recipe: Recipe, model_rev: str | None = None, data_rev: str 
     if d.get("pins", {}).get("miles_commit"):
         header["miles_commit"] = d["pins"]["miles_commit"]
     return comments, header
+
+
+PIN_KEYS = ("model.repo", "model.revision", "model.dir", "data.repo", "data.revision", "data.dir")
+
+
+def check_pins(recipe: Recipe, m: mf.Manifest, where: str, require: bool = False) -> None:
+    """Refuse a manifest whose header names other repos/revisions than recipe.toml (a pin edited
+    without `recipe lock`). Keys the header lacks are skipped unless `require`."""
+    _, expected = manifest_header(recipe)
+    for key in PIN_KEYS:
+        if key not in m.header and not require:
+            continue
+        if m.header.get(key) != expected.get(key):
+            raise UsageError(f"{where}: header '{key}' is {m.header.get(key)!r} but recipe.toml says "
+                             f"{expected.get(key)!r}; run `recipe lock {recipe.name}`")
 
 
 def recipe_sources(recipe: Recipe) -> list[Source]:

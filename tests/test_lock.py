@@ -152,13 +152,14 @@ def test_cli_lock_fetch_verify_end_to_end(small_repos, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_fetch_refuses_a_manifest_that_disagrees_with_recipe_toml(small_repos, tmp_path):
+def test_cli_fetch_and_verify_refuse_a_manifest_that_disagrees_with_recipe_toml(small_repos, tmp_path):
     bundle = make_bundle(tmp_path, small_repos)
     env = hub_env(small_repos.hub, tmp_path, bundle)
     assert recipe_cli(["lock", "tiny_hub", "--no-image"], env).returncode == 0
     make_bundle(tmp_path, small_repos, model_rev=small_repos.new_rev)  # pin edited, lock not rerun
-    r = recipe_cli(["fetch", "tiny_hub", "--inputs", str(tmp_path / "in")], env)
-    assert r.returncode == 2 and "header 'model.revision'" in r.stderr and "recipe lock tiny_hub" in r.stderr
+    for verb in ("fetch", "verify"):
+        r = recipe_cli([verb, "tiny_hub", "--inputs", str(tmp_path / "in")], env)
+        assert r.returncode == 2 and "header 'model.revision'" in r.stderr and "recipe lock tiny_hub" in r.stderr
 
 
 @pytest.mark.slow

@@ -100,6 +100,10 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
         else:
             man, base = recipe.path("manifest"), inputs_root(recipe, inputs_dir)
     m = mf.load(man)
+    if name and not recipe_files:
+        from runner.lock import check_pins
+
+        check_pins(recipe, m, str(man))
     with progress_bar(f"verify {man.name}", m.total_size or None) as advance:
         result = verify_manifest(m, base, workers=workers, progress=advance,
                                  hash_after_size_failure=hash_all, scan_extra=scan,
@@ -136,16 +140,12 @@ def fetch_cmd(name: str, inputs_dir: str | None, workers: int) -> None:
     one, is read from $HF_TOKEN.
     """
     from runner.fetch import fetch_manifest, sources_from_header
-    from runner.lock import manifest_header
+    from runner.lock import check_pins
 
     recipe = load_recipe(name)
     man = recipe.path("manifest")
     m = mf.load(man)
-    _, expected = manifest_header(recipe)
-    for key in ("model.repo", "model.revision", "model.dir", "data.repo", "data.revision", "data.dir"):
-        if m.header.get(key) != expected.get(key):
-            raise UsageError(f"{man}: header '{key}' is {m.header.get(key)!r} but recipe.toml says "
-                             f"{expected.get(key)!r}; run `recipe lock {name}`")
+    check_pins(recipe, m, str(man), require=True)
     root = inputs_root(recipe, inputs_dir)
     with progress_bar(f"fetch {name}", m.total_size or None) as advance:
         r = fetch_manifest(m, root, sources_from_header(m, str(man)), workers=workers, progress=advance,
