@@ -8,7 +8,8 @@ colocated miles recipe, which alternates two phases on every GPU:
   rollout phase = SGLang's static pool (mem_fraction_static x card) + SGLang runtime
                   + what the offloaded trainer keeps on the GPU
 
-The peak is the larger phase. Parameters per rank are counted from config.json for the heaviest
+The peak is the larger phase (the weight update in between, trainer asleep and SGLang's weights
+back, stays below both). Parameters per rank are counted from config.json for the heaviest
 pipeline stage (runner/model_shape.py). The constants below are calibrated against what is known
 of this recipe on H200 (facts.md section 2): the six verified cells fit in 141 GB, a TP4 x EP2
 layout exceeded 140 GB per GPU, one SGLang engine holds about 59 GB of weights.
