@@ -191,3 +191,30 @@ def test_recipe_verify_on_an_empty_inputs_root_says_missing_fast(tmp_path):
     assert r.returncode == EXIT_MISSING
     doc = json.loads(r.stdout)
     assert doc["counts"]["missing"] == 21 and doc["bytes_hashed"] == 0 and doc["seconds"] < 5
+
+
+def test_progress_is_drawn_only_when_stderr_is_a_terminal(tree):
+    import pty
+
+    root, man = tree
+    piped = cli("--manifest", str(man), "--root", str(root))
+    assert piped.returncode == 0 and piped.stderr == ""  # logs and CI get no bar
+    leader, follower = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-m", "runner.cli", "verify", "--manifest", str(man), "--root",
+                            str(root)], cwd=REPO, stdout=subprocess.PIPE, stderr=follower, timeout=60,
+                           env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    assert p.returncode == 0
+    assert b"verify " + man.name.encode() in drawn and b"kB" in drawn  # the bar, with a byte count
