@@ -384,7 +384,7 @@ def format_table(result: PlannerResult, max_over: int = 6) -> str:
         f"# {CALIBRATION}",
         *(f"# note: {n}" for n in result.notes),
         "",
-        f"{'layout':<30} {'cell':<22} {'weights':>7} {'grads':>6} {'optim':>6} {'act':>5} {'other':>5} "
+        f"{'layout':<32} {'cell':<22} {'weights':>7} {'grads':>6} {'optim':>6} {'act':>5} {'other':>5} "
         f"{'train':>6} {'rollout':>7} {'peak':>6}  verdict",
     ]
 
@@ -392,7 +392,7 @@ def format_table(result: PlannerResult, max_over: int = 6) -> str:
         r = group[0]
         label, cell = _group_label(group), ",".join(r.cells) or "-"
         if not r.valid:
-            return f"{label:<30} {cell:<22} INVALID: {'; '.join(r.errors)}"
+            return f"{label:<32} {cell:<22} INVALID: {'; '.join(r.errors)}"
         m = r.memory
         assert m is not None
         verdict = "fits" if m.fits else f"OVER by {m.peak - m.capacity:.1f}"
@@ -401,7 +401,7 @@ def format_table(result: PlannerResult, max_over: int = 6) -> str:
         if r.warnings:
             verdict += " [warn: " + "; ".join(r.warnings) + "]"
         other = m.train_runtime + m.sglang_paused
-        return (f"{label:<30} {cell:<22} {m.weights:>7.1f} {m.grads:>6.1f} {m.optimizer:>6.1f} "
+        return (f"{label:<32} {cell:<22} {m.weights:>7.1f} {m.grads:>6.1f} {m.optimizer:>6.1f} "
                 f"{m.activations:>5.1f} {other:>5.1f} {m.train_phase:>6.1f} {m.rollout_phase:>7.1f} "
                 f"{m.peak:>6.1f}  {verdict}")
 
