@@ -23,6 +23,9 @@ from runner.recipe import Recipe, load_recipe
 from runner.secrets import is_secret
 
 DEFAULT_NONDETERMINISTIC = ("perf/*",)
+# Files that record what was learned from runs, not how to launch one: blessing a run (which
+# writes the reference series, and so the tag manifest) must not make that run unreplayable.
+NOT_LAUNCH_FILES = ("/reference_metrics.jsonl", "/recipe.sha256")
 # Recorded environment re-applied on replay; RECIPE_* come from the launch itself.
 REPLAYED_ENV_PREFIXES = ("NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED", "TORCH_", "OMP_", "MKL_")
 
@@ -56,9 +59,10 @@ def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: 
     """Refusal reasons: the recipe's files or image differ from the record."""
     reasons = []
     files_now = recipe_file_hashes(recipe)
-    if recipe_digest(files_now) != rec.get("recipe_digest") and not allow_recipe:
-        before = rec.get("recipe_files", {})
-        changed = sorted(p for p in set(before) | set(files_now) if before.get(p) != files_now.get(p))
+    before = rec.get("recipe_files", {})
+    changed = sorted(p for p in set(before) | set(files_now) if before.get(p) != files_now.get(p)
+                     and not p.endswith(NOT_LAUNCH_FILES))
+    if recipe_digest(files_now) != rec.get("recipe_digest") and (changed or not before) and not allow_recipe:
         reasons.append(f"recipe {recipe.name} changed since the run (recorded {rec.get('recipe_digest')}, now "
                        f"{recipe_digest(files_now)}; files: {', '.join(changed) or 'unknown'}); "
                        "--allow-changed-recipe to replay anyway")

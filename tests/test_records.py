@@ -204,3 +204,13 @@ def test_replay_refuses_a_changed_image(bundle, tmp_path):
     p = recipe("replay", str(orig), "--allow-changed-recipe", env=env_for(bundle), cwd=bundle)
     assert p.returncode == 6
     assert "image changed since the run" in p.stderr
+
+
+def test_replay_of_a_run_blessed_afterwards_is_allowed(bundle, tmp_path):
+    """Blessing writes reference_metrics.jsonl into the recipe; that is not a change of the launch."""
+    runs = tmp_path / "runs"
+    assert run_echo(bundle, runs).returncode == 0
+    orig = only_run(runs)
+    (bundle / "recipes" / "echo" / "reference_metrics.jsonl").write_text('{"schema": 1}\n')
+    p = recipe("replay", str(orig), env=env_for(bundle), cwd=bundle)
+    assert p.returncode == 0, p.stderr
