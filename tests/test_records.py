@@ -211,6 +211,8 @@ def test_replay_of_a_run_blessed_afterwards_is_allowed(bundle, tmp_path):
     runs = tmp_path / "runs"
     assert run_echo(bundle, runs).returncode == 0
     orig = only_run(runs)
-    (bundle / "recipes" / "echo" / "reference_metrics.jsonl").write_text('{"schema": 1}\n')
+    b = recipe("bless", str(orig), env=env_for(bundle), cwd=bundle)
+    assert b.returncode == 0, b.stderr
+    assert (bundle / "recipes" / "echo" / "reference_metrics.jsonl").is_file()
     p = recipe("replay", str(orig), env=env_for(bundle), cwd=bundle)
     assert p.returncode == 0, p.stderr
