@@ -92,11 +92,12 @@ def test_help_imports_nothing_heavy():
 
 
 def test_run_on_a_machine_without_gpus_says_what_is_missing(tmp_path):
-    p = recipe("run", "nemotron3_nano", "--backend", "local", "--runs-dir", str(tmp_path / "runs"),
-               "--skip-preflight", "lint", cwd=tmp_path)
+    p = recipe("run", "nemotron3_nano", "--backend", "local", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert p.returncode == 3, p.stderr
     assert "cannot run nemotron3_nano" in p.stderr
+    assert "ok  lint" in p.stderr
     assert "fail  gpus" in p.stderr and "need 8 x H200" in p.stderr
+    assert "fail  inputs" in p.stderr and "recipe fetch nemotron3_nano" in p.stderr
     assert "It would have run:" in p.stderr
     assert "/root/miles/train.py" in p.stderr and "--moe-router-topk-scaling-factor 2.5" in p.stderr
     assert "Traceback" not in p.stderr

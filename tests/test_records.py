@@ -37,7 +37,7 @@ def env_for(bundle: Path, **extra: str) -> dict[str, str]:
 
 
 def run_echo(bundle: Path, runs: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return recipe("run", "echo", "--runs-dir", str(runs), "--skip-preflight", "lint", *args, env=env_for(bundle, **env), cwd=bundle)
+    return recipe("run", "echo", "--runs-dir", str(runs), *args, env=env_for(bundle, **env), cwd=bundle)
 
 
 def only_run(runs: Path) -> Path:
@@ -99,7 +99,7 @@ def test_gate_failure_marks_the_run(bundle, tmp_path):
 
 def test_interrupted_run_is_marked_and_its_processes_end(bundle, tmp_path):
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs), "--skip-preflight", "lint"], cwd=bundle,
+    proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)], cwd=bundle,
                             env=env_for(bundle, TEST_SLEEP="60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 30
@@ -119,7 +119,7 @@ def test_interrupted_run_is_marked_and_its_processes_end(bundle, tmp_path):
 
 def test_killed_runner_leaves_a_record_that_reads_interrupted(bundle, tmp_path):
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs), "--skip-preflight", "lint"], cwd=bundle,
+    proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)], cwd=bundle,
                             env=env_for(bundle, TEST_SLEEP="60"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30

@@ -45,7 +45,7 @@ def check_inputs(launch: Launch) -> pf.Check:
 def check_lint(launch: Launch) -> pf.Check:
     from runner.lint import lint_recipe
 
-    rep = lint_recipe(launch.recipe, cell=launch.cell.name)
+    rep = lint_recipe(launch.recipe, cell=launch.cell.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node)
     if rep.errors:
         return pf.fail("lint", f"{len(rep.errors)} error(s): {rep.errors[0]}", f"recipe lint {launch.recipe.name}")
     return pf.ok("lint", f"clean ({len(rep.warnings)} warning(s))")
