@@ -31,6 +31,16 @@ replay run_dir *args:
     ci/bootstrap.sh "$(python3 ci/recipe_extras.py --run-dir "$1")"
     {{recipe_bin}} replay "$@"
 
+# Evaluate a run's metrics against its recipe's expected metrics (the gate).
+check run_dir *args:
+    ci/bootstrap.sh ""
+    {{recipe_bin}} check "$@"
+
+# Lint a recipe's flags against its checkpoint's config.json, and plan layouts for N GPUs.
+lint-recipe recipe *args:
+    ci/bootstrap.sh ""
+    {{recipe_bin}} lint "$@"
+
 # The whole test suite: installs and starts what the tests need (Slurm, Docker, Ray), then pytest.
 test *args:
     ci/test.sh "$@"
