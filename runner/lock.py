@@ -106,9 +106,10 @@ def hash_small_file(src: Source, name: str, size: int, endpoint: str | None = No
 
 
 def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | None = None,
-                   log: Callable[[str], None] = lambda s: None) -> mf.Manifest:
+                   all_files: bool = False, log: Callable[[str], None] = lambda s: None) -> mf.Manifest:
     """The manifest the Hub's metadata implies. Model files: those the old manifest lists (so a
-    hand-picked set stays picked), or every file of the repo when there is no old manifest."""
+    hand-picked set stays picked), or every file of the repo when there is no old manifest or
+    `all_files`. Data: the old manifest's data files, else recipe.toml [data].file."""
     sources = recipe_sources(recipe)
     resolved = {s.prefix: check_revision(s, endpoint) for s in sources}
     sources = [Source(s.prefix, s.repo_id, s.repo_type, resolved[s.prefix]) for s in sources]
@@ -126,9 +127,11 @@ def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | N
         prefix = src.prefix.rstrip("/") + "/"
         listed = old.entries if old else []
         wanted = sorted(e.path[len(prefix):] for e in listed if e.path.startswith(prefix))
-        if not wanted:
-            is_data = src.repo_type == "dataset" and data_file
-            wanted = [data_file] if is_data else sorted(p for p in tree if p not in NOT_IN_MANIFEST)
+        is_data = src.repo_type == "dataset" and data_file
+        if is_data and not wanted:
+            wanted = [data_file]
+        elif not is_data and (all_files or not wanted):
+            wanted = sorted(p for p in tree if p not in NOT_IN_MANIFEST)
         for name in wanted:
             if name not in tree:
                 raise RecipeError(f"{prefix}{name}: not in {src.repo_id} at revision {src.revision}; "

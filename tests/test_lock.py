@@ -65,6 +65,8 @@ def test_lock_keeps_a_hand_picked_file_set_and_reports_changes(small_repos, tmp_
     assert any(c.startswith("~ model/model-00001-of-00003.safetensors: sha256") for c in changes)
     assert not any("chat_template" in c for c in changes)  # same bytes at both revisions
     assert diff(new, new) == []
+    everything = build_manifest(moved, picked, endpoint=small_repos.hub.url, all_files=True)
+    assert "+ model/tokenizer.json (44 bytes)" in diff(new, everything)
 
 
 def test_lock_of_a_revision_that_does_not_exist(small_repos, tmp_path):

@@ -161,7 +161,9 @@ def fetch_cmd(name: str, inputs_dir: str | None, workers: int) -> None:
               help="Only rewrite the recipe's tag manifest (recipe.sha256) from its files; no network.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if the manifest would change.")
 @click.option("--no-image", is_flag=True, help="Do not ask the registry for the image tag's digest.")
-def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool) -> int:
+@click.option("--all-files", is_flag=True,
+              help="List every file of the model repo, not only those the manifest lists now.")
+def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_files: bool) -> int:
     """Rewrite the inputs manifest from the Hub's metadata at the pinned revisions (no weights read).
 
     Reports what changed, resolves the image tag to a digest where a registry is reachable, then
@@ -179,7 +181,7 @@ def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool) -> int:
     old = mf.load(path) if path.is_file() else None
     if not no_image:  # first: said even when the Hub cannot be reached
         click.echo(resolve_image_digest(recipe.image).describe())
-    new = build_manifest(recipe, old, log=lambda s: click.echo(s, err=True))
+    new = build_manifest(recipe, old, all_files=all_files, log=lambda s: click.echo(s, err=True))
     changes = diff(old, new)
     for line in changes or ["no change"]:
         click.echo(f"{path.name}: {line}")
