@@ -141,6 +141,10 @@ def test_cli_lock_fetch_verify_end_to_end(small_repos, tmp_path):
 
     rf = recipe_cli(["verify", "tiny_hub", "--recipe-files"], env)
     assert rf.returncode == 0, rf.stdout + rf.stderr
+    (bundle / "recipes" / "tiny_hub" / "extra.sh").write_text("echo added\n")  # an added file
+    rf = recipe_cli(["verify", "tiny_hub", "--recipe-files"], env)
+    assert rf.returncode == EXIT_CORRUPT and "not covered tiny_hub/extra.sh" in rf.stdout
+    (bundle / "recipes" / "tiny_hub" / "extra.sh").unlink()
     (bundle / "recipes" / "tiny_hub" / "model_args.txt").write_text("--num-layers 3\n")  # an edit
     rf = recipe_cli(["verify", "tiny_hub", "--recipe-files"], env)
     assert rf.returncode == EXIT_CORRUPT and "tiny_hub/model_args.txt" in rf.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from runner import manifest as mf
-from runner.errors import EXIT_FAIL, RecipeError, UsageError
+from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError, UsageError
 from runner.inputs import inputs_root
 from runner.recipe import load_recipe
 
@@ -75,7 +75,8 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
     recipe verify NAME --recipe-files        the recipe's own files (tag manifest)
     recipe verify --manifest FILE --root DIR any sha256sum-format manifest
     Exit 0: all match; 4: files missing or of the wrong size; 5: content differs or unreadable.
-    Files under the root that the manifest does not list are reported, not fatal.
+    Files under the root that the manifest does not list are reported, not fatal (with
+    --recipe-files they are: a file added to a recipe is an edit, exit 5).
     """
     from runner.verify import verify_manifest
 
@@ -110,20 +111,23 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
                                  ignore=[os.path.relpath(man.resolve(), base.resolve())])
     result.manifest = str(man.resolve())
     summary = result.summary()
+    # Inputs may have extra files; a recipe may not: an added file is an edit the tag manifest missed.
+    code = EXIT_CORRUPT if recipe_files and result.extra and result.ok else result.exit_code
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
-        return result.exit_code
+        click.echo(json.dumps({**summary, "exit_code": code}, indent=2))
+        return code
     for f in result.problems:
         click.echo(f.describe())
     for rel in result.extra:
-        click.echo(f"extra       {rel} (not in the manifest; ignored)")
+        click.echo(f"not covered {rel} (added since the tag manifest was written)" if recipe_files
+                   else f"extra       {rel} (not in the manifest; ignored)")
     rate = result.bytes_hashed / result.seconds if result.seconds else 0
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v and k != "ok")
     verdict = "OK" if result.ok else f"FAILED ({counts})"
     click.echo(f"{len(result.files)} files, {_human(summary['bytes'])}, "
                f"hashed {_human(result.bytes_hashed)} in {result.seconds:.2f} s ({_human(rate)}/s, "
-               f"{result.workers} workers) under {base}: {verdict}")
-    return result.exit_code
+               f"{result.workers} workers) under {base}: {verdict if code == result.exit_code else 'FAILED'}")
+    return code
 
 
 @click.command("fetch")
