@@ -13,6 +13,8 @@ huggingface_hub is imported inside the functions: the CLI must start without it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -20,7 +22,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +166,29 @@ def fetch_manifest(m: mf.Manifest, root: str | os.PathLike, sources: list[Source
             raise UsageError(f"manifest entry {e.path}: no repo for it (paths must start with "
                              f"{' or '.join(s.prefix + '/' for s in sources) or 'a model/data dir'})")
         plan.append((e, src, e.path[len(src.prefix.rstrip("/")) + 1:], mf.resolve_inside(root, e.path)))
+    with _exclusive(root):
+        return _fetch_planned(plan, root, endpoint, workers, retries, progress, log, started)
 
+
+@contextlib.contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One fetch per inputs root at a time: two would write the same .part files."""
+    (root / STAGING_DIR).mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / STAGING_DIR / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecipeError(f"{root}: another `recipe fetch` is writing here; let it finish first",
+                              EXIT_FAIL) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, endpoint: str | None,
+                   workers: int, retries: int, progress: Callable[[int], None] | None,
+                   log: Callable[[str], None], started: float) -> FetchResult:
     state = _State(root)
     result = FetchResult()
     rlock = threading.Lock()

@@ -51,6 +51,34 @@ def test_fetch_at_pinned_revision_gives_that_revisions_bytes(small_repos: SmallR
     assert resolves and all(small_repos.old_rev in p or small_repos.data_rev in p for p in resolves)
 
 
+def test_downloaded_files_are_hashed_in_flight_not_read_again(small_repos: SmallRepos, tmp_path, monkeypatch):
+    import runner.fetch
+
+    def no_second_read(*a, **k):
+        raise AssertionError("a downloaded file was read again to hash it")
+
+    monkeypatch.setattr(runner.fetch, "hash_file", no_second_read)
+    m = manifest_for(small_repos, small_repos.old_rev)
+    r = fetch(m, tmp_path / "in", small_repos)
+    assert len(r.downloaded) == len(m.entries) and verify_manifest(m, tmp_path / "in").ok
+
+
+def test_a_second_fetch_into_the_same_root_is_refused_while_one_runs(small_repos: SmallRepos, tmp_path):
+    import fcntl
+    import os
+
+    root = tmp_path / "in"
+    (root / STAGING_DIR).mkdir(parents=True)
+    fd = os.open(root / STAGING_DIR / "lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running fetch holds it
+        with pytest.raises(RecipeError, match="another `recipe fetch` is writing here"):
+            fetch(manifest_for(small_repos, small_repos.old_rev), root, small_repos)
+    finally:
+        os.close(fd)
+    assert not (root / "model").exists()
+
+
 def test_rerun_skips_verified_files_without_downloading(small_repos: SmallRepos, tmp_path):
     m = manifest_for(small_repos, small_repos.old_rev)
     fetch(m, tmp_path / "in", small_repos)
