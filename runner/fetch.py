@@ -216,7 +216,7 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                         progress(e.size)
                     return
                 log(f"{e.path}: present but its sha256 does not match; downloading it again")
-            n, resumed = _download(e, src, name, root, final, endpoint, retries, progress)
+            n, resumed = _download(e, src, name, root, final, endpoint, retries, progress, log)
             state.record(e.path, final, e.sha256)
             with rlock:
                 result.bytes_downloaded += n
@@ -275,7 +275,8 @@ def _check_space(root: Path, todo: list[tuple[mf.Entry, Path]]) -> None:
 
 
 def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endpoint: str | None,
-              retries: int, progress: Callable[[int], None] | None) -> tuple[int, bool]:
+              retries: int, progress: Callable[[int], None] | None,
+              log: Callable[[str], None] = lambda s: None) -> tuple[int, bool]:
     """Stream one file into its .part through the hasher; rename it into place if it matches."""
     httpx = _http_client_lib()
     from huggingface_hub.errors import HfHubHTTPError
@@ -335,6 +336,7 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                     f.flush()
                     raise FileFailure(e.path, f"download interrupted at byte {offset} of {e.size} "
                                               f"({_one_line(err)}); run fetch again to resume") from None
+                log(f"{e.path}: connection lost at byte {offset} ({_one_line(err)}); resuming from there")
                 time.sleep(min(0.2 * 2 ** failures, 5.0))
             except HfHubHTTPError as err:
                 raise FileFailure(e.path, f"Hub refused the download: {_one_line(err)}") from None

@@ -92,7 +92,9 @@ def test_cut_connection_is_resumed_with_a_range_request(small_repos: SmallRepos,
     m = manifest_for(small_repos, small_repos.old_rev)
     size = len(small_repos.files_at(small_repos.old_rev)[SHARD])
     small_repos.hub.cut_after[f"{MODEL_REPO}/{SHARD}"] = 50_000
-    r = fetch(m, tmp_path / "in", small_repos)
+    said: list[str] = []
+    r = fetch(m, tmp_path / "in", small_repos, log=said.append)
+    assert any(s.startswith(f"model/{SHARD}: connection lost at byte 50000") for s in said)
     assert not r.failed and verify_manifest(m, tmp_path / "in").ok
     gets = small_repos.hub.gets(SHARD)
     assert [g[2] for g in gets] == [None, "bytes=50000-"]
