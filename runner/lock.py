@@ -25,8 +25,7 @@ from runner.recipe import Recipe
 NOT_IN_MANIFEST = (".gitattributes",)
 
 
-def manifest_header(recipe: Recipe, model_rev: str | None = None, data_rev: str | None = None
-                    ) -> tuple[list[str], dict[str, str]]:
+def manifest_header(recipe: Recipe) -> tuple[list[str], dict[str, str]]:
     """(free comment lines, header fields) for the recipe's inputs manifest."""
     d = recipe.data
     model, data = d.get("model", {}), d.get("data", {})
@@ -38,11 +37,11 @@ def manifest_header(recipe: Recipe, model_rev: str | None = None, data_rev: str 
     ]
     header = {"recipe": recipe.name}
     if model.get("repo"):
-        header.update({"model.repo": model["repo"], "model.revision": model_rev or model.get("revision", ""),
+        header.update({"model.repo": model["repo"], "model.revision": model.get("revision", ""),
                        "model.dir": model.get("dir", "model")})
     if data.get("repo"):
         header.update({"data.repo": data["repo"], "data.repo_type": data.get("repo_type", "dataset"),
-                       "data.revision": data_rev or data.get("revision", ""),
+                       "data.revision": data.get("revision", ""),
                        "data.dir": data.get("dir", "data")})
     header["image"] = recipe.image
     if d.get("pins", {}).get("miles_commit"):
@@ -112,10 +111,12 @@ def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | N
     `all_files`. Data: the old manifest's data files, else recipe.toml [data].file."""
     sources = recipe_sources(recipe)
     resolved = {s.prefix: check_revision(s, endpoint) for s in sources}
-    sources = [Source(s.prefix, s.repo_id, s.repo_type, resolved[s.prefix]) for s in sources]
-    d = recipe.data
-    comments, header = manifest_header(recipe, resolved.get(d.get("model", {}).get("dir", "model")),
-                                       resolved.get(d.get("data", {}).get("dir", "data")))
+    for s in sources:
+        if resolved[s.prefix] != s.revision:  # a branch or tag: it can move, so it is no pin
+            kind = "model" if s.repo_type == "model" else "data"
+            raise UsageError(f"{recipe.dir / 'recipe.toml'}: [{kind}] revision {s.revision!r} is not a commit; "
+                             f"pin the commit it names now: revision = \"{resolved[s.prefix]}\"")
+    comments, header = manifest_header(recipe)
     entries: list[mf.Entry] = []
     data_file = recipe.data.get("data", {}).get("file")
     for src in sources:

@@ -76,6 +76,13 @@ def test_lock_of_a_revision_that_does_not_exist(small_repos, tmp_path):
     assert e.value.code == EXIT_FAIL and f"no revision {'e' * 40}" in e.value.message
 
 
+def test_lock_refuses_a_branch_and_names_the_commit_to_pin(small_repos, tmp_path):
+    recipe = recipe_for(small_repos, tmp_path, rev="main")
+    with pytest.raises(RecipeError) as e:
+        build_manifest(recipe, None, endpoint=small_repos.hub.url)
+    assert e.value.code == 2 and f'revision = "{small_repos.new_rev}"' in e.value.message
+
+
 def test_lock_of_a_listed_file_the_hub_does_not_have(small_repos, tmp_path):
     recipe = recipe_for(small_repos, tmp_path)
     old = mf.Manifest({}, [mf.Entry("model/gone.safetensors", "0" * 64, 1)])
