@@ -146,8 +146,12 @@ def verify_manifest(manifest: str | os.PathLike | mf.Manifest, root: str | os.Pa
         m, where, text = manifest, "<manifest>", mf.render(manifest)
     else:
         where = str(Path(manifest).resolve())
-        m = mf.load(manifest)
-        text = Path(manifest).read_text(encoding="utf-8")
+        try:
+            text = Path(manifest).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            mf.load(manifest)  # raises the one-line error
+            raise
+        m = mf.parse(text, str(manifest))
     root = Path(root)
     targets = {e.path: mf.resolve_inside(root, e.path) for e in m.entries}  # refuses escapes first
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -106,10 +105,8 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
 
         check_pins(recipe, m, str(man))
     with progress_bar(f"verify {man.name}", m.total_size or None) as advance:
-        result = verify_manifest(m, base, workers=workers, progress=advance,
-                                 hash_after_size_failure=hash_all, scan_extra=scan,
-                                 ignore=[os.path.relpath(man.resolve(), base.resolve())])
-    result.manifest = str(man.resolve())
+        result = verify_manifest(man, base, workers=workers, progress=advance,
+                                 hash_after_size_failure=hash_all, scan_extra=scan)
     summary = result.summary()
     # Inputs may have extra files; a recipe may not: an added file is an edit the tag manifest missed.
     code = EXIT_CORRUPT if recipe_files and result.extra and result.ok else result.exit_code
