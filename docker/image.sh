@@ -2,7 +2,8 @@
 # Build, push and stage the recipe image; every base is taken by digest from docker/image.lock.
 #
 #   docker/image.sh build TAG [BASE_REF]   build docker/Dockerfile on the lock's base (or BASE_REF@sha256:...)
-#   docker/image.sh push TAG REPO          push TAG to REPO; prints REPO@sha256:<digest>
+#   docker/image.sh push TAG REPO[:TAG]    push TAG to REPO; prints REPO@sha256:<digest>
+#   docker/image.sh content-digest IMAGE   sha256 of the layers + config without timestamps (see below)
 #   docker/image.sh stage REF OUT.sqsh     enroot import a digest reference into a squashfs (enroot >= 4.0)
 #   docker/image.sh base                   print the lock's base reference
 #   docker/image.sh context DIR            assemble the build context in DIR (what build sends)
@@ -10,8 +11,12 @@
 #   docker/image.sh cpu-base REPO TAR      minbase TAR -> REPO/minbase, then the CPU stand-in for miles
 #                                          -> REPO/cpu-base; prints its REPO/cpu-base@sha256:<digest>
 #
+# Reproducibility: two builds of the same inputs add the same layer (every timestamp in it is pinned
+# to SOURCE_DATE_EPOCH); the image id still differs, only by the config's `created` times, which the
+# classic builder always sets to the build time. content-digest leaves those out.
+#
 # Environment: DOCKER (default docker), SOURCE_DATE_EPOCH (default: the commit time of HEAD),
-# RECIPE_WHEEL_CACHE (default ~/.cache/recipe-bundle/wheels), SOURCE_URL (label).
+# RECIPE_BUILD_NO_CACHE=1 (build without the layer cache), RECIPE_WHEEL_CACHE (default ~/.cache/recipe-bundle/wheels), SOURCE_URL (label).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -75,7 +80,7 @@ context() {  # context DIR
     wheels "$HERE/requirements.lock" "$ctx/wheels"
     # Tracked and new (not ignored) files only: no __pycache__, no runs, no local inputs.
     (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- runner recipes docker/image.lock pyproject.toml \
-        | xargs -0 -I{} sh -c 'test -e "$1" && printf "%s\0" "$1"' _ {} \
+        | while IFS= read -r -d '' f; do [[ -e "$f" ]] && printf '%s\0' "$f"; done \
         | tar --null -T - -cf -) | tar -C "$ctx/bundle" -xf -
     chmod -R u+rwX,go+rX,go-w "$ctx"
     normalize_times "$ctx"
@@ -86,12 +91,13 @@ recipes_digest() {  # sha256 over "<sha256>  <path>" lines of every recipe file,
 }
 
 build() {  # build TAG [BASE_REF]
-    local tag="$1" base="${2:-$(lock_get base reference)}" ctx
+    local tag="$1" base="${2:-$(lock_get base reference)}" ctx flags=()
     require_digest "$base" "base image"
+    if [[ "${RECIPE_BUILD_NO_CACHE:-0}" == 1 ]]; then flags+=(--no-cache); fi
     ctx="$(mktemp -d)"
     trap 'rm -rf "$ctx"' RETURN
     context "$ctx"
-    "$DOCKER" build --network=host --pull=false -t "$tag" \
+    "$DOCKER" build --network=host --pull=false "${flags[@]}" -t "$tag" \
         --build-arg "BASE_IMAGE=$base" --build-arg "BASE_DIGEST=${base##*@}" \
         --build-arg "SOURCE_DATE_EPOCH=$(epoch)" --build-arg "REVISION=$(revision)" \
         --build-arg "RECIPES_DIGEST=sha256:$(recipes_digest "$ctx")" \
@@ -99,13 +105,33 @@ build() {  # build TAG [BASE_REF]
     "$DOCKER" image inspect --format '{{.Id}}' "$tag"
 }
 
-push() {  # push TAG REPO -> REPO@sha256:...
-    local tag="$1" repo="$2" digest
-    "$DOCKER" tag "$tag" "$repo:latest"
-    "$DOCKER" push "$repo:latest" >&2
-    digest="$("$DOCKER" image inspect --format '{{join .RepoDigests "\n"}}' "$repo:latest" | grep -F "$repo@" | head -1)"
+push() {  # push TAG REPO[:DEST_TAG] -> REPO@sha256:...
+    local tag="$1" dest="$2" repo digest
+    [[ "${dest##*/}" == *:* ]] || dest="$dest:latest"
+    repo="${dest%:*}"
+    "$DOCKER" tag "$tag" "$dest"
+    "$DOCKER" push "$dest" >&2
+    digest="$("$DOCKER" image inspect --format '{{join .RepoDigests "\n"}}' "$dest" | grep -F "$repo@" | head -1)"
     [[ -n "$digest" ]] || die "no digest recorded for $repo after push"
     echo "$digest"
+}
+
+registry_digest() {  # registry_digest REPO:TAG -> sha256:... if a registry on plain http has it
+    local dest="$1" host path tag
+    host="${dest%%/*}" path="${dest#*/}" tag="${path##*:}" path="${path%:*}"
+    curl -fsSI --max-time 10 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        "http://$host/v2/$path/manifests/$tag" 2>/dev/null | tr -d '\r' \
+        | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p' || true
+}
+
+content_digest() {  # content_digest IMAGE: sha256 over the layer diff ids and the config minus timestamps
+    "$DOCKER" image inspect "$1" | "$PY" -c '
+import hashlib, json, sys
+img = json.load(sys.stdin)[0]
+c = img["Config"]
+keep = {k: c.get(k) for k in ("Env", "Entrypoint", "Cmd", "Labels", "WorkingDir", "User", "ExposedPorts")}
+doc = {"layers": img["RootFS"]["Layers"], "config": keep, "os": img["Os"], "arch": img["Architecture"]}
+print("sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest())'
 }
 
 stage() {  # stage REF OUT.sqsh
@@ -130,30 +156,38 @@ minbase() {  # minbase OUT.tar
     mv -f "$out.tmp" "$out"
 }
 
-cpu_base() {  # cpu-base REPO TAR
-    local repo="$1" tar="$2" ctx minbase
-    "$DOCKER" import - "$repo/minbase:latest" <"$tar" >/dev/null
-    minbase="$(push "$repo/minbase:latest" "$repo/minbase")"
+cpu_base() {  # cpu-base REPO TAR: reused from the registry when the same inputs were built before
+    local repo="$1" tar="$2" ctx minbase key cached
+    key="$(cat "$tar" "$HERE/cpu-base/Dockerfile" "$HERE/cpu-base/requirements.lock" | sha256sum | cut -c1-16)"
+    cached="$(registry_digest "$repo/cpu-base:$key")"
+    if [[ -n "$cached" ]]; then
+        echo "image.sh: cpu-base for these inputs is in the registry ($key)" >&2
+        echo "$repo/cpu-base@$cached"
+        return 0
+    fi
+    "$DOCKER" import - "$repo/minbase:$key" <"$tar" >/dev/null
+    minbase="$(push "$repo/minbase:$key" "$repo/minbase:$key")"
     ctx="$(mktemp -d)"
     trap 'rm -rf "$ctx"' RETURN
     cp "$HERE/cpu-base/Dockerfile" "$HERE/cpu-base/requirements.lock" "$ctx/"
     mkdir -p "$ctx/wheels"
     wheels "$HERE/cpu-base/requirements.lock" "$ctx/wheels"
     normalize_times "$ctx"
-    "$DOCKER" build --network=host --pull=false -t "$repo/cpu-base:latest" --build-arg "BASE_IMAGE=$minbase" \
+    "$DOCKER" build --network=host --pull=false -t "$repo/cpu-base:$key" --build-arg "BASE_IMAGE=$minbase" \
         --build-arg "SOURCE_DATE_EPOCH=$(epoch)" "$ctx" >&2
-    push "$repo/cpu-base:latest" "$repo/cpu-base"
+    push "$repo/cpu-base:$key" "$repo/cpu-base:$key"
 }
 
 cmd="${1:-}"
 shift || true
 case "$cmd" in
     build) [[ $# -ge 1 ]] || die "usage: build TAG [BASE_REF]"; build "$@" ;;
-    push) [[ $# -eq 2 ]] || die "usage: push TAG REPO"; push "$@" ;;
+    push) [[ $# -eq 2 ]] || die "usage: push TAG REPO[:TAG]"; push "$@" ;;
+    content-digest) [[ $# -eq 1 ]] || die "usage: content-digest IMAGE"; content_digest "$1" ;;
     stage) [[ $# -eq 2 ]] || die "usage: stage REF OUT.sqsh"; stage "$@" ;;
     base) lock_get base reference ;;
     context) [[ $# -eq 1 ]] || die "usage: context DIR"; context "$1" ;;
     minbase) [[ $# -eq 1 ]] || die "usage: minbase OUT.tar"; minbase "$1" ;;
     cpu-base) [[ $# -eq 2 ]] || die "usage: cpu-base REPO TAR"; cpu_base "$@" ;;
-    *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,20p' "$0" >&2; exit 2 ;;
 esac
