@@ -31,6 +31,26 @@ replay run_dir *args:
     ci/bootstrap.sh "$(python3 ci/recipe_extras.py --run-dir "$1")"
     {{recipe_bin}} replay "$@"
 
+# Download a recipe's model and data at the pinned revisions, hashing while downloading (token: HF_TOKEN).
+fetch recipe *args:
+    ci/bootstrap.sh hub
+    {{recipe_bin}} fetch "$@"
+
+# Verify a recipe's inputs against its sha256 manifest (exit 4 missing, 5 corrupt).
+verify recipe *args:
+    ci/bootstrap.sh ""
+    {{recipe_bin}} verify "$@"
+
+# Rewrite a recipe's tag manifest (recipe.sha256) after editing any of its files.
+lock-recipe-files recipe:
+    ci/bootstrap.sh ""
+    {{recipe_bin}} lock "$1" --recipe-files
+
+# Benchmark `recipe verify` against sha256sum and this machine's hashing limit.
+bench-verify:
+    ci/bootstrap.sh ""
+    {{venv}}/bin/python ci/bench_verify.py
+
 # Evaluate a run's metrics against its recipe's expected metrics (the gate).
 check run_dir *args:
     ci/bootstrap.sh ""

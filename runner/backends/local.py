@@ -25,9 +25,12 @@ def check_image(launch: Launch) -> pf.Check:
 
 def check_inputs(launch: Launch) -> pf.Check:
     """Every input file against the recipe's sha256 manifest (sizes first, then parallel hashing)."""
+    from runner import manifest as mf
+    from runner.lock import check_pins
     from runner.verify import verify_manifest
 
     manifest = launch.recipe.path("manifest")
+    check_pins(launch.recipe, mf.load(manifest), str(manifest))  # a pin edited without `recipe lock`
     if not launch.inputs_dir.is_dir():
         return pf.fail("inputs", f"inputs root {launch.inputs_dir} does not exist",
                        f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
