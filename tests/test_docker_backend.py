@@ -1,0 +1,145 @@
+"""The docker backend: the exact `docker run` it builds, its preflight against real engines (or their
+absence), and (slow) the tiny recipe run end to end in the CPU image pulled by digest from a
+registry on 127.0.0.1, with its run directory and metrics landing on the host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import clean_env
+from fixtures_docker import CpuImage, Engine, cpu_image_fixture, docker_engine_fixture, memlock_raisable  # noqa: F401
+
+from runner.backends import docker as dk
+from runner.launch import build_launch
+from runner.recipe import load_recipe
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def launch_for(name: str, tmp_path: Path, monkeypatch, skip=(), **env: str):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir(exist_ok=True)
+    return build_launch(load_recipe(name), run_id="r-1", run_dir=tmp_path / "run", backend="docker",
+                        inputs_dir=inputs, output_dir=tmp_path / "out", skip=set(skip))
+
+
+def flag_values(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+
+
+def test_gpu_recipe_command(tmp_path, monkeypatch):
+    lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
+    argv = dk.command(lc)
+    ref = lc.recipe.image
+    assert argv[:5] == ["docker", "run", "--rm", "--name", "recipe-r-1"]
+    assert flag_values(argv, "--gpus") == ["all"]
+    for f in ("--ipc=host", "--shm-size=32g", "--network=host"):
+        assert f in argv
+    assert flag_values(argv, "--ulimit") == ["memlock=-1", "stack=67108864"]
+    assert flag_values(argv, "-v") == [f"{tmp_path}/inputs:/recipe/inputs:ro", f"{tmp_path}/out:/recipe/output",
+                                       f"{tmp_path}/run/container:/recipe/run/r-1"]
+    assert flag_values(argv, "--entrypoint") == ["/usr/local/bin/recipe"]
+    assert f"RECIPE_IMAGE={ref}" in flag_values(argv, "-e")
+    i = argv.index(ref)
+    assert argv[i + 1:i + 13] == ["run", "nemotron3_nano", "--backend", "local", "--run-dir", "/recipe/run/r-1",
+                                  "--inputs", "/recipe/inputs", "--output-dir", "/recipe/output",
+                                  "--cell", "default"]
+    assert "--gpus-per-node" in argv[i:] and argv[argv.index("--gpus-per-node") + 1] == "8"
+
+
+def test_cpu_recipe_has_no_gpus_flag_and_forwards_inner_skips_only(tmp_path, monkeypatch):
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, skip=("inputs", "docker"),
+                    RECIPE_IMAGE=f"reg.example/x@{DIGEST}")
+    argv = dk.command(lc)
+    assert "--gpus" not in argv
+    assert flag_values(argv, "--skip-preflight") == ["inputs"]  # "docker" is an outer-only check
+    assert argv[argv.index("--entrypoint") + 2] == f"reg.example/x@{DIGEST}"
+
+
+def test_secrets_pass_by_name_only_and_only_when_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    lc = launch_for("nemotron3_nano", tmp_path, monkeypatch, WANDB_API_KEY="wandb-secret-value-123")
+    argv = dk.command(lc)
+    assert "WANDB_API_KEY" in flag_values(argv, "-e")
+    assert "HF_TOKEN" not in flag_values(argv, "-e")
+    assert not any("wandb-secret-value-123" in a for a in argv)
+    assert "wandb-secret-value-123" not in dk.script_text(lc)
+
+
+def test_memlock_flag_can_be_left_to_the_host(tmp_path, monkeypatch):
+    lc = launch_for("nemotron3_nano", tmp_path, monkeypatch, RECIPE_DOCKER_MEMLOCK="host")
+    assert flag_values(dk.command(lc), "--ulimit") == ["stack=67108864"]
+
+
+def test_preflight_names_a_missing_cli_and_an_unreachable_daemon(tmp_path, monkeypatch):
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch)
+    monkeypatch.setenv("RECIPE_DOCKER", str(tmp_path / "no-such-docker"))
+    c = dk.check_docker(lc)
+    assert c.status == "fail" and "not found" in c.detail and c.fix
+    monkeypatch.delenv("RECIPE_DOCKER")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    c = dk.check_docker(lc)
+    assert c.status == "fail" and "not reachable" in c.detail and "dockerd" in c.fix
+
+
+def test_preflight_refuses_no_image_and_unpinned_images(tmp_path, monkeypatch):
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch)
+    c = dk.check_image(lc)  # the tiny recipe pins no image and RECIPE_IMAGE is unset
+    assert c.status == "fail" and "pins no image" in c.detail and "RECIPE_IMAGE" in c.fix
+    monkeypatch.setenv("RECIPE_IMAGE", "radixark/miles:v0.1.0")
+    c = dk.check_image(lc)
+    assert c.status == "fail" and "not pinned by digest" in c.detail
+
+
+@pytest.mark.slow
+def test_preflight_against_a_real_engine(docker_engine: Engine, cpu_image: CpuImage, tmp_path, monkeypatch):
+    for k, v in docker_engine.env.items():
+        monkeypatch.setenv(k, v)
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, RECIPE_IMAGE=cpu_image.ref)
+    assert dk.check_docker(lc).status == "ok"
+    c = dk.check_image(lc)
+    assert c.status == "ok" and "present locally" in c.detail
+    # The CPU base by digest exists but has no runner: refused with the way to build one.
+    monkeypatch.setenv("RECIPE_IMAGE", cpu_image.base_ref)
+    c = dk.check_image(lc)
+    assert c.status == "fail" and "no recipe runner" in c.detail
+    monkeypatch.setenv("RECIPE_IMAGE", f"{docker_engine.registry}/recipe-bundle/absent@{DIGEST}")
+    assert dk.check_image(lc).status == "fail"
+
+
+@pytest.mark.slow
+def test_tiny_recipe_runs_in_the_image_pulled_by_digest(docker_engine: Engine, cpu_image: CpuImage, tmp_path):
+    # Drop every local name of the recipe image so that `docker run` must pull it by digest.
+    docker_engine.run("image", "rm", cpu_image.tag, f"{docker_engine.registry}/recipe-bundle/cpu:test",
+                      cpu_image.ref, check=False)
+    assert docker_engine.run("image", "inspect", cpu_image.ref, check=False).returncode != 0
+    extra = {"RECIPE_IMAGE": cpu_image.ref, **docker_engine.env}
+    if not memlock_raisable():  # this sandbox denies raising RLIMIT_MEMLOCK even to root
+        extra["RECIPE_DOCKER_MEMLOCK"] = "host"
+    env = clean_env(**extra)
+    runs = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "-m", "runner.cli", "run", "nemotron3_nano_tiny", "--backend", "docker",
+                        "--runs-dir", str(runs)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                       timeout=900)
+    assert p.returncode == 0, p.stderr[-4000:] + p.stdout[-2000:]
+    (run_dir,) = runs.iterdir()
+    inner = run_dir / "container"
+    record = json.loads((inner / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    assert record["environment"]["RECIPE_IMAGE"] == cpu_image.ref
+    gate = json.loads((inner / "gate.json").read_text())
+    assert gate["passed"] is True
+    lines = [json.loads(line) for line in (inner / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["kind"] == "recipe-metrics" and len(lines) > 10
+    assert cpu_image.ref in (run_dir / dk.SCRIPT_NAME).read_text()
+    # --rm: no container is left behind under the run's name.
+    left = docker_engine.run("ps", "-a", "--filter", f"name=recipe-{run_dir.name}", "--format", "{{.ID}}")
+    assert left.stdout.strip() == ""
+    # Pulled by digest: the engine now knows the image under exactly that digest.
+    assert docker_engine.run("image", "inspect", cpu_image.ref, check=False).returncode == 0
