@@ -193,17 +193,34 @@ STEP_PIDS=()
 STEP_NODES=()
 RUN_PID=""
 
-stop_steps() {
-  local pid i
-  for pid in ${RUN_PID:+"$RUN_PID"} "${STEP_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+stop_group() { # stop_group NAME_REGEX PID...: TERM those steps, wait up to 30 s, then have srun kill them
+  local re=$1 id name i pid
+  shift
+  local -a pids=()
+  for pid in "$@"; do [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && pids+=("$pid"); done
+  ((${#pids[@]} > 0)) || return 0
+  # scancel --signal reaches the step's own processes (srun would turn a TERM into a SIGKILL).
+  while read -r id name; do
+    if [[ "$name" =~ ^($re)$ ]]; then scancel --quiet --signal=TERM "$id" 2>/dev/null || true; fi
+  done < <(squeue -h -s -j "$JOB" -o '%i %j' 2>/dev/null)
   for ((i = 0; i < 60; i++)); do
     local alive=0
-    for pid in ${RUN_PID:+"$RUN_PID"} "${STEP_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     ((alive)) || return 0
     sleep 0.5
   done
-  log "steps still running 30 s after TERM; cancelling the job's steps"
-  scancel --quiet "$JOB" || true
+  log "steps $re still running 30 s after TERM; making srun kill them"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  sleep 10
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+
+stop_steps() {
+  # In order: the run (it stops its Ray job), the workers, then the head, whose GCS the workers
+  # report their shutdown to.
+  stop_group 'recipe-run|ray-wait' "${RUN_PID:-}"
+  stop_group 'ray-worker-.*' "${STEP_PIDS[@]:1}"
+  stop_group 'ray-head-.*' "${STEP_PIDS[0]:-}"
 }
 
 cleanup() {

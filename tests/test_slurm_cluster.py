@@ -67,6 +67,7 @@ def test_two_node_job_runs_the_recipe_and_leaves_nothing(slurm_cluster, bundle, 
         out = (runs / f"recipe-ray_probe-{job}.out").read_text()
         assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-3000:]
         assert info["NodeList"] == "n[1-2]"
+        print(f"\njob {job}: {info.get('RunTime')} from start to end")
         assert "ray ready: 2 node(s)" in out
         assert "probe: 2 node(s) alive (127.0.0.2, 127.0.0.3); tasks ran on 2" in out
         run_dir = runs / f"ray_probe-slurm-{job}"
@@ -107,6 +108,7 @@ def test_killed_node_step_fails_the_job_fast_naming_the_node(slurm_cluster, bund
         assert info["JobState"] == "FAILED" and info["ExitCode"] == "1:0", out[-3000:]
         assert "recipe: error: node n2 (127.0.0.3): its Ray step ended" in out, out[-3000:]
         assert took < 45, f"job took {took:.0f} s to fail after the node's step was killed"
+        print(f"\njob {job}: failed {took:.1f} s after its worker step was killed")
         assert_nothing_left(slurm_cluster, job)
         assert_no_secrets(runs, slurm_cluster.state / "log", Path(f"/tmp/recipe-ray-{job}"))
     finally:

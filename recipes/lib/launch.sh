@@ -137,12 +137,21 @@ recipe_ray_stop() {
   [[ -n "$RECIPE_RAY_PID" ]] || return 0
   local pid=$RECIPE_RAY_PID i
   RECIPE_RAY_PID=""
-  kill -TERM -- "-$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 30; i++)); do
-    kill -0 -- "-$pid" 2>/dev/null || { recipe_log "ray stopped"; return 0; }
-    sleep 1
+  # TERM to `ray start` itself first: it drains the node through the GCS and stops its children
+  # (about 2 s). A TERM to the whole group at once kills the GCS under it, and `ray start` then
+  # waits about 30 s for a GCS that is gone.
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 40; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
   done
-  recipe_log "ray group $pid did not stop on TERM within 30 s; sending KILL"
+  # Then whatever is left of the group (dashboard subprocesses, workers).
+  kill -TERM -- "-$pid" 2>/dev/null || { recipe_log "ray stopped"; return 0; }
+  for ((i = 0; i < 20; i++)); do
+    kill -0 -- "-$pid" 2>/dev/null || { recipe_log "ray stopped"; return 0; }
+    sleep 0.5
+  done
+  recipe_log "ray group $pid did not stop within 30 s of TERM; sending KILL"
   kill -KILL -- "-$pid" 2>/dev/null || true
 }
 

@@ -112,6 +112,15 @@ def runtime() -> str:
     return os.environ.get("RECIPE_CONTAINER_RUNTIME", "pyxis")
 
 
+def inner_skips(launch) -> list[str]:
+    """--skip-preflight options the inner `recipe run --backend local` should repeat."""
+    out: list[str] = []
+    for name in sorted(getattr(launch, "skip", ()) or ()):
+        if name not in ("slurm", "pyxis", "enroot", "docker"):
+            out += ["--skip-preflight", name]
+    return out
+
+
 def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
     rt = rt or runtime()
     bundle = str(bundle_root())
@@ -119,7 +128,8 @@ def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
         recipe=launch.recipe.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node, runtime=rt,
         image=container_image(launch.image, rt, None), bundle_dir=bundle, recipe_cmd=recipe_cmd(rt, bundle),
         runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
-        output_dir=str(launch.output_dir), run_args=list(launch.forward_args), run_dir=str(launch.run_dir),
+        output_dir=str(launch.output_dir), run_args=list(launch.forward_args) + inner_skips(launch),
+        run_dir=str(launch.run_dir),
         mounts=_mounts(rt, bundle), command_line=f"recipe run {launch.recipe.name} --backend slurm")
 
 
