@@ -113,3 +113,30 @@ def test_killed_node_step_fails_the_job_fast_naming_the_node(slurm_cluster, bund
         assert_no_secrets(runs, slurm_cluster.state / "log", Path(f"/tmp/recipe-ray-{job}"))
     finally:
         shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
+
+
+def test_tiny_recipe_through_sbatch_passes_its_gate(slurm_cluster, tmp_path):
+    """The real CPU recipe (GRPO of a tiny NemotronH with TRL, a Ray job) on the two-node allocation."""
+    runs = tmp_path / "runs"
+    env = slurm_cluster.env(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin", **PLANTED)
+    p = subprocess.run([sys.executable, "-m", "runner.cli", "sbatch", "nemotron3_nano_tiny", "--nodes", "2",
+                        "--gpus-per-node", "0", "--container-runtime", "none", "--runs-dir", str(runs),
+                        "--output-dir", str(tmp_path / "out"), "--submit"],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    job = p.stdout.strip()
+    try:
+        info = slurm_cluster.wait_job(job, timeout=400)
+        out = (runs / f"recipe-nemotron3_nano_tiny-{job}.out").read_text()
+        assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-4000:]
+        print(f"\njob {job}: {info.get('RunTime')} from start to end")
+        assert "ray ready: 2 node(s)" in out
+        run_dir = runs / f"nemotron3_nano_tiny-slurm-{job}"
+        gate = (run_dir / "gate.json").read_text()
+        assert '"passed": true' in gate, gate[:2000]
+        assert '"status": "succeeded"' in (run_dir / "run.json").read_text()
+        assert "did not stop" not in out  # Ray stopped on TERM, without a KILL
+        assert_nothing_left(slurm_cluster, job)
+        assert_no_secrets(runs, tmp_path / "out", slurm_cluster.state / "log", Path(f"/tmp/recipe-ray-{job}"))
+    finally:
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)

@@ -175,6 +175,9 @@ recipe_ray_node() {
     recipe_wait_tcp "${4%:*}" "${4##*:}" "$RECIPE_RAY_READY_TIMEOUT" \
       || recipe_die 1 "ray head $4 did not accept connections within $RECIPE_RAY_READY_TIMEOUT s (from worker $2)"
   fi
+  # Nodes are stopped only after the run has ended: nothing is left to drain, and Ray would
+  # otherwise spend up to 30 s draining on TERM.
+  export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}"
   recipe_ray_start "$@"
   recipe_dry_run && return 0
   local pid=$RECIPE_RAY_PID rc=0
