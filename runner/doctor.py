@@ -33,7 +33,7 @@ IMPORT_TIMEOUT_S = 300
 
 @dataclass
 class Row:
-    kind: str  # commit | version | kernel | plugin
+    kind: str  # image | commit | version | kernel | plugin
     name: str
     expected: str
     found: str
@@ -81,7 +81,11 @@ class DoctorReport:
 
 
 def _short(v: str) -> str:
-    return v[:12] if len(v) == 40 and all(c in "0123456789abcdef" for c in v) else v
+    """Commits and digests to 12 hex digits for the table (as_dict keeps them whole)."""
+    hexd = v.removeprefix("sha256:")
+    if len(hexd) in (40, 64) and all(c in "0123456789abcdef" for c in hexd):
+        return v[:len(v) - len(hexd)] + hexd[:12]
+    return v
 
 
 def lock_path(recipe=None) -> Path:
@@ -183,6 +187,35 @@ def gpu_present() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
 
 
+def check_base(lock: dict[str, Any]) -> Row:
+    """Which base this image was built on: docker/Dockerfile writes it to <bundle>/build.json."""
+    base = lock.get("base", {})
+    want = base.get("digest") or (base.get("reference", "").partition("@")[2] or "unknown")
+    info = bundle_root() / "build.json"
+    if not info.is_file():
+        return Row("image", "base", want, "no build.json", RECORDED,
+                   "not running from an image built by docker/Dockerfile")
+    try:
+        built = json.loads(info.read_text())
+    except (OSError, ValueError) as e:
+        return Row("image", "base", want, "unreadable", ERROR, f"{info}: {e}")
+    found = built.get("base_digest", "unknown")
+    return Row("image", "base", want, found, OK if found == want else MISMATCH,
+               f"built on {built.get('base', '?')} at bundle {built.get('revision', '?')[:12]}")
+
+
+def variant_rows(lock: dict[str, Any]) -> list[Row]:
+    """Say what the lock does not know (e.g. the CUDA 12.9 image's digest) instead of inventing it."""
+    rows = []
+    for name, v in lock.get("variants", {}).items():
+        digest = v.get("digest", "unknown")
+        detail = (f"{v.get('reference', '?')} (CUDA {v.get('cuda', '?')}, driver >= {v.get('min_driver', '?')}): "
+                  + ("digest not known to the lock; resolve it yourself and build with BASE_IMAGE=<ref@digest>"
+                     if digest == "unknown" else "alternative base"))
+        rows.append(Row("image", f"variant {name}", digest, "-", RECORDED, detail))
+    return rows
+
+
 def run_doctor(recipe=None) -> DoctorReport:
     path = lock_path(recipe)
     lock = load_lock(path)
@@ -190,6 +223,8 @@ def run_doctor(recipe=None) -> DoctorReport:
     anchor = next((s["path"] for s in commits.values() if "path" in s), None)
     report = DoctorReport(lock=str(path), in_image=bool(anchor) and rooted(anchor).is_dir(), gpu=gpu_present(),
                           image=os.environ.get("RECIPE_IMAGE"))
+    report.rows.append(check_base(lock))
+    report.rows.extend(variant_rows(lock))
     for name, spec in commits.items():
         report.rows.append(check_commit(name, spec))
     for dist, want in lock.get("versions", {}).items():

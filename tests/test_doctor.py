@@ -226,3 +226,26 @@ def test_the_shipped_lock_names_every_pin_of_the_recipe():
     assert lock["commits"]["megatron_bridge"]["commit"] == pins["pins"]["megatron_bridge_commit"]
     assert lock["variants"]["cu129"]["digest"] == "unknown"  # never invented
     assert lock["versions"]["ray"] == "unknown"
+
+
+def test_base_of_the_build_and_unknown_variant_digest(image, tmp_path, monkeypatch):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(bundle))
+    r = rows(doctor.run_doctor())
+    assert r[("image", "base")].status == "recorded"  # not an image build: nothing to compare
+    want = "sha256:" + "0" * 64
+    (bundle / "build.json").write_text(json.dumps({"base": f"example/miles:v0@{want}", "base_digest": want,
+                                                   "revision": "abc"}))
+    rep = doctor.run_doctor()
+    assert rows(rep)[("image", "base")].status == "ok" and rep.ok
+    other = "sha256:" + "e" * 64
+    (bundle / "build.json").write_text(json.dumps({"base": f"cpu@{other}", "base_digest": other}))
+    rep = doctor.run_doctor()
+    assert rows(rep)[("image", "base")].status == "mismatch" and not rep.ok
+
+
+def test_shipped_lock_says_the_cu129_digest_is_unknown(monkeypatch):
+    monkeypatch.setenv("RECIPE_DOCTOR_ROOT", "/nonexistent-root")
+    r = rows(doctor.run_doctor())[("image", "variant cu129")]
+    assert r.expected == "unknown" and "digest not known" in r.detail and "v0.1.0-cu12" in r.detail

@@ -61,15 +61,19 @@ def test_doctor_in_the_cpu_image_says_it_is_not_the_gpu_image(docker_engine: Eng
     assert rows[("version", "torch")]["found"].endswith("+cpu")
     assert rows[("version", "torch")]["status"] == "mismatch"
     assert rows[("kernel", "mamba_ssm")]["status"] == "skipped"
+    # build.json inside the image names the base it was built on: the CPU base, not the lock's.
+    base = rows[("image", "base")]
+    assert base["status"] == "mismatch" and base["found"] == cpu_image.base_ref.split("@", 1)[1]
+    assert rows[("image", "variant cu129")]["expected"] == "unknown"
 
 
 def test_rebuild_without_cache_adds_the_identical_layer(docker_engine: Engine, cpu_image: CpuImage):
     again = build_recipe_image(docker_engine, "recipe-bundle:cpu-test-rebuild", cpu_image.base_ref, no_cache=True)
-    first, second = inspect(docker_engine, cpu_image.tag), inspect(docker_engine, again)
+    first, second = inspect(docker_engine, cpu_image.ref), inspect(docker_engine, again)
     assert first["RootFS"]["Layers"] == second["RootFS"]["Layers"]
     digests = [subprocess.run(["bash", str(IMAGE_SH), "content-digest", ref], env=docker_engine.full_env(),
                               capture_output=True, text=True, check=True).stdout.strip()
-               for ref in (cpu_image.tag, again)]
+               for ref in (cpu_image.ref, again)]
     assert digests[0] == digests[1] and digests[0].startswith("sha256:")
     # What does differ: the classic builder stamps the config with the build time.
     assert first["Id"] != second["Id"] and first["Created"] != second["Created"]
