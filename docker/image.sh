@@ -4,7 +4,7 @@
 #   docker/image.sh build TAG [BASE_REF]   build docker/Dockerfile on the lock's base (or BASE_REF@sha256:...)
 #   docker/image.sh push TAG REPO[:TAG]    push TAG to REPO; prints REPO@sha256:<digest>
 #   docker/image.sh content-digest IMAGE   sha256 of the layers + config without timestamps (see below)
-#   docker/image.sh stage REF OUT.sqsh     enroot import a digest reference into a squashfs (enroot >= 4.0)
+#   docker/image.sh stage REF [DIR]        enroot import a digest reference into DIR/<repo>+sha256-<hex>.sqsh
 #   docker/image.sh base                   print the lock's base reference
 #   docker/image.sh context DIR            assemble the build context in DIR (what build sends)
 #   docker/image.sh minbase OUT.tar        Debian bookworm minbase + python3-pip (mmdebstrap), for tests
@@ -134,17 +134,11 @@ doc = {"layers": img["RootFS"]["Layers"], "config": keep, "os": img["Os"], "arch
 print("sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest())'
 }
 
-stage() {  # stage REF OUT.sqsh
-    local ref="$1" out="$2"
+stage() {  # stage REF [DIR]: `recipe image sqsh` (enroot >= 4.0, file keyed by digest, no half-written file)
+    local ref="$1" dir="${2:-.}"
     require_digest "$ref" "image"
-    command -v enroot >/dev/null || die "enroot not found (stage runs on the cluster's login node)"
-    # enroot spells a registry host as HOST#IMAGE; digests need enroot >= 4.0.
-    local name="${ref%%/*}" rest="${ref#*/}"
-    if [[ "$ref" == */* && ( "$name" == *.* || "$name" == *:* || "$name" == localhost ) ]]; then
-        ref="$name#$rest"
-    fi
-    enroot import -o "$out.tmp" "docker://$ref" && mv -f "$out.tmp" "$out"
-    echo "$out"
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m runner.cli image sqsh nemotron3_nano --image "$ref" \
+        --output-dir "$dir"
 }
 
 minbase() {  # minbase OUT.tar
@@ -184,7 +178,7 @@ case "$cmd" in
     build) [[ $# -ge 1 ]] || die "usage: build TAG [BASE_REF]"; build "$@" ;;
     push) [[ $# -eq 2 ]] || die "usage: push TAG REPO[:TAG]"; push "$@" ;;
     content-digest) [[ $# -eq 1 ]] || die "usage: content-digest IMAGE"; content_digest "$1" ;;
-    stage) [[ $# -eq 2 ]] || die "usage: stage REF OUT.sqsh"; stage "$@" ;;
+    stage) [[ $# -ge 1 ]] || die "usage: stage REF [DIR]"; stage "$@" ;;
     base) lock_get base reference ;;
     context) [[ $# -eq 1 ]] || die "usage: context DIR"; context "$1" ;;
     minbase) [[ $# -eq 1 ]] || die "usage: minbase OUT.tar"; minbase "$1" ;;

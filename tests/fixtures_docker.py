@@ -33,6 +33,9 @@ STATE = os.environ.get("RECIPE_DOCKER_STATE", "/tmp/recipe-docker")
 CACHE = Path(os.environ.get("RECIPE_IMAGE_CACHE", "/tmp/recipe-image-cache"))
 IN_CI = os.environ.get("CI") == "true"
 TIMINGS: dict[str, float] = {}
+# Each test module that imports these fixtures gets its own session-scoped copy; the memo makes
+# them share one engine and one image build.
+_MEMO: dict[str, object] = {}
 
 
 def skip_or_fail(reason: str) -> None:
@@ -89,6 +92,9 @@ def _engine_env(extra: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="session", name="docker_engine")
 def docker_engine_fixture():
+    if "engine" in _MEMO:
+        yield _MEMO["engine"]
+        return
     missing = [b for b in ("dockerd", "docker", "docker-registry", "curl") if not shutil.which(b)]
     if missing:
         skip_or_fail(f"{', '.join(missing)} not installed (apt-get install -y docker.io docker-registry curl)")
@@ -106,7 +112,9 @@ def docker_engine_fixture():
         if line.startswith("export "):
             k, _, v = line[len("export "):].partition("=")
             values[k] = v.strip("'\"")
-    yield Engine(env=values, started_here=not up)
+    engine = _MEMO["engine"] = Engine(env=values, started_here=not up)
+    yield engine
+    _MEMO.clear()
     if not up:
         subprocess.run(["bash", str(ENGINE), "stop"], env=env, capture_output=True, timeout=120)
 
@@ -127,6 +135,8 @@ def build_recipe_image(engine: Engine, tag: str, base_ref: str, no_cache: bool =
 
 @pytest.fixture(scope="session", name="cpu_image")
 def cpu_image_fixture(docker_engine: Engine) -> CpuImage:
+    if "cpu_image" in _MEMO:
+        return _MEMO["cpu_image"]
     if not shutil.which("mmdebstrap"):
         skip_or_fail("mmdebstrap not installed (apt-get install -y mmdebstrap)")
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -147,4 +157,5 @@ def cpu_image_fixture(docker_engine: Engine) -> CpuImage:
     ref = _image_sh(docker_engine, "push", tag, f"{docker_engine.registry}/recipe-bundle/cpu:test")
     timings["recipe image push"] = time.monotonic() - t0
     TIMINGS.update(timings)
-    return CpuImage(ref=ref, tag=tag, base_ref=base_ref, image_id=image_id, timings=timings)
+    image = _MEMO["cpu_image"] = CpuImage(ref=ref, tag=tag, base_ref=base_ref, image_id=image_id, timings=timings)
+    return image
