@@ -11,6 +11,8 @@ Numbers are printed (pytest -s) and asserted against the measured noise floor, n
 one-sequence forwards) 1.1e-7 mean; scale 1.0 vs 2.5: 1.48e-2 mean, 6.4e-2 max; perturbed expert
 bias: 32% of routes change, free drift 7.9e-3, replayed drift 0; perturbed router weights (1e-3):
 4% of routes change, free 1.4e-3, replayed 6.4e-5; scale 1.0 with the 2.5 run's routes replayed 1.42e-2.
+In the trainer's setting (routes recorded during generation, forced in a full forward): 100% of
+routes line up, and replayed train log-probs match the generating engine's within 1.2e-6 (max).
 """
 
 from __future__ import annotations
@@ -212,3 +214,47 @@ def test_replay_refuses_routes_of_other_tokens(model, batch):
     with pytest.raises(RuntimeError, match="only 1 recorded"), replay.replaying(routes):
         token_logps(model, ids[:4], mask[:4])
         token_logps(model, ids[:4], mask[:4])
+
+
+# ---- replay in the trainer: routes recorded during generation, forced in the training forward ----------
+
+def test_generation_routes_line_up_with_the_training_forward(model):
+    """The trainer records routes while generating (one forward for the prompts, then one per token)
+    and forces them in one full forward. If positions were misaligned, the forced experts would
+    disagree with the full forward's own choice almost everywhere; aligned, only at near-ties."""
+    tok = transformers.AutoTokenizer.from_pretrained(MODEL)
+    rows = [json.loads(line) for line in DATA.read_text().splitlines()[:16]]
+    enc = tok([r["prompt"] for r in rows], return_tensors="pt", padding=True)
+    replay = rr.RoutingReplay(model)
+    torch.manual_seed(0)
+    with torch.no_grad(), replay.recording() as recorded:
+        out = model.generate(**enc, do_sample=True, top_k=0, top_p=1.0, max_new_tokens=4, output_logits=True,
+                             return_dict_in_generate=True, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)
+    batch, prompt_len = enc.input_ids.shape
+    full = out.sequences  # prompts + 4 sampled tokens (no early stop: post-EOS positions are pads)
+    routes = rr.routes_from_generation(recorded, batch, prompt_len)
+    assert routes.shape[:3] == (batch, full.shape[1] - 1, 4)
+    routes = rr.fit_positions(routes, full.shape[1])
+    assert bool((routes[:, -1] == -1).all())  # the last sampled token was never fed: no route
+
+    mask = torch.ones_like(full)
+    mask[:, :prompt_len] = enc.attention_mask
+    names = list(replay.routers)
+    with replay.recording() as free:
+        token_logps(model, full, mask)
+    free_routes = torch.stack([free[n][0].view(batch, full.shape[1], -1) for n in names], dim=2)
+    known = routes[:, :-1].sort(-1).values
+    agree = (known == free_routes[:, :-1].sort(-1).values).all(-1).float().mean().item()
+    print(f"generation routes vs full-forward routes: {agree:.4%} of token-router pairs agree")
+    assert agree > 0.99
+
+    # Replayed full forward vs the generating engine's own log-probs of the sampled tokens
+    with torch.no_grad(), replay.replaying(rr.as_calls(routes, names)):
+        logits = model(input_ids=full, attention_mask=mask).logits.float()
+    sampled = full[:, prompt_len:]
+    train_lp = torch.log_softmax(logits[:, prompt_len - 1:-1], -1).gather(-1, sampled[..., None]).squeeze(-1)
+    gen_lp = torch.log_softmax(torch.stack(out.logits, 1).float(), -1).gather(-1, sampled[..., None]).squeeze(-1)
+    mean, top = drift(train_lp, gen_lp)
+    print(f"replayed training forward vs generation log-probs: mean {mean:.3g}, max {top:.3g}")
+    assert top < 1e-5

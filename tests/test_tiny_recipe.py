@@ -210,6 +210,7 @@ def test_dry_run_launches_grpo_with_the_recipe_constants(tmp_path):
     assert got["--seed"] == str(r.run_defaults["seed"]) and got["--rollout-seed"] == str(r.run_defaults["rollout_seed"])
     assert got["--save-debug-event-data"] == str(tmp_path / "run" / "events")
     assert "--deterministic-mode" in got
+    assert "--use-rollout-routing-replay" in got  # R3, as the 30B run
     assert env["OMP_NUM_THREADS"] == "1" and env["PYTHONUNBUFFERED"] == "1"
 
 

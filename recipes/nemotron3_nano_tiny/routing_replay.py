@@ -7,6 +7,7 @@ replaces the router's choice with recorded indices. Replay keeps what R3 keeps: 
 forced, the gate weights are recomputed from *this* router's own logits at those experts
 (sigmoid scores, normalised over the k if `norm_topk_prob`, times the router's own
 `routed_scaling_factor`). So replay removes routing divergence, and cannot fix a wrong scale.
+A recorded row with a negative index means "no record": that token keeps its own choice.
 
     replay = RoutingReplay(model)
     with replay.recording() as routes:       # routes: {router name: [indices of call 0, 1, ...]}
@@ -65,6 +66,8 @@ class RoutingReplay:
 
     @contextmanager
     def replaying(self, routes: Routes) -> Iterator[None]:
+        """Force recorded experts, call by call; a call beyond the recording is an error. (Activation
+        checkpointing would rerun the forward during backward, outside this context: keep it off.)"""
         missing = sorted(set(self.routers) - set(routes))
         if missing:
             raise ValueError(f"no recorded routes for routers: {', '.join(missing)}")
@@ -82,6 +85,9 @@ class RoutingReplay:
                     raise RuntimeError(f"{name}: recorded routes {tuple(forced.shape)} do not fit this call's "
                                        f"{tuple(chosen.shape)} (different tokens?)")
                 forced = forced.to(chosen.device)
+                unknown = (forced < 0).any(dim=-1)  # no record for this token: keep its own choice
+                if bool(unknown.any()):
+                    forced = torch.where(unknown[:, None], chosen, forced)
                 return router_logits, replayed_weights(module, router_logits, forced), forced
             return hook
 
@@ -91,6 +97,37 @@ class RoutingReplay:
         finally:
             for h in handles:
                 h.remove()
+
+
+def routes_from_generation(recorded: Routes, batch: int, prompt_len: int) -> torch.Tensor:
+    """Per-token routes of a `generate` call as one (batch, positions, routers, k) tensor.
+
+    generate runs one forward over the (left-padded) prompts, then one per new token but the last:
+    positions 0..prompt_len-1 come from the first call, position prompt_len+j-1 from call j.
+    The last sampled token was never fed to the model, so it has no route.
+    """
+    per_router = []
+    for calls in recorded.values():  # router order = the model's layer order
+        first = calls[0].view(batch, prompt_len, -1)
+        steps = [c.view(batch, 1, -1) for c in calls[1:]]
+        per_router.append(torch.cat([first, *steps], dim=1))
+    return torch.stack(per_router, dim=2)
+
+
+def fit_positions(routes: torch.Tensor, length: int) -> torch.Tensor:
+    """Routes for the first `length` positions; positions never routed are -1 (replay keeps their choice)."""
+    if routes.shape[1] >= length:
+        return routes[:, :length]
+    gap = routes.new_full((routes.shape[0], length - routes.shape[1], *routes.shape[2:]), -1)
+    return torch.cat([routes, gap], dim=1)
+
+
+def as_calls(routes: torch.Tensor, names: list[str]) -> Routes:
+    """A (batch, positions, routers, k) tensor as the one-forward recording `replaying` takes."""
+    b, t, n, k = routes.shape
+    if n != len(names):
+        raise ValueError(f"routes hold {n} routers, the model has {len(names)}")
+    return {name: [routes[:, :, i].reshape(b * t, k)] for i, name in enumerate(names)}
 
 
 def changed_routes(a: Routes, b: Routes) -> tuple[int, int]:

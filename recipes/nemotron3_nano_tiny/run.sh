@@ -74,6 +74,12 @@ GRPO_ARGS=(
   --eps-clip-high 0.28
 )
 
+# Rollout routing replay keeps train and rollout log-probs aligned for the sigmoid-routed MoE, as
+# --use-rollout-routing-replay does in the 30B run (here the rollout engine is HF generate).
+ROUTING_ARGS=(
+  --use-rollout-routing-replay
+)
+
 MISC_ARGS=(
   --seed "$RECIPE_SEED"
   --rollout-seed "$RECIPE_ROLLOUT_SEED"
@@ -120,5 +126,6 @@ recipe_ray_job "http://127.0.0.1:$RECIPE_RAY_DASHBOARD_PORT" "$RECIPE_RUN_ID" "$
   "${ROLLOUT_ARGS[@]}" \
   "${OPTIMIZER_ARGS[@]}" \
   "${GRPO_ARGS[@]}" \
+  "${ROUTING_ARGS[@]}" \
   "${MISC_ARGS[@]}" \
   "${DETERMINISM_ARGS[@]}"

@@ -10,6 +10,9 @@ What changes against stock GRPOTrainer, and why:
   optimizer step per rollout it measures whether the training forward reproduces the old log-probs.
 - Prompt order follows the rollout seed (miles' --rollout-seed), not the trainer seed.
 - Zero-std group shares by reward value, as miles' rollout/zero_std/*.
+- Rollout routing replay (miles' --use-rollout-routing-replay), optional: the experts each MoE router
+  chose for every token during generation are recorded and forced in both training forwards
+  (routing_replay.py); gate weights still come from the trainer's own router.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from __future__ import annotations
 import copy
 import time
 from collections import Counter
+from contextlib import contextmanager, nullcontext
 
 import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler, pad
 
 # isort: split
-from reward import all_zero_fraction  # a sibling file: this directory is the job's sys.path[0]
+from reward import all_zero_fraction  # sibling files: this directory is the job's sys.path[0]
+from routing_replay import RoutingReplay, as_calls, fit_positions, routes_from_generation
 
 
 def masked_sample_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -33,10 +38,23 @@ def masked_sample_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class TinyGRPOTrainer(GRPOTrainer):
-    def __init__(self, *args, rollout_seed: int, **kwargs):
+    def __init__(self, *args, rollout_seed: int, routing_replay: bool = False, **kwargs):
         self.rollout_seed = rollout_seed
         self._rollout_config = None  # the trainer's generation config, returning raw logits too
         super().__init__(*args, **kwargs)
+        self._replay = RoutingReplay(self.model) if routing_replay else None
+        self._rollout_routes = None  # (batch, positions, routers, k) of the latest generation
+
+    @contextmanager
+    def _routed(self, routes):
+        """Force the rollout's experts in the forwards inside, when routing replay is on."""
+        if self._replay is None:
+            yield
+            return
+        if routes is None:
+            raise RuntimeError("routing replay is on but this batch carries no rollout routes")
+        with self._replay.replaying(as_calls(routes, list(self._replay.routers))):
+            yield
 
     # -- data order -------------------------------------------------------------------------------
     def _get_train_sampler(self, dataset=None):
@@ -61,9 +79,12 @@ class TinyGRPOTrainer(GRPOTrainer):
             self._rollout_config = copy.deepcopy(self.generation_config)
             self._rollout_config.output_logits = True
             self._rollout_config.return_dict_in_generate = True
-        with torch.no_grad():
+        recording = self._replay.recording() if self._replay is not None else nullcontext()
+        with torch.no_grad(), recording as recorded:
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                  generation_config=self._rollout_config)
+        if self._replay is not None:
+            self._rollout_routes = routes_from_generation(recorded, input_ids.size(0), input_ids.size(1))
         tokens = out.sequences[:, input_ids.size(1):]
         # Raw logits of each step, scaled by the sampling temperature: the distribution sampled from
         # (top-k/top-p are off in this recipe, so no processor changes it).
@@ -96,7 +117,12 @@ class TinyGRPOTrainer(GRPOTrainer):
         out = super()._generate_and_score_completions(inputs)
         input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
         attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
-        with torch.no_grad():
+        routes = None
+        if self._replay is not None:
+            routes = fit_positions(self._rollout_routes, input_ids.size(1))
+            out["routed_experts"] = routes  # shuffled and split with the batch by TRL
+            self._rollout_routes = None
+        with torch.no_grad(), self._routed(routes):
             train_logps, _, _ = self._get_per_token_logps_and_entropies(
                 self.model, input_ids, attention_mask, out["completion_ids"].size(1),
                 batch_size=self.args.per_device_train_batch_size)
@@ -118,7 +144,8 @@ class TinyGRPOTrainer(GRPOTrainer):
 
         self._get_per_token_logps_and_entropies = spy  # instance attribute shadows the method for this call
         try:
-            loss = super()._compute_loss(model, inputs)
+            with self._routed(inputs.get("routed_experts")):
+                loss = super()._compute_loss(model, inputs)
         finally:
             del self._get_per_token_logps_and_entropies
         m = self._metrics["train"]

@@ -43,6 +43,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--kl-loss-coef", type=float, default=0.0)
     p.add_argument("--eps-clip", type=float, default=0.2)
     p.add_argument("--eps-clip-high", type=float, default=0.28)
+    # rollout routing replay
+    p.add_argument("--use-rollout-routing-replay", action="store_true",
+                   help="force the rollout's MoE experts in the training forwards (R3)")
     # misc
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--rollout-seed", type=int, default=42)
@@ -123,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         epsilon=args.eps_clip,
         epsilon_high=args.eps_clip_high,
         num_iterations=1,
+        # TRL turns activation checkpointing on by default; its recomputation runs during backward,
+        # outside the routing-replay context, and a 1.5M-parameter model needs no memory saving.
+        gradient_checkpointing=False,
         # optimizer: Megatron's adam with weight decay is decoupled (AdamW)
         optim="adamw_torch",
         learning_rate=args.lr,
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         processing_class=tokenizer,
         callbacks=[MilesEventsCallback(writer)],
         rollout_seed=args.rollout_seed,
+        routing_replay=args.use_rollout_routing_replay,
     )
     try:
         trainer.train()
