@@ -139,8 +139,8 @@ def render_plan(recipe: Recipe, cell_name: str | None = None, *, nodes: int | No
     gpus_per_node = hw.get("gpus_per_node", 0) if gpus_per_node is None else gpus_per_node
     check_layout(recipe, cell, nodes, gpus_per_node)
     inputs_dir = inputs_mod.inputs_root(recipe, inputs_dir)
-    output_dir = (output_dir or Path.cwd() / "outputs" / recipe.name).resolve()
     run_dir = (run_dir or Path.cwd() / "runs" / f"{recipe.name}-{run_id}").resolve()
+    output_dir = (output_dir or run_dir / "output").resolve()  # every run owns its checkpoints
     env = script_env(recipe, cell, nodes=nodes, gpus_per_node=gpus_per_node, inputs_dir=inputs_dir,
                      model_dir=model_dir and model_dir.resolve(), data_dir=data_dir and data_dir.resolve(),
                      output_dir=output_dir, run_dir=run_dir, run_id=run_id, seed=seed,

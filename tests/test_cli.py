@@ -102,3 +102,18 @@ def test_run_on_a_machine_without_gpus_says_what_is_missing(tmp_path):
     assert "/root/miles/train.py" in p.stderr and "--moe-router-topk-scaling-factor 2.5" in p.stderr
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "runs").exists(), "a run that never started must not leave a run directory"
+
+
+def test_plan_shows_what_each_backend_runs_around_the_same_launch():
+    local = json.loads(recipe("plan", "nemotron3_nano", "--format", "json").stdout)
+    docker = recipe("plan", "nemotron3_nano", "--backend", "docker", "--format", "json",
+                    env=clean_env(WANDB_API_KEY="sk-test-PLANTED-xyz"))
+    slurm = recipe("plan", "nemotron3_nano", "--backend", "slurm", "--format", "json")
+    assert docker.returncode == 0 and slurm.returncode == 0, docker.stderr + slurm.stderr
+    d, s = json.loads(docker.stdout), json.loads(slurm.stdout)
+    assert d["argv"] == local["argv"] == s["argv"]  # the same launch, whatever wraps it
+    cmd = d["backend_command"]
+    assert cmd[:2] == ["docker", "run"] and "--gpus" in cmd and "--ipc=host" in cmd
+    assert cmd[cmd.index("-e") + 1] == "WANDB_API_KEY" and "sk-test-PLANTED-xyz" not in docker.stdout
+    assert any("@sha256:" in w for w in cmd)
+    assert "#SBATCH --nodes=1" in s["sbatch_script"] or "#SBATCH --nodes 1" in s["sbatch_script"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -23,7 +24,7 @@ def plan_options(f):
                      help="Inputs root holding model/ and data/ (default: $RECIPE_INPUTS_DIR or ./inputs/NAME)."),
         click.option("--model-dir", type=PathOpt, help="Override the model directory (default: INPUTS/model)."),
         click.option("--data-dir", type=PathOpt, help="Override the data directory (default: INPUTS/data)."),
-        click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: ./outputs/NAME)."),
+        click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: RUN_DIR/output)."),
         click.option("--seed", type=int, help="--seed for the trainer (default: the recipe's)."),
         click.option("--rollout-seed", type=int, help="--rollout-seed (default: the recipe's)."),
         click.option("--num-rollout", type=int, help="Number of rollouts (default: the recipe's)."),
@@ -57,8 +58,6 @@ def _print_text(p: Plan) -> None:
     if line:
         click.echo(" ".join(line))
     click.echo("\n# commands, in order")
-    import shlex
-
     for i, c in enumerate(p.commands, 1):
         click.echo(f"{i:>2}. {shlex.join(c)}")
 
@@ -68,9 +67,11 @@ def _print_text(p: Plan) -> None:
 @plan_options
 @click.option("--run-dir", type=PathOpt, help="Run directory to show in the plan (default: ./runs/NAME-plan).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--backend", type=click.Choice(["local", "docker", "slurm"]), default="local", show_default=True,
+              help="Also show what this backend runs around the run script (docker run / the sbatch script).")
 @click.option("--gpus", type=int, help="Instead of the launch: the layouts legal on N GPUs in all (over --nodes), "
               "each with a per-GPU memory estimate.")
-def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, **kw) -> None:
+def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, backend: str, **kw) -> None:
     """Print the fully resolved launch of recipe NAME, with no side effects.
 
     Shows the trainer's argv, the job environment and every command the run script would
@@ -84,8 +85,35 @@ def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, **kw) 
         result = plan_layouts(recipe, gpus, kw["nodes"])
         click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else format_table(result))
         return
+    if backend != "local":
+        _print_backend(recipe, backend, fmt, run_dir, kw)
+        return
     p = render_plan(recipe, kw.pop("cell"), run_dir=run_dir, **kw)
     if fmt == "json":
         click.echo(json.dumps(p.as_dict(), indent=2))
     else:
         _print_text(p)
+
+
+def _print_backend(recipe, backend: str, fmt: str, run_dir: Path | None, kw: dict) -> None:
+    """What the docker or slurm backend would execute around the same run script."""
+    from runner.backends import module
+    from runner.launch import build_launch
+
+    run_id = run_dir.name if run_dir else f"{recipe.name}-plan"
+    target = (run_dir or Path.cwd() / "runs" / run_id).resolve()
+    launch = build_launch(recipe, run_id=run_id, run_dir=target, backend=backend, cell=kw.pop("cell"), **kw)
+    doc = {**launch.plan.as_dict(), "backend": backend}
+    if backend == "docker":
+        doc["backend_command"] = module("docker").command(launch)
+        text = shlex.join(doc["backend_command"])
+    else:
+        from runner.backends.slurm import job_from_launch
+        from runner.sbatch import render
+
+        text = doc["sbatch_script"] = render(job_from_launch(launch))
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        _print_text(launch.plan)
+        click.echo(f"\n# {backend} backend: what runs the above\n{text}")
