@@ -6,7 +6,8 @@
 #   docker/image.sh content-digest IMAGE   sha256 of the layers + config without timestamps (see below)
 #   docker/image.sh stage REF [DIR]        enroot import a digest reference into DIR/<repo>+sha256-<hex>.sqsh
 #   docker/image.sh base                   print the lock's base reference
-#   docker/image.sh context DIR            assemble the build context in DIR (what build sends)
+#   docker/image.sh context DIR            assemble the build context in DIR (RECIPE_BUILD_CONTEXT=DIR build
+#                                          builds exactly that context again)
 #   docker/image.sh minbase OUT.tar        Debian bookworm minbase + python3-pip (mmdebstrap), for tests
 #   docker/image.sh cpu-base REPO TAR      minbase TAR -> REPO/minbase, then the CPU stand-in for miles
 #                                          -> REPO/cpu-base; prints its REPO/cpu-base@sha256:<digest>
@@ -72,8 +73,9 @@ EOF
 
 normalize_times() { find "$1" -exec touch -h -d "@$(epoch)" {} +; }
 
-context() {  # context DIR
-    local ctx="$1"
+context() {  # context DIR: the build context, plus DIR/build-args (the values build passes)
+    local ctx="$1" when
+    when="$(epoch)"
     rm -rf "$ctx" && mkdir -p "$ctx/bundle" "$ctx/wheels"
     cp "$HERE/Dockerfile" "$HERE/requirements.lock" "$ctx/"
     cp -p "$HERE/recipe-entrypoint.py" "$ctx/recipe-entrypoint.py"
@@ -82,26 +84,32 @@ context() {  # context DIR
     (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- runner recipes docker/image.lock pyproject.toml \
         | while IFS= read -r -d '' f; do [[ -e "$f" ]] && printf '%s\0' "$f"; done \
         | tar --null -T - -cf -) | tar -C "$ctx/bundle" -xf -
+    printf '%s\n' "SOURCE_DATE_EPOCH=$when" "REVISION=$(revision)" \
+        "RECIPES_DIGEST=sha256:$(recipes_digest "$ctx")" "SOURCE_URL=${SOURCE_URL:-unknown}" >"$ctx/build-args"
     chmod -R u+rwX,go+rX,go-w "$ctx"
-    normalize_times "$ctx"
+    SOURCE_DATE_EPOCH="$when" normalize_times "$ctx"
 }
 
 recipes_digest() {  # sha256 over "<sha256>  <path>" lines of every recipe file, sorted by path
     (cd "$1/bundle" && find recipes -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 }
 
-build() {  # build TAG [BASE_REF]
-    local tag="$1" base="${2:-$(lock_get base reference)}" ctx flags=()
+build() {  # build TAG [BASE_REF]; RECIPE_BUILD_CONTEXT=DIR builds a context made by `context DIR`
+    local tag="$1" base="${2:-$(lock_get base reference)}" ctx flags=() line
     require_digest "$base" "base image"
     if [[ "${RECIPE_BUILD_NO_CACHE:-0}" == 1 ]]; then flags+=(--no-cache); fi
-    ctx="$(mktemp -d)"
-    trap 'rm -rf "$ctx"' RETURN
-    context "$ctx"
+    if [[ -n "${RECIPE_BUILD_CONTEXT:-}" ]]; then
+        ctx="$RECIPE_BUILD_CONTEXT"
+        [[ -f "$ctx/build-args" ]] || die "$ctx is not a context made by \`image.sh context\` (no build-args)"
+    else
+        ctx="$(mktemp -d)"
+        # shellcheck disable=SC2064  # expand now: $ctx is local
+        trap "rm -rf '$ctx'" RETURN
+        context "$ctx"
+    fi
+    while IFS= read -r line; do flags+=(--build-arg "$line"); done <"$ctx/build-args"
     "$DOCKER" build --network=host --pull=false "${flags[@]}" -t "$tag" \
-        --build-arg "BASE_IMAGE=$base" --build-arg "BASE_DIGEST=${base##*@}" \
-        --build-arg "SOURCE_DATE_EPOCH=$(epoch)" --build-arg "REVISION=$(revision)" \
-        --build-arg "RECIPES_DIGEST=sha256:$(recipes_digest "$ctx")" \
-        --build-arg "SOURCE_URL=${SOURCE_URL:-unknown}" "$ctx" >&2
+        --build-arg "BASE_IMAGE=$base" --build-arg "BASE_DIGEST=${base##*@}" "$ctx" >&2
     "$DOCKER" image inspect --format '{{.Id}}' "$tag"
 }
 

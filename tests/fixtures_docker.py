@@ -80,6 +80,7 @@ class CpuImage:
     tag: str  # the local build tag
     base_ref: str  # cpu-base by digest
     image_id: str
+    context: Path  # the build context it was built from
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -128,8 +129,12 @@ def _image_sh(engine: Engine, *args: str, timeout: float = 1200, **extra: str) -
     return lines[-1] if lines else ""
 
 
-def build_recipe_image(engine: Engine, tag: str, base_ref: str, no_cache: bool = False) -> str:
-    extra = {"RECIPE_BUILD_NO_CACHE": "1"} if no_cache else {}
+def build_recipe_image(engine: Engine, tag: str, base_ref: str, context: Path, no_cache: bool = False) -> str:
+    """Build from a context made once by `image.sh context` (the shared working tree may change
+    while the suite runs; a rebuild must see the same inputs)."""
+    extra = {"RECIPE_BUILD_CONTEXT": str(context)}
+    if no_cache:
+        extra["RECIPE_BUILD_NO_CACHE"] = "1"
     return _image_sh(engine, "build", tag, base_ref, **extra)
 
 
@@ -150,12 +155,15 @@ def cpu_image_fixture(docker_engine: Engine) -> CpuImage:
     base_ref = _image_sh(docker_engine, "cpu-base", f"{docker_engine.registry}/recipe-bundle", str(tarball))
     timings["cpu-base (build+push, or registry hit)"] = time.monotonic() - t0
     tag = "recipe-bundle:cpu-test"
+    context = CACHE / "context"
     t0 = time.monotonic()
-    image_id = build_recipe_image(docker_engine, tag, base_ref)
+    _image_sh(docker_engine, "context", str(context))
+    image_id = build_recipe_image(docker_engine, tag, base_ref, context)
     timings["recipe image build"] = time.monotonic() - t0
     t0 = time.monotonic()
     ref = _image_sh(docker_engine, "push", tag, f"{docker_engine.registry}/recipe-bundle/cpu:test")
     timings["recipe image push"] = time.monotonic() - t0
     TIMINGS.update(timings)
-    image = _MEMO["cpu_image"] = CpuImage(ref=ref, tag=tag, base_ref=base_ref, image_id=image_id, timings=timings)
+    image = _MEMO["cpu_image"] = CpuImage(ref=ref, tag=tag, base_ref=base_ref, image_id=image_id, context=context,
+                                          timings=timings)
     return image

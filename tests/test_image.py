@@ -3,8 +3,11 @@ and that a rebuild of the same inputs adds a byte-identical layer."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from fixtures_docker import (  # noqa: F401
@@ -32,8 +35,11 @@ def test_image_is_its_base_plus_one_layer_with_provenance_labels(docker_engine: 
     assert labels["org.opencontainers.image.title"] == "recipe-bundle"
     assert labels["org.opencontainers.image.base.name"] == cpu_image.base_ref
     assert labels["org.opencontainers.image.base.digest"] == cpu_image.base_ref.split("@", 1)[1]
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    assert labels["org.opencontainers.image.revision"].startswith(head)
+    args = dict(line.split("=", 1) for line in (cpu_image.context / "build-args").read_text().splitlines())
+    rev = labels["org.opencontainers.image.revision"]
+    assert rev == args["REVISION"] and re.fullmatch(r"[0-9a-f]{40}(-dirty)?", rev)
+    assert subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", rev.removesuffix("-dirty")]).returncode == 0
+    assert labels["io.recipe-bundle.recipes.digest"] == args["RECIPES_DIGEST"]
     assert labels["io.recipe-bundle.recipes.digest"].startswith("sha256:") and len(
         labels["io.recipe-bundle.recipes.digest"]) == 71
     assert img["Config"]["Entrypoint"] == ["/usr/local/bin/recipe"]
@@ -68,7 +74,8 @@ def test_doctor_in_the_cpu_image_says_it_is_not_the_gpu_image(docker_engine: Eng
 
 
 def test_rebuild_without_cache_adds_the_identical_layer(docker_engine: Engine, cpu_image: CpuImage):
-    again = build_recipe_image(docker_engine, "recipe-bundle:cpu-test-rebuild", cpu_image.base_ref, no_cache=True)
+    again = build_recipe_image(docker_engine, "recipe-bundle:cpu-test-rebuild", cpu_image.base_ref, cpu_image.context,
+                               no_cache=True)
     first, second = inspect(docker_engine, cpu_image.ref), inspect(docker_engine, again)
     assert first["RootFS"]["Layers"] == second["RootFS"]["Layers"]
     digests = [subprocess.run(["bash", str(IMAGE_SH), "content-digest", ref], env=docker_engine.full_env(),
@@ -77,3 +84,23 @@ def test_rebuild_without_cache_adds_the_identical_layer(docker_engine: Engine, c
     assert digests[0] == digests[1] and digests[0].startswith("sha256:")
     # What does differ: the classic builder stamps the config with the build time.
     assert first["Id"] != second["Id"] and first["Created"] != second["Created"]
+
+
+def tree(root: Path) -> list[tuple[str, int, int, str]]:
+    return [(str(p.relative_to(root)), p.stat().st_mode, p.stat().st_mtime_ns,
+             hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "")
+            for p in sorted(root.rglob("*"))]
+
+
+def test_the_build_context_is_assembled_identically_twice(tmp_path, docker_engine: Engine):
+    # Back to back, so that the shared working tree has no time to change in between.
+    for d in ("a", "b"):
+        subprocess.run(["bash", str(IMAGE_SH), "context", str(tmp_path / d)], env=docker_engine.full_env(),
+                       check=True, capture_output=True, timeout=300)
+    a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
+    assert a == b
+    names = {t[0] for t in a}
+    assert {"Dockerfile", "requirements.lock", "build-args", "bundle/runner/cli.py", "bundle/docker/image.lock",
+            "bundle/recipes/nemotron3_nano/recipe.toml"} <= names
+    assert not any("__pycache__" in n for n in names)
+    assert len({t[2] for t in a}) == 1  # every timestamp pinned to SOURCE_DATE_EPOCH
