@@ -283,6 +283,11 @@ def test_run_script_through_ray_passes_gate_and_reruns_bitwise(tmp_path):
         os.killpg(group, 0)
     gate = recipe("check", str(tmp_path / "run" / "events"), "--recipe", "nemotron3_nano_tiny")
     assert gate.returncode == 0, gate.stdout + gate.stderr
+    series = collect(tmp_path / "run" / "events")
+    for name in ("train/loss", "train/pg_loss", "train/pg_clipfrac", "train/ppo_kl", "train/grad_norm",
+                 "train/train_rollout_logprob_abs_diff", "rollout/raw_reward", "rollout/response_len/mean",
+                 "rollout/zero_std/all_zero_percentage", "perf/step_time"):
+        assert series.steps(name) == list(range(10)), name
 
     # The same trainer argv, run directly: identical values except the wall-clock perf/* ones.
     _, job = job_of(dry_run(env))
