@@ -254,6 +254,19 @@ def test_trainer_refuses_a_config_without_routed_scaling_factor(tmp_path):
     assert not (tmp_path / "run" / "events").exists() or not any((tmp_path / "run" / "events").iterdir())
 
 
+def test_trainer_names_missing_inputs_in_one_line(tmp_path):
+    cmd = train_cmd(MODEL, tmp_path)
+    cmd[cmd.index("--prompt-data") + 1] = str(tmp_path / "nope.jsonl")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=clean_env())
+    assert p.returncode == 4 and p.stderr.strip().count("\n") == 0
+    assert "--prompt-data" in p.stderr and "nope.jsonl" in p.stderr
+
+    (tmp_path / "rows.jsonl").write_text('{"question": "1+1=", "label": "2"}\n')
+    cmd[cmd.index("--prompt-data") + 1] = str(tmp_path / "rows.jsonl")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=clean_env())
+    assert p.returncode == 2 and "no field prompt" in p.stderr, p.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_run_script_through_ray_passes_gate_and_reruns_bitwise(tmp_path):
     """The real run: Ray head, job, events; gate; then the same argv without Ray gives the same bits."""

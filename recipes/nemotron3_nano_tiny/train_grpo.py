@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--global-batch-size {args.global_batch_size} must divide rollout-batch-size x n-samples-per-prompt "
              f"({args.rollout_batch_size * args.n_samples_per_prompt})")
 
+    if not args.prompt_data.is_file():
+        fail(f"--prompt-data {args.prompt_data}: no such file (expected a JSONL of prompts and labels)", 4)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (args.hf_checkpoint / name).is_file():
+            fail(f"--hf-checkpoint {args.hf_checkpoint}: {name} missing (expected an HF model directory)", 4)
+
     import bridge
 
     config_path = args.hf_checkpoint / "config.json"
@@ -102,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"the built model's MoE routers apply routed scaling factors {scales}, expected [{want}]", 3)
 
     data = load_dataset("json", data_files=str(args.prompt_data), split="train")
+    absent = [k for k in (args.input_key, args.label_key) if k not in data.column_names]
+    if absent:
+        fail(f"--prompt-data {args.prompt_data}: no field {', '.join(absent)} (fields: {', '.join(data.column_names)})")
     if args.input_key != "prompt" or args.label_key != "label":
         data = data.rename_columns({args.input_key: "prompt", args.label_key: "label"})
 
