@@ -1,5 +1,6 @@
 """A real two-node Slurm cluster for tests (ci/slurm_cluster.sh), and helpers to run jobs on it.
 
+Import `slurm_cluster_fixture` into a test module to get the `slurm_cluster` fixture.
 The cluster is started once per test session under a temp dir and stopped (by PID) at the end.
 If CI already started one, export RECIPE_TEST_SLURM_CONF=/path/to/slurm.conf to reuse it.
 Without slurm-wlm/munge installed the tests are skipped, unless RECIPE_REQUIRE_SLURM=1 (CI),
@@ -78,8 +79,8 @@ def processes_of_job(job_id: str, conf: Path) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster():
+@pytest.fixture(name="slurm_cluster", scope="session")
+def slurm_cluster_fixture():
     reuse = os.environ.get("RECIPE_TEST_SLURM_CONF")
     if reuse:
         yield SlurmCluster(conf=Path(reuse), state=Path(reuse).parent)

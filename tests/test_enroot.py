@@ -14,8 +14,8 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from conftest import clean_env, recipe
+
 from runner import enroot
 from runner.backends import slurm as slurm_backend
 from runner.errors import UsageError

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, clean_env, recipe
+
 from runner.sbatch import SbatchJob, render
 
 SNAPSHOTS = ROOT / "tests" / "snapshots" / "sbatch"

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from fixtures_slurm import ROOT, SlurmCluster, processes_of_job, slurm_cluster  # noqa: F401
+from fixtures_slurm import ROOT, SlurmCluster, processes_of_job, slurm_cluster_fixture  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +139,37 @@ def test_tiny_recipe_through_sbatch_passes_its_gate(slurm_cluster, tmp_path):
         assert_no_secrets(runs, tmp_path / "out", slurm_cluster.state / "log", Path(f"/tmp/recipe-ray-{job}"))
     finally:
         shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
+
+
+def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tmp_path):
+    """`recipe run NAME --backend slurm` from a batch allocation renders the same script into the run
+    directory and runs it there; the inner `recipe run --backend local` writes the run record."""
+    runs = tmp_path / "runs"
+    env = slurm_cluster.env(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin",
+                            RECIPE_BUNDLE_ROOT=str(bundle), RECIPE_CONTAINER_RUNTIME="none", **PLANTED)
+    wrap = f"recipe run ray_probe --backend slurm --runs-dir {runs} --skip-preflight lint"
+    p = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--exclusive", f"--output={tmp_path}/alloc-%j.out",
+                        "--wrap", wrap], env=env, cwd=bundle, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    job = p.stdout.strip()
+    try:
+        info = slurm_cluster.wait_job(job, timeout=240)
+        out = (tmp_path / f"alloc-{job}.out").read_text()
+        assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-3000:]
+        [run_dir] = [d for d in runs.iterdir() if d.is_dir()]
+        assert (run_dir / "slurm-job.sh").is_file() and '"status": "succeeded"' in (run_dir / "run.json").read_text()
+        assert "probe: 2 node(s) alive" in out
+        assert_nothing_left(slurm_cluster, job)
+        assert_no_secrets(runs, tmp_path / f"alloc-{job}.out")
+    finally:
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
+
+
+def test_pyxis_check_uses_the_real_srun(slurm_cluster, monkeypatch):
+    """This cluster's srun has no pyxis plugin: the check says so and how to fix it."""
+    from runner.backends import slurm as backend
+
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    c = backend.check_pyxis("pyxis")
+    assert c.status == "fail" and "pyxis SPANK plugin is not loaded" in c.detail and "--container-runtime none" in c.fix
+    assert backend.check_pyxis("none").status == "n/a"

@@ -5,7 +5,9 @@ Used by run scripts and generated sbatch scripts instead of fixed sleeps. Exit 0
 """
 
 import argparse
+import os
 import sys
+import threading
 import time
 
 
@@ -18,6 +20,17 @@ def main() -> int:
     p.add_argument("--expect-hosts", default="",
                    help="comma-separated node IPs or host names, or NAME=IP pairs (Slurm node name = address)")
     a = p.parse_args()
+
+    # ray.init can block far past the deadline (a GCS that accepts connections but never answers);
+    # a watchdog keeps the wait bounded whatever Ray does.
+    def give_up() -> None:
+        print(f"ray not ready after {a.timeout:g} s at {a.address}: no answer from the cluster "
+              "(connecting to it did not return)", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    watchdog = threading.Timer(a.timeout + 15, give_up)
+    watchdog.daemon = True
+    watchdog.start()
 
     import ray  # only here: this script runs where Ray is installed
 
