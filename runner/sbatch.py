@@ -61,6 +61,8 @@ def validate(job: SbatchJob) -> None:
     for flag, v in (("--partition", job.partition), ("--account", job.account), ("--time", job.time)):
         if v is not None and (not v or any(c.isspace() or c in "'\"\\$`" for c in v)):
             raise UsageError(f"{flag} {v!r}: expected a plain Slurm value (no spaces or quotes)")
+    if any(c.isspace() or c == "%" for c in job.runs_dir):
+        raise UsageError(f"--runs-dir {job.runs_dir!r}: the #SBATCH --output path cannot hold spaces or '%'")
     if job.runtime == "pyxis":
         # pyxis splits --container-mounts on ',' and ':'
         for what, path in (("runs dir", job.runs_dir), ("inputs dir", job.inputs_dir),
@@ -101,6 +103,7 @@ TEMPLATE = r"""#!/bin/bash
 #   3. `recipe run --backend local` on the head node, which joins that Ray cluster;
 #   4. if any node's step ends before the run does, fail at once naming that node;
 #   5. on exit, error or scancel: stop the run, then every Ray step.
+# Submit with: mkdir -p @RUNS_DIR_RAW@ && sbatch THIS_FILE (Slurm writes its output file there).
 # Secrets (WANDB_API_KEY, HF_TOKEN, ...) are not in this file: sbatch exports the environment it is
 # called from to the job, and srun passes it on to each step (and pyxis into the container).
 @SBATCH_LINES@
@@ -110,12 +113,15 @@ set -euo pipefail
 RECIPE=@Q_RECIPE@
 NODES=@NODES@
 GPUS_PER_NODE=@GPUS@
-RUNTIME=@Q_RUNTIME@            # pyxis: every step in the pinned image; none: software installed on the nodes
+# pyxis: every step runs in IMAGE; none: the same steps on the software installed on the nodes
+RUNTIME=@Q_RUNTIME@
 IMAGE=@Q_IMAGE@
-BUNDLE=@Q_BUNDLE@              # the recipe bundle as the steps see it
+# the recipe bundle (recipes/, runner/) as the steps see it
+BUNDLE=@Q_BUNDLE@
 RUNS_DIR=@Q_RUNS_DIR@
 INPUTS_DIR=@Q_INPUTS_DIR@
 OUTPUT_DIR=@Q_OUTPUT_DIR@
+# how a step calls `recipe`, and the options of the `recipe run` on the head node
 RECIPE_CMD=(@RECIPE_CMD@)
 RUN_ARGS=(@RUN_ARGS@)
 EXTRA_MOUNTS=(@MOUNTS@)
@@ -158,13 +164,26 @@ node_ip() { # node_ip HOST: the address Slurm reaches HOST at (its NodeAddr), as
   printf '%s\n' "$addr"
 }
 
+expand_counts() { # "72(x2),36" -> 72 72 36: SLURM_JOB_CPUS_PER_NODE's compressed form, one per node
+  local part n r
+  local -a parts
+  IFS=, read -r -a parts <<<"$1"
+  for part in "${parts[@]}"; do
+    if [[ "$part" =~ ^([0-9]+)\(x([0-9]+)\)$ ]]; then n=${BASH_REMATCH[1]} r=${BASH_REMATCH[2]}; else n=$part r=1; fi
+    for ((; r > 0; r--)); do printf '%s\n' "$n"; done
+  done
+}
+
 mapfile -t HOSTS < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+mapfile -t CPUS < <(expand_counts "${SLURM_JOB_CPUS_PER_NODE:-1}")
 ((${#HOSTS[@]} == NODES)) || die "allocation has ${#HOSTS[@]} node(s), this script was rendered for $NODES"
 IPS=()
 EXPECT=()
-for host in "${HOSTS[@]}"; do
-  IPS+=("$(node_ip "$host")")
-  EXPECT+=("$host=${IPS[-1]}")
+declare -A CPUS_OF
+for i in "${!HOSTS[@]}"; do
+  IPS+=("$(node_ip "${HOSTS[i]}")")
+  EXPECT+=("${HOSTS[i]}=${IPS[i]}")
+  CPUS_OF[${HOSTS[i]}]=${CPUS[i]:-1}
 done
 HEAD=${HOSTS[0]}
 RAY_ADDRESS="${IPS[0]}:$RECIPE_RAY_PORT"
@@ -176,17 +195,18 @@ CONTAINER=()
 if [[ "$RUNTIME" == pyxis ]]; then
   mounts="$RUNS_DIR:$RUNS_DIR,$INPUTS_DIR:$INPUTS_DIR:ro,$OUTPUT_DIR:$OUTPUT_DIR"
   for m in "${EXTRA_MOUNTS[@]}"; do mounts+=",$m"; done
+  # Writable: Ray keeps its sockets and logs under /tmp inside the container.
   CONTAINER=(--container-image="$IMAGE" --container-name="$CONTAINER_NAME"
-    --container-mounts="$mounts" --no-container-mount-home)
+    --container-mounts="$mounts" --no-container-mount-home --container-writable)
 fi
 
-step() { # step HOST NAME COMMAND... &: one task on HOST, sharing the node with the other steps.
+step() { # step HOST NAME COMMAND... &: one task on HOST with all its CPUs, sharing the node with the other steps.
   # Always started in the background: exec makes the background PID srun's own, so a signal to it
   # reaches srun (which forwards it to the task).
   local host=$1 name=$2
   shift 2
   exec srun --nodes=1 --ntasks=1 --nodelist="$host" --overlap --job-name="$name" \
-    --cpus-per-task="${SLURM_CPUS_ON_NODE:-1}" "${CONTAINER[@]}" "$@"
+    --cpus-per-task="${CPUS_OF[$host]}" "${CONTAINER[@]}" "$@"
 }
 
 STEP_PIDS=()
@@ -302,7 +322,7 @@ def render(job: SbatchJob) -> str:
     run_dir = _q(job.run_dir) if job.run_dir else '"$RUNS_DIR/$RECIPE-slurm-$JOB"'
     subst = {
         "@VERSION@": __version__,
-        "@COMMAND_LINE@": job.command_line or f"recipe sbatch {job.recipe}",
+        "@COMMAND_LINE@": " ".join((job.command_line or f"recipe sbatch {job.recipe}").split()),
         "@RECIPE@": job.recipe,
         "@NODES@": str(job.nodes),
         "@GPUS@": str(job.gpus_per_node),
@@ -312,6 +332,7 @@ def render(job: SbatchJob) -> str:
         "@Q_IMAGE@": _q(job.image),
         "@Q_BUNDLE@": _q(job.bundle_dir),
         "@Q_RUNS_DIR@": _q(job.runs_dir),
+        "@RUNS_DIR_RAW@": _q(job.runs_dir),
         "@Q_INPUTS_DIR@": _q(job.inputs_dir),
         "@Q_OUTPUT_DIR@": _q(job.output_dir),
         "@RECIPE_CMD@": _qa(job.recipe_cmd),

@@ -176,3 +176,13 @@ def test_submit_without_sbatch_is_a_preflight_error(tmp_path):
     p = sbatch("nemotron3_nano", "--nodes", "2", "--runs-dir", str(tmp_path), "--submit",
                PATH=str(Path(sys.executable).parent))
     assert p.returncode == 3 and "sbatch not found" in p.stderr
+
+
+@pytest.mark.parametrize("compressed, expanded", [("72(x2),36", "72 72 36"), ("2(x2)", "2 2"), ("8", "8")])
+def test_cpus_per_node_expansion(compressed, expanded):
+    """The script gives each node's steps the CPUs Slurm allocated there (SLURM_JOB_CPUS_PER_NODE)."""
+    text = render(job())
+    fn = text[text.index("expand_counts() {"):]
+    fn = fn[:fn.index("\n}\n") + 3]
+    p = subprocess.run(["bash", "-c", f'{fn}\nexpand_counts "$1"', "-", compressed], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.split() == expanded.split()

@@ -173,3 +173,21 @@ def test_pyxis_check_uses_the_real_srun(slurm_cluster, monkeypatch):
     c = backend.check_pyxis("pyxis")
     assert c.status == "fail" and "pyxis SPANK plugin is not loaded" in c.detail and "--container-runtime none" in c.fix
     assert backend.check_pyxis("none").status == "n/a"
+
+
+def test_scancel_stops_every_step_and_leaves_nothing(slurm_cluster, bundle, tmp_path):
+    """A user's scancel during the run: the job ends CANCELLED within KillWait and no process survives."""
+    job, runs = submit(slurm_cluster, bundle, tmp_path, PROBE_HOLD_S="300")
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and "recipe-run" not in slurm_cluster.steps(job):
+            time.sleep(0.5)
+        assert "recipe-run" in slurm_cluster.steps(job)
+        t0 = time.monotonic()
+        assert slurm_cluster.run("scancel", job).returncode == 0
+        info = slurm_cluster.wait_job(job, timeout=60)
+        assert info["JobState"] == "CANCELLED"
+        assert_nothing_left(slurm_cluster, job)
+        print(f"\njob {job}: cancelled and cleaned up in {time.monotonic() - t0:.1f} s")
+    finally:
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
