@@ -44,6 +44,12 @@ ROLLOUT_KEYS = {
 }
 PERF_KEYS = {"step_time": "perf/actor_train_time", "rollout_time": "perf/rollout_time"}
 NONDETERMINISTIC = ("perf/*",)  # wall-clock; everything else must replay bit for bit
+# event file -> miles' `source` object (its process identity), which readers use to rank processes
+SOURCES = {
+    "main": {"component": "main"},
+    "rollout_manager": {"component": "rollout_manager"},
+    "actor_cell0_rank0": {"component": "actor", "cell_index": 0, "rank_within_cell": 0},
+}
 
 
 class EventWriter:
@@ -62,7 +68,7 @@ class EventWriter:
         # miles (pydantic) writes NaN/inf as null; so do we, keeping the lines strict JSON
         metrics = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
         event = {"type": "metric", "metrics": metrics, "timestamp": time.time(),
-                 "source": {"process": process, "framework": "trl"}}
+                 "source": {**SOURCES[process], "framework": "trl"}}
         f.write(json.dumps(event, sort_keys=True) + "\n")
         f.flush()
 
@@ -73,29 +79,39 @@ class EventWriter:
 
 
 class MilesEventsCallback(TrainerCallback):
-    """Maps each optimizer step's TRL log to miles' train/*, rollout/* and perf/* events."""
+    """Maps TRL's per-optimizer-step logs to miles' train/*, rollout/* and perf/* events.
 
-    def __init__(self, writer: EventWriter):
+    train/step counts optimizer steps, rollout/step rollouts (both from 0, as miles); with
+    `steps_per_rollout` optimizer steps per rollout, rollout and perf events are written once per
+    rollout, at its last optimizer step (perf/step_time then spans the whole rollout)."""
+
+    def __init__(self, writer: EventWriter, steps_per_rollout: int = 1):
         self.writer = writer
-        self._step_start = 0.0
+        self.steps_per_rollout = steps_per_rollout
+        self._rollout_start = 0.0
+        self._rollout: dict[str, float] = {}
+        self._perf: dict[str, float] = {}
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._step_start = time.perf_counter()
+        if state.global_step % self.steps_per_rollout == 0:
+            self._rollout_start = time.perf_counter()
+            self._rollout, self._perf = {}, {}
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "grad_norm" not in logs:  # the end-of-training summary (train_runtime, ...) is not a step
             return
-        step = state.global_step - 1  # miles counts rollouts from 0
+        step = state.global_step - 1
         train = {m: float(logs[k]) for k, m in TRAIN_KEYS.items() if k in logs}
         train["train/step"] = step
-        rollout = {m: float(logs[k]) for k, m in ROLLOUT_KEYS.items() if k in logs}
-        rollout.update({f"rollout/zero_std/{k.split('/', 1)[1]}": float(v) for k, v in logs.items()
-                        if k.startswith("zero_std/count_")})
-        rollout["rollout/step"] = step
-        perf = {m: float(logs[k]) for k, m in PERF_KEYS.items() if k in logs}
-        perf["perf/step_time"] = time.perf_counter() - self._step_start
-        perf["rollout/step"] = step
-        self.writer.log("rollout_manager", rollout)
         self.writer.log("actor_cell0_rank0", train)
-        self.writer.log("main", perf)
+        # rollout metrics are logged by TRL at the optimizer step that generated them
+        self._rollout.update({m: float(logs[k]) for k, m in ROLLOUT_KEYS.items() if k in logs})
+        self._rollout.update({f"rollout/zero_std/{k.split('/', 1)[1]}": float(v) for k, v in logs.items()
+                              if k.startswith("zero_std/count_")})
+        self._perf.update({m: float(logs[k]) for k, m in PERF_KEYS.items() if k in logs})
+        if state.global_step % self.steps_per_rollout == 0:
+            rollout_step = step // self.steps_per_rollout
+            self.writer.log("rollout_manager", {**self._rollout, "rollout/step": rollout_step})
+            self.writer.log("main", {**self._perf, "perf/step_time": time.perf_counter() - self._rollout_start,
+                                     "rollout/step": rollout_step})

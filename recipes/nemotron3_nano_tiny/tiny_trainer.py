@@ -122,12 +122,18 @@ class TinyGRPOTrainer(GRPOTrainer):
             routes = fit_positions(self._rollout_routes, input_ids.size(1))
             out["routed_experts"] = routes  # shuffled and split with the batch by TRL
             self._rollout_routes = None
-        with torch.no_grad(), self._routed(routes):
-            train_logps, _, _ = self._get_per_token_logps_and_entropies(
-                self.model, input_ids, attention_mask, out["completion_ids"].size(1),
-                batch_size=self.args.per_device_train_batch_size)
-        if "old_per_token_logps" not in out:
-            out["old_per_token_logps"] = train_logps
+        # In the training micro-batch size, each chunk with its own rollout routes.
+        size, parts = self.args.per_device_train_batch_size, []
+        for s in range(0, input_ids.size(0), size):
+            chunk = slice(s, s + size)
+            with torch.no_grad(), self._routed(None if routes is None else routes[chunk]):
+                logps, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model, input_ids[chunk], attention_mask[chunk], out["completion_ids"].size(1),
+                    batch_size=size)
+            parts.append(logps)
+        train_logps = torch.cat(parts)
+        # Ours even where TRL computed its own (several optimizer steps per rollout): only ours is routed.
+        out["old_per_token_logps"] = train_logps
         diff = masked_sample_mean((train_logps - out["sampling_per_token_logps"]).abs(), out["completion_mask"])
         self._metrics["train"]["train_rollout_logprob_abs_diff"].append(diff.item())
         return out

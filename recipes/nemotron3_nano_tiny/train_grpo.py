@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         args=config,
         train_dataset=data,
         processing_class=tokenizer,
-        callbacks=[MilesEventsCallback(writer)],
+        callbacks=[MilesEventsCallback(writer, steps_per_rollout)],
         rollout_seed=args.rollout_seed,
         routing_replay=args.use_rollout_routing_replay,
     )
