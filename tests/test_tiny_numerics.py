@@ -7,12 +7,14 @@
    fix a wrong scale.
 
 Numbers are printed (pytest -s) and asserted against the measured noise floor, never against the
-30B's 0.28. Measured on the committed weights (2-core CPU, fp32, one thread): noise floor (batched vs
-one-sequence forwards) 1.1e-7 mean; scale 1.0 vs 2.5: 1.48e-2 mean, 6.4e-2 max; perturbed expert
-bias: 32% of routes change, free drift 7.9e-3, replayed drift 0; perturbed router weights (1e-3):
-4% of routes change, free 1.4e-3, replayed 6.4e-5; scale 1.0 with the 2.5 run's routes replayed 1.42e-2.
+30B's 0.28. Measured on the committed weights (2-core CPU, fp32, one thread, 32 problems = 1280
+token-router pairs): noise floor (batched vs one-sequence forwards) 1.17e-7 mean, 4.8e-7 max;
+router scale 1.0 vs 2.5: 1.40e-2 mean, 6.4e-2 max (1.2e5 x noise); perturbed expert bias (std 0.02):
+31% of routes change, free routing 5.4e-3 mean, replayed exactly 0; perturbed router weights
+(std 1e-3): 2% of routes change, free 8.2e-4, replayed 6.3e-5 (the weights still follow the
+perturbed logits); scale 1.0 with the 2.5 run's routes replayed: 1.37e-2, i.e. replay fixes nothing.
 In the trainer's setting (routes recorded during generation, forced in a full forward): 100% of
-routes line up, and replayed train log-probs match the generating engine's within 1.2e-6 (max).
+routes line up, and replayed train log-probs match the generating engine's to 1.3e-7 mean, 1.2e-6 max.
 """
 
 from __future__ import annotations
