@@ -34,7 +34,8 @@ def render_snapshot(name: str, cell: str) -> str:
         cur.append(w)
     if cur:
         lines.append(" ".join(cur))
-    return "\n".join(lines) + "\n"
+    # A recipe shipping its own entry point names it by absolute path: keep snapshots checkout-independent.
+    return ("\n".join(lines) + "\n").replace(str(SNAP.parent.parent), "<bundle>")
 
 
 CASES = [(n, c) for n in list_recipes() for c in load_recipe(n).cells]
