@@ -34,7 +34,8 @@ def main() -> int:
 
     import ray  # only here: this script runs where Ray is installed
 
-    deadline = time.monotonic() + a.timeout
+    started = time.monotonic()
+    deadline = started + a.timeout
     connected = False
     nodes, gpus = [], 0.0
     while time.monotonic() < deadline:
@@ -46,7 +47,8 @@ def main() -> int:
             nodes = [n for n in ray.nodes() if n.get("Alive")]
             gpus = sum(n.get("Resources", {}).get("GPU", 0.0) for n in nodes)
             if len(nodes) >= a.nodes and gpus >= a.gpus:
-                print(f"ray ready: {len(nodes)} node(s), {gpus:g} GPU(s) at {a.address}", flush=True)
+                print(f"ray ready: {len(nodes)} node(s), {gpus:g} GPU(s) at {a.address} "
+                      f"after {time.monotonic() - started:.1f} s", flush=True)
                 return 0
         except Exception:  # noqa: BLE001 - the head may not be up yet; keep polling until the deadline
             connected = False
