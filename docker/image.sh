@@ -113,12 +113,19 @@ build() {  # build TAG [BASE_REF]; RECIPE_BUILD_CONTEXT=DIR builds a context mad
     "$DOCKER" image inspect --format '{{.Id}}' "$tag"
 }
 
-push() {  # push TAG REPO[:DEST_TAG] -> REPO@sha256:...
-    local tag="$1" dest="$2" repo digest
+push() {  # push TAG REPO[:DEST_TAG] -> REPO@sha256:... (pinned config on a local registry)
+    local tag="$1" dest="$2" repo digest host epoch
     [[ "${dest##*/}" == *:* ]] || dest="$dest:latest"
-    repo="${dest%:*}"
+    repo="${dest%:*}" host="${dest%%/*}"
     "$DOCKER" tag "$tag" "$dest"
     "$DOCKER" push "$dest" >&2
+    if [[ "$host" == 127.0.0.1:* || "$host" == localhost:* ]] && [[ "${RECIPE_PIN_CONFIG:-1}" == 1 ]]; then
+        # Build times out of the config: the digest then depends on the image's content only.
+        epoch="$("$DOCKER" image inspect --format \
+            '{{index .Config.Labels "io.recipe-bundle.source-date-epoch"}}' "$tag" 2>/dev/null || true)"
+        "$PY" "$HERE/pin_config.py" "$dest" "${epoch:-$(epoch)}"
+        return 0
+    fi
     digest="$("$DOCKER" image inspect --format '{{join .RepoDigests "\n"}}' "$dest" | grep -F "$repo@" | head -1)"
     [[ -n "$digest" ]] || die "no digest recorded for $repo after push"
     echo "$digest"

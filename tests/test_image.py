@@ -82,8 +82,12 @@ def test_rebuild_without_cache_adds_the_identical_layer(docker_engine: Engine, c
                               capture_output=True, text=True, check=True).stdout.strip()
                for ref in (cpu_image.ref, again)]
     assert digests[0] == digests[1] and digests[0].startswith("sha256:")
-    # What does differ: the classic builder stamps the config with the build time.
+    # The classic builder stamps the config with the build time, so the local ids differ...
     assert first["Id"] != second["Id"] and first["Created"] != second["Created"]
+    # ...and the push pins those stamps: the same inputs give the same registry digest.
+    ref = subprocess.run(["bash", str(IMAGE_SH), "push", again, f"{docker_engine.registry}/recipe-bundle/cpu:rebuild"],
+                         env=docker_engine.full_env(), capture_output=True, text=True, check=True).stdout.strip()
+    assert ref.split("@")[1] == cpu_image.ref.split("@")[1]
 
 
 def tree(root: Path) -> list[tuple[str, int, int, str]]:
