@@ -186,3 +186,22 @@ def test_cpus_per_node_expansion(compressed, expanded):
     fn = fn[:fn.index("\n}\n") + 3]
     p = subprocess.run(["bash", "-c", f'{fn}\nexpand_counts "$1"', "-", compressed], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.split() == expanded.split()
+
+
+def test_head_node_run_sets_node_and_gpu_counts_from_the_allocation_explicitly():
+    """The `recipe run` options in the script make the miles job say --actor-num-nodes etc. itself,
+    whatever $SLURM_JOB_NUM_NODES says (upstream would silently take that)."""
+    import json
+    import re
+    import shlex
+
+    p = sbatch("nemotron3_nano", "--nodes", "2", "--gpus-per-node", "8")
+    assert p.returncode == 0, p.stderr
+    run_args = shlex.split(re.search(r"^RUN_ARGS=\((.*)\)$", p.stdout, re.M).group(1))
+    plan = recipe("plan", "nemotron3_nano", *run_args, "--format", "json",
+                  env=clean_env(SLURM_JOB_NUM_NODES="5", SLURM_NNODES="5"))
+    assert plan.returncode == 0, plan.stderr
+    argv = json.loads(plan.stdout)["argv"]
+    flags = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    assert flags["--actor-num-nodes"] == "2" and flags["--actor-num-gpus-per-node"] == "8"
+    assert flags["--num-gpus-per-node"] == "8" and flags["--rollout-num-gpus"] == "16"
