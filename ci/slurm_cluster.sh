@@ -167,11 +167,12 @@ stop() {
   if [[ -f "$conf" && -s "$state/run/slurmctld.pid" ]]; then
     SLURM_CONF=$conf scancel --full --quiet --user="$(id -un)" 2>/dev/null || true
   fi
-  local f
-  for f in "$state"/run/slurmd-*.pid; do
-    [[ -e "$f" ]] && stop_pidfile "$f"
+  local f pids=()
+  # TERM every slurmd and slurmctld at once (each takes seconds to exit), then wait for each.
+  for f in "$state"/run/slurmd-*.pid "$state/run/slurmctld.pid"; do
+    [[ -s "$f" ]] && pids+=("$f") && kill -TERM "$(<"$f")" 2>/dev/null || true
   done
-  stop_pidfile "$state/run/slurmctld.pid"
+  for f in "${pids[@]}"; do stop_pidfile "$f"; done
   stop_pidfile "$state/run/munged.pid"
   log "stopped ($state)"
 }
