@@ -167,6 +167,11 @@ def test_cli_bad_options_are_one_line_errors(args, code, words):
     assert words in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
+def test_cli_pyxis_needs_an_image():
+    p = sbatch("nemotron3_nano_tiny", "--nodes", "2")
+    assert p.returncode == 2 and "pins no image" in p.stderr and "--container-runtime none" in p.stderr
+
+
 def test_cli_unknown_recipe():
     p = sbatch("nope", "--nodes", "1")
     assert p.returncode == 2 and "unknown recipe 'nope'" in p.stderr

@@ -41,6 +41,9 @@ def container_image(ref: str, runtime: str, sqsh_dir: Path | None) -> str:
     """The --container-image value: a staged .sqsh keyed by digest, or the registry image by digest."""
     if runtime != "pyxis":
         return ref
+    if ref == "none":
+        raise UsageError("the recipe pins no image ([image] reference = \"none\"): use --container-runtime none, "
+                         "or --image REPO@sha256:DIGEST")
     if sqsh_dir is not None:
         path = sqsh_dir.resolve() / enroot.sqsh_name(ref)
         if not path.is_file():

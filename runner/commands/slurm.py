@@ -27,16 +27,17 @@ PathOpt = click.Path(path_type=Path, file_okay=False)
 @click.option("--image", help="Image for pyxis (default: the recipe's pinned image, by digest).")
 @click.option("--sqsh-dir", type=PathOpt,
               help="Use the .sqsh staged here by `recipe image sqsh` instead of pulling by digest.")
-@click.option("--bundle-dir", help="Where the steps find this bundle (default: this checkout, mounted as is).")
+@click.option("--bundle-dir", help="Where the steps find this bundle (default: this checkout, mounted read-only "
+              "at the same path; with the recipe-bundle image as --image: /opt/recipe-bundle).")
 @click.option("--cell", help="Parallelism cell (default: the recipe's default cell).")
 @click.option("--inputs", "inputs_dir", type=PathOpt,
               help="Inputs root (default: $RECIPE_INPUTS_DIR or ./inputs/NAME).")
 @click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: ./outputs/NAME).")
 @click.option("--runs-dir", type=PathOpt, help="Parent of run directories (default: $RECIPE_RUNS_DIR or ./runs).")
-@click.option("--seed", type=int)
-@click.option("--rollout-seed", type=int)
-@click.option("--num-rollout", type=int)
-@click.option("--deterministic", is_flag=True)
+@click.option("--seed", type=int, help="--seed for the trainer (default: the recipe's).")
+@click.option("--rollout-seed", type=int, help="--rollout-seed (default: the recipe's).")
+@click.option("--num-rollout", type=int, help="Number of rollouts (default: the recipe's).")
+@click.option("--deterministic", is_flag=True, help="Opt in to deterministic training and inference.")
 @click.option("--ready-timeout", type=int, default=600, show_default=True,
               help="Seconds to wait for every node to join Ray before failing.")
 @click.option("--submit", is_flag=True, help="Submit with sbatch instead of printing the script.")
