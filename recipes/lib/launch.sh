@@ -195,7 +195,8 @@ recipe_ray_wait() {
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   recipe_ray_defaults
   recipe_cmd python3 "$here/ray_wait.py" --address "$1" --nodes "$2" --gpus "$3" \
-    --timeout "$RECIPE_RAY_READY_TIMEOUT" ${RECIPE_RAY_EXPECT_HOSTS:+--expect-hosts "$RECIPE_RAY_EXPECT_HOSTS"}
+    --timeout "$RECIPE_RAY_READY_TIMEOUT" ${RECIPE_RAY_EXPECT_HOSTS:+--expect-hosts "$RECIPE_RAY_EXPECT_HOSTS"} \
+    ${RECIPE_RAY_PID:+--watch-pid "$RECIPE_RAY_PID"}
 }
 
 # recipe_ray_job DASHBOARD_URL JOB_ID RUNTIME_ENV_JSON -- ENTRYPOINT...

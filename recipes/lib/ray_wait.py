@@ -19,7 +19,24 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--expect-hosts", default="",
                    help="comma-separated node IPs or host names, or NAME=IP pairs (Slurm node name = address)")
+    p.add_argument("--watch-pid", type=int, default=0,
+                   help="the local `ray start` process: fail at once if it exits before the cluster is ready")
     a = p.parse_args()
+
+    if a.watch_pid:
+        def watch() -> None:  # a head that died (port taken, socket path too long) will never be ready
+            while True:
+                try:
+                    os.kill(a.watch_pid, 0)
+                except ProcessLookupError:
+                    print(f"ray not ready: the ray start process {a.watch_pid} exited before the cluster at "
+                          f"{a.address} was up (see its output above)", file=sys.stderr, flush=True)
+                    os._exit(1)
+                except PermissionError:
+                    pass
+                time.sleep(0.5)
+
+        threading.Thread(target=watch, daemon=True).start()
 
     # ray.init can block far past the deadline (a GCS that accepts connections but never answers);
     # a watchdog keeps the wait bounded whatever Ray does.
