@@ -2,7 +2,7 @@
 # Build, push and stage the recipe image; every base is taken by digest from docker/image.lock.
 #
 #   docker/image.sh build TAG [BASE_REF]   build docker/Dockerfile on the lock's base (or BASE_REF@sha256:...)
-#   docker/image.sh push TAG REPO[:TAG]    push TAG to REPO; prints REPO@sha256:<digest>
+#   docker/image.sh push TAG REPO[:TAG]    push TAG to REPO; prints REPO@sha256:<digest> (pinned, see below)
 #   docker/image.sh content-digest IMAGE   sha256 of the layers + config without timestamps (see below)
 #   docker/image.sh stage REF [DIR]        enroot import a digest reference into DIR/<repo>+sha256-<hex>.sqsh
 #   docker/image.sh base                   print the lock's base reference
@@ -13,11 +13,15 @@
 #                                          -> REPO/cpu-base; prints its REPO/cpu-base@sha256:<digest>
 #
 # Reproducibility: two builds of the same inputs add the same layer (every timestamp in it is pinned
-# to SOURCE_DATE_EPOCH); the image id still differs, only by the config's `created` times, which the
-# classic builder always sets to the build time. content-digest leaves those out.
+# to SOURCE_DATE_EPOCH). The classic builder still stamps the image config with the build time and
+# its throwaway container ids, so local image ids differ; `push` to a registry on 127.0.0.1 then
+# pins those (docker/pin_config.py), and the pushed digest is the same for the same inputs.
+# Publish elsewhere with a digest-preserving copy (skopeo copy). content-digest shows the same
+# property without a registry. RECIPE_PIN_CONFIG=0 pushes the config as built.
 #
-# Environment: DOCKER (default docker), SOURCE_DATE_EPOCH (default: the commit time of HEAD),
-# RECIPE_BUILD_NO_CACHE=1 (build without the layer cache), RECIPE_WHEEL_CACHE (default ~/.cache/recipe-bundle/wheels), SOURCE_URL (label).
+# Environment: DOCKER (default docker), PYTHON (one with pip), SOURCE_DATE_EPOCH (default: the
+# commit time of HEAD), RECIPE_BUILD_NO_CACHE=1, RECIPE_WHEEL_CACHE (default
+# ~/.cache/recipe-bundle/wheels), SOURCE_URL (label).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -198,5 +202,5 @@ case "$cmd" in
     context) [[ $# -eq 1 ]] || die "usage: context DIR"; context "$1" ;;
     minbase) [[ $# -eq 1 ]] || die "usage: minbase OUT.tar"; minbase "$1" ;;
     cpu-base) [[ $# -eq 2 ]] || die "usage: cpu-base REPO TAR"; cpu_base "$@" ;;
-    *) sed -n '2,20p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,25p' "$0" >&2; exit 2 ;;
 esac
