@@ -35,6 +35,14 @@ die() { echo "image.sh: $*" >&2; exit 1; }
 
 epoch() { echo "${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)}"; }
 
+# The CPU test base changes only with its own files: its time is their last commit, so a rebuild
+# of an unchanged base gives the same tarball and hits the registry cache.
+base_epoch() {
+    local t
+    t="$(git -C "$ROOT" log -1 --format=%ct -- docker/cpu-base 2>/dev/null || true)"
+    echo "${SOURCE_DATE_EPOCH:-${t:-0}}"
+}
+
 lock_get() {  # lock_get TABLE KEY
     "$PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))[sys.argv[2]][sys.argv[3]])' \
         "$HERE/image.lock" "$1" "$2"
@@ -163,7 +171,7 @@ stage() {  # stage REF [DIR]: `recipe image sqsh` (enroot >= 4.0, file keyed by 
 minbase() {  # minbase OUT.tar
     local out="$1"
     command -v mmdebstrap >/dev/null || die "mmdebstrap not found: apt-get install -y mmdebstrap"
-    SOURCE_DATE_EPOCH="$(epoch)" mmdebstrap --quiet --format=tar --variant=minbase --include=python3,python3-pip \
+    SOURCE_DATE_EPOCH="$(base_epoch)" mmdebstrap --quiet --format=tar --variant=minbase --include=python3,python3-pip \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$out.tmp" >&2
     mv -f "$out.tmp" "$out"
@@ -179,16 +187,16 @@ cpu_base() {  # cpu-base REPO TAR: reused from the registry when the same inputs
         return 0
     fi
     "$DOCKER" import - "$repo/minbase:$key" <"$tar" >/dev/null
-    minbase="$(push "$repo/minbase:$key" "$repo/minbase:$key")"
+    minbase="$(SOURCE_DATE_EPOCH="$(base_epoch)" push "$repo/minbase:$key" "$repo/minbase:$key")"
     ctx="$(mktemp -d)"
     trap 'rm -rf "$ctx"' RETURN
     cp "$HERE/cpu-base/Dockerfile" "$HERE/cpu-base/requirements.lock" "$ctx/"
     mkdir -p "$ctx/wheels"
     wheels "$HERE/cpu-base/requirements.lock" "$ctx/wheels"
-    normalize_times "$ctx"
+    SOURCE_DATE_EPOCH="$(base_epoch)" normalize_times "$ctx"
     "$DOCKER" build --network=host --pull=false -t "$repo/cpu-base:$key" --build-arg "BASE_IMAGE=$minbase" \
-        --build-arg "SOURCE_DATE_EPOCH=$(epoch)" "$ctx" >&2
-    push "$repo/cpu-base:$key" "$repo/cpu-base:$key"
+        --build-arg "SOURCE_DATE_EPOCH=$(base_epoch)" "$ctx" >&2
+    SOURCE_DATE_EPOCH="$(base_epoch)" push "$repo/cpu-base:$key" "$repo/cpu-base:$key"
 }
 
 cmd="${1:-}"
@@ -202,5 +210,5 @@ case "$cmd" in
     context) [[ $# -eq 1 ]] || die "usage: context DIR"; context "$1" ;;
     minbase) [[ $# -eq 1 ]] || die "usage: minbase OUT.tar"; minbase "$1" ;;
     cpu-base) [[ $# -eq 2 ]] || die "usage: cpu-base REPO TAR"; cpu_base "$@" ;;
-    *) sed -n '2,25p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac
