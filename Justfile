@@ -74,7 +74,7 @@ lint:
 # Rewrite the committed plan snapshots after an intended change of a recipe's launch.
 snapshots:
     ci/bootstrap.sh test
-    UPDATE_SNAPSHOTS=1 {{venv}}/bin/python -m pytest -q tests/test_plan_snapshots.py
+    UPDATE_SNAPSHOTS=1 {{venv}}/bin/python -m pytest -q tests/test_plan_snapshots.py tests/test_sbatch_render.py
 
 # Time `recipe --help` start-up (a benchmark, not a test).
 bench-startup:
