@@ -37,7 +37,7 @@ def test_gpu_recipe_command(tmp_path, monkeypatch):
     lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
     argv = dk.command(lc)
     ref = lc.recipe.image
-    assert argv[:5] == ["docker", "run", "--rm", "--name", "recipe-r-1"]
+    assert argv[:6] == ["docker", "run", "--rm", "--init", "--name", "recipe-r-1"]
     assert flag_values(argv, "--gpus") == ["all"]
     for f in ("--ipc=host", "--shm-size=32g", "--network=host"):
         assert f in argv

@@ -74,7 +74,9 @@ def inner_args(launch: Launch) -> list[str]:
 def command(launch: Launch, environ: dict[str, str] | None = None) -> list[str]:
     environ = os.environ if environ is None else environ
     ref = image_ref(launch)
-    argv = [docker_bin(), "run", "--rm", "--name", container_name(launch)]
+    # --init: a real PID 1 reaps the Ray processes the run script stops; without it they linger as
+    # zombies of the runner and the script's shutdown waits out its grace period for nothing.
+    argv = [docker_bin(), "run", "--rm", "--init", "--name", container_name(launch)]
     if launch.gpus_per_node > 0:
         argv += ["--gpus", "all"]
     argv += run_flags(environ)
