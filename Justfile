@@ -80,3 +80,30 @@ snapshots:
 bench-startup:
     ci/bootstrap.sh ""
     {{venv}}/bin/python ci/bench_startup.py
+
+# --- the image: build, push, stage; every base comes by digest from docker/image.lock -----------
+
+# Build the recipe image on the locked miles base (or BASE=<name@sha256:...>), tagged TAG.
+image-build tag="recipe-bundle:local" base="":
+    docker/image.sh build "$1" ${2:+"$2"}
+
+# Push TAG to REPO[:TAG]; prints the REPO@sha256:... reference to pin (RECIPE_IMAGE=...).
+image-push tag repo:
+    docker/image.sh push "$1" "$2"
+
+# Stage a digest reference as DIR/<repo>+sha256-<hex>.sqsh for pyxis (enroot >= 4.0 on this host).
+image-stage ref dir=".":
+    docker/image.sh stage "$1" "$2"
+
+# Print the image lock's base reference (what image-build builds on).
+image-base:
+    docker/image.sh base
+
+# Start/stop the private Docker engine + registry on 127.0.0.1 the image tests use.
+docker-engine action="start":
+    ci/docker_engine.sh "$1"
+
+# Measure the CPU image chain (mmdebstrap, cpu-base, recipe image, rebuild, push, pull, tiny run).
+bench-image:
+    ci/bootstrap.sh test,tiny
+    .venv/bin/python ci/bench_image.py

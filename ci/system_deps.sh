@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the tests use for real: Slurm + munge (a 2-node cluster), Docker engine and
-# mmdebstrap (the CPU image build), skopeo-free registry bits, coreutils' sha256sum.
+# Debian packages the tests use for real: Slurm + munge (a 2-node cluster), the Docker engine, a
+# local registry and mmdebstrap (the CPU image build), nix-bin (offline flake checks), curl.
 # Installs only what is missing; needs root (CI runs as root). Prints what it could not install.
 set -euo pipefail
 
-packages=(slurm-wlm munge docker.io mmdebstrap iproute2 procps)
+packages=(slurm-wlm munge docker.io docker-registry mmdebstrap nix-bin curl iproute2 procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

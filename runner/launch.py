@@ -6,6 +6,7 @@ container and the Ray cluster are brought up; the argv and job environment are t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,12 @@ class Launch:
         return self.plan.script_env
 
 
+def current_image(recipe: Recipe) -> str:
+    """The image this launch runs in: RECIPE_IMAGE (set by `--image`, and inside the container by the
+    docker backend: the recipe image built on the pinned base) or the recipe's own pin."""
+    return os.environ.get("RECIPE_IMAGE") or recipe.image
+
+
 def forward_args(cell: str, nodes: int, gpus_per_node: int, opts: dict) -> list[str]:
     """The options that make an inner `recipe run` resolve to this same launch."""
     out = ["--cell", cell, "--nodes", str(nodes), "--gpus-per-node", str(gpus_per_node)]
@@ -66,5 +73,5 @@ def build_launch(recipe: Recipe, *, run_id: str, run_dir: Path, backend: str, ce
     opts = {"seed": seed, "rollout_seed": rollout_seed, "num_rollout": num_rollout, "deterministic": deterministic}
     return Launch(recipe=recipe, cell=c, plan=plan, run_id=run_id, run_dir=run_dir, inputs_dir=inputs_dir,
                   output_dir=output_dir, nodes=plan.nodes, gpus_per_node=plan.gpus_per_node,
-                  image=recipe.image, backend=backend, secret_names=present_secret_names(),
+                  image=current_image(recipe), backend=backend, secret_names=present_secret_names(),
                   forward_args=forward_args(c.name, plan.nodes, plan.gpus_per_node, opts), skip=set(skip or ()))

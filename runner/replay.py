@@ -17,9 +17,9 @@ import click
 
 from runner import metrics
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
-from runner.launch import Launch, build_launch
-from runner.record import load_record, recipe_digest, recipe_file_hashes, write_json_atomic
+from runner.launch import Launch, build_launch, current_image
 from runner.recipe import Recipe, load_recipe
+from runner.record import load_record, recipe_digest, recipe_file_hashes, write_json_atomic
 from runner.secrets import is_secret
 
 DEFAULT_NONDETERMINISTIC = ("perf/*",)
@@ -66,12 +66,10 @@ def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: 
         reasons.append(f"recipe {recipe.name} changed since the run (recorded {rec.get('recipe_digest')}, now "
                        f"{recipe_digest(files_now)}; files: {', '.join(changed) or 'unknown'}); "
                        "--allow-changed-recipe to replay anyway")
-    if recipe.image != rec.get("image") and not allow_image:
-        reasons.append(f"image changed since the run (recorded {rec.get('image')}, now {recipe.image}); "
+    now = current_image(recipe)
+    if now != rec.get("image") and not allow_image:
+        reasons.append(f"image changed since the run (recorded {rec.get('image')}, now {now}); "
                        "--allow-changed-image to replay anyway")
-    here = os.environ.get("RECIPE_IMAGE")
-    if here and rec.get("image") not in (None, "none") and here != rec.get("image") and not allow_image:
-        reasons.append(f"running in image {here}, the run used {rec.get('image')}; --allow-changed-image")
     return reasons
 
 

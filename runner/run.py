@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from runner.backends import module
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
 from runner.execute import run_script
 from runner.launch import Launch
-from runner.record import RunRecord, recipe_digest, recipe_file_hashes, recorded_env, write_json_atomic
+from runner.record import RunRecord, now, recipe_digest, recipe_file_hashes, recorded_env, write_json_atomic
 
 STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
 
@@ -87,6 +88,7 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "preflight": [c.as_dict() for c in checks],
         "preflight_skipped": sorted(launch.skip),
         "inputs_verification": inputs.as_dict() if inputs else None,
+        "doctor": next((c.data for c in checks if c.name == "image" and c.data), None),
         "host": hostinfo.host(),
     }
 
@@ -113,9 +115,16 @@ def execute(launch: Launch, checks: list[pf.Check], gate: bool = True, **extra_r
     if launch.backend != "local":
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
         # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
-        write_json_atomic(launch.run_dir / "launcher.json",
-                          {"backend": launch.backend, "command": would_run(launch)[0], "host": hostinfo.host()})
+        launcher = {"backend": launch.backend, "image": launch.image, "command": would_run(launch)[0],
+                    "host": hostinfo.host(), "started_at": now()}
+        write_json_atomic(launch.run_dir / "launcher.json", launcher)
         rc, interrupted = module(launch.backend).run(launch)
+        inner = next(iter(sorted(launch.run_dir.rglob("run.json"))), None)
+        summary = json.loads(inner.read_text()) if inner else {}
+        launcher.update(ended_at=now(), exit_code=rc, interrupted=interrupted,
+                        inner_record=str(inner.relative_to(launch.run_dir)) if inner else None,
+                        inner_status=summary.get("status"), gate_passed=(summary.get("gate") or {}).get("passed"))
+        write_json_atomic(launch.run_dir / "launcher.json", launcher)
         return EXIT_INTERRUPTED if interrupted else rc
     record = RunRecord.start(launch.run_dir, **provenance(launch, checks), **extra_record)
     click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)

@@ -11,16 +11,19 @@ from runner.launch import Launch
 
 def check_image(launch: Launch) -> pf.Check:
     """Are we inside the pinned image (miles and friends at the pinned commits)?"""
-    if launch.image == "none":
+    if launch.recipe.image == "none":
         return pf.na("image", "recipe pins no image (runs on the host's Python)")
     from runner import doctor  # the image self-check
 
     report = doctor.run_doctor(launch.recipe)
     if report.ok:
-        return pf.ok("image", "inside the pinned image: commits and versions match the lock")
-    return pf.fail("image", f"not the pinned image: {report.summary()}",
-                   f"run inside {launch.image} (recipe run --backend docker, or Slurm with pyxis), "
-                   "or --skip-preflight image if the stack is installed here on purpose")
+        check = pf.ok("image", "inside the pinned image: commits and versions match the lock")
+    else:
+        check = pf.fail("image", f"not the pinned image: {report.summary()}",
+                        f"run inside {launch.recipe.image} (recipe run --backend docker, or Slurm with pyxis), "
+                        "or --skip-preflight image if the stack is installed here on purpose")
+    check.data = report.as_dict()  # the doctor's whole table goes into run.json
+    return check
 
 
 def check_inputs(launch: Launch) -> pf.Check:

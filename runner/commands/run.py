@@ -39,10 +39,12 @@ def launch_env(run_id: str) -> dict[str, str]:
 @click.option("--run-dir", type=PathOpt, help="Use exactly this (new or empty) run directory.")
 @click.option("--skip-preflight", "skip", multiple=True, type=click.Choice(PREFLIGHT_CHECKS),
               help="Skip one preflight check (repeatable); the run record says which were skipped.")
+@click.option("--image", help="Run in this image (NAME@sha256:...), e.g. the recipe image docker/image.sh built on "
+              "the pinned base; recorded in run.json. Default: $RECIPE_IMAGE, else the recipe's pin.")
 @click.option("--dry-run", is_flag=True, help="Preflight and print the commands; start nothing.")
 @click.option("--no-gate", is_flag=True, help="Do not evaluate the expected-metrics gate after the run.")
 def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None, skip: tuple[str, ...],
-            dry_run: bool, no_gate: bool, **kw) -> None:
+            image: str | None, dry_run: bool, no_gate: bool, **kw) -> None:
     """Preflight, then launch recipe NAME and record the run.
 
     \b
@@ -52,6 +54,8 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     have run, and exits 3.
     """
     recipe = load_recipe(name)
+    if image:
+        os.environ["RECIPE_IMAGE"] = image
     backend = resolve(backend, recipe)
     cell = kw.pop("cell")
     run_id = run_dir.name if run_dir else new_run_id(recipe.name, cell or recipe.default_cell)
