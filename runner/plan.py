@@ -155,5 +155,16 @@ def render_plan(recipe: Recipe, cell_name: str | None = None, *, nodes: int | No
                 entrypoint=entry)
 
 
+def argv_lines(argv: list[str]) -> list[str]:
+    """The argv as one flag (with its values) per line: how plans and snapshots show it."""
+    lines: list[list[str]] = []
+    for word in argv:
+        if word.startswith("--") or not lines:
+            lines.append([word])
+        else:
+            lines[-1].append(word)
+    return [" ".join(line) for line in lines]
+
+
 def format_commands(commands: list[list[str]]) -> str:
     return "\n".join(shlex.join(c) for c in commands)

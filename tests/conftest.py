@@ -29,6 +29,18 @@ def recipe(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
                           text=True, timeout=timeout, check=False)
 
 
+def load_tiny_module(name: str):
+    """Import recipes/nemotron3_nano_tiny/<name>.py (the recipe's own code is no package)."""
+    import importlib.util
+
+    path = ROOT / "recipes" / "nemotron3_nano_tiny" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tiny_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture
 def run_recipe():
     return recipe

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, clean_env, recipe
 
 HEAVY = ("torch", "ray", "transformers", "huggingface_hub", "matplotlib", "numpy", "trl")

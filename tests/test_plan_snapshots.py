@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.plan import render_plan
+from runner.plan import argv_lines, render_plan
 from runner.recipe import list_recipes, load_recipe
 
 SNAP = Path(__file__).parent / "snapshots"
@@ -25,15 +25,7 @@ def render_snapshot(name: str, cell: str) -> str:
              "# regenerate after an intended change: just snapshots", "[entrypoint]", " ".join(p.entrypoint),
              "[job env]"]
     lines += [f"{k}={v}" for k, v in p.env.items()]
-    lines.append("[argv]")
-    cur: list[str] = []
-    for w in p.argv:
-        if w.startswith("--") and cur:
-            lines.append(" ".join(cur))
-            cur = []
-        cur.append(w)
-    if cur:
-        lines.append(" ".join(cur))
+    lines += ["[argv]", *argv_lines(p.argv)]
     # A recipe shipping its own entry point names it by absolute path: keep snapshots checkout-independent.
     return ("\n".join(lines) + "\n").replace(str(SNAP.parent.parent), "<bundle>")
 

@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import ROOT
 
 WAIT = ROOT / "recipes" / "lib" / "ray_wait.py"

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import RECIPE_BIN, ROOT, clean_env, recipe
+
 from runner.record import load_record, write_json_atomic
 
 PLANTED = "sk-test-PLANTED-secret-4242"

@@ -6,9 +6,9 @@ import json
 import re
 import shlex
 import subprocess
-from pathlib import Path
 
 from conftest import ROOT, clean_env, recipe
+
 from runner.recipe import args_to_dict, load_recipe
 
 SCRIPT = ROOT / "recipes" / "nemotron3_nano" / "run.sh"

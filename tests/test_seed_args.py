@@ -13,7 +13,7 @@ import pytest
 from runner.plan import render_plan
 from runner.recipe import load_recipe
 
-M, D, O, R = "/in/model", "/in/data", "/out", "/runs/r1"
+M, D, OUT, R = "/in/model", "/in/data", "/out", "/runs/r1"
 
 SEED_BLOCKS = {
     "model": """--disable-bias-linear --group-query-attention --num-attention-heads 32 --num-query-groups 2
@@ -24,11 +24,13 @@ SEED_BLOCKS = {
         --moe-router-enable-expert-bias --moe-grouped-gemm --moe-router-dtype fp32 --moe-router-num-groups 1
         --moe-router-group-topk 1 --moe-router-topk-scaling-factor 2.5 --moe-router-pre-softmax
         --moe-router-load-balancing-type seq_aux_loss --moe-router-bias-update-rate 0 --moe-aux-loss-coeff 0""",
-    "ckpt": f"--hf-checkpoint {M} --ref-load {M} --save {O}/checkpoints --save-interval 20 --megatron-to-hf-mode bridge",
+    "ckpt": f"""--hf-checkpoint {M} --ref-load {M} --save {OUT}/checkpoints --save-interval 20
+        --megatron-to-hf-mode bridge""",
     "rollout": f"""--prompt-data {D}/dapo-math-17k.jsonl --input-key prompt --label-key label --apply-chat-template
         --rollout-shuffle --rm-type deepscaler --num-rollout 10 --rollout-batch-size 32 --n-samples-per-prompt 4
         --rollout-max-response-len 1024 --rollout-temperature 1 --global-batch-size 128 --balance-data""",
-    "optimizer": "--optimizer adam --lr 1e-6 --lr-decay-style constant --weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.98",
+    "optimizer": """--optimizer adam --lr 1e-6 --lr-decay-style constant --weight-decay 0.1 --adam-beta1 0.9
+        --adam-beta2 0.98""",
     "grpo": """--advantage-estimator grpo --use-kl-loss --kl-loss-coef 0.00 --kl-loss-type low_var_kl
         --entropy-coef 0.00 --eps-clip 0.2 --eps-clip-high 0.28""",
     "perf": """--tensor-model-parallel-size 2 --sequence-parallel --pipeline-model-parallel-size 2
@@ -58,7 +60,7 @@ def pairs(words: list[str]) -> list[tuple[str, str | None]]:
 @pytest.fixture(scope="module")
 def argv():
     p = render_plan(load_recipe("nemotron3_nano"), None, model_dir=Path(M), data_dir=Path(D),
-                    output_dir=Path(O), run_dir=Path(R), inputs_dir=Path("/in"))
+                    output_dir=Path(OUT), run_dir=Path(R), inputs_dir=Path("/in"))
     return p.argv
 
 

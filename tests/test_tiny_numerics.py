@@ -20,12 +20,11 @@ routes line up, and replayed train log-probs match the generating engine's to 1.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_tiny_module
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -35,12 +34,7 @@ MODEL = TINY / "inputs" / "model"
 DATA = TINY / "inputs" / "data" / "arithmetic.jsonl"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"tiny_{name}", TINY / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_tiny_module
 
 
 rr = _load("routing_replay")

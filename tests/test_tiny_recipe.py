@@ -4,7 +4,6 @@ bit for bit."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -18,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, clean_env, recipe
+from conftest import ROOT, clean_env, load_tiny_module, recipe
 
 from runner.ports import ray_ports
 from runner.recipe import args_to_dict, load_recipe
@@ -28,12 +27,7 @@ MODEL = TINY / "inputs" / "model"
 PY = sys.executable
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"tiny_{name}", TINY / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+_load = load_tiny_module
 
 
 reward = _load("reward")

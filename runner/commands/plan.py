@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runner.plan import Plan, render_plan
+from runner.plan import Plan, argv_lines, render_plan
 from runner.recipe import load_recipe
 
 PathOpt = click.Path(path_type=Path, file_okay=False)
@@ -49,14 +49,8 @@ def _print_text(p: Plan) -> None:
         click.echo(f"{k}={v}")
     click.echo(f"\n# entry point\n{' '.join(p.entrypoint)}")
     click.echo("\n# trainer arguments")
-    line: list[str] = []
-    for word in p.argv:
-        if word.startswith("--") and line:
-            click.echo(" ".join(line))
-            line = []
-        line.append(word)
-    if line:
-        click.echo(" ".join(line))
+    for line in argv_lines(p.argv):
+        click.echo(line)
     click.echo("\n# commands, in order")
     for i, c in enumerate(p.commands, 1):
         click.echo(f"{i:>2}. {shlex.join(c)}")
