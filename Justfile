@@ -69,7 +69,7 @@ test *args:
 lint:
     ci/bootstrap.sh test
     {{venv}}/bin/ruff check runner tests ci recipes
-    {{venv}}/bin/shellcheck -x $(git ls-files '*.sh') recipes/*/run.sh .ci/run ci/just
+    {{venv}}/bin/shellcheck -x -P SCRIPTDIR $(git ls-files '*.sh') recipes/*/run.sh .ci/run ci/just
 
 # Rewrite the committed plan snapshots after an intended change of a recipe's launch.
 snapshots:
