@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Create or refresh the project's virtual environment, idempotently.
 #   ci/bootstrap.sh [EXTRAS]      e.g. ci/bootstrap.sh test,hub
-# Reinstalls only when pyproject.toml or the requested extras changed (a stamp records both).
+# Installs only when pyproject.toml changed or an extra is asked for that the venv lacks; the
+# stamp file records both, and extras once installed are kept.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-extras=${1:-}
+want=${1:-}
 venv=${RECIPE_VENV:-.venv}
 python=${PYTHON:-python3}
 
@@ -14,27 +15,31 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   exit 3
 fi
 
-stamp_value="$(sha256sum pyproject.toml | cut -c1-16) extras=$extras"
+hash=$(sha256sum pyproject.toml | cut -c1-16)
 stamp_file="$venv/.bootstrap-stamp"
-if [[ -x "$venv/bin/recipe" && -f "$stamp_file" ]] && grep -qxF -- "$stamp_value" "$stamp_file"; then
-  exit 0
+have_hash="" have_extras=""
+if [[ -x "$venv/bin/recipe" && -f "$stamp_file" ]]; then
+  read -r have_hash have_extras <"$stamp_file" || true
+  have_extras=${have_extras#extras=}
 fi
-# A stamp that lists a superset of extras also satisfies the request.
-if [[ -x "$venv/bin/recipe" && -f "$stamp_file" && -n "$extras" ]]; then
-  have=$(sed -n 's/.* extras=//p' "$stamp_file")
-  missing=0
-  IFS=, read -r -a want <<<"$extras"
-  for e in "${want[@]}"; do [[ ",$have," == *",$e,"* ]] || missing=1; done
-  if [[ $missing == 0 && "$(cut -d' ' -f1 "$stamp_file")" == "${stamp_value%% *}" ]]; then exit 0; fi
-  extras="$have,$extras"
-  stamp_value="${stamp_value%% *} extras=$extras"
-fi
+
+# The extras to have afterwards: those installed (if pyproject.toml is unchanged) plus those wanted.
+extras=""
+[[ "$have_hash" == "$hash" ]] && extras=$have_extras
+missing=0
+IFS=, read -r -a wanted <<<"$want"
+for e in "${wanted[@]}"; do
+  [[ -z "$e" || ",$extras," == *",$e,"* ]] && continue
+  extras="${extras:+$extras,}$e"
+  missing=1
+done
+if [[ "$have_hash" == "$hash" && $missing == 0 ]]; then exit 0; fi
 
 echo "recipe: bootstrapping $venv (extras: ${extras:-none})" >&2
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
 spec="."
 [[ -n "$extras" ]] && spec=".[${extras}]"
-"$venv/bin/python" -m pip install -q -e "$spec"
-printf '%s\n' "$stamp_value" >"$stamp_file.tmp"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
+printf '%s extras=%s\n' "$hash" "$extras" >"$stamp_file.tmp"
 mv "$stamp_file.tmp" "$stamp_file"
