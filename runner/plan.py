@@ -94,7 +94,10 @@ def script_env(recipe: Recipe, cell: Cell, *, nodes: int, gpus_per_node: int, in
 def dry_run(recipe: Recipe, env: dict[str, str]) -> list[list[str]]:
     """Run the run script with RECIPE_DRY_RUN=1 and return the commands it prints."""
     script = recipe.path("run_script")
-    base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", *PASSTHROUGH) if k in os.environ}
+    # The same environment `recipe run` gives the script (execute.run_script): the caller's RECIPE_*
+    # settings (RECIPE_WANDB_PROJECT, RECIPE_MILES_DIR...) reach both, so the plan is the run.
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", *PASSTHROUGH)
+            or k.startswith("RECIPE_")}
     proc = subprocess.run(["bash", str(script)], env={**base, **env, "RECIPE_DRY_RUN": "1"},
                           capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode != 0:

@@ -116,3 +116,13 @@ def test_plan_shows_what_each_backend_runs_around_the_same_launch():
     assert cmd[cmd.index("-e") + 1] == "WANDB_API_KEY" and "sk-test-PLANTED-xyz" not in docker.stdout
     assert any("@sha256:" in w for w in cmd)
     assert "#SBATCH --nodes=1" in s["sbatch_script"] or "#SBATCH --nodes 1" in s["sbatch_script"]
+
+
+def test_settings_from_the_environment_reach_the_plan_as_they_reach_the_run():
+    p = recipe("plan", "nemotron3_nano", "--format", "json",
+               env=clean_env(RECIPE_WANDB_PROJECT="nano-grpo", RECIPE_MILES_DIR="/opt/miles"))
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    argv = d["argv"]
+    assert argv[argv.index("--wandb-project") + 1] == "nano-grpo" and "--use-wandb" in argv
+    assert d["entrypoint"] == ["python3", "/opt/miles/train.py"]
