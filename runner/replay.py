@@ -27,7 +27,11 @@ DEFAULT_NONDETERMINISTIC = ("perf/*",)
 # writes the reference series, and so the tag manifest) must not make that run unreplayable.
 NOT_LAUNCH_FILES = ("/reference_metrics.jsonl", "/recipe.sha256")
 # Recorded environment re-applied on replay; RECIPE_* come from the launch itself.
-REPLAYED_ENV_PREFIXES = ("NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED", "TORCH_", "OMP_", "MKL_")
+REPLAYED_ENV_PREFIXES = ("NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED", "TORCH_", "OMP_", "MKL_",
+                         "RECIPE_")
+# ...except the RECIPE_* that belong to one run or one host, which the replay chooses anew.
+NOT_REPLAYED = ("RECIPE_RUN", "RECIPE_RAY_", "RECIPE_BUNDLE_ROOT", "RECIPE_REQUIRE_", "RECIPE_TEST_",
+                "RECIPE_DEBUG")
 
 
 @dataclass
@@ -103,7 +107,7 @@ def launch_differences(rec: dict, launch: Launch) -> list[str]:
 def restore_environment(rec: dict) -> None:
     """Re-apply the recorded environment (never secrets: those are recorded by name only)."""
     for k, v in rec.get("environment", {}).items():
-        if k.startswith(REPLAYED_ENV_PREFIXES) and not is_secret(k):
+        if k.startswith(REPLAYED_ENV_PREFIXES) and not k.startswith(NOT_REPLAYED) and not is_secret(k):
             os.environ[k] = v
 
 

@@ -216,3 +216,18 @@ def test_replay_of_a_run_blessed_afterwards_is_allowed(bundle, tmp_path):
     assert (bundle / "recipes" / "echo" / "reference_metrics.jsonl").is_file()
     p = recipe("replay", str(orig), env=env_for(bundle), cwd=bundle)
     assert p.returncode == 0, p.stderr
+
+
+def test_replay_restores_recorded_settings_from_the_environment(bundle, tmp_path):
+    """A setting the run took from the environment is recorded and re-applied by replay."""
+    runs = tmp_path / "runs"
+    assert run_echo(bundle, runs, RECIPE_SEED_NOTE="from-env", OMP_NUM_THREADS="3").returncode == 0
+    orig = only_run(runs)
+    rec = json.loads((orig / "run.json").read_text())
+    assert rec["environment"]["OMP_NUM_THREADS"] == "3" and rec["environment"]["RECIPE_SEED_NOTE"] == "from-env"
+    p = recipe("replay", str(orig), env=env_for(bundle), cwd=bundle)
+    assert p.returncode == 0, p.stderr
+    new = next(d for d in runs.iterdir() if d != orig)
+    env = json.loads((new / "run.json").read_text())["environment"]
+    assert env["OMP_NUM_THREADS"] == "3" and env["RECIPE_SEED_NOTE"] == "from-env"
+    assert env["RECIPE_BUNDLE_ROOT"] == str(bundle)
