@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -23,8 +24,11 @@ def _run(argv: list[str], timeout: float = 10) -> str | None:
     return p.stdout if p.returncode == 0 else None
 
 
+@functools.cache
 def gpus() -> list[dict[str, str]]:
-    """One dict per visible NVIDIA GPU (name, memory_mib, driver); [] when there is no driver."""
+    """One dict per visible NVIDIA GPU (name, memory_mib, driver); [] when there is no driver.
+
+    Asked once per process: the GPU, driver and run-record checks all read the same answer."""
     out = _run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"])
     if not out:
         return []

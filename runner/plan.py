@@ -168,6 +168,3 @@ def argv_lines(argv: list[str]) -> list[str]:
             lines[-1].append(word)
     return [" ".join(line) for line in lines]
 
-
-def format_commands(commands: list[list[str]]) -> str:
-    return "\n".join(shlex.join(c) for c in commands)
