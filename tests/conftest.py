@@ -29,6 +29,16 @@ def recipe(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
                           text=True, timeout=timeout, check=False)
 
 
+def make_bundle(tmp_path: Path, recipe_src: Path, name: str) -> Path:
+    """A bundle root under tmp_path: the shared launch lib plus one test recipe, as recipes/<name>."""
+    import shutil
+
+    root = tmp_path / "bundle"
+    shutil.copytree(ROOT / "recipes" / "lib", root / "recipes" / "lib")
+    shutil.copytree(recipe_src, root / "recipes" / name)
+    return root
+
+
 def load_tiny_module(name: str):
     """Import recipes/nemotron3_nano_tiny/<name>.py (the recipe's own code is no package)."""
     import importlib.util

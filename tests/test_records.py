@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import RECIPE_BIN, ROOT, clean_env, recipe
+from conftest import RECIPE_BIN, ROOT, clean_env, make_bundle, recipe
 
 from runner.record import load_record, write_json_atomic
 
@@ -26,10 +25,7 @@ PLANTED = "sk-test-PLANTED-secret-4242"
 @pytest.fixture
 def bundle(tmp_path):
     """A bundle root holding the shared launch lib and the echo test recipe."""
-    root = tmp_path / "bundle"
-    shutil.copytree(ROOT / "recipes" / "lib", root / "recipes" / "lib")
-    shutil.copytree(ROOT / "tests" / "data" / "echo_recipe", root / "recipes" / "echo")
-    return root
+    return make_bundle(tmp_path, ROOT / "tests" / "data" / "echo_recipe", "echo")
 
 
 def env_for(bundle: Path, **extra: str) -> dict[str, str]:

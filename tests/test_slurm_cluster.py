@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_bundle
 from fixtures_slurm import ROOT, SlurmCluster, processes_of_job, slurm_cluster_fixture  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -21,10 +22,7 @@ PLANTED = {"WANDB_API_KEY": "sk-test-PLANTED-wandb-4242", "HF_TOKEN": "hf_test_P
 
 @pytest.fixture
 def bundle(tmp_path):
-    root = tmp_path / "bundle"
-    shutil.copytree(ROOT / "recipes" / "lib", root / "recipes" / "lib")
-    shutil.copytree(ROOT / "tests" / "data" / "ray_probe_recipe", root / "recipes" / "ray_probe")
-    return root
+    return make_bundle(tmp_path, ROOT / "tests" / "data" / "ray_probe_recipe", "ray_probe")
 
 
 def submit(cluster: SlurmCluster, bundle: Path, tmp_path: Path, *extra: str, **env: str) -> tuple[str, Path]:
