@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, clean_env, recipe
 
-from runner.sbatch import SbatchJob, render
+from runner.launch.sbatch import SbatchJob, render
 
 SNAPSHOTS = ROOT / "tests" / "snapshots" / "sbatch"
 DIGEST = "sha256:cd40db923225c4146e90fdf4aa04bc000b71c1e980cc42df6f368de7545eaa09"
