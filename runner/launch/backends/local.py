@@ -30,17 +30,19 @@ def check_inputs(launch: Launch) -> pf.Check:
     """Every input file against the recipe's sha256 manifest (sizes first, then parallel hashing)."""
     from runner.inputs import manifest as mf
     from runner.inputs.hub_pins import check_pins
-    from runner.inputs.verify import verify_manifest
+    from runner.inputs.verify import default_cache, verify_manifest
 
     manifest = launch.recipe.path("manifest")
     check_pins(launch.recipe, mf.load(manifest), str(manifest))  # a pin edited without `recipe lock`
     if not launch.inputs_dir.is_dir():
         return pf.fail("inputs", f"inputs root {launch.inputs_dir} does not exist",
                        f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
-    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None)
+    # files unchanged since hashed are trusted (the verified-inputs cache); run.json says which
+    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None, cache=default_cache(launch.inputs_dir))
     s = result.summary()
     counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n)
-    check = pf.ok("inputs", f"{s['files']} files match {manifest.name} ({counts})") if result.ok else pf.fail(
+    how = f"; {s['hashed']} hashed, {s['trusted']} trusted unchanged"
+    check = pf.ok("inputs", f"{s['files']} files match {manifest.name} ({counts}{how})") if result.ok else pf.fail(
         "inputs", f"{counts} under {launch.inputs_dir}; first: {result.problems[0].path} "
                   f"({result.problems[0].status})",
         f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
