@@ -31,7 +31,8 @@ STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_b
 def print_checks(checks: list[pf.Check]) -> None:
     for c in checks:
         mark = click.style(f"{c.status:>7}", fg=STATUS_STYLE.get(c.status))
-        click.echo(f"  {mark}  {c.name:<7} {c.detail}", err=True)
+        detail = c.detail.replace("\n", "\n" + " " * 19)  # a check's further lines under its first
+        click.echo(f"  {mark}  {c.name:<7} {detail}", err=True)
         if c.status == "fail" and c.fix:
             click.echo(f"           {'':<7} fix: {c.fix}", err=True)
 
