@@ -30,7 +30,7 @@ SCRIPT_NAME = "docker_run.sh"
 RUN_FLAGS = ["--ipc=host", "--shm-size=32g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
              "--network=host"]
 # Inner preflight checks a skip may be forwarded to (the outer-only ones stay outside).
-INNER_SKIPPABLE = {"lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "args"}
+INNER_SKIPPABLE = {"lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "args", "packages"}
 
 
 def docker_bin() -> str:
