@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
+from conftest import ROOT, clean_env
 from fixtures_docker import CpuImage, Engine, cpu_image_fixture, docker_engine_fixture, memlock_raisable  # noqa: F401
 
+from runner.image import recipe_image as ri
 from runner.launch.backends import docker as dk
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
@@ -36,7 +37,9 @@ def flag_values(argv: list[str], flag: str) -> list[str]:
 def test_gpu_recipe_command(tmp_path, monkeypatch):
     lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
     argv = dk.command(lc)
-    ref = lc.recipe.image
+    # The recipe pins the miles base: what runs is this bundle's recipe image built on it.
+    ref = ri.auto_tag(ri.bundle_digest(ROOT), lc.recipe.image)
+    assert f"RECIPE_IMAGE={lc.recipe.image}" in flag_values(argv, "-e")
     assert argv[:6] == ["docker", "run", "--rm", "--init", "--name", "recipe-r-1"]
     assert flag_values(argv, "--gpus") == ["all"]
     for f in ("--ipc=host", "--shm-size=32g", "--network=host"):
@@ -45,7 +48,6 @@ def test_gpu_recipe_command(tmp_path, monkeypatch):
     assert flag_values(argv, "-v") == [f"{tmp_path}/inputs:/recipe/inputs:ro", f"{tmp_path}/out:/recipe/output",
                                        f"{tmp_path}/run/container:/recipe/run/r-1"]
     assert flag_values(argv, "--entrypoint") == ["/usr/local/bin/recipe"]
-    assert f"RECIPE_IMAGE={ref}" in flag_values(argv, "-e")
     i = argv.index(ref)
     assert argv[i + 1:i + 13] == ["run", "nemotron3_nano", "--backend", "local", "--run-dir", "/recipe/run/r-1",
                                   "--inputs", "/recipe/inputs", "--output-dir", "/recipe/output",
@@ -70,6 +72,26 @@ def test_secrets_pass_by_name_only_and_only_when_set(tmp_path, monkeypatch):
     assert "HF_TOKEN" not in flag_values(argv, "-e")
     assert not any("wandb-secret-value-123" in a for a in argv)
     assert "wandb-secret-value-123" not in dk.script_text(lc)
+
+
+def test_network_interfaces_and_nccl_debug_reach_the_container_by_name(tmp_path, monkeypatch):
+    lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
+    assert not {"NCCL_SOCKET_IFNAME", "NCCL_DEBUG"} & set(flag_values(dk.command(lc, environ={}), "-e"))
+    env = {"NCCL_SOCKET_IFNAME": "ib0", "GLOO_SOCKET_IFNAME": "eth0", "NCCL_DEBUG": "INFO",
+           "NCCL_DEBUG_FILE": "/x/n.%h"}
+    e = flag_values(dk.command(lc, environ=env), "-e")
+    assert {"NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_DEBUG_FILE"} <= set(e)
+    assert not any("ib0" in a for a in dk.command(lc, environ=env))  # by name, as docker copies values
+
+
+def test_would_run_builds_the_recipe_image_first_then_runs_it(tmp_path, monkeypatch):
+    from runner.launch.run import would_run
+
+    lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
+    build, run = would_run(lc)
+    tag = ri.auto_tag(ri.bundle_digest(ROOT), lc.recipe.image)
+    assert build[-3:] == ["build", tag, lc.recipe.image] and build[1].endswith("docker/image.sh")
+    assert tag in run
 
 
 def test_memlock_flag_can_be_left_to_the_host(tmp_path, monkeypatch):

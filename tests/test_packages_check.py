@@ -7,43 +7,16 @@ the run script ("setsid: failed to execute ray")."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import click
-import pytest
 from conftest import ROOT
+from fixtures_minimal import base_install_fixture, cli  # noqa: F401
 
 from runner.launch import packages
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 
 TINY_EXTRA = {"torch", "transformers", "trl", "ray", "numpy", "datasets", "safetensors", "tokenizers"}
-
-
-@pytest.fixture(scope="module")
-def base_install(tmp_path_factory) -> dict[str, str]:
-    """A real interpreter with the runner's base install only: click on its path, nothing of the extras
-    (a venv without pip from this interpreter's base, plus a copy of click)."""
-    root = tmp_path_factory.mktemp("base-install")
-    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip",
-                    str(root / "venv")], check=True, capture_output=True)
-    site = root / "site"
-    shutil.copytree(Path(click.__file__).parent, site / "click")
-    py = root / "venv" / "bin" / "python"
-    env = {"PATH": f"{root / 'venv' / 'bin'}:/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{site}", "HOME": str(root),
-           "LANG": "C.UTF-8"}
-    probe = subprocess.run([str(py), "-c", "import torch"], env=env, capture_output=True)
-    assert probe.returncode != 0  # really without the extras
-    return {"python": str(py), **env}
-
-
-def cli(base_install: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in base_install.items() if k != "python"}
-    return subprocess.run([base_install["python"], "-m", "runner.cli", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_run_with_the_base_install_stops_in_preflight_naming_packages_interpreter_and_fix(base_install, tmp_path):
