@@ -126,13 +126,15 @@ def test_preflight_against_a_real_engine(docker_engine: Engine, cpu_image: CpuIm
     lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, RECIPE_IMAGE=cpu_image.ref)
     assert dk.check_docker(lc).status == "ok"
     c = dk.check_image(lc)
-    assert c.status == "ok" and "present locally" in c.detail
-    # The CPU base by digest exists but has no runner: refused with the way to build one.
+    assert c.status == "ok" and "present locally" in c.detail and "recipe image of this bundle" in c.detail
+    # The CPU base by digest has no runner: a base, on which `recipe run` builds this bundle's image.
     monkeypatch.setenv("RECIPE_IMAGE", cpu_image.base_ref)
-    c = dk.check_image(lc)
-    assert c.status == "fail" and "no recipe runner" in c.detail
+    c = dk.check_image(dk_launch := launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch))
+    assert c.status == "ok" and "a base image (no recipe runner)" in c.detail
+    assert c.data["run"] == ri.auto_tag(ri.bundle_digest(ROOT), cpu_image.base_ref)
+    assert dk.commands(dk_launch)[-1][-len(dk.inner_args(dk_launch)) - 1] == c.data["run"]
     monkeypatch.setenv("RECIPE_IMAGE", f"{docker_engine.registry}/recipe-bundle/absent@{DIGEST}")
-    assert dk.check_image(lc).status == "fail"
+    assert dk.check_image(launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch)).status == "fail"
 
 
 @pytest.mark.slow
@@ -168,3 +170,52 @@ def test_tiny_recipe_runs_in_the_image_pulled_by_digest(docker_engine: Engine, c
     assert docker_engine.run("image", "inspect", "--format", "{{.Id}}", cpu_image.ref).stdout.strip() == \
         cpu_image.image_id
     docker_engine.run("tag", cpu_image.ref, cpu_image.tag)
+
+
+@pytest.mark.slow
+def test_tiny_recipe_runs_from_the_cpu_base_alone(docker_engine: Engine, cpu_image: CpuImage, tmp_path):
+    """What `just run nemotron3_nano` does with the pinned miles base, on the CPU stand-in base: the
+    recipe image of this bundle is built on the base by digest, run, recorded; then reused."""
+    bundle = ri.bundle_digest(ROOT)
+    tag = ri.auto_tag(bundle, cpu_image.base_ref)
+    docker_engine.run("image", "rm", tag, check=False)  # a first run on this node: nothing to reuse
+    extra = {"RECIPE_IMAGE": cpu_image.base_ref, **docker_engine.env}
+    if not memlock_raisable():
+        extra["RECIPE_DOCKER_MEMLOCK"] = "host"
+    env = clean_env(**extra)
+    runs = tmp_path / "runs"
+    dry = subprocess.run([sys.executable, "-m", "runner.cli", "run", "nemotron3_nano_tiny", "--backend", "docker",
+                          "--runs-dir", str(runs), "--dry-run"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert dry.returncode == 0 and f"builds {tag} on it" in dry.stderr, dry.stderr
+    assert dry.stdout.splitlines()[0].split()[-3:] == ["build", tag, cpu_image.base_ref]
+    p = subprocess.run([sys.executable, "-m", "runner.cli", "run", "nemotron3_nano_tiny", "--backend", "docker",
+                        "--runs-dir", str(runs)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    assert p.returncode == 0, p.stderr[-4000:] + p.stdout[-2000:]
+    (run_dir,) = runs.iterdir()
+    built = inspect_image(docker_engine, tag)
+    labels = built["Config"]["Labels"]
+    assert labels["io.recipe-bundle.bundle.digest"] == bundle  # image.sh's digest of its context == ours
+    assert labels["org.opencontainers.image.base.digest"] == cpu_image.base_ref.split("@")[1]
+    # Deterministic: the one layer it adds is the layer image.sh's own build of this bundle added.
+    assert built["RootFS"]["Layers"] == inspect_image(docker_engine, cpu_image.ref)["RootFS"]["Layers"]
+    image = json.loads((run_dir / dk.IMAGE_RECORD).read_text())
+    assert image["kind"] == "base" and image["reused"] is False and image["recipe_image"] == tag
+    assert image["recipe_image_id"] == built["Id"] and image["base_digest"] == cpu_image.base_ref.split("@")[1]
+    assert (run_dir / "logs" / "image-build.log").is_file()
+    record = json.loads((run_dir / "container" / "run.json").read_text())
+    assert record["status"] == "succeeded" and record["image"] == cpu_image.base_ref
+    ib = record["image_build"]
+    assert ib["recipe_image_id"] == built["Id"] and ib["recipe_image"] == tag
+    assert ib["base_digest"] == cpu_image.base_ref.split("@")[1] and ib["bundle_digest"] == bundle
+    assert json.loads((run_dir / "container" / "gate.json").read_text())["passed"] is True
+    # The next run on this node reuses it: nothing to build.
+    again = subprocess.run([sys.executable, "-m", "runner.cli", "run", "nemotron3_nano_tiny", "--backend", "docker",
+                            "--runs-dir", str(tmp_path / "runs2"), "--dry-run"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and f"reusing {tag}" in again.stderr, again.stderr
+    assert "image.sh build" not in again.stdout and built["Id"] not in again.stdout
+
+
+def inspect_image(engine: Engine, ref: str) -> dict:
+    return json.loads(engine.run("image", "inspect", ref).stdout)[0]
