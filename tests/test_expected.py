@@ -31,7 +31,7 @@ def rejected(tmp_path: Path, body: str, domains: str = "") -> str:
 def test_recipe_file_loads_with_every_kind():
     exp = load_expected(recipes_dir() / "nemotron3_nano" / "expected_metrics.toml")
     kinds = {r.kind for r in exp.rules}
-    assert kinds == {"completion", "bound", "finite", "band"}
+    assert kinds == {"completion", "bound", "finite", "band", "relative"}
     by_name = {r.name: r for r in exp.rules}
     acc = by_name["logprob_diff_below_0.02"]
     assert acc.upper.value == 0.02 and not acc.upper.inclusive and acc.at == "every"

@@ -113,6 +113,17 @@ def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:
     return {e.path: e.sha256 for e in build(recipe)[0].entries}
 
 
+# Files that record what was learned from runs, not how to launch one: blessing a run (which
+# writes the reference series, and so the tag manifest) must not make a run of the same recipe stale.
+NOT_LAUNCH_FILES = ("/reference_metrics.jsonl", "/recipe.sha256")
+
+
+def changed_recipe_files(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The recipe files (relative to recipes/) whose hash differs between a run's record and now."""
+    return sorted(p for p in set(recorded) | set(now)
+                  if recorded.get(p) != now.get(p) and not p.endswith(NOT_LAUNCH_FILES))
+
+
 def recipe_digest(hashes: dict[str, str]) -> str:
     """sha256 over the sha256sum-style lines of the recipe's files: changes when any byte changes."""
     text = "".join(f"{h}  {p}\n" for p, h in sorted(hashes.items()))
