@@ -77,9 +77,11 @@ def check_blessable(run: dict[str, Any] | None, run_dir: Path, recipe, allow_ski
     if changed:
         raise RecipeError(f"{f}: recipe {recipe.name} changed since the run ({', '.join(changed[:5])}); "
                           "a reference must come from the recipe as it is now", EXIT_REFUSED)
-    skipped = run.get("preflight_skipped") or []
-    if not run.get("preflight"):
-        skipped = ["all (no preflight recorded)"]
+    checks = run.get("preflight") or []
+    skipped = list(dict.fromkeys([*(run.get("preflight_skipped") or []),
+                                  *(c.get("name", "?") for c in checks if c.get("status") == "skipped")]))
+    if not checks:
+        skipped.append("all (no preflight recorded)")
     if skipped and not allow_skipped_preflight:
         raise RecipeError(f"{f}: preflight check(s) skipped: {', '.join(skipped)}; "
                           "--allow-skipped-preflight to bless it anyway (the reference records it)", EXIT_REFUSED)
