@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "check": ("gate", "check_cmd", "Check a run's metrics against the recipe's expected metrics (the gate)."),
     "bless": ("gate", "bless_cmd", "Make a trusted run the recipe's reference series for band rules."),
     "report": ("gate", "report_cmd", "Plot each gated metric with its bounds and verdicts (PNG + HTML)."),
+    "diff": ("diff", "diff_cmd", "What differs between two runs (or a run and the reference): provenance, metrics."),
 }
 
 EPILOG = """\b

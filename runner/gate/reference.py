@@ -21,8 +21,8 @@ REFERENCE_FILE = "reference_metrics.jsonl"
 # run.json fields that say which run a reference came from
 PROVENANCE_KEYS = ("run_id", "recipe", "recipe_digest", "recipe_files", "cell", "layout", "image", "bundle",
                    "backend", "nodes", "gpus_per_node", "seeds", "deterministic", "determinism", "started_at",
-                   "ended_at", "status", "argv", "forward_args", "job_env", "script_env", "environment", "inputs_dir",
-                   "inputs_verification", "host", "preflight_skipped")
+                   "ended_at", "status", "exit_code", "output_dir", "argv", "forward_args", "job_env", "script_env",
+                   "environment", "inputs_dir", "inputs_verification", "host", "preflight_skipped")
 
 
 def reference_path(expected_path: str | Path) -> Path:
