@@ -1,10 +1,12 @@
 """Run directories and their `run.json` provenance record.
 
-A run directory is never reused. run.json is rewritten atomically (temp file, fsync, rename) at
-each stage: "running" at launch, then "succeeded", "failed", "gate-failed" or "interrupted" at
-the end. A run killed so hard that it could not say so stays "running"; `load_record` then
-reports it as "interrupted (stale)" once its process is gone, so it is never mistaken for a
-finished one.
+A run directory is never reused nor shared: its first user creates a claim file with O_EXCL
+(`claim`), so of two runs started into one directory exactly one proceeds. run.json is rewritten
+atomically (temp file, fsync, rename) at each stage: "running" at launch, then "succeeded",
+"failed", "gate-failed" or "interrupted" at the end, whichever way the run ends
+(runner/launch/run.py finalize_on_error). A run killed so hard that it could not say so stays
+"running"; `load_record` then reports it as "interrupted (stale)" once its process is gone, so it
+is never mistaken for a finished one.
 """
 
 from __future__ import annotations
