@@ -256,13 +256,15 @@ def wait_for(pred, timeout: float = 30) -> None:
 
 def test_two_runs_into_one_run_dir_the_second_is_refused(bundle, tmp_path):
     d = tmp_path / "same"
-    first = start_echo(bundle, ["--run-dir", str(d)], TEST_SLEEP="3")
-    second = start_echo(bundle, ["--run-dir", str(d)], TEST_SLEEP="3")
+    first = start_echo(bundle, ["--run-dir", str(d)], TEST_SLEEP="8")
+    second = start_echo(bundle, ["--run-dir", str(d)], TEST_SLEEP="8")
     (_, err1), (_, err2) = first.communicate(timeout=60), second.communicate(timeout=60)
     codes = sorted([first.returncode, second.returncode])
     assert codes == [0, 2], (err1, err2)
     refused = err1 if first.returncode == 2 else err2
-    assert refused.count("\n") == 1 and "already claimed by pid" in refused and str(d) in refused
+    # (on a loaded machine the second may only start once the first wrote run.json: refused all the same)
+    assert refused.count("\n") == 1 and str(d) in refused
+    assert "already claimed by pid" in refused or "already holds a run" in refused
     rec = json.loads((d / "run.json").read_text())
     assert rec["status"] == "succeeded"
     # events/ holds one run's lines only: 3 steps x 2 events

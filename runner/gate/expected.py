@@ -234,6 +234,8 @@ def parse_expected_text(raw: bytes, path: Path) -> Expected:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{path}: not valid TOML ({one_line(str(e))})") from None
+    except ValueError as e:  # an integer of 5000 digits: past Python's int conversion limit
+        raise UsageError(f"{path}: not valid TOML ({one_line(str(e))[:80]})") from None
     except RecursionError:
         raise UsageError(f"{path}: not valid TOML (nested too deeply)") from None
     return parse_expected(data, path)

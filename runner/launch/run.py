@@ -128,10 +128,12 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
                         inner_status=summary.get("status"), gate_passed=(summary.get("gate") or {}).get("passed"))
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
         return EXIT_INTERRUPTED if interrupted else rc
-    record = RunRecord.start(launch.run_dir, **provenance(launch, checks), **extra_record)
-    click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
-    stage = ["script"]
+    record = RunRecord(launch.run_dir, {})
+    stage = ["start"]
     try:
+        record = RunRecord.start(launch.run_dir, **provenance(launch, checks), **extra_record)
+        click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
+        stage[0] = "script"
         return _script_then_gate(launch, record, gate, stage)
     except BaseException as e:
         # Every way out leaves a final status and exit code in run.json, never "running".
