@@ -19,19 +19,26 @@ from runner.recipe import load_recipe
 
 @contextlib.contextmanager
 def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A thread-safe byte counter drawn with rich on a terminal (stderr), silent otherwise."""
+    """A thread-safe byte counter drawn with rich on a terminal (stderr), silent otherwise. Without
+    rich (the runner started from a bundle mounted into the miles base, which may lack it): a plain
+    line every few seconds."""
     if not sys.stderr.isatty():
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+    except ImportError:
+        with plain_progress(label, total) as advance:
+            yield advance
+        return
 
     lock = threading.Lock()
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -43,6 +50,24 @@ def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None
                 p.advance(task, n)
 
         yield advance
+
+
+@contextlib.contextmanager
+def plain_progress(label: str, total: int | None, every_s: float = 5.0) -> Iterator[Callable[[int], None]]:
+    import time
+
+    lock, state = threading.Lock(), {"done": 0, "last": time.monotonic()}
+
+    def advance(n: int) -> None:
+        with lock:
+            state["done"] += n
+            if time.monotonic() - state["last"] >= every_s:
+                state["last"] = time.monotonic()
+                of = f" of {_human(total)}" if total else ""
+                click.echo(f"{label}: {_human(state['done'])}{of}", err=True)
+
+    yield advance
+    click.echo(f"{label}: {_human(state['done'])} done", err=True)
 
 
 def _human(n: float) -> str:

@@ -17,8 +17,8 @@ from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 from runner.records.record import claim_run_dir, create_run_dir, new_run_id, runs_root
 
-PREFLIGHT_CHECKS = ("lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "docker", "slurm", "pyxis",
-                    "enroot")
+PREFLIGHT_CHECKS = ("lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "args", "packages",
+                    "docker", "slurm", "pyxis", "enroot")
 
 
 def launch_env(run_id: str) -> dict[str, str]:

@@ -32,7 +32,8 @@ STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_b
 def print_checks(checks: list[pf.Check]) -> None:
     for c in checks:
         mark = click.style(f"{c.status:>7}", fg=STATUS_STYLE.get(c.status))
-        click.echo(f"  {mark}  {c.name:<7} {c.detail}", err=True)
+        detail = c.detail.replace("\n", "\n" + " " * 19)  # a check's further lines under its first
+        click.echo(f"  {mark}  {c.name:<7} {detail}", err=True)
         if c.status == "fail" and c.fix:
             click.echo(f"           {'':<7} fix: {c.fix}", err=True)
 
@@ -40,7 +41,8 @@ def print_checks(checks: list[pf.Check]) -> None:
 def would_run(launch: Launch) -> list[list[str]]:
     if launch.backend == "local":
         return launch.plan.commands
-    return [module(launch.backend).command(launch)]
+    mod = module(launch.backend)
+    return mod.commands(launch) if hasattr(mod, "commands") else [mod.command(launch)]
 
 
 def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
@@ -67,6 +69,7 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "determinism": r.data.get("determinism", {}).get("tier", "unspecified"),
         "bundle": hostinfo.bundle_git(),
         "image": launch.image,
+        "image_build": _running_image(),  # base digest and recipe image id, inside a recipe image
         "backend": launch.backend,
         "cell": launch.cell.name,
         "layout": launch.cell.as_dict(),
@@ -94,6 +97,12 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
     }
 
 
+def _running_image() -> dict | None:
+    from runner.image.recipe_image import running_image
+
+    return running_image()
+
+
 def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     """Collect metrics.jsonl and evaluate the recipe's expected metrics; None if there is nothing to gate."""
     from runner.gate import evaluate as gate
@@ -117,7 +126,7 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
     if launch.backend != "local":
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
         # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
-        launcher = {"backend": launch.backend, "image": launch.image, "command": would_run(launch)[0],
+        launcher = {"backend": launch.backend, "image": launch.image, "command": would_run(launch)[-1],
                     "host": hostinfo.host(), "started_at": now()}
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
         rc, interrupted = module(launch.backend).run(launch)

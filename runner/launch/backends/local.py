@@ -57,6 +57,20 @@ def check_lint(launch: Launch) -> pf.Check:
     return pf.ok("lint", f"clean ({len(rep.warnings)} warning(s))")
 
 
+def check_args(launch: Launch) -> pf.Check:
+    """miles' own parser on the plan's argv and job env (runner/launch/argcheck.py)."""
+    from runner.launch.argcheck import check_args as run_check
+
+    return run_check(launch.recipe, launch.plan)
+
+
+def check_packages(launch: Launch) -> pf.Check:
+    """The job's interpreter has the recipe's host extras; the run script's programs are on PATH."""
+    from runner.launch.packages import check_packages as run_check
+
+    return run_check(launch.recipe, launch.plan)
+
+
 def preflight(launch: Launch) -> list[pf.Check]:
     hw = launch.recipe.hardware
     need = launch.gpus_per_node
@@ -70,6 +84,8 @@ def preflight(launch: Launch) -> list[pf.Check]:
         "disk": lambda: pf.check_disk(launch.output_dir, hw.get("min_free_disk_gib", 0)),
         "ports": lambda: pf.check_ports(launch.env),
         "inputs": lambda: check_inputs(launch),
+        "args": lambda: check_args(launch),
+        "packages": lambda: check_packages(launch),
     }
     if os.environ.get("RECIPE_RAY_ADDRESS"):  # joining a cluster someone else started
         checks["ports"] = lambda: pf.na("ports", f"joining Ray at {os.environ['RECIPE_RAY_ADDRESS']}")
