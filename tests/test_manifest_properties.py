@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +33,8 @@ hex40 = st.text("0123456789abcdef", min_size=40, max_size=40)
 name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x00\r\n")
 component = st.text(name_chars, min_size=1, max_size=30).filter(
     lambda c: c not in (".", "..") and len(c.encode()) <= 255)
-rel_path = st.lists(component, min_size=1, max_size=4).map("/".join)
+# ...and not drive-like ("C:..."), which the parser refuses as an absolute path of another system
+rel_path = st.lists(component, min_size=1, max_size=4).map("/".join).filter(lambda p: not re.match(r"^[A-Za-z]:", p))
 shell_path = st.lists(st.sampled_from(["$(touch PWNED)", "`touch PWNED`", "a b", "'q'", '"d"', ";", "&&", "|",
                                        "$HOME", "*", "?", "~", "-rf", "é", "名", "\t", " x "]),
                       min_size=1, max_size=4).map(lambda parts: "/".join(p.strip("/") or "x" for p in parts))
