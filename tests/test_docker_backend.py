@@ -14,6 +14,7 @@ from conftest import clean_env
 from fixtures_docker import CpuImage, Engine, cpu_image_fixture, docker_engine_fixture, memlock_raisable  # noqa: F401
 
 from runner.launch.backends import docker as dk
+from runner.launch.options import RunOptions
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 
@@ -25,8 +26,8 @@ def launch_for(name: str, tmp_path: Path, monkeypatch, skip=(), **env: str):
         monkeypatch.setenv(k, v)
     inputs = tmp_path / "inputs"
     inputs.mkdir(exist_ok=True)
-    return build_launch(load_recipe(name), run_id="r-1", run_dir=tmp_path / "run", backend="docker",
-                        inputs_dir=inputs, output_dir=tmp_path / "out", skip=set(skip))
+    opts = RunOptions.resolve(load_recipe(name), {"inputs_dir": inputs, "output_dir": tmp_path / "out"})
+    return build_launch(opts, run_id="r-1", run_dir=tmp_path / "run", backend="docker", skip=set(skip))
 
 
 def flag_values(argv: list[str], flag: str) -> list[str]:
@@ -92,7 +93,7 @@ def test_preflight_refuses_no_image_and_unpinned_images(tmp_path, monkeypatch):
     lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch)
     c = dk.check_image(lc)  # the tiny recipe pins no image and RECIPE_IMAGE is unset
     assert c.status == "fail" and "pins no image" in c.detail and "RECIPE_IMAGE" in c.fix
-    monkeypatch.setenv("RECIPE_IMAGE", "radixark/miles:v0.1.0")
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, RECIPE_IMAGE="radixark/miles:v0.1.0")
     c = dk.check_image(lc)
     assert c.status == "fail" and "not pinned by digest" in c.detail
 
@@ -106,10 +107,11 @@ def test_preflight_against_a_real_engine(docker_engine: Engine, cpu_image: CpuIm
     c = dk.check_image(lc)
     assert c.status == "ok" and "present locally" in c.detail
     # The CPU base by digest exists but has no runner: refused with the way to build one.
-    monkeypatch.setenv("RECIPE_IMAGE", cpu_image.base_ref)
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, RECIPE_IMAGE=cpu_image.base_ref)
     c = dk.check_image(lc)
     assert c.status == "fail" and "no recipe runner" in c.detail
-    monkeypatch.setenv("RECIPE_IMAGE", f"{docker_engine.registry}/recipe-bundle/absent@{DIGEST}")
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch,
+                    RECIPE_IMAGE=f"{docker_engine.registry}/recipe-bundle/absent@{DIGEST}")
     assert dk.check_image(lc).status == "fail"
 
 

@@ -9,7 +9,7 @@ from runner.paths import recipes_dir
 
 CONFIG = json.loads((recipes_dir() / "nemotron3_nano" / "hf_config.json").read_text())
 NANO = ModelShape.from_hf_config(CONFIG)
-PUBLISHED_TOTAL = 31_577_937_344  # facts.md: the model card / safetensors index, buffers excluded
+PUBLISHED_TOTAL = 31_577_937_344  # the model card / safetensors index, buffers excluded
 
 
 def test_total_matches_the_published_count():

@@ -37,12 +37,12 @@ reward = _load("reward")
 
 def test_recipe_file_shape():
     r = load_recipe("nemotron3_nano_tiny")
-    assert r.data["framework"] == "trl" and r.image == "none"
-    assert r.hardware["gpus_per_node"] == 0 and r.hardware["nodes"] == 1
+    assert r.framework == "trl" and r.image == "none"
+    assert r.hardware.gpus_per_node == 0 and r.hardware.nodes == 1
     assert r.default_cell == "cpu" and list(r.cells) == ["cpu"]
     assert r.cell(None).as_dict() == {"tp": 1, "pp": 1, "cp": 1, "ep": 1, "etp": 1, "sp": False,
                                       "max_tokens_per_gpu": 512}
-    assert r.data["determinism"]["tier"] == "bitwise"
+    assert r.determinism.tier == "bitwise"
     for key in ("model_args", "run_script", "expected_metrics", "manifest", "recipe_manifest"):
         assert r.path(key).is_file(), key
     from runner.inputs.layout import inputs_root
@@ -200,10 +200,10 @@ def test_dry_run_launches_grpo_with_the_recipe_constants(tmp_path):
     assert got["--rollout-temperature"] == "1" and got["--n-samples-per-prompt"] == "4"
     assert got["--moe-router-topk-scaling-factor"] == "2.5"
     r = load_recipe("nemotron3_nano_tiny")
-    assert got["--num-rollout"] == str(r.run_defaults["num_rollout"])
-    assert got["--seed"] == str(r.run_defaults["seed"]) and got["--rollout-seed"] == str(r.run_defaults["rollout_seed"])
+    assert got["--num-rollout"] == str(r.run_defaults.num_rollout)
+    assert got["--seed"] == str(r.run_defaults.seed) and got["--rollout-seed"] == str(r.run_defaults.rollout_seed)
     assert got["--save-debug-event-data"] == str(tmp_path / "run" / "events")
-    assert "--deterministic-mode" in got
+    assert ("--deterministic-mode" in got) == r.run_defaults.deterministic  # by hand as through the runner
     assert "--use-rollout-routing-replay" in got  # R3, as the 30B run
     assert env["OMP_NUM_THREADS"] == "1" and env["PYTHONUNBUFFERED"] == "1"
 

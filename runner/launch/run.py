@@ -11,19 +11,25 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
 import click
 
 from runner import hostinfo
-from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
+from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError
 from runner.launch import preflight as pf
-from runner.launch.backends import module
+from runner.launch.backends import backend
 from runner.launch.resolve import Launch
-from runner.launch.script import run_script
-from runner.records.record import RunRecord, now, recipe_digest, recipe_file_hashes, recorded_env, write_json_atomic
+from runner.records.record import (
+    RunRecord,
+    load_record,
+    now,
+    recipe_digest,
+    recipe_file_hashes,
+    recorded_env,
+    write_json_atomic,
+)
 
 STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
 
@@ -37,9 +43,7 @@ def print_checks(checks: list[pf.Check]) -> None:
 
 
 def would_run(launch: Launch) -> list[list[str]]:
-    if launch.backend == "local":
-        return launch.plan.commands
-    return [module(launch.backend).command(launch)]
+    return backend(launch.backend).commands(launch)
 
 
 def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
@@ -63,7 +67,7 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "recipe": r.name,
         "recipe_digest": recipe_digest(files),
         "recipe_files": files,
-        "determinism": r.data.get("determinism", {}).get("tier", "unspecified"),
+        "determinism": r.determinism.tier,
         "bundle": hostinfo.bundle_git(),
         "image": launch.image,
         "backend": launch.backend,
@@ -71,17 +75,17 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "layout": launch.cell.as_dict(),
         "nodes": launch.nodes,
         "gpus_per_node": launch.gpus_per_node,
-        "seeds": {"seed": launch.env["RECIPE_SEED"], "rollout_seed": launch.env["RECIPE_ROLLOUT_SEED"]},
-        "deterministic": launch.env["RECIPE_DETERMINISTIC"] == "1",
+        "seeds": {"seed": str(launch.options.seed), "rollout_seed": str(launch.options.rollout_seed)},
+        "deterministic": launch.options.deterministic,
         "run_id": launch.run_id,
         "run_dir": str(launch.run_dir),
         "inputs_dir": str(launch.inputs_dir),
         "output_dir": str(launch.output_dir),
         "forward_args": launch.forward_args,
-        "script_env": launch.env,
+        "script_env": launch.script_env,
         "entrypoint": launch.plan.entrypoint,
         "argv": launch.plan.argv,
-        "job_env": launch.plan.env,
+        "job_env": launch.plan.job_env,
         "commands": launch.plan.commands,
         "environment": recorded_env(),
         "secrets_passed": launch.secret_names,
@@ -91,6 +95,14 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "doctor": next((c.data for c in checks if c.name == "image" and c.data), None),
         "host": hostinfo.host(),
     }
+
+
+def _read_inner(path: Path | None) -> dict:
+    """The inner run's record, as far as it got (none, or unreadable: nothing to summarise)."""
+    try:
+        return load_record(path.parent) if path else {}
+    except RecipeError:
+        return {}
 
 
 def gate_run(launch: Launch, record: RunRecord) -> bool | None:
@@ -113,15 +125,16 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
 
 def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extra_record) -> int:
     """Run a launch whose preflight passed; returns the process exit code."""
-    if launch.backend != "local":
+    be = backend(launch.backend)
+    if be.WRAPS_INNER_RUN:
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
         # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
         launcher = {"backend": launch.backend, "image": launch.image, "command": would_run(launch)[0],
                     "host": hostinfo.host(), "started_at": now()}
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
-        rc, interrupted = module(launch.backend).run(launch)
+        rc, interrupted = be.run(launch)
         inner = next(iter(sorted(launch.run_dir.rglob("run.json"))), None)
-        summary = json.loads(inner.read_text()) if inner else {}
+        summary = _read_inner(inner)
         launcher.update(ended_at=now(), exit_code=rc, interrupted=interrupted,
                         inner_record=str(inner.relative_to(launch.run_dir)) if inner else None,
                         inner_status=summary.get("status"), gate_passed=(summary.get("gate") or {}).get("passed"))
@@ -130,8 +143,7 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
     record = RunRecord.start(launch.run_dir, **provenance(launch, checks), **extra_record)
     click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
     # The script's process group id, so that whoever finds this run stuck can end exactly it.
-    rc, interrupted = run_script(module("local").script(launch), launch.env, launch.run_dir / "logs" / "run.log",
-                                 on_start=lambda pid: record.update(script_pgid=pid))
+    rc, interrupted = be.run(launch, on_start=lambda pid: record.update(script_pgid=pid))
     if interrupted:
         record.finish("interrupted", EXIT_INTERRUPTED)
         click.echo(f"recipe: run {launch.run_id} interrupted; record: {launch.run_dir / 'run.json'}", err=True)
@@ -148,7 +160,3 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
     record.finish("succeeded", EXIT_OK, script_exit_code=0)
     click.echo(f"recipe: run {launch.run_id} succeeded; record: {launch.run_dir / 'run.json'}", err=True)
     return EXIT_OK
-
-
-def run_dir_for(run_dir: Path | None, runs_dir: Path, run_id: str) -> Path:
-    return (run_dir or runs_dir / run_id).resolve()

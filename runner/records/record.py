@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import secrets as pysecrets
 import socket
 from pathlib import Path
 from typing import Any
@@ -32,15 +31,6 @@ ENV_PREFIXES = ("RECIPE_", "NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def new_run_id(recipe: str, cell: str) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{recipe}-{cell}-{pysecrets.token_hex(3)}"
-
-
-def runs_root(override: str | os.PathLike | None) -> Path:
-    return Path(override or os.environ.get("RECIPE_RUNS_DIR") or Path.cwd() / "runs").resolve()
 
 
 def create_run_dir(runs_dir: Path, run_id: str) -> Path:

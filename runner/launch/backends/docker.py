@@ -6,8 +6,8 @@ Host paths are mounted at fixed places, so the inner run is the same whatever th
     <output dir>         -> /recipe/output
     <run dir>/container  -> /recipe/run/<run id>      the inner run's record, logs, metrics, gate
 
-The image is RECIPE_IMAGE if set, else the recipe's [image] reference; either way it must be pinned
-by digest. Secrets go in by name only (`-e WANDB_API_KEY`), so their values never reach argv.
+The image is the launch's (--image, else $RECIPE_IMAGE, else the recipe's [image] reference); it must
+be pinned by digest. Secrets go in by name only (`-e WANDB_API_KEY`), so their values never reach argv.
 """
 
 from __future__ import annotations
@@ -17,20 +17,25 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+from runner.errors import UsageError
 from runner.launch import preflight as pf
+from runner.launch.backends import check_names
 from runner.launch.resolve import Launch
+
+NAME = "docker"
+WRAPS_INNER_RUN = True
 
 INPUTS, OUTPUT, RUN_ROOT = "/recipe/inputs", "/recipe/output", "/recipe/run"
 ENTRYPOINT = "/usr/local/bin/recipe"
 IMAGE_TITLE = "recipe-bundle"  # org.opencontainers.image.title of images docker/Dockerfile builds
 SCRIPT_NAME = "docker_run.sh"
-# Upstream's container flags (facts: launch mechanics), minus --gpus which depends on the recipe.
+# Host IPC and a 32 GB /dev/shm for NCCL and Ray's object store, unlimited locked memory for RDMA
+# registration, a 64 MiB stack, the host network for Ray's ports; --gpus depends on the recipe.
 RUN_FLAGS = ["--ipc=host", "--shm-size=32g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
              "--network=host"]
-# Inner preflight checks a skip may be forwarded to (the outer-only ones stay outside).
-INNER_SKIPPABLE = {"lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs"}
 
 
 def docker_bin() -> str:
@@ -44,10 +49,6 @@ def run_flags(environ: dict[str, str]) -> list[str]:
         i = RUN_FLAGS.index("memlock=-1")
         return RUN_FLAGS[:i - 1] + RUN_FLAGS[i + 1:]
     return list(RUN_FLAGS)
-
-
-def image_ref(launch: Launch) -> str:
-    return os.environ.get("RECIPE_IMAGE") or launch.image
 
 
 def pinned(ref: str) -> bool:
@@ -66,14 +67,27 @@ def inner_run_dir(launch: Launch) -> Path:
 def inner_args(launch: Launch) -> list[str]:
     args = ["run", launch.recipe.name, "--backend", "local", "--run-dir", f"{RUN_ROOT}/{launch.run_id}",
             "--inputs", INPUTS, "--output-dir", OUTPUT, *launch.forward_args]
-    for name in sorted(launch.skip & INNER_SKIPPABLE):
+    for name in sorted(launch.skip & set(check_names("local"))):  # the outer-only checks stay outside
         args += ["--skip-preflight", name]
     return args
 
 
+def check_mounts(launch: Launch) -> None:
+    """`docker run -v SRC:DST[:MODE]` splits on ':' (and --mount on ','): such a path would mount something else."""
+    for what, path in (("--inputs", launch.inputs_dir), ("--output-dir", launch.output_dir),
+                       ("run directory", inner_run_dir(launch))):
+        if any(c in str(path) for c in ":,"):
+            raise UsageError(f"{what} {str(path)!r}: docker cannot mount a path containing ':' or ','")
+    for key in ("model_dir", "data_dir"):
+        if key in launch.options.explicit:
+            raise UsageError(f"--{key.replace('_', '-')}: the docker backend mounts only --inputs; put the "
+                             "directory under the inputs root instead")
+
+
 def command(launch: Launch, environ: dict[str, str] | None = None) -> list[str]:
     environ = os.environ if environ is None else environ
-    ref = image_ref(launch)
+    check_mounts(launch)
+    ref = launch.image
     # --init: a real PID 1 reaps the Ray processes the run script stops; without it they linger as
     # zombies of the runner and the script's shutdown waits out its grace period for nothing.
     argv = [docker_bin(), "run", "--rm", "--init", "--name", container_name(launch)]
@@ -96,7 +110,11 @@ def script_text(launch: Launch) -> str:
             "set -euo pipefail\n" + f"exec {shlex.join(command(launch))}\n")
 
 
-def run(launch: Launch) -> tuple[int, bool]:
+def commands(launch: Launch) -> list[list[str]]:
+    return [command(launch)]
+
+
+def run(launch: Launch, on_start: Callable[[int], None] | None = None) -> tuple[int, bool]:
     """Run the container in the foreground; SIGINT/SIGTERM reach the inner runner through docker's
     signal proxy, so the inner run script's trap stops its Ray job before the container exits."""
     from runner.atomicfile import write_text_atomic
@@ -106,7 +124,7 @@ def run(launch: Launch) -> tuple[int, bool]:
         Path(d).mkdir(parents=True, exist_ok=True)
     script = Path(launch.run_dir) / SCRIPT_NAME
     write_text_atomic(script, script_text(launch))
-    return run_script(script, {}, Path(launch.run_dir) / "logs" / "docker.log")
+    return run_script(script, {}, Path(launch.run_dir) / "logs" / "docker.log", on_start=on_start)
 
 
 # ---- preflight ---------------------------------------------------------------------------
@@ -141,7 +159,7 @@ def check_docker(launch: Launch) -> pf.Check:
 
 
 def check_image(launch: Launch) -> pf.Check:
-    ref = image_ref(launch)
+    ref = launch.image
     if ref in ("", "none"):
         return pf.fail("image", f"recipe {launch.recipe.name} pins no image",
                        "set RECIPE_IMAGE=<registry/name@sha256:...> (an image built by docker/image.sh)")
@@ -163,19 +181,14 @@ def check_image(launch: Launch) -> pf.Check:
                    "docker login to its registry, or load the image (docker/image.sh build + push)")
 
 
-def preflight(launch: Launch) -> list[pf.Check]:
-    from runner.launch.backends import local
-
-    hw = launch.recipe.hardware
-    need = launch.gpus_per_node
-    img = launch.recipe.data.get("image", {})
-    checks = {
-        "lint": lambda: local.check_lint(launch),
+def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
+    host = pf.host_checks(launch)
+    return {
+        "lint": host["lint"],
         "docker": lambda: check_docker(launch),
         "image": lambda: check_image(launch),
-        "gpus": lambda: pf.check_gpus(need, hw.get("gpu"), hw.get("min_gpu_memory_gib")),
-        "driver": lambda: pf.check_driver(img.get("min_driver"), need > 0),
-        "disk": lambda: pf.check_disk(launch.output_dir, hw.get("min_free_disk_gib", 0)),
-        "inputs": lambda: local.check_inputs(launch),
+        "gpus": host["gpus"],
+        "driver": host["driver"],
+        "disk": host["disk"],
+        "inputs": host["inputs"],
     }
-    return pf.run_checks(checks, launch.skip)
