@@ -192,17 +192,11 @@ class ImageDigest:
 
 
 def split_reference(ref: str) -> tuple[str, str, str, str | None]:
-    """'radixark/miles:v0.1.0@sha256:..' -> (registry, repository, tag, digest)."""
-    name, _, digest = ref.partition("@")
-    first = name.split("/")[0]
-    if "/" in name and ("." in first or ":" in first or first == "localhost"):
-        registry, name = first, name[len(first) + 1:]
-    else:
-        registry = "docker.io"
-    repo, _, tag = name.partition(":")
-    if registry == "docker.io" and "/" not in repo:
-        repo = f"library/{repo}"
-    return registry, repo, tag or "latest", digest or None
+    """'radixark/miles:v0.1.0@sha256:..' -> (registry, repository, tag, digest), as the registry API names them."""
+    from runner.image.ref import parse_image
+
+    r = parse_image(ref)
+    return (*r.hub_path(), r.digest or None)
 
 
 def resolve_image_digest(reference: str, timeout: float = 5.0) -> ImageDigest:

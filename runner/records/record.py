@@ -17,6 +17,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from runner.atomicfile import write_text_atomic
 from runner.errors import RecipeError, UsageError
 from runner.recipe import Recipe
 from runner.secrets import redact_env
@@ -50,13 +51,8 @@ def claim_run_dir(path: Path) -> Path:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """The JSON text is made first, so an object that cannot be written leaves nothing behind."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.errors import UsageError
+from runner.image.ref import is_pinned
 from runner.launch import preflight as pf
 from runner.launch.backends import check_names
 from runner.launch.resolve import Launch
@@ -49,10 +50,6 @@ def run_flags(environ: dict[str, str]) -> list[str]:
         i = RUN_FLAGS.index("memlock=-1")
         return RUN_FLAGS[:i - 1] + RUN_FLAGS[i + 1:]
     return list(RUN_FLAGS)
-
-
-def pinned(ref: str) -> bool:
-    return "@sha256:" in ref and len(ref.rsplit("@sha256:", 1)[1]) == 64
 
 
 def container_name(launch: Launch) -> str:
@@ -163,7 +160,7 @@ def check_image(launch: Launch) -> pf.Check:
     if ref in ("", "none"):
         return pf.fail("image", f"recipe {launch.recipe.name} pins no image",
                        "set RECIPE_IMAGE=<registry/name@sha256:...> (an image built by docker/image.sh)")
-    if not pinned(ref):
+    if not is_pinned(ref):
         return pf.fail("image", f"image '{ref}' is not pinned by digest",
                        "use NAME@sha256:<64 hex> (tags move; `docker/image.sh push` prints the digest ref)")
     p = _docker("image", "inspect", "--format", "{{json .Config.Labels}}", ref)

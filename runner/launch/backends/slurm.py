@@ -9,7 +9,6 @@ submission, and the checks that this machine can submit/run it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from runner.atomicfile import write_text_atomic
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.image import enroot
+from runner.image.ref import is_pinned, parse_image
 from runner.launch import preflight as pf
 from runner.launch.sbatch import SbatchJob
 from runner.paths import bundle_root
@@ -51,7 +51,7 @@ def container_image(ref: str, runtime: str, sqsh_dir: Path | None) -> str:
                               f"NAME --output-dir {path.parent}` (enroot >= 4.0), or drop --sqsh-dir to pull "
                               "by digest", EXIT_MISSING)
         return str(path)
-    if not enroot.parse_image(ref).digest:
+    if not parse_image(ref).pinned:
         raise UsageError(f"image {ref!r} is not pinned by digest (@sha256:...); pyxis would pull whatever the tag "
                          "points at today")
     return enroot.pyxis_image(ref)
@@ -189,8 +189,7 @@ def check_enroot(rt: str, image: str, enroot_bin: str = "enroot") -> pf.Check:
         v = enroot.enroot_version(enroot_bin)
     except RecipeError as e:
         return pf.fail("enroot", e.message, "check the enroot installation")
-    digest = bool(re.search(r"@sha256:", image))
-    if digest and v < enroot.MIN_DIGEST_VERSION:
+    if is_pinned(image) and v < enroot.MIN_DIGEST_VERSION:
         return pf.fail("enroot", f"enroot {'.'.join(map(str, v))} cannot pull by digest (needs >= 4.0)",
                        "upgrade enroot, or stage the image: `recipe image sqsh NAME` where enroot >= 4.0 runs")
     return pf.ok("enroot", f"enroot {'.'.join(map(str, v))}")
