@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import importorskip
 
 from runner.model.shape import ModelShape, layer_pattern
 from runner.paths import recipes_dir
@@ -23,8 +24,8 @@ def test_pattern_and_layer_counts():
 
 
 def _transformers_count(cfg: dict) -> int:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = importorskip("torch")
+    transformers = importorskip("transformers")
     meta = ("architectures", "auto_map", "transformers_version", "torch_dtype")
     keep = {k: v for k, v in cfg.items() if k not in meta}
     with torch.device("meta"):  # shapes only: a 31.6B model costs no memory

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, clean_env, load_tiny_module, recipe
+from conftest import ROOT, clean_env, importorskip, load_tiny_module, recipe
 
 from runner.launch.ports import ray_ports
 from runner.recipe import args_to_dict, load_recipe
@@ -50,8 +50,8 @@ def test_recipe_file_shape():
 
 
 def test_config_matches_committed_weights():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = importorskip("torch")
+    transformers = importorskip("transformers")
     from safetensors import safe_open
 
     config = transformers.AutoConfig.from_pretrained(MODEL)
@@ -73,7 +73,7 @@ def test_config_matches_committed_weights():
 
 
 def test_model_args_agree_with_config_and_the_check_can_fail(tmp_path):
-    pytest.importorskip("transformers")
+    importorskip("transformers")
     bridge = _load("bridge")
     assert bridge.check_files(TINY / "model_args.txt", MODEL / "config.json") == []
     # the same mapping holds for the 30B recipe's frozen flags and its real config.json
@@ -86,7 +86,7 @@ def test_model_args_agree_with_config_and_the_check_can_fail(tmp_path):
 
 
 def test_tokenizer_round_trips_every_problem():
-    transformers = pytest.importorskip("transformers")
+    transformers = importorskip("transformers")
     tok = transformers.AutoTokenizer.from_pretrained(MODEL)
     rows = [json.loads(line) for line in (TINY / "inputs" / "data" / "arithmetic.jsonl").read_text().splitlines()]
     assert len(rows) == 256 and len({r["prompt"] for r in rows}) == 256
@@ -158,7 +158,7 @@ def test_reward_function_signature_and_group_shares():
 # ---- events: what the gate reads --------------------------------------------------------------------------
 
 def test_events_parse_with_the_bundles_metric_reader(tmp_path):
-    pytest.importorskip("transformers")
+    importorskip("transformers")
     events = _load("events")
     from runner.gate.metrics import collect
 

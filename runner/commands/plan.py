@@ -8,8 +8,12 @@ from pathlib import Path
 
 import click
 
+from runner.launch.backends import backend as backend_of
+from runner.launch.backends.slurm import job_from_launch
 from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
 from runner.launch.plan import Plan, argv_lines, plan_for
+from runner.launch.resolve import build_launch
+from runner.launch.sbatch import render
 from runner.model.layout import Layout
 from runner.recipe import load_recipe
 from runner.records.rundirs import plan_run_dir
@@ -73,8 +77,6 @@ def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, backen
 
 def _print_backend(opts: RunOptions, backend: str, fmt: str, run_dir: Path | None) -> None:
     """What the docker or slurm backend would execute around the same run script."""
-    from runner.launch.backends import backend as backend_of
-    from runner.launch.resolve import build_launch
 
     run_id = run_dir.name if run_dir else f"{opts.recipe.name}-plan"
     target = run_dir or plan_run_dir(opts.recipe.name)
@@ -84,8 +86,6 @@ def _print_backend(opts: RunOptions, backend: str, fmt: str, run_dir: Path | Non
         doc["backend_command"] = backend_of("docker").commands(launch)[0]
         text = shlex.join(doc["backend_command"])
     else:
-        from runner.launch.backends.slurm import job_from_launch
-        from runner.launch.sbatch import render
 
         text = doc["sbatch_script"] = render(job_from_launch(launch))
     if fmt == "json":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runner.errors import EXIT_PREFLIGHT, EXIT_REFUSED, RecipeError
+from runner.errors import EXIT_REFUSED, RecipeError
 from runner.launch import backends
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
@@ -21,7 +21,7 @@ from runner.records.rundirs import new_run_id, run_dir_for
               help="Where the replay's run directory goes (default: beside the original).")
 @click.option("--allow-changed-recipe", is_flag=True, help="Replay even if the recipe's files changed.")
 @click.option("--allow-changed-image", is_flag=True, help="Replay even if the pinned image changed.")
-def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool, allow_changed_image: bool) -> None:
+def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool, allow_changed_image: bool) -> int:
     """Re-execute exactly what RUN_DIR/run.json records, into a new run directory, and compare.
 
     \b
@@ -44,8 +44,7 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
     checks = backends.preflight(launch)
     if runflow.pf.failed(checks):
-        runflow.report_cannot_run(launch, checks)
-        raise SystemExit(EXIT_PREFLIGHT)
+        return runflow.report_cannot_run(launch, checks)
     create_run_dir(target.parent, run_id)
     click.echo(f"replay: {run_dir.name} -> {run_id}", err=True)
     rc = runflow.run_launch(launch, checks, replay_of={"run_id": rec["run_id"], "run_dir": str(run_dir)})
@@ -54,4 +53,4 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
         comparison = replay.compare(run_dir, target, recipe, rec.get("determinism", "statistical"))
         replay.print_comparison(comparison, str(run_dir), target)
         replay.write_replay_json(target, str(run_dir), comparison, rc)
-    raise SystemExit(replay.outcome(rc, comparison))
+    return replay.outcome(rc, comparison)

@@ -31,7 +31,7 @@ from runner.records.rundirs import new_run_id, run_dir_for
 @click.option("--dry-run", is_flag=True, help="Preflight and print the commands; start nothing.")
 @click.option("--no-gate", is_flag=True, help="Do not evaluate the expected-metrics gate after the run.")
 def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None, skip: tuple[str, ...],
-            dry_run: bool, no_gate: bool, **kw) -> None:
+            dry_run: bool, no_gate: bool, **kw) -> int:
     """Preflight, then launch recipe NAME and record the run.
 
     \b
@@ -54,12 +54,12 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
         runflow.print_checks(checks)
         for cmd in runflow.would_run(launch):
             click.echo(shlex.join(cmd))
-        raise SystemExit(EXIT_OK)
+        return EXIT_OK
     if runflow.pf.failed(checks):
-        raise SystemExit(runflow.report_cannot_run(launch, checks))
+        return runflow.report_cannot_run(launch, checks)
 
     if run_dir:
         claim_run_dir(target)
     else:
         create_run_dir(target.parent, run_id)
-    raise SystemExit(runflow.run_launch(launch, checks, gate=not no_gate))
+    return runflow.run_launch(launch, checks, gate=not no_gate)

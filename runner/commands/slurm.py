@@ -10,8 +10,13 @@ from pathlib import Path
 
 import click
 
+from runner.atomicfile import fsync_dir
 from runner.errors import EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
-from runner.launch.options import PathOpt, run_options
+from runner.image import enroot
+from runner.launch.backends.slurm import job_from_options, submit_script
+from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
+from runner.launch.sbatch import render
+from runner.recipe import load_recipe
 
 
 @click.command("sbatch")
@@ -44,10 +49,6 @@ def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str
     scancel. Secrets are never written into it: export them before sbatch. Options after `--`
     go to that `recipe run` (e.g. `-- --skip-preflight inputs`).
     """
-    from runner.launch.backends.slurm import job_from_options, submit_script
-    from runner.launch.options import RunOptions, pop_cli
-    from runner.launch.sbatch import render
-    from runner.recipe import load_recipe
 
     opts = RunOptions.resolve(load_recipe(name), pop_cli(kw))
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("recipe") else ["sbatch", name, "..."]
@@ -84,9 +85,6 @@ def sqsh_cmd(name: str, output_dir: Path, image: str | None, enroot_bin: str, dr
     how to stage the image instead. Registry credentials are read by enroot from
     $ENROOT_CONFIG_PATH/.credentials, never passed on the command line.
     """
-    from runner.atomicfile import fsync_dir
-    from runner.image import enroot
-    from runner.recipe import load_recipe
 
     ref = image or load_recipe(name).image
     final = output_dir.resolve() / enroot.sqsh_name(ref)

@@ -18,6 +18,8 @@ import click
 
 from runner import hostinfo
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError
+from runner.gate import evaluate as gate
+from runner.gate import metrics
 from runner.launch import preflight as pf
 from runner.launch.backends import backend
 from runner.launch.resolve import Launch
@@ -107,8 +109,6 @@ def _read_inner(path: Path | None) -> dict:
 
 def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     """Collect metrics.jsonl and evaluate the recipe's expected metrics; None if there is nothing to gate."""
-    from runner.gate import evaluate as gate
-    from runner.gate import metrics
 
     series = metrics.collect(launch.run_dir)
     metrics.write_metrics_jsonl(series, launch.run_dir / "metrics.jsonl")

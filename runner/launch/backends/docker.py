@@ -20,11 +20,13 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from runner.atomicfile import write_text_atomic
 from runner.errors import UsageError
 from runner.image.ref import is_pinned
 from runner.launch import preflight as pf
 from runner.launch.backends import check_names
 from runner.launch.resolve import Launch
+from runner.launch.script import run_script
 
 NAME = "docker"
 WRAPS_INNER_RUN = True
@@ -114,8 +116,6 @@ def commands(launch: Launch) -> list[list[str]]:
 def run(launch: Launch, on_start: Callable[[int], None] | None = None) -> tuple[int, bool]:
     """Run the container in the foreground; SIGINT/SIGTERM reach the inner runner through docker's
     signal proxy, so the inner run script's trap stops its Ray job before the container exits."""
-    from runner.atomicfile import write_text_atomic
-    from runner.launch.script import run_script
 
     for d in (launch.output_dir, inner_run_dir(launch)):
         Path(d).mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from runner.launch import preflight as pf
 from runner.launch.resolve import Launch
+from runner.launch.script import run_script
 
 NAME = "local"
 WRAPS_INNER_RUN = False
@@ -54,7 +55,6 @@ def commands(launch: Launch) -> list[list[str]]:
 
 
 def run(launch: Launch, on_start: Callable[[int], None] | None = None) -> tuple[int, bool]:
-    from runner.launch.script import run_script
 
     return run_script(launch.recipe.path("run_script"), launch.script_env, launch.run_dir / "logs" / "run.log",
                       on_start=on_start)

@@ -19,8 +19,11 @@ from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, 
 from runner.image import enroot
 from runner.image.ref import is_pinned, parse_image
 from runner.launch import preflight as pf
-from runner.launch.sbatch import SbatchJob
+from runner.launch.backends import check_names
+from runner.launch.sbatch import SbatchJob, render
+from runner.launch.script import run_script
 from runner.paths import bundle_root
+from runner.records.rundirs import runs_root
 
 IMAGE_BUNDLE_DIR = "/opt/recipe-bundle"  # where the recipe-bundle image keeps the bundle (docker/Dockerfile)
 SCRIPT_NAME = "slurm-job.sh"
@@ -67,7 +70,6 @@ def job_from_options(opts, *, runs_dir: Path | None, partition: str | None, acco
                      time: str | None, runtime: str, sqsh_dir: Path | None, bundle_dir: str | None,
                      ready_timeout: int, extra_run_args: list[str] | None = None, command_line: str = "") -> SbatchJob:
     """The sbatch job of resolved RunOptions (`recipe sbatch`)."""
-    from runner.records.rundirs import runs_root
 
     if ready_timeout < 1:
         raise UsageError(f"--ready-timeout must be >= 1 second, got {ready_timeout}")
@@ -115,7 +117,6 @@ def runtime() -> str:
 
 def inner_skips(launch) -> list[str]:
     """--skip-preflight options the inner `recipe run --backend local` should repeat (its own checks only)."""
-    from runner.launch.backends import check_names
 
     inner = set(check_names("local"))
     return [w for name in sorted(launch.skip) if name in inner for w in ("--skip-preflight", name)]
@@ -143,8 +144,6 @@ def commands(launch) -> list[list[str]]:
 
 def run(launch, on_start=None) -> tuple[int, bool]:
     """Render the script into the run directory and run it with bash in this allocation."""
-    from runner.launch.sbatch import render
-    from runner.launch.script import run_script
 
     path = Path(launch.run_dir) / SCRIPT_NAME
     write_text_atomic(path, render(job_from_launch(launch)))
