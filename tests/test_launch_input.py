@@ -203,3 +203,15 @@ def test_docker_refuses_model_dir_outside_its_mounts():
     p = recipe("plan", "nemotron3_nano", "--backend", "docker", "--model-dir", "/elsewhere/model")
     assert "--model-dir" in one_line_error(p)
 
+
+
+def test_sbatch_ready_timeout_must_be_positive():
+    p = recipe("sbatch", "nemotron3_nano_tiny", "--container-runtime", "none", "--ready-timeout", "-5")
+    assert "--ready-timeout must be >= 1" in one_line_error(p)
+
+
+def test_plan_shows_a_run_directory_under_recipe_runs_dir(tmp_path):
+    p = recipe("plan", "nemotron3_nano_tiny", "--format", "json", env=clean_env(RECIPE_RUNS_DIR=str(tmp_path)))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["script_env"]["RECIPE_RUN_DIR"] == str(tmp_path / "nemotron3_nano_tiny-plan")
+    assert list(tmp_path.iterdir()) == []  # shown, never created
