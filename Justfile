@@ -68,7 +68,7 @@ test *args:
 # Static checks: ruff on Python, shellcheck on every shell script.
 lint:
     ci/bootstrap.sh test
-    {{venv}}/bin/ruff check runner tests ci recipes
+    {{venv}}/bin/ruff check runner tests ci bench tools recipes
     {{venv}}/bin/shellcheck -x -P SCRIPTDIR $(git ls-files '*.sh') recipes/*/run.sh .ci/run ci/just
 
 # Rewrite the committed plan snapshots after an intended change of a recipe's launch.
@@ -79,7 +79,7 @@ snapshots:
 # Time `recipe --help` start-up (a benchmark, not a test).
 bench-startup:
     ci/bootstrap.sh ""
-    {{venv}}/bin/python ci/bench_startup.py
+    {{venv}}/bin/python bench/bench_startup.py
 
 # --- the image: build, push, stage; every base comes by digest from docker/image.lock -----------
 
@@ -106,4 +106,4 @@ docker-engine action="start":
 # Measure the CPU image chain (mmdebstrap, cpu-base, recipe image, rebuild, push, pull, tiny run).
 bench-image:
     ci/bootstrap.sh test,tiny
-    .venv/bin/python ci/bench_image.py
+    .venv/bin/python bench/bench_image.py

@@ -15,7 +15,7 @@ import sys
 import click
 
 from runner import __version__
-from runner.errors import EXIT_INTERRUPTED, RecipeError
+from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, RecipeError
 
 # verb -> (module under runner.commands, attribute, one-line help shown by `recipe --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             click.echo(f"recipe: internal error: {type(e).__name__}: {e} (set RECIPE_DEBUG=1 for a traceback)",
                        err=True)
-            sys.exit(1)
-    sys.exit(rc if isinstance(rc, int) else 0)
+            sys.exit(EXIT_FAIL)
+    # The one way out of a command that finished: the EXIT_* code it returned (None: it printed and is done).
+    sys.exit(rc if isinstance(rc, int) else EXIT_OK)
 
 
 if __name__ == "__main__":

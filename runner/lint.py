@@ -20,7 +20,7 @@ from runner.errors import RecipeError, UsageError
 from runner.inputs.layout import inputs_root, model_dir
 from runner.launch.train_argv import train_argv
 from runner.model.memory import GIB, GPU_MEMORY_BYTES, MemorySettings, estimate_memory, load_hf_config
-from runner.model.parallel import Architecture, Layout, layout_errors, layout_warnings
+from runner.model.parallel import Architecture, layout_errors, layout_warnings
 from runner.model.rules import Finding, is_megatron_args, is_nemotron_h, model_findings
 from runner.model.shape import ModelShape
 from runner.recipe import Recipe, args_to_dict, load_recipe, read_args_file
@@ -90,7 +90,7 @@ def _manifest_sha(manifest: Path, rel: str) -> str | None:
 def provenance_findings(recipe: Recipe, cfg_path: Path, shipped: bool) -> tuple[list[Finding], str | None]:
     """(findings, reason the check cannot run)."""
     manifest = recipe.path("manifest") if "manifest" in recipe.files else None
-    rel = f"{recipe.data.get('model', {}).get('dir', 'model')}/config.json"
+    rel = f"{recipe.model.dir}/config.json"
     if manifest is None or not manifest.is_file():
         return [], f"no inputs manifest ({manifest}) to hold the pinned config.json's sha256"
     pinned = _manifest_sha(manifest, rel)
@@ -131,7 +131,7 @@ def recipe_findings(argv: list[str], moe: bool) -> list[Finding]:
         if mode == "retract":
             out.append(Finding("warning", "recipe.pause_mode", "R3 with --pause-generation-mode retract: "
                                "retracted requests are recomputed after the weight update and can pair log-probs "
-                               "with recomputed routes (facts 4); use abort or in_place",
+                               "with recomputed routes; use abort or in_place",
                                flag="--pause-generation-mode", expected="abort|in_place", actual="retract"))
         elif mode is None:
             sev = "warning" if in_flight else "note"
@@ -175,10 +175,10 @@ def layout_findings(recipe: Recipe, cells: list[str], arch: Architecture, world:
         except ValueError as e:
             out.append(Finding("warning", "layout.memory", f"memory not estimated: {e}"))
     hw = recipe.hardware
-    capacity = GPU_MEMORY_BYTES.get(hw.get("gpu", "")) or int(float(hw.get("min_gpu_memory_gib", 80)) * GIB)
+    capacity = GPU_MEMORY_BYTES.get(hw.gpu) or int(float(hw.min_gpu_memory_gib or 80) * GIB)
     for name in cells:
         cell = recipe.cells[name]
-        lay = Layout.of(cell)
+        lay = cell.layout
         where = f"cell {name} ({lay.label()}) on {world} GPUs"
         errs = layout_errors(arch, lay, world)
         out += [Finding("error", "layout.divisibility", f"{where}: {e}") for e in errs]
@@ -215,7 +215,7 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
         recipe = load_recipe(recipe)
     if cell is not None:
         recipe.cell(cell)  # unknown cell: a usage error naming the valid ones
-    framework = recipe.data.get("framework", "")
+    framework = recipe.framework
     args_path = Path(args_file) if args_file else recipe.path("model_args")
     cfg_path = Path(hf_config) if hf_config else default_hf_config(recipe)
     if hf_config and not Path(hf_config).is_file():
@@ -275,8 +275,7 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
     if arch is None:
         return report
     hw = recipe.hardware
-    world = (nodes or int(hw.get("nodes", 1))) * (gpus_per_node if gpus_per_node is not None
-                                                  else int(hw.get("gpus_per_node", 0)))
+    world = (nodes or hw.nodes) * (gpus_per_node if gpus_per_node is not None else hw.gpus_per_node)
     if world == 0:
         report.skipped["layout"] = "the recipe runs on no GPUs"
         return report

@@ -1,7 +1,10 @@
 """Recipe loading: `recipes/<name>/recipe.toml` and its frozen model args file, validated.
 
-A Recipe is read-only data. Everything that decides *how* to launch (the argv, the job
-environment) lives in the recipe's run script; see runner/launch/plan.py.
+A Recipe is read-only typed data: every table of recipe.toml becomes a frozen dataclass, checked
+once at load. A missing table, a table that is a scalar or a list, a field of the wrong type: exit 2
+with one line naming the file and the field. Nothing outside this module reads the raw TOML.
+Everything that decides *how* to launch (the argv, the job environment) lives in the recipe's run
+script; see runner/launch/plan.py.
 """
 
 from __future__ import annotations
@@ -12,69 +15,120 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
+from runner.model.layout import Layout
 from runner.paths import recipes_dir
 
 RECIPE_FILE = "recipe.toml"
 FILE_KEYS = ("model_args", "run_script", "expected_metrics", "manifest")
 
 
+# ---- the tables ---------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class Cell:
     """One parallelism layout of a recipe."""
 
     name: str
-    tp: int
-    pp: int
-    cp: int
-    ep: int
-    etp: int
-    sp: bool
+    layout: Layout
     max_tokens_per_gpu: int
     description: str = ""
     measured_logprob_abs_diff: tuple[float, float] | None = None
 
+    # The layout's numbers, as the rest of the code (and `recipe show --format json`) names them.
+    tp = property(lambda self: self.layout.tp)
+    pp = property(lambda self: self.layout.pp)
+    cp = property(lambda self: self.layout.cp)
+    ep = property(lambda self: self.layout.ep)
+    etp = property(lambda self: self.layout.etp)
+    sp = property(lambda self: self.layout.sp)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"tp": self.tp, "pp": self.pp, "cp": self.cp, "ep": self.ep, "etp": self.etp,
-                "sp": self.sp, "max_tokens_per_gpu": self.max_tokens_per_gpu}
+        lay = self.layout
+        return {"tp": lay.tp, "pp": lay.pp, "cp": lay.cp, "ep": lay.ep, "etp": lay.etp, "sp": lay.sp,
+                "max_tokens_per_gpu": self.max_tokens_per_gpu}
 
     def env(self) -> dict[str, str]:
         """The RECIPE_* variables a run script reads for this cell."""
-        return {"RECIPE_TP": str(self.tp), "RECIPE_PP": str(self.pp), "RECIPE_CP": str(self.cp),
-                "RECIPE_EP": str(self.ep), "RECIPE_ETP": str(self.etp), "RECIPE_SP": "1" if self.sp else "0",
+        lay = self.layout
+        return {"RECIPE_TP": str(lay.tp), "RECIPE_PP": str(lay.pp), "RECIPE_CP": str(lay.cp),
+                "RECIPE_EP": str(lay.ep), "RECIPE_ETP": str(lay.etp), "RECIPE_SP": "1" if lay.sp else "0",
                 "RECIPE_MAX_TOKENS_PER_GPU": str(self.max_tokens_per_gpu)}
+
+
+@dataclass(frozen=True)
+class ImagePin:
+    reference: str  # NAME[:TAG]@sha256:DIGEST, or "none" (the recipe runs on the host's Python)
+    cuda: str = ""
+    min_driver: int | None = None  # the host driver the image's CUDA needs (R<n>)
+    python: str = ""
+    lock: str | None = None  # the image lock, relative to the bundle root (default docker/image.lock)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A Hugging Face repo at a revision: the model, or the data set."""
+
+    repo: str = ""
+    revision: str = ""
+    dir: str = ""  # under the inputs root
+    repo_type: str = "model"
+    file: str = ""  # the data set file (data only)
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    nodes: int
+    gpus_per_node: int  # 0: a CPU recipe
+    gpu: str = ""
+    min_gpu_memory_gib: float | None = None
+    min_shm_gib: float = 0
+    min_free_disk_gib: float = 0
+
+
+@dataclass(frozen=True)
+class RunDefaults:
+    num_rollout: int
+    seed: int
+    rollout_seed: int
+    deterministic: bool = False
+
+
+@dataclass(frozen=True)
+class Determinism:
+    tier: str = "unspecified"  # bitwise | statistical
+    nondeterministic_metrics: tuple[str, ...] = ("perf/*",)
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
     dir: Path
-    data: dict[str, Any]
+    title: str
+    framework: str
+    image_pin: ImagePin
+    commits: dict[str, str]
+    model: Source
+    dataset: Source  # [data]: the data set
+    inputs_root: str | None  # [inputs] root: a recipe that ships its inputs (relative to its directory)
+    hardware: Hardware
+    run_defaults: RunDefaults
+    determinism: Determinism
     cells: dict[str, Cell]
     default_cell: str
     files: dict[str, str] = field(default_factory=dict)
-
-    # -- convenient views of the TOML --------------------------------------------------------
-    @property
-    def title(self) -> str:
-        return self.data.get("title", "")
+    host_extras: tuple[str, ...] = ()  # pip extras of this bundle the job's interpreter needs (CPU recipes)
 
     @property
     def image(self) -> str:
-        return self.data.get("image", {}).get("reference", "none")
-
-    @property
-    def hardware(self) -> dict[str, Any]:
-        return self.data.get("hardware", {})
-
-    @property
-    def run_defaults(self) -> dict[str, Any]:
-        return self.data.get("run", {})
+        return self.image_pin.reference
 
     @property
     def pins(self) -> dict[str, Any]:
-        d = self.data
-        return {"image": d.get("image", {}), "commits": d.get("pins", {}), "model": d.get("model", {}),
-                "data": d.get("data", {})}
+        return {"image": dict(self.image_pin.__dict__), "commits": dict(self.commits), "model": self.model.as_dict(),
+                "data": self.dataset.as_dict()}
 
     def path(self, key: str) -> Path:
         """Absolute path of one of the recipe's files (`model_args`, `run_script`, ...)."""
@@ -91,14 +145,22 @@ class Recipe:
         return read_args_file(self.path("model_args"))
 
 
+# ---- files --------------------------------------------------------------------------------------
+
+def read_text(path: Path, what: str) -> str:
+    """A file's text, or a one-line usage error naming it (unreadable, or not UTF-8)."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read {what} ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: {what} is not UTF-8 text (byte {e.start})") from None
+
+
 def read_args_file(path: Path) -> list[str]:
     """Flags from a one-flag-per-line file (same rules as the run scripts' bash reader)."""
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read args file ({e.strerror})") from None
     words: list[str] = []
-    for line in text.splitlines():
+    for line in read_text(path, "args file").splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         words.extend(line.split())
@@ -134,50 +196,138 @@ def load_recipe(name: str) -> Recipe:
     return load_recipe_dir(recipes_dir() / name)
 
 
-def _int_field(where: str, table: dict[str, Any], key: str, minimum: int = 1) -> int:
-    v = table.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise UsageError(f"{where}: field '{key}' must be an integer >= {minimum}, got {v!r}")
-    return v
+# ---- validation ---------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+class _Table:
+    """One TOML table and where it came from, with typed field readers that fail naming the field."""
+
+    def __init__(self, file: Path, name: str, data: Any):
+        self.file, self.name = file, name
+        if not isinstance(data, dict):
+            raise UsageError(f"{file}: [{name}] must be a table, got {type(data).__name__} {data!r}"[:300])
+        self.data = data
+
+    def _where(self, key: str) -> str:
+        return f"{self.file}: field '{key}'" + (f" of [{self.name}]" if self.name else "")
+
+    def _get(self, key: str, default: Any) -> Any:
+        v = self.data.get(key, default)
+        if v is _MISSING:
+            raise UsageError(f"{self._where(key)} is required")
+        return v
+
+    def int(self, key: str, default: Any = _MISSING, minimum: int | None = None) -> int:
+        v = self._get(key, default)
+        if v is None and default is None:
+            return None  # type: ignore[return-value]
+        if not isinstance(v, int) or isinstance(v, bool) or (minimum is not None and v < minimum):
+            want = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+            raise UsageError(f"{self._where(key)} must be {want}, got {v!r}")
+        return v
+
+    def num(self, key: str, default: Any = _MISSING) -> float | None:
+        v = self._get(key, default)
+        if v is None and default is None:
+            return None
+        if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
+            raise UsageError(f"{self._where(key)} must be a number >= 0, got {v!r}")
+        return v
+
+    def str(self, key: str, default: Any = _MISSING) -> str:
+        v = self._get(key, default)
+        if v is None and default is None:
+            return None  # type: ignore[return-value]
+        if not isinstance(v, str):
+            raise UsageError(f"{self._where(key)} must be a string, got {v!r}")
+        return v
+
+    def bool(self, key: str, default: Any = _MISSING) -> bool:
+        v = self._get(key, default)
+        if not isinstance(v, bool):
+            raise UsageError(f"{self._where(key)} must be true or false, got {v!r}")
+        return v
+
+    def strs(self, key: str, default: Any = _MISSING) -> tuple[str, ...]:
+        v = self._get(key, default)
+        if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
+            raise UsageError(f"{self._where(key)} must be a list of strings, got {v!r}")
+        return tuple(v)
+
+    def table(self, key: str, required: bool = True) -> _Table:
+        if key not in self.data:
+            if required:
+                raise UsageError(f"{self.file}: table [{key}] is required")
+            return _Table(self.file, key, {})
+        return _Table(self.file, key if not self.name else f"{self.name}.{key}", self.data[key])
+
+
+def _cell(t: _Table, name: str) -> Cell:
+    diff = t.data.get("measured_logprob_abs_diff")
+    if diff is not None and (not isinstance(diff, list) or len(diff) != 2
+                             or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in diff)):
+        raise UsageError(f"{t._where('measured_logprob_abs_diff')} must be [low, high], got {diff!r}")
+    layout = Layout(tp=t.int("tp", minimum=1), pp=t.int("pp", minimum=1), cp=t.int("cp", minimum=1),
+                    ep=t.int("ep", minimum=1), etp=t.int("etp", minimum=1), sp=t.bool("sp", False))
+    return Cell(name=name, layout=layout, max_tokens_per_gpu=t.int("max_tokens_per_gpu", minimum=1),
+                description=t.str("description", ""),
+                measured_logprob_abs_diff=(float(diff[0]), float(diff[1])) if diff else None)
 
 
 def load_recipe_dir(path: Path) -> Recipe:
     f = path / RECIPE_FILE
     try:
-        data = tomllib.loads(f.read_text())
-    except OSError as e:
-        raise UsageError(f"{f}: cannot read ({e.strerror})") from None
+        data = tomllib.loads(read_text(f, "recipe file"))
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{f}: not valid TOML ({e})") from None
+    top = _Table(f, "", data)
 
-    name = data.get("name")
+    name = top.str("name")
     if name != path.name:
         raise UsageError(f"{f}: field 'name' must equal the directory name '{path.name}', got {name!r}")
-    files = data.get("files", {})
+    files_t = top.table("files")
+    files = {k: files_t.str(k) for k in files_t.data}
     for key in FILE_KEYS:
-        if not isinstance(files.get(key), str):
+        if key not in files:
             raise UsageError(f"{f}: [files] needs '{key}' (a path relative to the recipe directory)")
 
-    cells_t = data.get("cells", {})
+    img = top.table("image")
+    image_pin = ImagePin(reference=img.str("reference"), cuda=img.str("cuda", ""),
+                         min_driver=img.int("min_driver", None, minimum=1), python=img.str("python", ""),
+                         lock=img.str("lock", None))
+    pins_t = top.table("pins", required=False)
+    commits = {k: pins_t.str(k) for k in pins_t.data}
+    m = top.table("model", required=False)
+    model = Source(repo=m.str("repo", ""), revision=m.str("revision", ""), dir=m.str("dir", "model"))
+    d = top.table("data", required=False)
+    data_src = Source(repo=d.str("repo", ""), revision=d.str("revision", ""), dir=d.str("dir", "data"),
+                      repo_type=d.str("repo_type", "dataset"), file=d.str("file", ""))
+    inputs_root = top.table("inputs", required=False).str("root", None)
+
+    hw = top.table("hardware")
+    hardware = Hardware(nodes=hw.int("nodes", minimum=1), gpus_per_node=hw.int("gpus_per_node", minimum=0),
+                        gpu=hw.str("gpu", ""), min_gpu_memory_gib=hw.num("min_gpu_memory_gib", None),
+                        min_shm_gib=hw.num("min_shm_gib", 0), min_free_disk_gib=hw.num("min_free_disk_gib", 0))
+    run = top.table("run")
+    run_defaults = RunDefaults(num_rollout=run.int("num_rollout", minimum=1), seed=run.int("seed", minimum=0),
+                               rollout_seed=run.int("rollout_seed", minimum=0),
+                               deterministic=run.bool("deterministic", False))
+    det = top.table("determinism", required=False)
+    determinism = Determinism(tier=det.str("tier", "unspecified"),
+                              nondeterministic_metrics=det.strs("nondeterministic_metrics", ("perf/*",)))
+
+    cells_t = top.table("cells")
     # `default_cell = "<name>"` at top level; `[cells] default = "<name>"` also accepted.
-    default = data.get("default_cell") or (cells_t.get("default") if isinstance(cells_t.get("default"), str) else None)
-    cells: dict[str, Cell] = {}
-    for cname, c in cells_t.items():
-        if not isinstance(c, dict):
-            continue
-        where = f"{f} [cells.{cname}]"
-        diff = c.get("measured_logprob_abs_diff")
-        cells[cname] = Cell(
-            name=cname,
-            tp=_int_field(where, c, "tp"), pp=_int_field(where, c, "pp"), cp=_int_field(where, c, "cp"),
-            ep=_int_field(where, c, "ep"), etp=_int_field(where, c, "etp"),
-            sp=bool(c.get("sp", False)),
-            max_tokens_per_gpu=_int_field(where, c, "max_tokens_per_gpu"),
-            description=c.get("description", ""),
-            measured_logprob_abs_diff=tuple(diff) if diff else None,
-        )
+    default = top.str("default_cell", None) or cells_t.str("default", None)
+    cells = {cname: _cell(cells_t.table(cname), cname) for cname, c in cells_t.data.items()
+             if not (cname == "default" and isinstance(c, str))}
     if not cells:
         raise UsageError(f"{f}: no [cells.<name>] tables; a recipe needs at least one parallelism cell")
     if default not in cells:
         raise UsageError(f"{f}: default_cell = {default!r} is not one of: {', '.join(cells)}")
-    return Recipe(name=name, dir=path, data=data, cells=cells, default_cell=default, files=dict(files))
+    return Recipe(name=name, dir=path, title=top.str("title", ""), framework=top.str("framework", ""),
+                  image_pin=image_pin, commits=commits, model=model, dataset=data_src, inputs_root=inputs_root,
+                  hardware=hardware, run_defaults=run_defaults, determinism=determinism, cells=cells,
+                  default_cell=default, files=files, host_extras=top.strs("host_extras", ()))

@@ -29,6 +29,21 @@ def recipe(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
                           text=True, timeout=timeout, check=False)
 
 
+def required() -> bool:
+    """Under CI (CI=true) a test that cannot run fails instead of skipping: CI installs everything."""
+    return os.environ.get("CI") == "true"
+
+
+def importorskip(module: str):
+    """pytest.importorskip, except that under CI a missing module (ray, trl, torch...) fails the test."""
+    if required():
+        try:
+            return __import__(module)
+        except ImportError as e:
+            pytest.fail(f"CI=true but {module} is not importable ({e}); install the 'tiny' extra")
+    return pytest.importorskip(module)
+
+
 def make_bundle(tmp_path: Path, recipe_src: Path, name: str) -> Path:
     """A bundle root under tmp_path: the shared launch lib plus one test recipe, as recipes/<name>."""
     import shutil

@@ -145,6 +145,15 @@ revision = "{data_rev}"
 file = "{data_file}"
 dir = "data"
 
+[hardware]
+nodes = 1
+gpus_per_node = 0
+
+[run]
+num_rollout = 1
+seed = 1
+rollout_seed = 1
+
 [cells.default]
 tp = 1
 pp = 1

@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT, clean_env, recipe
 
 from runner.launch import argcheck
+from runner.launch.options import RunOptions
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 
@@ -37,8 +38,9 @@ def make_inputs(tmp_path: Path, config: dict | None = None, remote_code: bool = 
 def launch(tmp_path, monkeypatch, inputs: Path | None = None, miles: Path | None = FAKE, **kw):
     if miles is not None:
         monkeypatch.setenv("RECIPE_MILES_DIR", str(miles))
-    return build_launch(load_recipe(kw.pop("name", "nemotron3_nano")), run_id="r-1", run_dir=tmp_path / "run",
-                        backend="local", inputs_dir=inputs or make_inputs(tmp_path), **kw)
+    opts = RunOptions.resolve(load_recipe(kw.pop("name", "nemotron3_nano")),
+                              {"inputs_dir": inputs or make_inputs(tmp_path), **kw})
+    return build_launch(opts, run_id="r-1", run_dir=tmp_path / "run", backend="local")
 
 
 def check(lc, monkeypatch=None, **env):
@@ -78,7 +80,7 @@ def test_a_bad_value_names_the_flag(tmp_path, monkeypatch):
 
 def test_job_env_without_cuda_device_max_connections_fails_megatrons_validation(tmp_path, monkeypatch):
     lc = launch(tmp_path, monkeypatch)  # the default cell has TP2
-    del lc.plan.env["CUDA_DEVICE_MAX_CONNECTIONS"]
+    del lc.plan.job_env["CUDA_DEVICE_MAX_CONNECTIONS"]
     (line,) = check(lc).data["lines"]
     assert line.startswith("failed validation (AssertionError at miles/utils/arguments.py:")
     assert "CUDA_DEVICE_MAX_CONNECTIONS to 1" in line
@@ -86,9 +88,9 @@ def test_job_env_without_cuda_device_max_connections_fails_megatrons_validation(
 
 def test_deterministic_mode_passes_with_the_plans_nccl_algo_and_fails_without(tmp_path, monkeypatch):
     lc = launch(tmp_path, monkeypatch, deterministic=True)
-    assert lc.plan.env["NCCL_ALGO"] == "Ring"
+    assert lc.plan.job_env["NCCL_ALGO"] == "Ring"
     assert check(lc).status == "ok"
-    del lc.plan.env["NCCL_ALGO"]
+    del lc.plan.job_env["NCCL_ALGO"]
     (line,) = check(lc).data["lines"]
     assert "NCCL_ALGO must be one of" in line
 

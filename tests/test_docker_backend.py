@@ -15,6 +15,7 @@ from fixtures_docker import CpuImage, Engine, cpu_image_fixture, docker_engine_f
 
 from runner.image import recipe_image as ri
 from runner.launch.backends import docker as dk
+from runner.launch.options import RunOptions
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 
@@ -26,8 +27,8 @@ def launch_for(name: str, tmp_path: Path, monkeypatch, skip=(), **env: str):
         monkeypatch.setenv(k, v)
     inputs = tmp_path / "inputs"
     inputs.mkdir(exist_ok=True)
-    return build_launch(load_recipe(name), run_id="r-1", run_dir=tmp_path / "run", backend="docker",
-                        inputs_dir=inputs, output_dir=tmp_path / "out", skip=set(skip))
+    opts = RunOptions.resolve(load_recipe(name), {"inputs_dir": inputs, "output_dir": tmp_path / "out"})
+    return build_launch(opts, run_id="r-1", run_dir=tmp_path / "run", backend="docker", skip=set(skip))
 
 
 def flag_values(argv: list[str], flag: str) -> list[str]:
@@ -114,7 +115,7 @@ def test_preflight_refuses_no_image_and_unpinned_images(tmp_path, monkeypatch):
     lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch)
     c = dk.check_image(lc)  # the tiny recipe pins no image and RECIPE_IMAGE is unset
     assert c.status == "fail" and "pins no image" in c.detail and "RECIPE_IMAGE" in c.fix
-    monkeypatch.setenv("RECIPE_IMAGE", "radixark/miles:v0.1.0")
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, RECIPE_IMAGE="radixark/miles:v0.1.0")
     c = dk.check_image(lc)
     assert c.status == "fail" and "not pinned by digest" in c.detail
 
@@ -128,13 +129,14 @@ def test_preflight_against_a_real_engine(docker_engine: Engine, cpu_image: CpuIm
     c = dk.check_image(lc)
     assert c.status == "ok" and "present locally" in c.detail and "recipe image of this bundle" in c.detail
     # The CPU base by digest has no runner: a base, on which `recipe run` builds this bundle's image.
-    monkeypatch.setenv("RECIPE_IMAGE", cpu_image.base_ref)
-    c = dk.check_image(dk_launch := launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch))
+    dk_launch = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, RECIPE_IMAGE=cpu_image.base_ref)
+    c = dk.check_image(dk_launch)
     assert c.status == "ok" and "a base image (no recipe runner)" in c.detail
     assert c.data["run"] == ri.auto_tag(ri.bundle_digest(ROOT), cpu_image.base_ref)
     assert dk.commands(dk_launch)[-1][-len(dk.inner_args(dk_launch)) - 1] == c.data["run"]
-    monkeypatch.setenv("RECIPE_IMAGE", f"{docker_engine.registry}/recipe-bundle/absent@{DIGEST}")
-    assert dk.check_image(launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch)).status == "fail"
+    lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch,
+                    RECIPE_IMAGE=f"{docker_engine.registry}/recipe-bundle/absent@{DIGEST}")
+    assert dk.check_image(lc).status == "fail"
 
 
 @pytest.mark.slow

@@ -218,12 +218,12 @@ def test_the_shipped_lock_names_every_pin_of_the_recipe():
     from runner.recipe import load_recipe
 
     lock = tomllib.loads((bundle_root() / "docker/image.lock").read_text())
-    pins = load_recipe("nemotron3_nano").data
-    assert lock["base"]["reference"] == pins["image"]["reference"]
-    assert lock["commits"]["miles"]["commit"] == pins["pins"]["miles_commit"]
-    assert lock["commits"]["sglang"]["commit"] == pins["pins"]["sglang_commit"]
-    assert lock["commits"]["megatron_lm"]["commit"] == pins["pins"]["megatron_lm_commit"]
-    assert lock["commits"]["megatron_bridge"]["commit"] == pins["pins"]["megatron_bridge_commit"]
+    r = load_recipe("nemotron3_nano")
+    assert lock["base"]["reference"] == r.image
+    assert lock["commits"]["miles"]["commit"] == r.commits["miles_commit"]
+    assert lock["commits"]["sglang"]["commit"] == r.commits["sglang_commit"]
+    assert lock["commits"]["megatron_lm"]["commit"] == r.commits["megatron_lm_commit"]
+    assert lock["commits"]["megatron_bridge"]["commit"] == r.commits["megatron_bridge_commit"]
     assert lock["variants"]["cu129"]["digest"] == "unknown"  # never invented
     assert lock["versions"]["ray"] == "unknown"
 

@@ -229,7 +229,8 @@ def test_non_miles_recipe_skips_miles_rules(tmp_path, monkeypatch):
     (d / "recipe.toml").write_text(
         'schema = 1\nname = "toy_trl"\nframework = "trl"\n[files]\nmodel_args = "model_args.txt"\n'
         'run_script = "run.sh"\nexpected_metrics = "expected_metrics.toml"\nmanifest = "inputs.sha256"\n'
-        '[hardware]\nnodes = 1\ngpus_per_node = 0\n[cells]\ndefault = "cpu"\n'
+        '[image]\nreference = "none"\n[hardware]\nnodes = 1\ngpus_per_node = 0\n'
+        '[run]\nnum_rollout = 1\nseed = 1\nrollout_seed = 1\n[cells]\ndefault = "cpu"\n'
         '[cells.cpu]\ntp = 1\npp = 1\ncp = 1\nep = 1\netp = 1\nmax_tokens_per_gpu = 256\n')
     (d / "model_args.txt").write_text("--learning_rate 1e-5\n")
     monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(tmp_path))

@@ -15,7 +15,7 @@ from runner.inputs.hub_pins import manifest_header
 from runner.recipe import load_recipe
 
 NEMO = load_recipe("nemotron3_nano")
-PUBLISHED_SHARDS = {  # facts.md: the Hub's LFS oids at cbd3fa9f (spot checks of the first and last)
+PUBLISHED_SHARDS = {  # the Hub's LFS oids at cbd3fa9f (spot checks of the first and last)
     "model/model-00001-of-00013.safetensors":
         (4991205008, "4c77b0f1717f1fb11791fb62fc57ca56f59fd1427ac466849ef9705ac90729ea"),
     "model/model-00013-of-00013.safetensors":

@@ -3,13 +3,14 @@
 import json
 
 import pytest
+from conftest import importorskip
 
 from runner.model.shape import ModelShape, layer_pattern
 from runner.paths import recipes_dir
 
 CONFIG = json.loads((recipes_dir() / "nemotron3_nano" / "hf_config.json").read_text())
 NANO = ModelShape.from_hf_config(CONFIG)
-PUBLISHED_TOTAL = 31_577_937_344  # facts.md: the model card / safetensors index, buffers excluded
+PUBLISHED_TOTAL = 31_577_937_344  # the model card / safetensors index, buffers excluded
 
 
 def test_total_matches_the_published_count():
@@ -23,8 +24,8 @@ def test_pattern_and_layer_counts():
 
 
 def _transformers_count(cfg: dict) -> int:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = importorskip("torch")
+    transformers = importorskip("transformers")
     meta = ("architectures", "auto_map", "transformers_version", "torch_dtype")
     keep = {k: v for k, v in cfg.items() if k not in meta}
     with torch.device("meta"):  # shapes only: a 31.6B model costs no memory

@@ -13,8 +13,15 @@ from conftest import ROOT
 from fixtures_minimal import base_install_fixture, cli  # noqa: F401
 
 from runner.launch import packages
+from runner.launch.options import RunOptions
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
+
+
+def tiny_launch(run_dir, run_id="r"):
+    return build_launch(RunOptions.resolve(load_recipe("nemotron3_nano_tiny")), run_id=run_id, run_dir=run_dir,
+                        backend="local")
+
 
 TINY_EXTRA = {"torch", "transformers", "trl", "ray", "numpy", "datasets", "safetensors", "tokenizers"}
 
@@ -37,7 +44,7 @@ def test_replay_of_a_tiny_run_with_the_base_install_stops_in_preflight(base_inst
     from runner.records.record import RunRecord
 
     run_dir = tmp_path / "runs" / "orig"
-    lc = build_launch(load_recipe("nemotron3_nano_tiny"), run_id="orig", run_dir=run_dir, backend="local")
+    lc = tiny_launch(run_dir, "orig")
     run_dir.mkdir(parents=True)
     RunRecord.start(run_dir, **provenance(lc, [])).finish("succeeded", 0)
     p = cli(base_install, "replay", str(run_dir), cwd=tmp_path)
@@ -47,7 +54,7 @@ def test_replay_of_a_tiny_run_with_the_base_install_stops_in_preflight(base_inst
 
 
 def test_with_the_extra_installed_the_check_passes_and_records_versions(tmp_path):
-    lc = build_launch(load_recipe("nemotron3_nano_tiny"), run_id="r", run_dir=tmp_path / "run", backend="local")
+    lc = tiny_launch(tmp_path / "run")
     c = packages.check_packages(lc.recipe, lc.plan)
     assert c.status == "ok", c.detail
     assert set(c.data["found"]) == TINY_EXTRA and all(c.data["found"].values())
@@ -57,7 +64,7 @@ def test_a_pin_the_interpreter_does_not_meet_is_named(tmp_path, monkeypatch):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text((ROOT / "pyproject.toml").read_text().replace('"torch==2.13.0"', '"torch==1.0.0"'))
     monkeypatch.setattr(packages, "bundle_root", lambda: tmp_path)
-    lc = build_launch(load_recipe("nemotron3_nano_tiny"), run_id="r", run_dir=tmp_path / "run", backend="local")
+    lc = tiny_launch(tmp_path / "run")
     c = packages.check_packages(lc.recipe, lc.plan)
     assert c.status == "fail" and "(recipe pins ==1.0.0)" in c.detail and "torch 2.13.0" in c.detail
 
@@ -73,8 +80,8 @@ def test_programs_look_through_setsid():
 
 
 def test_recipe_without_host_extras_checks_programs_only(tmp_path):
-    lc = build_launch(load_recipe("nemotron3_nano"), run_id="r", run_dir=tmp_path / "run", backend="local",
-                      inputs_dir=tmp_path)
+    lc = build_launch(RunOptions.resolve(load_recipe("nemotron3_nano"), {"inputs_dir": tmp_path}), run_id="r",
+                      run_dir=tmp_path / "run", backend="local")
     c = packages.check_packages(lc.recipe, lc.plan)
     assert "found" not in c.data and c.data["extras"] == []
     assert json.dumps(c.as_dict())  # recordable

@@ -14,7 +14,7 @@ def test_architecture_read_from_model_args():
 
 @pytest.mark.parametrize("name", list(load_recipe("nemotron3_nano").cells))
 def test_verified_cells_are_valid_on_8_gpus(name):
-    assert layout_errors(NANO, Layout.of(load_recipe("nemotron3_nano").cell(name)), 8) == []
+    assert layout_errors(NANO, load_recipe("nemotron3_nano").cell(name).layout, 8) == []
 
 
 @pytest.mark.parametrize("layout,world,needle", [

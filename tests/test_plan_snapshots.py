@@ -24,7 +24,7 @@ def render_snapshot(name: str, cell: str) -> str:
     lines = [f"# recipe plan {name} --cell {cell} --inputs /inputs --output-dir /output --run-dir /runs/snapshot",
              "# regenerate after an intended change: just snapshots", "[entrypoint]", " ".join(p.entrypoint),
              "[job env]"]
-    lines += [f"{k}={v}" for k, v in p.env.items()]
+    lines += [f"{k}={v}" for k, v in p.job_env.items()]
     lines += ["[argv]", *argv_lines(p.argv)]
     # A recipe shipping its own entry point names it by absolute path: keep snapshots checkout-independent.
     return ("\n".join(lines) + "\n").replace(str(SNAP.parent.parent), "<bundle>")

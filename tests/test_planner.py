@@ -28,7 +28,7 @@ def on16():
 
 @pytest.mark.parametrize("cell", list(RECIPE.cells))
 def test_six_verified_cells_are_valid_and_fit_on_8_h200(on8, cell):
-    row = on8.row(Layout.of(RECIPE.cell(cell)))
+    row = on8.row(RECIPE.cell(cell).layout)
     assert row is not None and cell in row.cells
     assert row.valid, row.errors
     assert row.fits, row.memory
@@ -57,10 +57,10 @@ def test_table_for_8_gpus_shows_cells_and_flags_tp4_ep2(on8):
 def test_16_gpus_over_two_nodes(on16):
     assert (on16.nodes, on16.gpus) == (2, 16)
     for cell in RECIPE.cells:
-        row = on16.row(Layout.of(RECIPE.cell(cell)))
+        row = on16.row(RECIPE.cell(cell).layout)
         assert row.valid and row.fits
     # twice the data-parallel ranks halve the Adam shard of the same layout
-    default = Layout.of(RECIPE.cell(None))
+    default = RECIPE.cell(None).layout
     assert on16.row(default).memory.optimizer == pytest.approx(plan_layouts(RECIPE, 8, argv=ARGV).row(
         default).memory.optimizer / 2, rel=0.01)
     # EP16 becomes possible; TP never spans nodes
@@ -77,7 +77,7 @@ def test_sglang_weights_match_the_known_59_gb(on8):
 def test_memory_follows_the_argv(on8):
     """Keeping SGLang's weights resident during training (offload level kv_cache only) adds ~59 GiB."""
     kept = plan_layouts(RECIPE, 8, argv=[*ARGV, "--offload-rollout-level", "kv_cache"])
-    default = Layout.of(RECIPE.cell(None))
+    default = RECIPE.cell(None).layout
     base, more = on8.row(default).memory, kept.row(default).memory
     assert more.sglang_paused - base.sglang_paused == pytest.approx(58.8, abs=0.1)
     assert not kept.row(default).fits

@@ -7,11 +7,10 @@ import sys
 import threading
 import time
 
-import pytest
-from conftest import ROOT
+from conftest import ROOT, importorskip
 
 WAIT = ROOT / "recipes" / "lib" / "ray_wait.py"
-pytest.importorskip("ray")
+importorskip("ray")
 
 
 def test_dead_head_fails_fast():

@@ -27,6 +27,7 @@ from conftest import ROOT
 from runner.image import recipe_image as ri
 from runner.image.registry import RegistryError, image_labels, parse_reference
 from runner.launch.backends import docker as dk
+from runner.launch.options import RunOptions
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 
@@ -213,8 +214,9 @@ def no_local_engine(tmp_path, monkeypatch):
     dk._CHOICES.clear()
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    return lambda: build_launch(load_recipe("nemotron3_nano_tiny"), run_id="r-1", run_dir=tmp_path / "run",
-                                backend="docker", inputs_dir=inputs, output_dir=tmp_path / "out")
+    return lambda: build_launch(RunOptions.resolve(load_recipe("nemotron3_nano_tiny"),
+                                                   {"inputs_dir": inputs, "output_dir": tmp_path / "out"}),
+                                run_id="r-1", run_dir=tmp_path / "run", backend="docker")
 
 
 def recipe_labels(bundle: str, revision: str = "f" * 40, base: str = "reg/miles@sha256:" + "b" * 64) -> dict:

@@ -55,12 +55,13 @@ def test_script_defaults_are_the_recipes_default_cell():
     assert got["--expert-tensor-parallel-size"] == str(c.etp)
     assert ("--sequence-parallel" in got) == c.sp
     assert got["--max-tokens-per-gpu"] == str(c.max_tokens_per_gpu)
-    assert got["--num-rollout"] == str(r.run_defaults["num_rollout"])
-    assert got["--seed"] == str(r.run_defaults["seed"])
-    assert got["--rollout-seed"] == str(r.run_defaults["rollout_seed"])
+    assert got["--num-rollout"] == str(r.run_defaults.num_rollout)
+    assert got["--seed"] == str(r.run_defaults.seed)
+    assert got["--rollout-seed"] == str(r.run_defaults.rollout_seed)
+    assert ("--deterministic-mode" in got) == r.run_defaults.deterministic
     hw = r.hardware
-    assert got["--actor-num-nodes"] == str(hw["nodes"])
-    assert got["--actor-num-gpus-per-node"] == str(hw["gpus_per_node"])
+    assert got["--actor-num-nodes"] == str(hw.nodes)
+    assert got["--actor-num-gpus-per-node"] == str(hw.gpus_per_node)
 
 
 def test_multi_node_counts_come_from_the_launch():

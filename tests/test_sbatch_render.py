@@ -152,10 +152,10 @@ def test_cli_uses_a_staged_sqsh_keyed_by_digest(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, words", [
-    (["--nodes", "0"], 2, "--nodes must be >= 1"),
+    (["--nodes", "0"], 2, "--nodes must be an integer from 1 to 64"),
     (["--nodes", "2", "--partition", "a b"], 2, "--partition"),
     (["--nodes", "2", "--account", 'a"b'], 2, "--account"),
-    (["--nodes", "2", "--gpus-per-node", "-1"], 2, "--gpus-per-node must be >= 0"),
+    (["--nodes", "2", "--gpus-per-node", "-1"], 2, "--gpus-per-node must be an integer from 0 to 64"),
     (["--nodes", "2", "--image", "radixark/miles:v0.1.0"], 2, "not pinned by digest"),
     (["--nodes", "2", "--image", "radixark/miles@sha256:abc"], 2, "64 hex digits"),
     (["--nodes", "2", "--cell", "nope"], 2, "unknown cell 'nope'"),

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import clean_env, recipe
+from conftest import clean_env, importorskip, recipe
 
-pytest.importorskip("trl")
+importorskip("trl")
 
 
 @pytest.mark.slow

@@ -24,10 +24,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import load_tiny_module
+from conftest import importorskip, load_tiny_module
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = importorskip("torch")
+transformers = importorskip("transformers")
 
 TINY = Path(__file__).resolve().parent.parent / "recipes" / "nemotron3_nano_tiny"
 MODEL = TINY / "inputs" / "model"

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, clean_env, load_tiny_module, recipe
+from conftest import ROOT, clean_env, importorskip, load_tiny_module, recipe
 
 from runner.launch.ports import ray_ports
 from runner.recipe import args_to_dict, load_recipe
@@ -37,12 +37,12 @@ reward = _load("reward")
 
 def test_recipe_file_shape():
     r = load_recipe("nemotron3_nano_tiny")
-    assert r.data["framework"] == "trl" and r.image == "none"
-    assert r.hardware["gpus_per_node"] == 0 and r.hardware["nodes"] == 1
+    assert r.framework == "trl" and r.image == "none"
+    assert r.hardware.gpus_per_node == 0 and r.hardware.nodes == 1
     assert r.default_cell == "cpu" and list(r.cells) == ["cpu"]
     assert r.cell(None).as_dict() == {"tp": 1, "pp": 1, "cp": 1, "ep": 1, "etp": 1, "sp": False,
                                       "max_tokens_per_gpu": 512}
-    assert r.data["determinism"]["tier"] == "bitwise"
+    assert r.determinism.tier == "bitwise"
     for key in ("model_args", "run_script", "expected_metrics", "manifest", "recipe_manifest"):
         assert r.path(key).is_file(), key
     from runner.inputs.layout import inputs_root
@@ -50,8 +50,8 @@ def test_recipe_file_shape():
 
 
 def test_config_matches_committed_weights():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch = importorskip("torch")
+    transformers = importorskip("transformers")
     from safetensors import safe_open
 
     config = transformers.AutoConfig.from_pretrained(MODEL)
@@ -73,7 +73,7 @@ def test_config_matches_committed_weights():
 
 
 def test_model_args_agree_with_config_and_the_check_can_fail(tmp_path):
-    pytest.importorskip("transformers")
+    importorskip("transformers")
     bridge = _load("bridge")
     assert bridge.check_files(TINY / "model_args.txt", MODEL / "config.json") == []
     # the same mapping holds for the 30B recipe's frozen flags and its real config.json
@@ -86,7 +86,7 @@ def test_model_args_agree_with_config_and_the_check_can_fail(tmp_path):
 
 
 def test_tokenizer_round_trips_every_problem():
-    transformers = pytest.importorskip("transformers")
+    transformers = importorskip("transformers")
     tok = transformers.AutoTokenizer.from_pretrained(MODEL)
     rows = [json.loads(line) for line in (TINY / "inputs" / "data" / "arithmetic.jsonl").read_text().splitlines()]
     assert len(rows) == 256 and len({r["prompt"] for r in rows}) == 256
@@ -158,7 +158,7 @@ def test_reward_function_signature_and_group_shares():
 # ---- events: what the gate reads --------------------------------------------------------------------------
 
 def test_events_parse_with_the_bundles_metric_reader(tmp_path):
-    pytest.importorskip("transformers")
+    importorskip("transformers")
     events = _load("events")
     from runner.gate.metrics import collect
 
@@ -200,10 +200,10 @@ def test_dry_run_launches_grpo_with_the_recipe_constants(tmp_path):
     assert got["--rollout-temperature"] == "1" and got["--n-samples-per-prompt"] == "4"
     assert got["--moe-router-topk-scaling-factor"] == "2.5"
     r = load_recipe("nemotron3_nano_tiny")
-    assert got["--num-rollout"] == str(r.run_defaults["num_rollout"])
-    assert got["--seed"] == str(r.run_defaults["seed"]) and got["--rollout-seed"] == str(r.run_defaults["rollout_seed"])
+    assert got["--num-rollout"] == str(r.run_defaults.num_rollout)
+    assert got["--seed"] == str(r.run_defaults.seed) and got["--rollout-seed"] == str(r.run_defaults.rollout_seed)
     assert got["--save-debug-event-data"] == str(tmp_path / "run" / "events")
-    assert "--deterministic-mode" in got
+    assert ("--deterministic-mode" in got) == r.run_defaults.deterministic  # by hand as through the runner
     assert "--use-rollout-routing-replay" in got  # R3, as the 30B run
     assert env["OMP_NUM_THREADS"] == "1" and env["PYTHONUNBUFFERED"] == "1"
 

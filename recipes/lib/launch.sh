@@ -28,6 +28,17 @@ recipe_print_cmd() {
   printf '\n'
 }
 
+# recipe_require_int NAME...: each named variable must hold a plain decimal integer (no sign, no
+# leading zero, at most 15 digits). Checked before any $((...)): bash evaluates a variable's value
+# there as an expression, so `a[$(cmd)]` would run cmd, and 010 would be read as octal.
+recipe_require_int() {
+  local name
+  for name in "$@"; do
+    [[ "${!name-}" =~ ^(0|[1-9][0-9]{0,14})$ ]] \
+      || recipe_die 2 "$name must be a non-negative integer, got '${!name-}'"
+  done
+}
+
 # Run a command, or print it in dry-run mode.
 recipe_cmd() {
   if recipe_dry_run; then
@@ -53,20 +64,28 @@ recipe_read_args_file() {
   done <"$file"
 }
 
-# JSON string escaping for the small, controlled values that go into --runtime-env-json.
+# JSON string escaping for the values that go into --runtime-env-json: backslash, quote, newline,
+# carriage return and tab are escaped; any other control character is refused (exit 2).
 recipe_json_str() {
   local s=$1
   s=${s//\\/\\\\}
   s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\r'/\\r}
+  s=${s//$'\t'/\\t}
+  [[ ! "$s" =~ [[:cntrl:]] ]] || recipe_die 2 "a job environment value holds a control character: $(printf %q "$1")"
   printf '"%s"' "$s"
 }
 
 # recipe_runtime_env_json NAME... : {"env_vars": {NAME: "$NAME", ...}} for the named variables.
 recipe_runtime_env_json() {
-  local name sep=""
+  local name sep="" key value
   printf '{"env_vars": {'
   for name in "$@"; do
-    printf '%s%s: %s' "$sep" "$(recipe_json_str "$name")" "$(recipe_json_str "${!name}")"
+    # Separate assignments: a refused value must fail this function (and the script), not vanish.
+    key=$(recipe_json_str "$name") || return 2
+    value=$(recipe_json_str "${!name}") || return 2
+    printf '%s%s: %s' "$sep" "$key" "$value"
     sep=", "
   done
   printf '}}'
@@ -124,6 +143,9 @@ recipe_ray_defaults() {
   : "${RECIPE_RAY_MAX_WORKER_PORT:=20999}"
   : "${RECIPE_RAY_TEMP_DIR:=/tmp/recipe-ray-${RECIPE_RUN_ID:-$$}}"
   : "${RECIPE_RAY_READY_TIMEOUT:=300}"
+  recipe_require_int RECIPE_RAY_PORT RECIPE_RAY_DASHBOARD_PORT RECIPE_RAY_CLIENT_PORT RECIPE_RAY_NODE_MANAGER_PORT \
+    RECIPE_RAY_OBJECT_MANAGER_PORT RECIPE_RAY_AGENT_GRPC_PORT RECIPE_RAY_AGENT_HTTP_PORT RECIPE_RAY_METRICS_PORT \
+    RECIPE_RAY_MIN_WORKER_PORT RECIPE_RAY_MAX_WORKER_PORT RECIPE_RAY_READY_TIMEOUT
 }
 
 RECIPE_RAY_PID=""
@@ -253,6 +275,25 @@ recipe_ray_job() {
   fi
   recipe_log "ray job $id did not succeed: $(tr '\n' ' ' <<<"$status")"
   return 1
+}
+
+# recipe_launch_job GPUS_PER_NODE TOTAL_GPUS RUNTIME_ENV_JSON -- ENTRYPOINT...: the tail every run
+# script shares. Start a run-scoped Ray head here (or join RECIPE_RAY_ADDRESS), wait until the
+# cluster has RECIPE_NODES nodes and TOTAL_GPUS GPUs, submit ENTRYPOINT as a Ray job and follow it;
+# on exit or interruption, stop the job and the Ray we started.
+recipe_launch_job() {
+  local gpus_per_node=$1 total_gpus=$2 env_json=$3 ray_address
+  shift 4
+  recipe_ray_defaults
+  trap recipe_cleanup EXIT
+  trap 'exit 130' INT TERM
+  ray_address=${RECIPE_RAY_ADDRESS:-}
+  if [[ -z "$ray_address" ]]; then
+    recipe_ray_start head "$MASTER_ADDR" "$gpus_per_node"
+    ray_address="$MASTER_ADDR:$RECIPE_RAY_PORT"
+  fi
+  recipe_ray_wait "$ray_address" "$RECIPE_NODES" "$total_gpus"
+  recipe_ray_job "http://127.0.0.1:$RECIPE_RAY_DASHBOARD_PORT" "$RECIPE_RUN_ID" "$env_json" -- "$@"
 }
 
 # On interruption: stop our job (if running), then our Ray.

@@ -31,6 +31,8 @@ source "$here/../lib/launch.sh"
 # RECIPE_WANDB_PROJECT turns on wandb; its key is read from WANDB_API_KEY by wandb itself.
 : "${RECIPE_WANDB_PROJECT:=}" "${RECIPE_WANDB_GROUP:=$RECIPE_RUN_ID}"
 
+recipe_require_int RECIPE_TP RECIPE_PP RECIPE_CP RECIPE_EP RECIPE_ETP RECIPE_MAX_TOKENS_PER_GPU RECIPE_NODES \
+  RECIPE_GPUS_PER_NODE RECIPE_NUM_ROLLOUT RECIPE_SEED RECIPE_ROLLOUT_SEED
 total_gpus=$((RECIPE_NODES * RECIPE_GPUS_PER_NODE))
 
 # ---- argument blocks ----------------------------------------------------------------------
@@ -156,19 +158,8 @@ fi
 runtime_env=$(recipe_runtime_env_json "${job_env[@]}")
 
 # ---- launch -------------------------------------------------------------------------------
-recipe_ray_defaults
 recipe_cmd mkdir -p "$RECIPE_RUN_DIR/events" "$RECIPE_OUTPUT_DIR/checkpoints"
-trap recipe_cleanup EXIT
-trap 'exit 130' INT TERM
-
-ray_address=$RECIPE_RAY_ADDRESS
-if [[ -z "$ray_address" ]]; then
-  recipe_ray_start head "$MASTER_ADDR" "$RECIPE_GPUS_PER_NODE"
-  ray_address="$MASTER_ADDR:$RECIPE_RAY_PORT"
-fi
-recipe_ray_wait "$ray_address" "$RECIPE_NODES" "$total_gpus"
-
-recipe_ray_job "http://127.0.0.1:$RECIPE_RAY_DASHBOARD_PORT" "$RECIPE_RUN_ID" "$runtime_env" -- \
+recipe_launch_job "$RECIPE_GPUS_PER_NODE" "$total_gpus" "$runtime_env" -- \
   python3 "$RECIPE_MILES_DIR/train.py" \
   "${MODEL_ARGS[@]}" \
   "${CKPT_ARGS[@]}" \

@@ -25,15 +25,17 @@ source "$here/../lib/launch.sh"
 : "${RECIPE_SP:=0}" "${RECIPE_MAX_TOKENS_PER_GPU:=512}"
 : "${RECIPE_NODES:=1}" "${RECIPE_GPUS_PER_NODE:=0}"
 : "${RECIPE_NUM_ROLLOUT:=10}" "${RECIPE_SEED:=1234}" "${RECIPE_ROLLOUT_SEED:=42}"
-# Deterministic mode (torch deterministic algorithms) unless a caller turns it off; with one torch
-# thread the run reproduces bit for bit either way (measured: identical values with and without).
-: "${RECIPE_DETERMINISTIC:=1}"
+# Torch's deterministic algorithms only when asked (recipe.toml [run] deterministic = false): with one
+# torch thread the run reproduces bit for bit either way (measured: identical values with and without).
+: "${RECIPE_DETERMINISTIC:=0}"
 : "${RECIPE_PYTHON:=python3}"
 : "${RECIPE_TORCH_THREADS:=1}"
 : "${MASTER_ADDR:=127.0.0.1}"
 # RECIPE_RAY_ADDRESS: join an existing cluster (multi-node); otherwise a head is started here.
 : "${RECIPE_RAY_ADDRESS:=}"
 
+recipe_require_int RECIPE_TP RECIPE_PP RECIPE_CP RECIPE_EP RECIPE_ETP RECIPE_MAX_TOKENS_PER_GPU RECIPE_NODES \
+  RECIPE_GPUS_PER_NODE RECIPE_NUM_ROLLOUT RECIPE_SEED RECIPE_ROLLOUT_SEED RECIPE_TORCH_THREADS
 if ((RECIPE_TP * RECIPE_PP * RECIPE_CP * RECIPE_EP * RECIPE_ETP != 1)); then
   recipe_die 2 "nemotron3_nano_tiny runs in one CPU process: RECIPE_TP/PP/CP/EP/ETP must all be 1"
 fi
@@ -108,19 +110,8 @@ runtime_env=$(recipe_runtime_env_json "${job_env[@]}")
 export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}"
 
 # ---- launch -------------------------------------------------------------------------------
-recipe_ray_defaults
 recipe_cmd mkdir -p "$RECIPE_RUN_DIR/events" "$RECIPE_OUTPUT_DIR/trainer"
-trap recipe_cleanup EXIT
-trap 'exit 130' INT TERM
-
-ray_address=$RECIPE_RAY_ADDRESS
-if [[ -z "$ray_address" ]]; then
-  recipe_ray_start head "$MASTER_ADDR" 0
-  ray_address="$MASTER_ADDR:$RECIPE_RAY_PORT"
-fi
-recipe_ray_wait "$ray_address" "$RECIPE_NODES" 0
-
-recipe_ray_job "http://127.0.0.1:$RECIPE_RAY_DASHBOARD_PORT" "$RECIPE_RUN_ID" "$runtime_env" -- \
+recipe_launch_job 0 0 "$runtime_env" -- \
   "$RECIPE_PYTHON" "$here/train_grpo.py" \
   "${MODEL_ARGS[@]}" \
   "${CKPT_ARGS[@]}" \

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -13,7 +12,7 @@ from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_PREFLIGHT
 @click.command("doctor")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def doctor_cmd(name: str | None, as_json: bool) -> None:
+def doctor_cmd(name: str | None, as_json: bool) -> int:
     """Compare commits, package versions and kernels in this container with the image lock.
 
     With NAME, also run miles' own argument parser on that recipe's default launch (the `args` rows).
@@ -30,5 +29,5 @@ def doctor_cmd(name: str | None, as_json: bool) -> None:
     else:
         click.echo(report.table())
     if report.ok:
-        sys.exit(EXIT_OK)
-    sys.exit(EXIT_PREFLIGHT if not report.in_image else EXIT_FAIL)
+        return EXIT_OK
+    return EXIT_PREFLIGHT if not report.in_image else EXIT_FAIL

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_REFUSED, RecipeError, UsageError
+from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_OK, EXIT_REFUSED, RecipeError, UsageError
 
 PATH_ARG = click.Path(exists=True, path_type=Path)
 
@@ -44,7 +44,7 @@ def _collect(path: Path):
 @click.option("--expected", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An expected-metrics TOML file instead of the recipe's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON instead of a table.")
-def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bool) -> None:
+def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bool) -> int:
     """Check a run's metrics against its recipe's expected metrics.
 
     PATH is a run directory (run.json, events/, logs/), a directory of miles event files, or one
@@ -76,8 +76,7 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
                        err=True)
         for line in series.skipped_lines[:5]:
             click.echo(f"note: skipped {line}", err=True)
-    if not result.passed:
-        raise SystemExit(EXIT_FAIL)
+    return EXIT_OK if result.passed else EXIT_FAIL
 
 
 @click.command("bless")

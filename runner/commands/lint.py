@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from runner.errors import EXIT_FAIL
+from runner.errors import EXIT_FAIL, EXIT_OK
 from runner.lint import format_report, lint_recipe
 
 FileOpt = click.Path(path_type=Path, dir_okay=False)
@@ -21,7 +20,7 @@ FileOpt = click.Path(path_type=Path, dir_okay=False)
               help="config.json to compare against (default: the recipe's hf_config.json, the pinned revision's).")
 @click.option("--cell", help="Check only this parallelism cell (default: every cell).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def lint_cmd(name: str, args_file: Path | None, hf_config: Path | None, cell: str | None, as_json: bool) -> None:
+def lint_cmd(name: str, args_file: Path | None, hf_config: Path | None, cell: str | None, as_json: bool) -> int:
     """Check recipe NAME for silent mistakes before any GPU time is spent.
 
     Compares the frozen model args with the model's config.json (routing: top-k, scaling factor,
@@ -31,5 +30,4 @@ def lint_cmd(name: str, args_file: Path | None, hf_config: Path | None, cell: st
     """
     report = lint_recipe(name, args_file=args_file, hf_config=hf_config, cell=cell)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
-    if not report.ok:
-        sys.exit(EXIT_FAIL)
+    return EXIT_OK if report.ok else EXIT_FAIL

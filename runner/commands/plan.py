@@ -8,44 +8,27 @@ from pathlib import Path
 
 import click
 
-from runner.launch.plan import Plan, argv_lines, render_plan
+from runner.launch.backends import backend as backend_of
+from runner.launch.backends.slurm import job_from_launch
+from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
+from runner.launch.plan import Plan, argv_lines, plan_for
+from runner.launch.resolve import build_launch
+from runner.launch.sbatch import render
+from runner.model.layout import Layout
 from runner.recipe import load_recipe
-
-PathOpt = click.Path(path_type=Path, file_okay=False)
-
-
-def plan_options(f):
-    """Options shared by `plan` and `run`: they resolve to the same launch."""
-    for opt in reversed([
-        click.option("--cell", help="Parallelism cell (default: the recipe's default cell)."),
-        click.option("--nodes", type=int, help="Number of nodes (default: the recipe's)."),
-        click.option("--gpus-per-node", type=int, help="GPUs per node (default: the recipe's)."),
-        click.option("--inputs", "inputs_dir", type=PathOpt,
-                     help="Inputs root holding model/ and data/ (default: $RECIPE_INPUTS_DIR or ./inputs/NAME)."),
-        click.option("--model-dir", type=PathOpt, help="Override the model directory (default: INPUTS/model)."),
-        click.option("--data-dir", type=PathOpt, help="Override the data directory (default: INPUTS/data)."),
-        click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: RUN_DIR/output)."),
-        click.option("--seed", type=int, help="--seed for the trainer (default: the recipe's)."),
-        click.option("--rollout-seed", type=int, help="--rollout-seed (default: the recipe's)."),
-        click.option("--num-rollout", type=int, help="Number of rollouts (default: the recipe's)."),
-        click.option("--deterministic", is_flag=True,
-                     help="Opt in to deterministic training and inference (slower)."),
-    ]):
-        f = opt(f)
-    return f
+from runner.records.rundirs import plan_run_dir
 
 
 def _print_text(p: Plan) -> None:
     lay = p.layout
-    sp = " +SP" if lay["sp"] else ""
-    click.echo(f"# recipe {p.recipe}, cell {p.cell}: TP{lay['tp']} PP{lay['pp']} CP{lay['cp']} EP{lay['ep']} "
-               f"ETP{lay['etp']}{sp}, max_tokens_per_gpu {lay['max_tokens_per_gpu']}, "
+    label = Layout(**{k: lay[k] for k in ("tp", "pp", "cp", "ep", "etp", "sp")}).label()
+    click.echo(f"# recipe {p.recipe}, cell {p.cell}: {label}, max_tokens_per_gpu {lay['max_tokens_per_gpu']}, "
                f"{p.nodes} node(s) x {p.gpus_per_node} GPU(s)")
     click.echo("\n# run script environment")
     for k, v in p.script_env.items():
         click.echo(f"{k}={v}")
     click.echo("\n# job environment (secrets by name only)")
-    for k, v in p.env.items():
+    for k, v in p.job_env.items():
         click.echo(f"{k}={v}")
     click.echo(f"\n# entry point\n{' '.join(p.entrypoint)}")
     click.echo("\n# trainer arguments")
@@ -58,8 +41,9 @@ def _print_text(p: Plan) -> None:
 
 @click.command("plan")
 @click.argument("name")
-@plan_options
-@click.option("--run-dir", type=PathOpt, help="Run directory to show in the plan (default: ./runs/NAME-plan).")
+@run_options
+@click.option("--run-dir", type=PathOpt, help="Run directory to show in the plan (default: "
+              "$RECIPE_RUNS_DIR/NAME-plan, else ./runs/NAME-plan).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--backend", type=click.Choice(["local", "docker", "slurm"]), default="local", show_default=True,
               help="Also show what this backend runs around the run script (docker run / the sbatch script).")
@@ -73,38 +57,36 @@ def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, backen
     (RECIPE_DRY_RUN=1), so the two cannot disagree.
     """
     recipe = load_recipe(name)
+    cli = pop_cli(kw)
     if gpus is not None:
         from runner.model.memory import format_table, plan_layouts
 
-        result = plan_layouts(recipe, gpus, kw["nodes"])
+        result = plan_layouts(recipe, gpus, cli["nodes"])
         click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else format_table(result))
         return
+    opts = RunOptions.resolve(recipe, cli)
     if backend != "local":
-        _print_backend(recipe, backend, fmt, run_dir, kw)
+        _print_backend(opts, backend, fmt, run_dir)
         return
-    p = render_plan(recipe, kw.pop("cell"), run_dir=run_dir, **kw)
+    p = plan_for(opts, run_dir=run_dir)
     if fmt == "json":
         click.echo(json.dumps(p.as_dict(), indent=2))
     else:
         _print_text(p)
 
 
-def _print_backend(recipe, backend: str, fmt: str, run_dir: Path | None, kw: dict) -> None:
+def _print_backend(opts: RunOptions, backend: str, fmt: str, run_dir: Path | None) -> None:
     """What the docker or slurm backend would execute around the same run script."""
-    from runner.launch.backends import module
-    from runner.launch.resolve import build_launch
 
-    run_id = run_dir.name if run_dir else f"{recipe.name}-plan"
-    target = (run_dir or Path.cwd() / "runs" / run_id).resolve()
-    launch = build_launch(recipe, run_id=run_id, run_dir=target, backend=backend, cell=kw.pop("cell"), **kw)
+    run_id = run_dir.name if run_dir else f"{opts.recipe.name}-plan"
+    target = run_dir or plan_run_dir(opts.recipe.name)
+    launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend)
     doc = {**launch.plan.as_dict(), "backend": backend}
     if backend == "docker":  # the recipe image's build where needed, then docker run
-        doc["backend_commands"] = module("docker").commands(launch)
+        doc["backend_commands"] = backend_of("docker").commands(launch)
         doc["backend_command"] = doc["backend_commands"][-1]
         text = "\n".join(shlex.join(c) for c in doc["backend_commands"])
     else:
-        from runner.launch.backends.slurm import job_from_launch
-        from runner.launch.sbatch import render
 
         text = doc["sbatch_script"] = render(job_from_launch(launch))
     if fmt == "json":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import click
 
@@ -27,11 +28,11 @@ def show_cmd(name: str, fmt: str) -> None:
     doc = {
         "name": r.name,
         "title": r.title,
-        "framework": r.data.get("framework"),
+        "framework": r.framework,
         "pins": r.pins,
-        "hardware": r.hardware,
-        "run": r.run_defaults,
-        "determinism": r.data.get("determinism", {}),
+        "hardware": asdict(r.hardware),
+        "run": asdict(r.run_defaults),
+        "determinism": asdict(r.determinism),
         "default_cell": r.default_cell,
         "cells": {n: c.as_dict() for n, c in r.cells.items()},
         "files": files,
@@ -43,17 +44,16 @@ def show_cmd(name: str, fmt: str) -> None:
     click.echo(f"  image      {r.image}")
     for k, v in r.pins["commits"].items():
         click.echo(f"  {k:<24} {v}")
-    m, d = r.pins["model"], r.pins["data"]
-    click.echo(f"  model      {m.get('repo')} @ {m.get('revision')}")
-    click.echo(f"  data       {d.get('repo')} @ {d.get('revision')} ({d.get('file')})")
+    m, d = r.model, r.dataset
+    click.echo(f"  model      {m.repo} @ {m.revision}")
+    click.echo(f"  data       {d.repo} @ {d.revision} ({d.file})")
     hw = r.hardware
-    click.echo(f"  hardware   {hw.get('nodes')} node(s) x {hw.get('gpus_per_node')} {hw.get('gpu', 'CPU')}")
-    click.echo(f"  determinism {doc['determinism'].get('tier', 'unspecified')}")
+    click.echo(f"  hardware   {hw.nodes} node(s) x {hw.gpus_per_node} {hw.gpu or 'CPU'}")
+    click.echo(f"  determinism {r.determinism.tier}")
     click.echo("  cells:")
     for n, c in r.cells.items():
         mark = "*" if n == r.default_cell else " "
-        sp = " +SP" if c.sp else ""
-        click.echo(f"   {mark} {n:<16} TP{c.tp} PP{c.pp} CP{c.cp} EP{c.ep} ETP{c.etp}{sp}  "
+        click.echo(f"   {mark} {n:<16} {c.layout.label()}  "
                    f"max_tokens_per_gpu={c.max_tokens_per_gpu}  {c.description}")
     click.echo("  files:")
     for k, v in files.items():

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from runner.commands.run import launch_env
-from runner.errors import EXIT_PREFLIGHT, EXIT_REFUSED, RecipeError
+from runner.errors import EXIT_REFUSED, RecipeError
+from runner.launch import backends
 from runner.launch import run as runflow
-from runner.launch.backends import module
+from runner.launch.ports import launch_env
 from runner.records import replay
-from runner.records.record import create_run_dir, load_record, new_run_id, runs_root
+from runner.records.record import create_run_dir, load_record
+from runner.records.rundirs import new_run_id, run_dir_for
 
 
 @click.command("replay")
@@ -20,7 +21,7 @@ from runner.records.record import create_run_dir, load_record, new_run_id, runs_
               help="Where the replay's run directory goes (default: beside the original).")
 @click.option("--allow-changed-recipe", is_flag=True, help="Replay even if the recipe's files changed.")
 @click.option("--allow-changed-image", is_flag=True, help="Replay even if the pinned image changed.")
-def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool, allow_changed_image: bool) -> None:
+def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool, allow_changed_image: bool) -> int:
     """Re-execute exactly what RUN_DIR/run.json records, into a new run directory, and compare.
 
     \b
@@ -35,16 +36,15 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
         raise RecipeError(f"refusing to replay {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
     replay.restore_environment(rec)
     run_id = new_run_id(recipe.name, rec["cell"])
-    target = (runs_root(runs_dir) if runs_dir else run_dir.parent) / run_id
+    target = run_dir_for(None, runs_dir or run_dir.parent, run_id)
     launch = replay.relaunch(rec, recipe, run_id, target, launch_env(run_id))
     diffs = replay.launch_differences(rec, launch)
     if diffs:
         raise RecipeError(f"refusing to replay {run_dir.name}: the recipe now renders a different launch: "
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
-    checks = module("local").preflight(launch)
+    checks = backends.preflight(launch)
     if runflow.pf.failed(checks):
-        runflow.report_cannot_run(launch, checks)
-        raise SystemExit(EXIT_PREFLIGHT)
+        return runflow.report_cannot_run(launch, checks)
     create_run_dir(target.parent, run_id)
     click.echo(f"replay: {run_dir.name} -> {run_id}", err=True)
     rc = runflow.run_launch(launch, checks, replay_of={"run_id": rec["run_id"], "run_dir": str(run_dir)})
@@ -53,4 +53,4 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
         comparison = replay.compare(run_dir, target, recipe, rec.get("determinism", "statistical"))
         replay.print_comparison(comparison, str(run_dir), target)
         replay.write_replay_json(target, str(run_dir), comparison, rc)
-    raise SystemExit(replay.outcome(rc, comparison))
+    return replay.outcome(rc, comparison)

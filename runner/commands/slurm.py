@@ -10,43 +10,36 @@ from pathlib import Path
 
 import click
 
+from runner.atomicfile import fsync_dir
 from runner.errors import EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
-
-PathOpt = click.Path(path_type=Path, file_okay=False)
+from runner.image import enroot
+from runner.launch.backends.slurm import job_from_options, submit_script
+from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
+from runner.launch.sbatch import render
+from runner.recipe import load_recipe
 
 
 @click.command("sbatch")
 @click.argument("name")
-@click.option("--nodes", type=int, required=True, help="Number of nodes to allocate.")
-@click.option("--gpus-per-node", type=int, help="GPUs per node (default: the recipe's).")
+@run_options
 @click.option("--partition", help="#SBATCH --partition.")
 @click.option("--account", help="#SBATCH --account.")
 @click.option("--time", "time_", metavar="T", help="#SBATCH --time (e.g. 04:00:00).")
 @click.option("--container-runtime", "runtime", type=click.Choice(["pyxis", "none"]), default="pyxis",
-              show_default=True, help="pyxis: every step in the pinned image; none: software installed on nodes.")
-@click.option("--image", help="Image for pyxis (default: the recipe's pinned image, by digest).")
+              show_default=True, help="pyxis: every step in the pinned image (--image); none: software installed "
+              "on nodes.")
 @click.option("--sqsh-dir", type=PathOpt,
               help="Use the .sqsh staged here by `recipe image sqsh` instead of pulling by digest.")
 @click.option("--bundle-dir", help="Where the steps find this bundle (default: this checkout, mounted read-only "
               "at the same path; with the recipe-bundle image as --image: /opt/recipe-bundle).")
-@click.option("--cell", help="Parallelism cell (default: the recipe's default cell).")
-@click.option("--inputs", "inputs_dir", type=PathOpt,
-              help="Inputs root (default: $RECIPE_INPUTS_DIR or ./inputs/NAME).")
-@click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: ./outputs/NAME).")
 @click.option("--runs-dir", type=PathOpt, help="Parent of run directories (default: $RECIPE_RUNS_DIR or ./runs).")
-@click.option("--seed", type=int, help="--seed for the trainer (default: the recipe's).")
-@click.option("--rollout-seed", type=int, help="--rollout-seed (default: the recipe's).")
-@click.option("--num-rollout", type=int, help="Number of rollouts (default: the recipe's).")
-@click.option("--deterministic", is_flag=True, help="Opt in to deterministic training and inference.")
 @click.option("--ready-timeout", type=int, default=600, show_default=True,
               help="Seconds to wait for every node to join Ray before failing.")
 @click.option("--submit", is_flag=True, help="Submit with sbatch instead of printing the script.")
-@click.argument("run_options", nargs=-1, type=click.UNPROCESSED, metavar="[-- RUN_OPTIONS...]")
-def sbatch_cmd(name: str, nodes: int, gpus_per_node: int | None, partition: str | None, account: str | None,
-               time_: str | None, runtime: str, image: str | None, sqsh_dir: Path | None, bundle_dir: str | None,
-               cell: str | None, inputs_dir: Path | None, output_dir: Path | None, runs_dir: Path | None,
-               seed: int | None, rollout_seed: int | None, num_rollout: int | None, deterministic: bool,
-               ready_timeout: int, submit: bool, run_options: tuple[str, ...]) -> None:
+@click.argument("run_options_", nargs=-1, type=click.UNPROCESSED, metavar="[-- RUN_OPTIONS...]")
+def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str | None, runtime: str,
+               sqsh_dir: Path | None, bundle_dir: str | None, runs_dir: Path | None, ready_timeout: int,
+               submit: bool, run_options_: tuple[str, ...], **kw) -> None:
     """Print (or --submit) an sbatch script that runs recipe NAME across a Slurm allocation.
 
     \b
@@ -56,15 +49,12 @@ def sbatch_cmd(name: str, nodes: int, gpus_per_node: int | None, partition: str 
     scancel. Secrets are never written into it: export them before sbatch. Options after `--`
     go to that `recipe run` (e.g. `-- --skip-preflight inputs`).
     """
-    from runner.launch.backends.slurm import job_from_options, submit_script
-    from runner.launch.sbatch import render
 
+    opts = RunOptions.resolve(load_recipe(name), pop_cli(kw))
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("recipe") else ["sbatch", name, "..."]
     job = job_from_options(
-        name, nodes=nodes, gpus_per_node=gpus_per_node, partition=partition, account=account, time=time_,
-        runtime=runtime, image=image, sqsh_dir=sqsh_dir, bundle_dir=bundle_dir, cell=cell, inputs_dir=inputs_dir,
-        output_dir=output_dir, runs_dir=runs_dir, seed=seed, rollout_seed=rollout_seed, num_rollout=num_rollout,
-        deterministic=deterministic, ready_timeout=ready_timeout, extra_run_args=list(run_options),
+        opts, runs_dir=runs_dir, partition=partition, account=account, time=time_, runtime=runtime,
+        sqsh_dir=sqsh_dir, bundle_dir=bundle_dir, ready_timeout=ready_timeout, extra_run_args=list(run_options_),
         command_line="recipe " + shlex.join(argv))
     script = render(job)
     if not submit:
@@ -95,9 +85,6 @@ def sqsh_cmd(name: str, output_dir: Path, image: str | None, enroot_bin: str, dr
     how to stage the image instead. Registry credentials are read by enroot from
     $ENROOT_CONFIG_PATH/.credentials, never passed on the command line.
     """
-    from runner.atomicfile import fsync_dir
-    from runner.image import enroot
-    from runner.recipe import load_recipe
 
     ref = image or load_recipe(name).image
     final = output_dir.resolve() / enroot.sqsh_name(ref)

@@ -92,7 +92,7 @@ def lock_path(recipe=None) -> Path:
     env = os.environ.get("RECIPE_IMAGE_LOCK")
     if env:
         return Path(env)
-    rel = (recipe.data.get("image", {}).get("lock") if recipe is not None else None) or "docker/image.lock"
+    rel = (recipe.image_pin.lock if recipe is not None else None) or "docker/image.lock"
     return bundle_root() / rel
 
 

@@ -11,45 +11,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import EXIT_PREFLIGHT, RecipeError, UsageError
+from runner.image.ref import ImageRef, parse_image
+
+__all__ = ["ImageRef", "parse_image"]  # re-exported: callers read references through runner/image/ref.py
 
 MIN_DIGEST_VERSION = (4, 0)
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    registry: str  # "" for Docker Hub
-    repository: str  # e.g. radixark/miles
-    tag: str  # "" if none
-    digest: str  # "sha256:<64 hex>" or ""
-
-    @property
-    def digest_hex(self) -> str:
-        return self.digest.split(":", 1)[1] if self.digest else ""
-
-
-def parse_image(reference: str) -> ImageRef:
-    """Split `[REGISTRY/]REPO[:TAG][@sha256:HEX]` (Docker's syntax, as recipe.toml pins it)."""
-    ref = reference.strip()
-    if not ref or any(c.isspace() for c in ref) or ref == "none":
-        raise UsageError(f"image reference {reference!r} is not an image (expected REPO[:TAG]@sha256:DIGEST)")
-    name, _, digest = ref.partition("@")
-    if digest and not _DIGEST.match(digest):
-        raise UsageError(f"image reference {reference!r}: digest must be sha256: followed by 64 hex digits")
-    first, sep, rest = name.partition("/")
-    registry = ""
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        registry, name = first, rest
-    repo, tag = name, ""
-    if ":" in name.rsplit("/", 1)[-1]:
-        repo, _, tag = name.rpartition(":")
-    if not repo:
-        raise UsageError(f"image reference {reference!r} has no repository")
-    return ImageRef(registry=registry, repository=repo, tag=tag, digest=digest)
 
 
 def enroot_uri(reference: str) -> str:

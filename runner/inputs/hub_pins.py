@@ -32,8 +32,7 @@ NOT_IN_MANIFEST = (".gitattributes",)
 
 def manifest_header(recipe: Recipe) -> tuple[list[str], dict[str, str]]:
     """(free comment lines, header fields) for the recipe's inputs manifest."""
-    d = recipe.data
-    model, data = d.get("model", {}), d.get("data", {})
+    model, data = recipe.model, recipe.dataset
     comments = [
         f"recipe-bundle inputs manifest of recipe {recipe.name} (sha256sum -c --strict format).",
         f"Check: cd <inputs root> && sha256sum -c --strict {recipe.files['manifest']}"
@@ -41,16 +40,14 @@ def manifest_header(recipe: Recipe) -> tuple[list[str], dict[str, str]]:
         f"Regenerate from the Hub's metadata: recipe lock {recipe.name}",
     ]
     header = {"recipe": recipe.name}
-    if model.get("repo"):
-        header.update({"model.repo": model["repo"], "model.revision": model.get("revision", ""),
-                       "model.dir": model.get("dir", "model")})
-    if data.get("repo"):
-        header.update({"data.repo": data["repo"], "data.repo_type": data.get("repo_type", "dataset"),
-                       "data.revision": data.get("revision", ""),
-                       "data.dir": data.get("dir", "data")})
+    if model.repo:
+        header.update({"model.repo": model.repo, "model.revision": model.revision, "model.dir": model.dir})
+    if data.repo:
+        header.update({"data.repo": data.repo, "data.repo_type": data.repo_type, "data.revision": data.revision,
+                       "data.dir": data.dir})
     header["image"] = recipe.image
-    if d.get("pins", {}).get("miles_commit"):
-        header["miles_commit"] = d["pins"]["miles_commit"]
+    if recipe.commits.get("miles_commit"):
+        header["miles_commit"] = recipe.commits["miles_commit"]
     return comments, header
 
 
@@ -143,7 +140,7 @@ def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | N
                              f"pin the commit it names now: revision = \"{resolved[s.prefix]}\"")
     comments, header = manifest_header(recipe)
     entries: list[mf.Entry] = []
-    data_file = recipe.data.get("data", {}).get("file")
+    data_file = recipe.dataset.file or None
     for src in sources:
         try:
             tree = repo_tree(src, endpoint)
@@ -239,17 +236,11 @@ class ImageDigest:
 
 
 def split_reference(ref: str) -> tuple[str, str, str, str | None]:
-    """'radixark/miles:v0.1.0@sha256:..' -> (registry, repository, tag, digest)."""
-    name, _, digest = ref.partition("@")
-    first = name.split("/")[0]
-    if "/" in name and ("." in first or ":" in first or first == "localhost"):
-        registry, name = first, name[len(first) + 1:]
-    else:
-        registry = "docker.io"
-    repo, _, tag = name.partition(":")
-    if registry == "docker.io" and "/" not in repo:
-        repo = f"library/{repo}"
-    return registry, repo, tag or "latest", digest or None
+    """'radixark/miles:v0.1.0@sha256:..' -> (registry, repository, tag, digest), as the registry API names them."""
+    from runner.image.ref import parse_image
+
+    r = parse_image(ref)
+    return (*r.hub_path(), r.digest or None)
 
 
 def resolve_image_digest(reference: str, timeout: float = 5.0) -> ImageDigest:

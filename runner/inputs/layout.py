@@ -26,15 +26,15 @@ def inputs_root(recipe: Recipe, override: str | os.PathLike | None = None) -> Pa
     env = os.environ.get("RECIPE_INPUTS_DIR")
     if env:
         return Path(env).expanduser().resolve()
-    shipped = recipe.data.get("inputs", {}).get("root")
+    shipped = recipe.inputs_root
     if shipped:
         return (recipe.dir / shipped).resolve()
     return (Path.cwd() / "inputs" / recipe.name).resolve()
 
 
 def model_dir(recipe: Recipe, root: Path) -> Path:
-    return root / recipe.data.get("model", {}).get("dir", "model")
+    return root / recipe.model.dir
 
 
 def data_dir(recipe: Recipe, root: Path) -> Path:
-    return root / recipe.data.get("data", {}).get("dir", "data")
+    return root / recipe.dataset.dir

@@ -104,7 +104,7 @@ def job_process_env(plan: Plan, environ: dict[str, str] | None = None) -> dict[s
     overlaid with the job env. Secrets are left out: parsing needs none."""
     env = dict(os.environ if environ is None else environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # as run_script does
-    env.update(plan.env)
+    env.update(plan.job_env)
     return {k: v for k, v in env.items() if not is_secret(k)}
 
 
@@ -134,7 +134,7 @@ def run_parser(interpreter: str, script: str, argv: list[str], env: dict[str, st
 
 
 def check_args(recipe, plan: Plan, environ: dict[str, str] | None = None) -> pf.Check:
-    framework = recipe.data.get("framework", "")
+    framework = recipe.framework
     if framework != "miles":
         return pf.na(NAME, f"framework {framework!r}: no miles parser to ask")
     if len(plan.entrypoint) < 2:

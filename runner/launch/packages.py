@@ -83,7 +83,7 @@ def same_release(found: str, pin: str) -> bool:
 def check_packages(recipe, plan: Plan) -> pf.Check:
     path = run_path()
     missing_programs = [p for p in programs(plan.commands) if shutil.which(p, path=path) is None]
-    extras = list(recipe.data.get("host_extras", []))
+    extras = list(recipe.host_extras)
     interp_word = plan.entrypoint[0] if plan.entrypoint else "python3"
     interpreter = shutil.which(interp_word, path=path) if "/" not in interp_word else interp_word
     problems, data = [], {"interpreter": interpreter or interp_word, "extras": extras, "programs_missing":

@@ -1,23 +1,24 @@
 """The resolved launch of a recipe, read from its run script's dry run.
 
-The run script is the only renderer of the launch: `render_plan` runs it with RECIPE_DRY_RUN=1
-and parses the commands it prints ("+ " followed by printf %q words). So the argv that
-`recipe plan` shows is, by construction, the argv that `recipe run` executes.
+The run script is the only renderer of the launch: `plan_for` runs it with RECIPE_DRY_RUN=1 and
+reads back the commands it prints ("+ " and printf %q words, read exactly by launch/shellwords.py).
+So the argv that `recipe plan` shows is, by construction, the argv that `recipe run` executes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import RecipeError, UsageError
-from runner.inputs import layout as inputs_mod
-from runner.model.parallel import Architecture, Layout, layout_errors
+from runner.errors import EXIT_USAGE, RecipeError, UsageError
+from runner.launch import shellwords
+from runner.launch.options import RunOptions
+from runner.model.parallel import Architecture, layout_errors
 from runner.recipe import Cell, Recipe
+from runner.records.rundirs import plan_run_dir
 from runner.secrets import present_secret_names
 
 # Variables of the caller's environment a run script may read (besides RECIPE_*).
@@ -36,21 +37,17 @@ class Plan:
     script_env: dict[str, str]  # RECIPE_* variables given to the run script
     commands: list[list[str]]  # what the run script executes, in order
     argv: list[str]  # the trainer's arguments (after the entry point script)
-    env: dict[str, str]  # the job's environment; secrets only as "$NAME"
+    job_env: dict[str, str]  # the job's environment (what Ray gives the trainer); secrets only as "$NAME"
     entrypoint: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"recipe": self.recipe, "cell": self.cell, "layout": self.layout, "nodes": self.nodes,
-                "gpus_per_node": self.gpus_per_node, "argv": self.argv, "env": self.env,
+                "gpus_per_node": self.gpus_per_node, "argv": self.argv, "env": self.job_env,
                 "entrypoint": self.entrypoint, "commands": self.commands, "script_env": self.script_env}
 
 
 def check_layout(recipe: Recipe, cell: Cell, nodes: int, gpus_per_node: int) -> None:
     """Raise a UsageError naming the broken rule and the cells that would work."""
-    if nodes < 1:
-        raise UsageError(f"--nodes must be >= 1, got {nodes}")
-    if gpus_per_node < 0:
-        raise UsageError(f"--gpus-per-node must be >= 0, got {gpus_per_node}")
     world = nodes * gpus_per_node
     if world == 0:  # CPU recipes: no model parallelism to check
         return
@@ -58,54 +55,46 @@ def check_layout(recipe: Recipe, cell: Cell, nodes: int, gpus_per_node: int) -> 
         arch = Architecture.from_model_args(recipe.model_args())
     except ValueError as e:
         raise UsageError(f"{recipe.path('model_args')}: {e}") from None
-    errs = layout_errors(arch, Layout.of(cell), world)
+    errs = layout_errors(arch, cell.layout, world)
     if errs:
-        ok = [c.name for c in recipe.cells.values() if not layout_errors(arch, Layout.of(c), world)]
-        raise UsageError(f"cell '{cell.name}' ({Layout.of(cell).label()}) is invalid on {nodes}x{gpus_per_node} "
+        ok = [c.name for c in recipe.cells.values() if not layout_errors(arch, c.layout, world)]
+        raise UsageError(f"cell '{cell.name}' ({cell.layout.label()}) is invalid on {nodes}x{gpus_per_node} "
                          f"GPUs: {'; '.join(errs)}; cells valid there: {', '.join(ok) or 'none'}")
 
 
-def script_env(recipe: Recipe, cell: Cell, *, nodes: int, gpus_per_node: int, inputs_dir: Path,
-               model_dir: Path | None, data_dir: Path | None, output_dir: Path, run_dir: Path, run_id: str,
-               seed: int | None = None, rollout_seed: int | None = None, num_rollout: int | None = None,
-               deterministic: bool = False) -> dict[str, str]:
-    d = recipe.run_defaults
-    env = {
-        "RECIPE_NAME": recipe.name,
-        "RECIPE_CELL": cell.name,
-        "RECIPE_INPUTS_DIR": str(inputs_dir),
-        "RECIPE_MODEL_DIR": str(model_dir or inputs_mod.model_dir(recipe, inputs_dir)),
-        "RECIPE_DATA_DIR": str(data_dir or inputs_mod.data_dir(recipe, inputs_dir)),
-        "RECIPE_OUTPUT_DIR": str(output_dir),
-        "RECIPE_RUN_DIR": str(run_dir),
-        "RECIPE_RUN_ID": run_id,
-        "RECIPE_NODES": str(nodes),
-        "RECIPE_GPUS_PER_NODE": str(gpus_per_node),
-        "RECIPE_NUM_ROLLOUT": str(num_rollout if num_rollout is not None else d.get("num_rollout", 1)),
-        "RECIPE_SEED": str(seed if seed is not None else d.get("seed", 1234)),
-        "RECIPE_ROLLOUT_SEED": str(rollout_seed if rollout_seed is not None else d.get("rollout_seed", 42)),
-        "RECIPE_DETERMINISTIC": "1" if deterministic else "0",
-    }
-    env.update(cell.env())
-    for k, v in env.items():
-        if any(ch in v for ch in "\n\r\0"):
-            raise UsageError(f"{k}: value contains a newline or NUL byte: {v!r}")
-    return env
-
-
 def dry_run(recipe: Recipe, env: dict[str, str]) -> list[list[str]]:
-    """Run the run script with RECIPE_DRY_RUN=1 and return the commands it prints."""
+    """Run the run script with RECIPE_DRY_RUN=1 and return the commands it prints.
+
+    Any failure of the dry run is the launch's own fault (a missing script, a value it refused, a
+    line no shell could have printed): exit 2, naming the script.
+    """
     script = recipe.path("run_script")
-    # The same environment `recipe run` gives the script (execute.run_script): the caller's RECIPE_*
+    if not script.is_file():
+        raise UsageError(f"{script}: run script not found (recipe.toml [files] run_script)")
+    # The same environment `recipe run` gives the script (script.run_script): the caller's RECIPE_*
     # settings (RECIPE_WANDB_PROJECT, RECIPE_MILES_DIR...) reach both, so the plan is the run.
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", *PASSTHROUGH)
             or k.startswith("RECIPE_")}
-    proc = subprocess.run(["bash", str(script)], env={**base, **env, "RECIPE_DRY_RUN": "1"},
-                          capture_output=True, text=True, timeout=60, check=False)
+    for k in PASSTHROUGH:
+        if any(ch in base.get(k, "") for ch in "\n\r\0"):
+            raise UsageError(f"{k}={base[k]!r}: a newline or NUL byte has no place in it")
+    try:
+        proc = subprocess.run(["bash", str(script)], env={**base, **env, "RECIPE_DRY_RUN": "1"},
+                              capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{script}: dry run (RECIPE_DRY_RUN=1) did not finish within 60 s") from None
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise RecipeError(f"{script}: dry run failed with exit {proc.returncode}: {last}", proc.returncode)
-    return [shlex.split(line[2:]) for line in proc.stdout.splitlines() if line.startswith("+ ")]
+        stderr = proc.stderr.decode("utf-8", "replace")
+        last = (stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RecipeError(f"{script}: dry run failed with exit {proc.returncode}: {last}", EXIT_USAGE)
+    commands = []
+    for n, line in enumerate(proc.stdout.split(b"\n"), 1):
+        if line.startswith(b"+ "):
+            try:
+                commands.append(shellwords.split(line[2:]))
+            except shellwords.ShellWordsError as e:
+                raise UsageError(f"{script}: dry run line {n} is not printf %q output: {e}") from None
+    return commands
 
 
 def _job_submit(commands: list[list[str]]) -> list[str] | None:
@@ -115,14 +104,26 @@ def _job_submit(commands: list[list[str]]) -> list[str] | None:
     return None
 
 
+def _runtime_env(words: list[str]) -> dict[str, str]:
+    """env_vars of `ray job submit --runtime-env-json JSON`: a JSON object of strings, or a usage error."""
+    try:
+        doc = json.loads(words[0]) if words else None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"the run script's --runtime-env-json is not valid JSON ({e.msg} at {e.pos})") from None
+    env = doc.get("env_vars") if isinstance(doc, dict) else None
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise UsageError(f"the run script's --runtime-env-json has no env_vars object of strings: {words[:1]}")
+    return env
+
+
 def split_job(commands: list[list[str]], entry_suffix: str = ".py") -> tuple[dict[str, str], list[str], list[str]]:
     """(job env, entry point, trainer argv) from the `ray job submit` command."""
     submit = _job_submit(commands)
     env: dict[str, str] = {}
     if submit is not None:
         if "--runtime-env-json" in submit:
-            env = json.loads(submit[submit.index("--runtime-env-json") + 1]).get("env_vars", {})
-        job = submit[submit.index("--") + 1:]
+            env = _runtime_env(submit[submit.index("--runtime-env-json") + 1:][:1])
+        job = submit[submit.index("--") + 1:] if "--" in submit else []
     else:  # a recipe that runs its trainer directly: the last command with a Python entry point
         job = next((c for c in reversed(commands) if any(w.endswith(entry_suffix) for w in c)), [])
         if not job:
@@ -132,32 +133,27 @@ def split_job(commands: list[list[str]], entry_suffix: str = ".py") -> tuple[dic
     return env, job[:cut], job[cut:]
 
 
-def render_plan(recipe: Recipe, cell_name: str | None = None, *, nodes: int | None = None,
-                gpus_per_node: int | None = None, inputs_dir: Path | None = None,
-                model_dir: Path | None = None, data_dir: Path | None = None, output_dir: Path | None = None,
-                run_dir: Path | None = None, run_id: str = "plan", seed: int | None = None,
-                rollout_seed: int | None = None, num_rollout: int | None = None,
-                deterministic: bool = False, extra_env: dict[str, str] | None = None) -> Plan:
-    cell = recipe.cell(cell_name)
-    hw = recipe.hardware
-    nodes = hw.get("nodes", 1) if nodes is None else nodes
-    gpus_per_node = hw.get("gpus_per_node", 0) if gpus_per_node is None else gpus_per_node
-    check_layout(recipe, cell, nodes, gpus_per_node)
-    inputs_dir = inputs_mod.inputs_root(recipe, inputs_dir)
-    run_dir = (run_dir or Path.cwd() / "runs" / f"{recipe.name}-{run_id}").resolve()
-    output_dir = (output_dir or run_dir / "output").resolve()  # every run owns its checkpoints
-    env = script_env(recipe, cell, nodes=nodes, gpus_per_node=gpus_per_node, inputs_dir=inputs_dir,
-                     model_dir=model_dir and model_dir.resolve(), data_dir=data_dir and data_dir.resolve(),
-                     output_dir=output_dir, run_dir=run_dir, run_id=run_id, seed=seed,
-                     rollout_seed=rollout_seed, num_rollout=num_rollout, deterministic=deterministic)
+def plan_for(opts: RunOptions, *, run_dir: Path | None = None, run_id: str = "plan",
+             extra_env: dict[str, str] | None = None) -> Plan:
+    """The resolved launch of these options: the run script's dry run, parsed."""
+    check_layout(opts.recipe, opts.cell, opts.nodes, opts.gpus_per_node)
+    run_dir = (run_dir or plan_run_dir(opts.recipe.name, run_id)).resolve()
+    env = opts.script_env(run_dir, run_id)
     env.update(extra_env or {})
-    commands = dry_run(recipe, env)
+    commands = dry_run(opts.recipe, env)
     job_env, entry, argv = split_job(commands)
     # Secrets reach the job through the environment Ray inherits; show them by name only.
     job_env.update({name: f"${name}" for name in present_secret_names()})
-    return Plan(recipe=recipe.name, cell=cell.name, layout=cell.as_dict(), nodes=nodes,
-                gpus_per_node=gpus_per_node, script_env=env, commands=commands, argv=argv, env=job_env,
+    return Plan(recipe=opts.recipe.name, cell=opts.cell.name, layout=opts.cell.as_dict(), nodes=opts.nodes,
+                gpus_per_node=opts.gpus_per_node, script_env=env, commands=commands, argv=argv, job_env=job_env,
                 entrypoint=entry)
+
+
+def render_plan(recipe: Recipe, cell_name: str | None = None, *, run_dir: Path | None = None, run_id: str = "plan",
+                extra_env: dict[str, str] | None = None, **cli) -> Plan:
+    """plan_for the options `cli` (flag names as RunOptions.resolve takes them) give with this environment."""
+    opts = RunOptions.resolve(recipe, {"cell": cell_name, **cli})
+    return plan_for(opts, run_dir=run_dir, run_id=run_id, extra_env=extra_env)
 
 
 def argv_lines(argv: list[str]) -> list[str]:

@@ -61,7 +61,55 @@ def failed(checks: list[Check]) -> list[Check]:
     return [c for c in checks if c.status == "fail"]
 
 
+def host_checks(launch) -> dict[str, Callable[[], Check]]:
+    """The checks every backend runs on the machine it launches from, in the order they print.
+
+    Lazy: nothing touches `launch` until a check runs, so host_checks(None) lists the names.
+    """
+    hw = lambda: launch.recipe.hardware  # noqa: E731
+    return {
+        "lint": lambda: check_lint(launch),
+        "gpus": lambda: check_gpus(launch.gpus_per_node, hw().gpu, hw().min_gpu_memory_gib),
+        "driver": lambda: check_driver(launch.recipe.image_pin.min_driver, launch.gpus_per_node > 0),
+        "disk": lambda: check_disk(launch.output_dir, hw().min_free_disk_gib),
+        "inputs": lambda: check_inputs(launch),
+    }
+
+
 # ---- individual checks -------------------------------------------------------------------
+
+def check_inputs(launch) -> Check:
+    """Every input file against the recipe's sha256 manifest (sizes first, then parallel hashing)."""
+    from runner.inputs import manifest as mf
+    from runner.inputs.hub_pins import check_pins
+    from runner.inputs.verify import default_cache, verify_manifest
+
+    manifest = launch.recipe.path("manifest")
+    check_pins(launch.recipe, mf.load(manifest), str(manifest))  # a pin edited without `recipe lock`
+    if not launch.inputs_dir.is_dir():
+        return fail("inputs", f"inputs root {launch.inputs_dir} does not exist",
+                    f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
+    # files unchanged since hashed are trusted (the verified-inputs cache); run.json says which
+    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None, cache=default_cache(launch.inputs_dir))
+    s = result.summary()
+    counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n)
+    how = f"; {s['hashed']} hashed, {s['trusted']} trusted unchanged"
+    check = ok("inputs", f"{s['files']} files match {manifest.name} ({counts}{how})") if result.ok else fail(
+        "inputs", f"{counts} under {launch.inputs_dir}; first: {result.problems[0].path} "
+                  f"({result.problems[0].status})",
+        f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
+    check.data = s
+    return check
+
+
+def check_lint(launch) -> Check:
+    from runner.lint import lint_recipe
+
+    rep = lint_recipe(launch.recipe, cell=launch.cell.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node)
+    if rep.errors:
+        return fail("lint", f"{len(rep.errors)} error(s): {rep.errors[0]}", f"recipe lint {launch.recipe.name}")
+    return ok("lint", f"clean ({len(rep.warnings)} warning(s))")
+
 
 def check_gpus(need_per_node: int, model: str | None, min_mem_gib: float | None) -> Check:
     if need_per_node == 0:

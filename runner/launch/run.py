@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 from pathlib import Path
@@ -20,11 +19,20 @@ import click
 
 from runner import hostinfo
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError
+from runner.gate import evaluate as gate
+from runner.gate import metrics
 from runner.launch import preflight as pf
-from runner.launch.backends import module
+from runner.launch.backends import backend
 from runner.launch.resolve import Launch
-from runner.launch.script import run_script
-from runner.records.record import RunRecord, now, recipe_digest, recipe_file_hashes, recorded_env, write_json_atomic
+from runner.records.record import (
+    RunRecord,
+    load_record,
+    now,
+    recipe_digest,
+    recipe_file_hashes,
+    recorded_env,
+    write_json_atomic,
+)
 
 STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
 
@@ -39,10 +47,7 @@ def print_checks(checks: list[pf.Check]) -> None:
 
 
 def would_run(launch: Launch) -> list[list[str]]:
-    if launch.backend == "local":
-        return launch.plan.commands
-    mod = module(launch.backend)
-    return mod.commands(launch) if hasattr(mod, "commands") else [mod.command(launch)]
+    return backend(launch.backend).commands(launch)
 
 
 def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
@@ -66,7 +71,7 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "recipe": r.name,
         "recipe_digest": recipe_digest(files),
         "recipe_files": files,
-        "determinism": r.data.get("determinism", {}).get("tier", "unspecified"),
+        "determinism": r.determinism.tier,
         "bundle": hostinfo.bundle_git(),
         "image": launch.image,
         "image_build": _running_image(),  # base digest and recipe image id, inside a recipe image
@@ -75,17 +80,17 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "layout": launch.cell.as_dict(),
         "nodes": launch.nodes,
         "gpus_per_node": launch.gpus_per_node,
-        "seeds": {"seed": launch.env["RECIPE_SEED"], "rollout_seed": launch.env["RECIPE_ROLLOUT_SEED"]},
-        "deterministic": launch.env["RECIPE_DETERMINISTIC"] == "1",
+        "seeds": {"seed": str(launch.options.seed), "rollout_seed": str(launch.options.rollout_seed)},
+        "deterministic": launch.options.deterministic,
         "run_id": launch.run_id,
         "run_dir": str(launch.run_dir),
         "inputs_dir": str(launch.inputs_dir),
         "output_dir": str(launch.output_dir),
         "forward_args": launch.forward_args,
-        "script_env": launch.env,
+        "script_env": launch.script_env,
         "entrypoint": launch.plan.entrypoint,
         "argv": launch.plan.argv,
-        "job_env": launch.plan.env,
+        "job_env": launch.plan.job_env,
         "commands": launch.plan.commands,
         "environment": recorded_env(),
         "secrets_passed": launch.secret_names,
@@ -103,10 +108,16 @@ def _running_image() -> dict | None:
     return running_image()
 
 
+def _read_inner(path: Path | None) -> dict:
+    """The inner run's record, as far as it got (none, or unreadable: nothing to summarise)."""
+    try:
+        return load_record(path.parent) if path else {}
+    except RecipeError:
+        return {}
+
+
 def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     """Collect metrics.jsonl and evaluate the recipe's expected metrics; None if there is nothing to gate."""
-    from runner.gate import evaluate as gate
-    from runner.gate import metrics
 
     series = metrics.collect(launch.run_dir)
     metrics.write_metrics_jsonl(series, launch.run_dir / "metrics.jsonl")
@@ -123,15 +134,16 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
 
 def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extra_record) -> int:
     """Run a launch whose preflight passed; returns the process exit code."""
-    if launch.backend != "local":
+    be = backend(launch.backend)
+    if be.WRAPS_INNER_RUN:
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
         # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
         launcher = {"backend": launch.backend, "image": launch.image, "command": would_run(launch)[-1],
                     "host": hostinfo.host(), "started_at": now()}
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
-        rc, interrupted = module(launch.backend).run(launch)
+        rc, interrupted = be.run(launch)
         inner = next(iter(sorted(launch.run_dir.rglob("run.json"))), None)
-        summary = json.loads(inner.read_text()) if inner else {}
+        summary = _read_inner(inner)
         launcher.update(ended_at=now(), exit_code=rc, interrupted=interrupted,
                         inner_record=str(inner.relative_to(launch.run_dir)) if inner else None,
                         inner_status=summary.get("status"), gate_passed=(summary.get("gate") or {}).get("passed"))
@@ -153,8 +165,8 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
 def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list[str]) -> int:
     reasons: list[str] = []
     # The script's process group id, so that whoever finds this run stuck can end exactly it.
-    rc, interrupted = run_script(module("local").script(launch), launch.env, launch.run_dir / "logs" / "run.log",
-                                 on_start=lambda pid: record.update(script_pgid=pid), on_interrupt=reasons.append)
+    rc, interrupted = backend(launch.backend).run(launch, on_start=lambda pid: record.update(script_pgid=pid),
+                                                  on_interrupt=reasons.append)
     if interrupted:
         record.finish("interrupted", EXIT_INTERRUPTED, script_exit_code=rc,
                       interrupted_by=reasons[0] if reasons else "signal")
@@ -202,7 +214,3 @@ def finalize_on_error(record: RunRecord, e: BaseException, stage: str) -> None:
         record.finish(status, code, **fields)
     except OSError as err:
         click.echo(f"recipe: could not write the final record {record.dir / 'run.json'}: {err.strerror}", err=True)
-
-
-def run_dir_for(run_dir: Path | None, runs_dir: Path, run_id: str) -> Path:
-    return (run_dir or runs_dir / run_id).resolve()

@@ -120,6 +120,7 @@ IMAGE=@Q_IMAGE@
 BUNDLE=@Q_BUNDLE@
 RUNS_DIR=@Q_RUNS_DIR@
 INPUTS_DIR=@Q_INPUTS_DIR@
+# checkpoints; empty: the run directory's output/, as for `recipe run`
 OUTPUT_DIR=@Q_OUTPUT_DIR@
 # how a step calls `recipe`, and the options of the `recipe run` on the head node
 RECIPE_CMD=(@RECIPE_CMD@)
@@ -133,6 +134,7 @@ log() { printf '[recipe %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 # ---- job-unique names, ports and temp dir --------------------------------------------------
 JOB=${SLURM_JOB_ID:?run this script with sbatch, or inside an allocation}
 RUN_DIR=@RUN_DIR@
+OUTPUT_DIR=${OUTPUT_DIR:-$RUN_DIR/output}
 # pyxis silently reuses a container that already has this name: make it unique to the job.
 CONTAINER_NAME="recipe-$RECIPE-$JOB"
 RAY_TMP="/tmp/recipe-ray-$JOB"

@@ -11,7 +11,7 @@ colocated miles recipe, which alternates two phases on every GPU:
 The peak is the larger phase (the weight update in between, trainer asleep and SGLang's weights
 back, stays below both). Parameters per rank are counted from config.json for the heaviest
 pipeline stage (runner/model/shape.py). The constants below are calibrated against what is known
-of this recipe on H200 (facts.md section 2): the six verified cells fit in 141 GB, a TP4 x EP2
+of this recipe on H200 (miles v0.1.0 recipe): the six verified cells fit in 141 GB, a TP4 x EP2
 layout exceeded 140 GB per GPU, one SGLang engine holds about 59 GB of weights.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 from runner.errors import UsageError
 from runner.model.parallel import Architecture, Layout, layout_errors, layout_warnings
 from runner.model.shape import ModelShape
-from runner.recipe import Recipe, args_to_dict
+from runner.recipe import Recipe, args_to_dict, read_text
 
 GIB = 1 << 30
 # torch.cuda.get_device_properties(0).total_memory, measured on an H200 (nvidia-smi: 143771 MiB).
@@ -46,7 +46,7 @@ CALIBRATION = (
     f"SGLang runtime {SGLANG_RUNTIME_GIB:g} GiB, offloaded trainer {TRAIN_OFFLOADED_GIB:g} GiB; set so that "
     "the six verified 8xH200 cells fit (largest predicted 109 GiB) and TP4xEP2 ETP1, seen to exceed "
     "140 GB/GPU, does not (its weights+grads+Adam alone are 129 GiB); SGLang weights = parameters x 2 B "
-    "/ GPUs per engine = 58.8 GiB (facts: ~59 GB)"
+    "/ GPUs per engine = 58.8 GiB (about 59 GB seen upstream)"
 )
 
 
@@ -276,9 +276,7 @@ def candidate_layouts(world: int, gpus_per_node: int, arch: Architecture) -> lis
 
 def load_hf_config(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read config ({e.strerror})") from None
+        data = json.loads(read_text(path, "config"))
     except json.JSONDecodeError as e:
         raise UsageError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict):
@@ -301,7 +299,7 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
         raise UsageError(f"--gpus must be >= 1, got {gpus}")
     hw = recipe.hardware
     if nodes is None:
-        per = int(hw.get("gpus_per_node") or gpus)
+        per = hw.gpus_per_node or gpus
         nodes = max(1, -(-gpus // per))
     if nodes < 1 or gpus % nodes:
         raise UsageError(f"--gpus {gpus} cannot be spread evenly over --nodes {nodes}")
@@ -319,8 +317,8 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
         argv = train_argv(recipe, None)
     default_tokens = recipe.cell(None).max_tokens_per_gpu
     settings = MemorySettings.from_argv(argv, default_tokens)
-    gpu = gpu or hw.get("gpu", "H200")
-    capacity = GPU_MEMORY_BYTES.get(gpu) or int(float(hw.get("min_gpu_memory_gib", 80)) * GIB)
+    gpu = gpu or hw.gpu or "H200"
+    capacity = GPU_MEMORY_BYTES.get(gpu) or int(float(hw.min_gpu_memory_gib or 80) * GIB)
     result = PlannerResult(recipe=recipe.name, gpus=gpus, nodes=nodes, gpu=gpu, capacity_gib=_gib(capacity),
                            total_params=shape.total_params(), expert_params=shape.expert_params(),
                            settings=settings)
@@ -331,7 +329,7 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
 
     cells_by_layout: dict[Layout, list[str]] = {}
     for c in recipe.cells.values():
-        cells_by_layout.setdefault(Layout.of(c), []).append(c.name)
+        cells_by_layout.setdefault(c.layout, []).append(c.name)
     layouts = list(dict.fromkeys([*cells_by_layout, *candidate_layouts(gpus, gpus_per_node, arch)]))
     for lay in layouts:
         errs = layout_errors(arch, lay, gpus)
@@ -354,7 +352,7 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
 def _group_label(rows: list[LayoutRow]) -> str:
     lay = rows[0].layout
     cps = "/".join(str(r.layout.cp) for r in rows)
-    return f"TP{lay.tp} PP{lay.pp} CP{cps} EP{lay.ep} ETP{lay.etp}" + (" +SP" if lay.sp else "")
+    return lay.label(cp=cps)
 
 
 def _grouped(rows: list[LayoutRow]) -> list[list[LayoutRow]]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runner.recipe import Cell, args_to_dict
+from runner.model.layout import Layout
+from runner.recipe import args_to_dict
 
 
 @dataclass(frozen=True)
@@ -67,22 +68,7 @@ class Architecture:
                        mamba_num_groups=int(hf.get("n_groups") or 0))
 
 
-@dataclass(frozen=True)
-class Layout:
-    tp: int
-    pp: int
-    cp: int
-    ep: int
-    etp: int
-    sp: bool
-
-    @classmethod
-    def of(cls, cell: Cell) -> Layout:
-        return cls(cell.tp, cell.pp, cell.cp, cell.ep, cell.etp, cell.sp)
-
-    def label(self) -> str:
-        s = f"TP{self.tp} PP{self.pp} CP{self.cp} EP{self.ep} ETP{self.etp}"
-        return s + (" +SP" if self.sp else "")
+__all__ = ["Architecture", "Layout", "layout_errors", "layout_warnings"]
 
 
 def layout_errors(arch: Architecture, lay: Layout, world: int) -> list[str]:

@@ -15,11 +15,11 @@ import datetime as dt
 import hashlib
 import json
 import os
-import secrets as pysecrets
 import socket
 from pathlib import Path
 from typing import Any
 
+from runner.atomicfile import write_text_atomic
 from runner.errors import RecipeError, UsageError
 from runner.recipe import Recipe
 from runner.secrets import redact_env
@@ -35,15 +35,6 @@ ENV_PREFIXES = ("RECIPE_", "NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def new_run_id(recipe: str, cell: str) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{recipe}-{cell}-{pysecrets.token_hex(3)}"
-
-
-def runs_root(override: str | os.PathLike | None) -> Path:
-    return Path(override or os.environ.get("RECIPE_RUNS_DIR") or Path.cwd() / "runs").resolve()
 
 
 def create_run_dir(runs_dir: Path, run_id: str, role: str = "run") -> Path:
@@ -92,20 +83,8 @@ def claim(path: Path, role: str, what: str) -> Path:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """The JSON text is made first, so an object that cannot be written leaves nothing behind."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:

@@ -17,7 +17,8 @@ import click
 
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
-from runner.launch.resolve import Launch, build_launch, current_image
+from runner.launch.options import RunOptions
+from runner.launch.resolve import Launch, build_launch
 from runner.recipe import Recipe, load_recipe
 from runner.records.record import (
     changed_recipe_files,
@@ -33,8 +34,8 @@ DEFAULT_NONDETERMINISTIC = ("perf/*",)
 REPLAYED_ENV_PREFIXES = ("NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED", "TORCH_", "OMP_", "MKL_",
                          "RECIPE_")
 # ...except the RECIPE_* that belong to one run or one host, which the replay chooses anew.
-NOT_REPLAYED = ("RECIPE_RUN", "RECIPE_RAY_", "RECIPE_BUNDLE_ROOT", "RECIPE_REQUIRE_", "RECIPE_TEST_",
-                "RECIPE_DEBUG")
+NOT_REPLAYED = ("RECIPE_RUN", "RECIPE_OUTPUT_DIR", "RECIPE_RAY_", "RECIPE_BUNDLE_ROOT", "RECIPE_REQUIRE_",
+                "RECIPE_TEST_", "RECIPE_DEBUG")
 
 
 @dataclass
@@ -72,7 +73,7 @@ def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: 
         reasons.append(f"recipe {recipe.name} changed since the run (recorded {rec.get('recipe_digest')}, now "
                        f"{recipe_digest(files_now)}; files: {', '.join(changed) or 'unknown'}); "
                        "--allow-changed-recipe to replay anyway")
-    now = current_image(recipe)
+    now = RunOptions.resolve(recipe).image  # --image is not a replay option: $RECIPE_IMAGE, else the pin
     if now != rec.get("image") and not allow_image:
         reasons.append(f"image changed since the run (recorded {rec.get('image')}, now {now}); "
                        "--allow-changed-image to replay anyway")
@@ -81,13 +82,14 @@ def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: 
 
 def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: dict[str, str]) -> Launch:
     env = rec["script_env"]
-    return build_launch(
-        recipe, run_id=run_id, run_dir=run_dir, backend="local", cell=rec["cell"], nodes=rec["nodes"],
-        gpus_per_node=rec["gpus_per_node"], inputs_dir=Path(rec["inputs_dir"]),
-        model_dir=Path(env["RECIPE_MODEL_DIR"]), data_dir=Path(env["RECIPE_DATA_DIR"]),
-        seed=int(env["RECIPE_SEED"]), rollout_seed=int(env["RECIPE_ROLLOUT_SEED"]),
-        num_rollout=int(env["RECIPE_NUM_ROLLOUT"]), deterministic=env.get("RECIPE_DETERMINISTIC") == "1",
-        extra_env=extra_env, skip=set(rec.get("preflight_skipped", [])))
+    opts = RunOptions.resolve(recipe, {
+        "cell": rec["cell"], "nodes": rec["nodes"], "gpus_per_node": rec["gpus_per_node"],
+        "inputs_dir": Path(rec["inputs_dir"]), "model_dir": Path(env["RECIPE_MODEL_DIR"]),
+        "data_dir": Path(env["RECIPE_DATA_DIR"]), "seed": int(env["RECIPE_SEED"]),
+        "rollout_seed": int(env["RECIPE_ROLLOUT_SEED"]), "num_rollout": int(env["RECIPE_NUM_ROLLOUT"]),
+        "deterministic": env.get("RECIPE_DETERMINISTIC") == "1"})
+    return build_launch(opts, run_id=run_id, run_dir=run_dir, backend="local", extra_env=extra_env,
+                        skip=set(rec.get("preflight_skipped", [])))
 
 
 def launch_differences(rec: dict, launch: Launch) -> list[str]:
@@ -99,7 +101,7 @@ def launch_differences(rec: dict, launch: Launch) -> list[str]:
         i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
         diffs.append(f"argv differs at position {i}: recorded {a[i:i + 2]} vs now {b[i:i + 2]}")
     ea = {k: normalize([v], *old)[0] for k, v in rec.get("job_env", {}).items()}
-    eb = {k: normalize([v], *new)[0] for k, v in launch.plan.env.items()}
+    eb = {k: normalize([v], *new)[0] for k, v in launch.plan.job_env.items()}
     for k in sorted(set(ea) | set(eb)):
         if ea.get(k) != eb.get(k) and not is_secret(k):
             diffs.append(f"job env {k}: recorded {ea.get(k)!r} vs now {eb.get(k)!r}")
@@ -116,7 +118,7 @@ def restore_environment(rec: dict) -> None:
 def compare(original: Path, replayed: Path, recipe: Recipe, tier: str) -> Comparison:
     a, b = metrics.collect(original), metrics.collect(replayed)
     if tier == "bitwise":
-        patterns = recipe.data.get("determinism", {}).get("nondeterministic_metrics", DEFAULT_NONDETERMINISTIC)
+        patterns = recipe.determinism.nondeterministic_metrics
         excluded = sorted(m for m in set(a.values) | set(b.values) if any(fnmatch.fnmatch(m, p) for p in patterns))
         for m in excluded:
             a.values.pop(m, None)

@@ -6,8 +6,8 @@ Host paths are mounted at fixed places, so the inner run is the same whatever th
     <output dir>         -> /recipe/output
     <run dir>/container  -> /recipe/run/<run id>      the inner run's record, logs, metrics, gate
 
-The image is RECIPE_IMAGE if set, else the recipe's [image] reference; either way it must be pinned
-by digest. What runs is a recipe image of this bundle (runner/image/recipe_image.py): the image
+The image is the launch's (--image, else $RECIPE_IMAGE, else the recipe's [image] reference); it must
+be pinned by digest. What runs is a recipe image of this bundle (runner/image/recipe_image.py): the image
 itself if its labels say it is one, else (a base, e.g. the pinned miles image) the recipe image built
 on it for this bundle's content, `recipe-bundle-auto:<key>`, reused when this engine has it. Secrets
 go in by name only (`-e WANDB_API_KEY`), so their values never reach argv.
@@ -21,14 +21,25 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import EXIT_PREFLIGHT
+import click
+
+from runner.atomicfile import write_text_atomic
+from runner.errors import EXIT_PREFLIGHT, UsageError
 from runner.image import recipe_image as ri
+from runner.image.ref import is_pinned
 from runner.launch import preflight as pf
+from runner.launch.backends import check_names
 from runner.launch.resolve import Launch
+from runner.launch.script import run_script
 from runner.paths import bundle_root
+from runner.records.record import write_json_atomic
+
+NAME = "docker"
+WRAPS_INNER_RUN = True
 
 INPUTS, OUTPUT, RUN_ROOT = "/recipe/inputs", "/recipe/output", "/recipe/run"
 ENTRYPOINT = "/usr/local/bin/recipe"
@@ -37,11 +48,10 @@ SCRIPT_NAME = "docker_run.sh"
 IMAGE_RECORD = "image.json"  # in the run directory: which recipe image ran, built or reused, on which base
 # Job settings of the host that must reach the job inside the container (by name, when set).
 FORWARDED_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_DEBUG_FILE")
-# Upstream's container flags (facts: launch mechanics), minus --gpus which depends on the recipe.
+# Host IPC and a 32 GB /dev/shm for NCCL and Ray's object store, unlimited locked memory for RDMA
+# registration, a 64 MiB stack, the host network for Ray's ports; --gpus depends on the recipe.
 RUN_FLAGS = ["--ipc=host", "--shm-size=32g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
              "--network=host"]
-# Inner preflight checks a skip may be forwarded to (the outer-only ones stay outside).
-INNER_SKIPPABLE = {"lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "args", "packages"}
 
 
 def docker_bin() -> str:
@@ -55,14 +65,6 @@ def run_flags(environ: dict[str, str]) -> list[str]:
         i = RUN_FLAGS.index("memlock=-1")
         return RUN_FLAGS[:i - 1] + RUN_FLAGS[i + 1:]
     return list(RUN_FLAGS)
-
-
-def image_ref(launch: Launch) -> str:
-    return os.environ.get("RECIPE_IMAGE") or launch.image
-
-
-def pinned(ref: str) -> bool:
-    return "@sha256:" in ref and len(ref.rsplit("@sha256:", 1)[1]) == 64
 
 
 @dataclass
@@ -94,7 +96,7 @@ def known_bases(launch: Launch) -> set[str]:
 def choose_image(launch: Launch, probe: bool = True) -> ImageChoice:
     """probe: read the image's labels (this engine, else its registry). Without probing, a choice made
     by preflight, else the static rule: the recipe's pin is a base; an --image is taken as given."""
-    ref = image_ref(launch)
+    ref = launch.image
     bundle = ri.bundle_digest(bundle_root())
     if not probe:
         if (ref, bundle) in _CHOICES:
@@ -124,14 +126,27 @@ def inner_run_dir(launch: Launch) -> Path:
 def inner_args(launch: Launch) -> list[str]:
     args = ["run", launch.recipe.name, "--backend", "local", "--run-dir", f"{RUN_ROOT}/{launch.run_id}",
             "--inputs", INPUTS, "--output-dir", OUTPUT, *launch.forward_args]
-    for name in sorted(launch.skip & INNER_SKIPPABLE):
+    for name in sorted(launch.skip & set(check_names("local"))):  # the outer-only checks stay outside
         args += ["--skip-preflight", name]
     return args
+
+
+def check_mounts(launch: Launch) -> None:
+    """`docker run -v SRC:DST[:MODE]` splits on ':' (and --mount on ','): such a path would mount something else."""
+    for what, path in (("--inputs", launch.inputs_dir), ("--output-dir", launch.output_dir),
+                       ("run directory", inner_run_dir(launch))):
+        if any(c in str(path) for c in ":,"):
+            raise UsageError(f"{what} {str(path)!r}: docker cannot mount a path containing ':' or ','")
+    for key in ("model_dir", "data_dir"):
+        if key in launch.options.explicit:
+            raise UsageError(f"--{key.replace('_', '-')}: the docker backend mounts only --inputs; put the "
+                             "directory under the inputs root instead")
 
 
 def command(launch: Launch, environ: dict[str, str] | None = None, choice: ImageChoice | None = None,
             image_id: str | None = None) -> list[str]:
     environ = os.environ if environ is None else environ
+    check_mounts(launch)
     choice = choice or choose_image(launch, probe=False)
     ref = choice.configured
     # --init: a real PID 1 reaps the Ray processes the run script stops; without it they linger as
@@ -193,8 +208,6 @@ def recipe_image(launch: Launch) -> tuple[ImageChoice, dict]:
         if why:
             raise RuntimeError(f"{choice.configured} is a base image and the recipe image cannot be built here: {why}")
         log = Path(launch.run_dir) / "logs" / "image-build.log"
-        import click
-
         click.echo(f"recipe: building {choice.run_ref} (this bundle on {choice.configured}); log: {log}", err=True)
         built = ri.build(docker_bin(), bundle_root(), choice.bundle, choice.configured, log)
         rec.update(build_log=str(log))
@@ -203,15 +216,10 @@ def recipe_image(launch: Launch) -> tuple[ImageChoice, dict]:
                     "reused": choice.built is not None, "build_seconds": round(time.monotonic() - t0, 1)}
 
 
-def run(launch: Launch) -> tuple[int, bool]:
+def run(launch: Launch, on_start: Callable[[int], None] | None = None,
+        on_interrupt: Callable[[str], None] | None = None) -> tuple[int, bool]:
     """Run the container in the foreground; SIGINT/SIGTERM reach the inner runner through docker's
     signal proxy, so the inner run script's trap stops its Ray job before the container exits."""
-    import click
-
-    from runner.atomicfile import write_text_atomic
-    from runner.launch.script import run_script
-    from runner.records.record import write_json_atomic
-
     for d in (launch.output_dir, inner_run_dir(launch)):
         Path(d).mkdir(parents=True, exist_ok=True)
     try:
@@ -222,7 +230,8 @@ def run(launch: Launch) -> tuple[int, bool]:
     write_json_atomic(Path(launch.run_dir) / IMAGE_RECORD, rec)
     script = Path(launch.run_dir) / SCRIPT_NAME
     write_text_atomic(script, script_text(launch, choice, rec.get("recipe_image_id")))
-    return run_script(script, {}, Path(launch.run_dir) / "logs" / "docker.log")
+    return run_script(script, {}, Path(launch.run_dir) / "logs" / "docker.log", on_start=on_start,
+                      on_interrupt=on_interrupt)
 
 
 # ---- preflight ---------------------------------------------------------------------------
@@ -259,11 +268,11 @@ def check_docker(launch: Launch) -> pf.Check:
 def check_image(launch: Launch) -> pf.Check:
     """The image must be pinned, readable (this engine, else its registry's config blob) and either a
     recipe image of this bundle or a base to build one on; its labels say which."""
-    ref = image_ref(launch)
+    ref = launch.image
     if ref in ("", "none"):
         return pf.fail("image", f"recipe {launch.recipe.name} pins no image",
                        "set RECIPE_IMAGE=<registry/name@sha256:...> (a base, or an image built by docker/image.sh)")
-    if not pinned(ref):
+    if not is_pinned(ref):
         return pf.fail("image", f"image '{ref}' is not pinned by digest",
                        "use NAME@sha256:<64 hex> (tags move; `docker/image.sh push` prints the digest ref)")
     try:
@@ -301,19 +310,14 @@ def check_image(launch: Launch) -> pf.Check:
     return check
 
 
-def preflight(launch: Launch) -> list[pf.Check]:
-    from runner.launch.backends import local
-
-    hw = launch.recipe.hardware
-    need = launch.gpus_per_node
-    img = launch.recipe.data.get("image", {})
-    checks = {
-        "lint": lambda: local.check_lint(launch),
+def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
+    host = pf.host_checks(launch)
+    return {
+        "lint": host["lint"],
         "docker": lambda: check_docker(launch),
         "image": lambda: check_image(launch),
-        "gpus": lambda: pf.check_gpus(need, hw.get("gpu"), hw.get("min_gpu_memory_gib")),
-        "driver": lambda: pf.check_driver(img.get("min_driver"), need > 0),
-        "disk": lambda: pf.check_disk(launch.output_dir, hw.get("min_free_disk_gib", 0)),
-        "inputs": lambda: local.check_inputs(launch),
+        "gpus": host["gpus"],
+        "driver": host["driver"],
+        "disk": host["disk"],
+        "inputs": host["inputs"],
     }
-    return pf.run_checks(checks, launch.skip)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Callable
 
 from runner.launch import preflight as pf
 from runner.launch.resolve import Launch
+from runner.launch.script import run_script
+
+NAME = "local"
+WRAPS_INNER_RUN = False
 
 
 def check_image(launch: Launch) -> pf.Check:
@@ -26,39 +30,6 @@ def check_image(launch: Launch) -> pf.Check:
     return check
 
 
-def check_inputs(launch: Launch) -> pf.Check:
-    """Every input file against the recipe's sha256 manifest (sizes first, then parallel hashing)."""
-    from runner.inputs import manifest as mf
-    from runner.inputs.hub_pins import check_pins
-    from runner.inputs.verify import default_cache, verify_manifest
-
-    manifest = launch.recipe.path("manifest")
-    check_pins(launch.recipe, mf.load(manifest), str(manifest))  # a pin edited without `recipe lock`
-    if not launch.inputs_dir.is_dir():
-        return pf.fail("inputs", f"inputs root {launch.inputs_dir} does not exist",
-                       f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
-    # files unchanged since hashed are trusted (the verified-inputs cache); run.json says which
-    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None, cache=default_cache(launch.inputs_dir))
-    s = result.summary()
-    counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n)
-    how = f"; {s['hashed']} hashed, {s['trusted']} trusted unchanged"
-    check = pf.ok("inputs", f"{s['files']} files match {manifest.name} ({counts}{how})") if result.ok else pf.fail(
-        "inputs", f"{counts} under {launch.inputs_dir}; first: {result.problems[0].path} "
-                  f"({result.problems[0].status})",
-        f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
-    check.data = s
-    return check
-
-
-def check_lint(launch: Launch) -> pf.Check:
-    from runner.lint import lint_recipe
-
-    rep = lint_recipe(launch.recipe, cell=launch.cell.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node)
-    if rep.errors:
-        return pf.fail("lint", f"{len(rep.errors)} error(s): {rep.errors[0]}", f"recipe lint {launch.recipe.name}")
-    return pf.ok("lint", f"clean ({len(rep.warnings)} warning(s))")
-
-
 def check_args(launch: Launch) -> pf.Check:
     """miles' own parser on the plan's argv and job env (runner/launch/argcheck.py)."""
     from runner.launch.argcheck import check_args as run_check
@@ -73,26 +44,33 @@ def check_packages(launch: Launch) -> pf.Check:
     return run_check(launch.recipe, launch.plan)
 
 
-def preflight(launch: Launch) -> list[pf.Check]:
-    hw = launch.recipe.hardware
-    need = launch.gpus_per_node
-    img = launch.recipe.data.get("image", {})
-    checks = {
-        "lint": lambda: check_lint(launch),
-        "gpus": lambda: pf.check_gpus(need, hw.get("gpu"), hw.get("min_gpu_memory_gib")),
-        "driver": lambda: pf.check_driver(img.get("min_driver"), need > 0),
+def check_ports(launch: Launch) -> pf.Check:
+    if os.environ.get("RECIPE_RAY_ADDRESS"):  # joining a cluster someone else started
+        return pf.na("ports", f"joining Ray at {os.environ['RECIPE_RAY_ADDRESS']}")
+    return pf.check_ports(launch.script_env)
+
+
+def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
+    host = pf.host_checks(launch)
+    return {
+        "lint": host["lint"],
+        "gpus": host["gpus"],
+        "driver": host["driver"],
         "image": lambda: check_image(launch),
-        "shm": lambda: pf.check_shm(hw.get("min_shm_gib", 0)),
-        "disk": lambda: pf.check_disk(launch.output_dir, hw.get("min_free_disk_gib", 0)),
-        "ports": lambda: pf.check_ports(launch.env),
-        "inputs": lambda: check_inputs(launch),
+        "shm": lambda: pf.check_shm(launch.recipe.hardware.min_shm_gib),
+        "disk": host["disk"],
+        "ports": lambda: check_ports(launch),
+        "inputs": host["inputs"],
         "args": lambda: check_args(launch),
         "packages": lambda: check_packages(launch),
     }
-    if os.environ.get("RECIPE_RAY_ADDRESS"):  # joining a cluster someone else started
-        checks["ports"] = lambda: pf.na("ports", f"joining Ray at {os.environ['RECIPE_RAY_ADDRESS']}")
-    return pf.run_checks(checks, launch.skip)
 
 
-def script(launch: Launch) -> Path:
-    return launch.recipe.path("run_script")
+def commands(launch: Launch) -> list[list[str]]:
+    return launch.plan.commands
+
+
+def run(launch: Launch, on_start: Callable[[int], None] | None = None,
+        on_interrupt: Callable[[str], None] | None = None) -> tuple[int, bool]:
+    return run_script(launch.recipe.path("run_script"), launch.script_env, launch.run_dir / "logs" / "run.log",
+                      on_start=on_start, on_interrupt=on_interrupt)

@@ -9,7 +9,6 @@ submission, and the checks that this machine can submit/run it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,9 +17,13 @@ from pathlib import Path
 from runner.atomicfile import write_text_atomic
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.image import enroot
+from runner.image.ref import is_pinned, parse_image
 from runner.launch import preflight as pf
-from runner.launch.sbatch import SbatchJob
+from runner.launch.backends import check_names
+from runner.launch.sbatch import SbatchJob, render
+from runner.launch.script import run_script
 from runner.paths import bundle_root
+from runner.records.rundirs import runs_root
 
 IMAGE_BUNDLE_DIR = "/opt/recipe-bundle"  # where the recipe-bundle image keeps the bundle (docker/Dockerfile)
 SCRIPT_NAME = "slurm-job.sh"
@@ -51,7 +54,7 @@ def container_image(ref: str, runtime: str, sqsh_dir: Path | None) -> str:
                               f"NAME --output-dir {path.parent}` (enroot >= 4.0), or drop --sqsh-dir to pull "
                               "by digest", EXIT_MISSING)
         return str(path)
-    if not enroot.parse_image(ref).digest:
+    if not parse_image(ref).pinned:
         raise UsageError(f"image {ref!r} is not pinned by digest (@sha256:...); pyxis would pull whatever the tag "
                          "points at today")
     return enroot.pyxis_image(ref)
@@ -63,29 +66,22 @@ def _mounts(runtime: str, bundle_dir: str) -> list[str]:
     return []
 
 
-def job_from_options(name: str, *, nodes: int, gpus_per_node: int | None, partition: str | None,
-                     account: str | None, time: str | None, runtime: str, image: str | None,
-                     sqsh_dir: Path | None, bundle_dir: str | None, cell: str | None, inputs_dir: Path | None,
-                     output_dir: Path | None, runs_dir: Path | None, seed: int | None, rollout_seed: int | None,
-                     num_rollout: int | None, deterministic: bool, ready_timeout: int,
-                     extra_run_args: list[str] | None = None, command_line: str = "") -> SbatchJob:
-    from runner.inputs.layout import inputs_root
-    from runner.launch.resolve import forward_args
-    from runner.recipe import load_recipe
-    from runner.records.record import runs_root
+def job_from_options(opts, *, runs_dir: Path | None, partition: str | None, account: str | None,
+                     time: str | None, runtime: str, sqsh_dir: Path | None, bundle_dir: str | None,
+                     ready_timeout: int, extra_run_args: list[str] | None = None, command_line: str = "") -> SbatchJob:
+    """The sbatch job of resolved RunOptions (`recipe sbatch`)."""
 
-    recipe = load_recipe(name)
-    c = recipe.cell(cell)
-    gpus = recipe.hardware.get("gpus_per_node", 0) if gpus_per_node is None else gpus_per_node
+    if ready_timeout < 1:
+        raise UsageError(f"--ready-timeout must be >= 1 second, got {ready_timeout}")
     bundle = bundle_dir or str(bundle_root())
-    opts = {"seed": seed, "rollout_seed": rollout_seed, "num_rollout": num_rollout, "deterministic": deterministic}
     return SbatchJob(
-        recipe=recipe.name, nodes=nodes, gpus_per_node=gpus, runtime=runtime,
-        image=container_image(image or recipe.image, runtime, sqsh_dir),
+        recipe=opts.recipe.name, nodes=opts.nodes, gpus_per_node=opts.gpus_per_node, runtime=runtime,
+        image=container_image(opts.image, runtime, sqsh_dir),
         bundle_dir=bundle, recipe_cmd=recipe_cmd(runtime, bundle),
-        runs_dir=str(runs_root(runs_dir)), inputs_dir=str(inputs_root(recipe, inputs_dir)),
-        output_dir=str((output_dir or Path.cwd() / "outputs" / recipe.name).resolve()),
-        run_args=forward_args(c.name, nodes, gpus, opts) + list(extra_run_args or []),
+        runs_dir=str(runs_root(runs_dir)), inputs_dir=str(opts.inputs_dir),
+        # "": the job's own RUN_DIR/output, as for `recipe run`
+        output_dir=str(opts.output_dir) if opts.output_dir else "",
+        run_args=opts.to_argv(paths=True) + list(extra_run_args or []),
         partition=partition, account=account, time=time,
         mounts=_mounts(runtime, bundle), ready_timeout_s=ready_timeout, command_line=command_line)
 
@@ -111,17 +107,19 @@ def submit_script(job: SbatchJob, script: str) -> tuple[Path, str]:
 
 # ---- backend interface (recipe run --backend slurm, inside an allocation) ------------------
 
+NAME = "slurm"
+WRAPS_INNER_RUN = True
+
+
 def runtime() -> str:
     return os.environ.get("RECIPE_CONTAINER_RUNTIME", "pyxis")
 
 
 def inner_skips(launch) -> list[str]:
-    """--skip-preflight options the inner `recipe run --backend local` should repeat."""
-    out: list[str] = []
-    for name in sorted(getattr(launch, "skip", ()) or ()):
-        if name not in ("slurm", "pyxis", "enroot", "docker"):
-            out += ["--skip-preflight", name]
-    return out
+    """--skip-preflight options the inner `recipe run --backend local` should repeat (its own checks only)."""
+
+    inner = set(check_names("local"))
+    return [w for name in sorted(launch.skip) if name in inner for w in ("--skip-preflight", name)]
 
 
 def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
@@ -131,7 +129,7 @@ def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
         recipe=launch.recipe.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node, runtime=rt,
         image=container_image(launch.image, rt, None), bundle_dir=bundle, recipe_cmd=recipe_cmd(rt, bundle),
         runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
-        output_dir=str(launch.output_dir), run_args=list(launch.forward_args) + inner_skips(launch),
+        output_dir=str(launch.output_dir), run_args=launch.options.to_argv(paths=True) + inner_skips(launch),
         run_dir=str(launch.run_dir),
         mounts=_mounts(rt, bundle), command_line=f"recipe run {launch.recipe.name} --backend slurm")
 
@@ -140,14 +138,17 @@ def command(launch) -> list[str]:
     return ["bash", str(Path(launch.run_dir) / SCRIPT_NAME)]
 
 
-def run(launch) -> tuple[int, bool]:
+def commands(launch) -> list[list[str]]:
+    return [command(launch)]
+
+
+def run(launch, on_start=None, on_interrupt=None) -> tuple[int, bool]:
     """Render the script into the run directory and run it with bash in this allocation."""
-    from runner.launch.sbatch import render
-    from runner.launch.script import run_script
 
     path = Path(launch.run_dir) / SCRIPT_NAME
     write_text_atomic(path, render(job_from_launch(launch)))
-    return run_script(path, {}, Path(launch.run_dir) / "logs" / "slurm.log")
+    return run_script(path, {}, Path(launch.run_dir) / "logs" / "slurm.log", on_start=on_start,
+                      on_interrupt=on_interrupt)
 
 
 # ---- preflight ------------------------------------------------------------------------------
@@ -188,18 +189,15 @@ def check_enroot(rt: str, image: str, enroot_bin: str = "enroot") -> pf.Check:
         v = enroot.enroot_version(enroot_bin)
     except RecipeError as e:
         return pf.fail("enroot", e.message, "check the enroot installation")
-    digest = bool(re.search(r"@sha256:", image))
-    if digest and v < enroot.MIN_DIGEST_VERSION:
+    if is_pinned(image) and v < enroot.MIN_DIGEST_VERSION:
         return pf.fail("enroot", f"enroot {'.'.join(map(str, v))} cannot pull by digest (needs >= 4.0)",
                        "upgrade enroot, or stage the image: `recipe image sqsh NAME` where enroot >= 4.0 runs")
     return pf.ok("enroot", f"enroot {'.'.join(map(str, v))}")
 
 
-def preflight(launch) -> list[pf.Check]:
-    rt = runtime()
-    checks = {
+def checks(launch) -> dict:
+    return {
         "slurm": lambda: check_slurm(in_allocation=True),
-        "pyxis": lambda: check_pyxis(rt),
-        "enroot": lambda: check_enroot(rt, launch.image),
+        "pyxis": lambda: check_pyxis(runtime()),
+        "enroot": lambda: check_enroot(runtime(), launch.image),
     }
-    return pf.run_checks(checks, getattr(launch, "skip", set()))

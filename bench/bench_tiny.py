@@ -1,6 +1,6 @@
 """Time the tiny CPU recipe on this machine and print a table (a benchmark, not a test).
 
-    .venv/bin/python ci/bench_tiny.py [--repeat N]
+    .venv/bin/python bench/bench_tiny.py [--repeat N]
 
 Rows: `recipe run nemotron3_nano_tiny` end to end (preflight, Ray head, readiness, job, Ray stop, gate),
 the same trainer argv without Ray, and the 10 GRPO steps alone (sum of perf/step_time). The target

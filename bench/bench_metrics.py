@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How long collecting and gating a run's metrics takes, against just reading the JSON lines.
 
-    .venv/bin/python ci/bench_metrics.py [--rollouts 10,100,1000] [--ranks 8]
+    .venv/bin/python bench/bench_metrics.py [--rollouts 10,100,1000] [--ranks 8]
 
 Writes nemotron3_nano-shaped event logs (ci/make_metric_controls.py's simulation; every one of
 --ranks actor ranks logs the trainer-side rollout/* values, as DP-source ranks do) and a stdout
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "ci")]
+sys.path[:0] = [str(ROOT), str(ROOT / "ci")]  # ci/: make_metric_controls, the control series
 
 import make_metric_controls as mc  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Time the CPU image chain on this machine and print a table (a benchmark, not a test).
 
-    .venv/bin/python ci/bench_image.py [--fresh]
+    .venv/bin/python bench/bench_image.py [--fresh]
 
 Steps: private engine + registry up, mmdebstrap minbase, cpu-base (build + push; --fresh forces a
 rebuild under a new repository name instead of the registry hit), the recipe image build, a

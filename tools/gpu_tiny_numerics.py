@@ -1,6 +1,6 @@
 """The tiny recipe's two numerics claims, measured on a GPU (or the CPU), in fp32 and bf16.
 
-    python3 ci/gpu_tiny_numerics.py [--device cuda]
+    python3 tools/gpu_tiny_numerics.py [--device cuda]
 
 Prints a table of mean/max |delta log-prob| over the real tokens of 32 problems: the noise floor,
 router scale 2.5 -> 1.0, routing replay against a perturbed expert bias (free vs replayed), and

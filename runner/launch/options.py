@@ -1,0 +1,220 @@
+"""The options of one launch, resolved once, in one place, for `recipe run`, `plan` and `sbatch`.
+
+Precedence, for every option: the command line > its RECIPE_* environment variable (the same name
+the run script reads) > recipe.toml > nothing. There is no other fallback: a value the recipe does
+not state is an error at load (runner/recipe.py), never a number made up here.
+
+    option           flag               variable               recipe.toml
+    cell             --cell             RECIPE_CELL            default_cell
+    nodes            --nodes            RECIPE_NODES           [hardware] nodes
+    gpus_per_node    --gpus-per-node    RECIPE_GPUS_PER_NODE   [hardware] gpus_per_node
+    inputs_dir       --inputs           RECIPE_INPUTS_DIR      [inputs] root, else ./inputs/NAME
+    model_dir        --model-dir        RECIPE_MODEL_DIR       INPUTS/[model] dir
+    data_dir         --data-dir         RECIPE_DATA_DIR        INPUTS/[data] dir
+    output_dir       --output-dir       RECIPE_OUTPUT_DIR      RUN_DIR/output (every run owns its checkpoints)
+    seed             --seed             RECIPE_SEED            [run] seed
+    rollout_seed     --rollout-seed     RECIPE_ROLLOUT_SEED    [run] rollout_seed
+    num_rollout      --num-rollout      RECIPE_NUM_ROLLOUT     [run] num_rollout
+    deterministic    --[no-]deterministic RECIPE_DETERMINISTIC [run] deterministic
+    image            --image            RECIPE_IMAGE           [image] reference
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner.errors import UsageError
+from runner.inputs import layout as inputs_layout
+from runner.recipe import Cell, Recipe
+
+# Bounds "beyond reason": one Ray cluster of a recipe; the sbatch port layout also stops at 64 nodes.
+MAX_NODES = 64
+MAX_GPUS_PER_NODE = 64
+MAX_NUM_ROLLOUT = 10**7
+
+ENV = {"cell": "RECIPE_CELL", "nodes": "RECIPE_NODES", "gpus_per_node": "RECIPE_GPUS_PER_NODE",
+       "inputs_dir": "RECIPE_INPUTS_DIR", "model_dir": "RECIPE_MODEL_DIR", "data_dir": "RECIPE_DATA_DIR",
+       "output_dir": "RECIPE_OUTPUT_DIR", "seed": "RECIPE_SEED", "rollout_seed": "RECIPE_ROLLOUT_SEED",
+       "num_rollout": "RECIPE_NUM_ROLLOUT", "deterministic": "RECIPE_DETERMINISTIC", "image": "RECIPE_IMAGE"}
+FLAG = {"cell": "--cell", "nodes": "--nodes", "gpus_per_node": "--gpus-per-node", "inputs_dir": "--inputs",
+        "model_dir": "--model-dir", "data_dir": "--data-dir", "output_dir": "--output-dir", "seed": "--seed",
+        "rollout_seed": "--rollout-seed", "num_rollout": "--num-rollout", "deterministic": "--deterministic",
+        "image": "--image"}
+# (minimum, maximum) of the integer options
+BOUNDS = {"nodes": (1, MAX_NODES), "gpus_per_node": (0, MAX_GPUS_PER_NODE), "seed": (0, 2**32 - 1),
+          "rollout_seed": (0, 2**32 - 1), "num_rollout": (1, MAX_NUM_ROLLOUT)}
+PATHS = ("inputs_dir", "model_dir", "data_dir", "output_dir")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    recipe: Recipe
+    cell: Cell
+    nodes: int
+    gpus_per_node: int
+    inputs_dir: Path
+    model_dir: Path
+    data_dir: Path
+    output_dir: Path | None  # None: RUN_DIR/output, decided once the run directory is
+    seed: int
+    rollout_seed: int
+    num_rollout: int
+    deterministic: bool
+    image: str
+    explicit: frozenset[str] = field(default_factory=frozenset)  # set by the command line or RECIPE_*
+
+    @classmethod
+    def resolve(cls, recipe: Recipe, cli: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> RunOptions:
+        """Apply the precedence to the given flags (None: not given) and environment."""
+        cli = {k: v for k, v in (cli or {}).items() if v is not None}
+        unknown = set(cli) - set(ENV)
+        if unknown:
+            raise TypeError(f"unknown run options: {sorted(unknown)}")
+        environ = os.environ if environ is None else environ
+        given: dict[str, Any] = {}
+        for key, var in ENV.items():
+            if key in cli:
+                given[key] = _checked(key, cli[key], FLAG[key])
+            elif environ.get(var, "") != "":
+                given[key] = _from_env(key, var, environ[var])
+        cell = recipe.cell(given.get("cell"))
+        hw, run = recipe.hardware, recipe.run_defaults
+        inputs_dir = inputs_layout.inputs_root(recipe, given.get("inputs_dir"))
+        return cls(
+            recipe=recipe, cell=cell,
+            nodes=given.get("nodes", hw.nodes), gpus_per_node=given.get("gpus_per_node", hw.gpus_per_node),
+            inputs_dir=inputs_dir,
+            model_dir=_abs(given.get("model_dir")) or inputs_layout.model_dir(recipe, inputs_dir),
+            data_dir=_abs(given.get("data_dir")) or inputs_layout.data_dir(recipe, inputs_dir),
+            output_dir=_abs(given.get("output_dir")),
+            seed=given.get("seed", run.seed), rollout_seed=given.get("rollout_seed", run.rollout_seed),
+            num_rollout=given.get("num_rollout", run.num_rollout),
+            deterministic=given.get("deterministic", run.deterministic),
+            image=given.get("image") or recipe.image, explicit=frozenset(given))
+
+    def output_for(self, run_dir: Path) -> Path:
+        return self.output_dir or (Path(run_dir) / "output").resolve()
+
+    def script_env(self, run_dir: Path, run_id: str) -> dict[str, str]:
+        """The RECIPE_* variables the run script reads for this launch."""
+        env = {
+            "RECIPE_NAME": self.recipe.name,
+            "RECIPE_CELL": self.cell.name,
+            "RECIPE_INPUTS_DIR": str(self.inputs_dir),
+            "RECIPE_MODEL_DIR": str(self.model_dir),
+            "RECIPE_DATA_DIR": str(self.data_dir),
+            "RECIPE_OUTPUT_DIR": str(self.output_for(run_dir)),
+            "RECIPE_RUN_DIR": str(run_dir),
+            "RECIPE_RUN_ID": run_id,
+            "RECIPE_NODES": str(self.nodes),
+            "RECIPE_GPUS_PER_NODE": str(self.gpus_per_node),
+            "RECIPE_NUM_ROLLOUT": str(self.num_rollout),
+            "RECIPE_SEED": str(self.seed),
+            "RECIPE_ROLLOUT_SEED": str(self.rollout_seed),
+            "RECIPE_DETERMINISTIC": "1" if self.deterministic else "0",
+            **self.cell.env(),
+        }
+        for k, v in env.items():
+            if any(ch in v for ch in "\n\r\0"):
+                raise UsageError(f"{k}: value contains a newline or NUL byte: {v!r}")
+        return env
+
+    def to_argv(self, paths: bool = False) -> list[str]:
+        """The options that make an inner `recipe run` (in docker, on Slurm) resolve to this same launch.
+
+        The layout always; the rest where the command line or the environment set it (the inner run
+        reads the same recipe.toml for everything else). paths=True adds the model and data dirs,
+        for a backend where the inner run sees the host's paths (Slurm: a shared file system).
+        """
+        out = ["--cell", self.cell.name, "--nodes", str(self.nodes), "--gpus-per-node", str(self.gpus_per_node)]
+        for key in ("seed", "rollout_seed", "num_rollout"):
+            if key in self.explicit:
+                out += [FLAG[key], str(getattr(self, key))]
+        if "deterministic" in self.explicit:
+            out.append("--deterministic" if self.deterministic else "--no-deterministic")
+        if "image" in self.explicit:
+            out += ["--image", self.image]
+        if paths:
+            for key in ("model_dir", "data_dir"):
+                if key in self.explicit:
+                    out += [FLAG[key], str(getattr(self, key))]
+        return out
+
+
+def _abs(p: Any) -> Path | None:
+    return Path(p).expanduser().resolve() if p else None
+
+
+def _checked(key: str, value: Any, where: str) -> Any:
+    if key in BOUNDS:
+        lo, hi = BOUNDS[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise UsageError(f"{where} must be an integer from {lo} to {hi}, got {value!r}")
+    elif key in PATHS:
+        s = str(value)
+        if not s or any(c in s for c in "\n\r\0"):
+            raise UsageError(f"{where} {s!r}: expected a path without newlines or NUL bytes")
+    elif key in ("cell", "image"):
+        if not isinstance(value, str) or not value or any(c.isspace() or c == "\0" for c in value):
+            raise UsageError(f"{where} {value!r}: expected a name without spaces")
+    return value
+
+
+def _from_env(key: str, var: str, raw: str) -> Any:
+    if key in BOUNDS:
+        try:
+            value: Any = int(raw.strip(), 10)
+        except ValueError:
+            raise UsageError(f"{var}={raw!r}: expected an integer") from None
+        return _checked(key, value, var)
+    if key == "deterministic":
+        if raw not in ("0", "1"):
+            raise UsageError(f"{var}={raw!r}: expected 0 or 1")
+        return raw == "1"
+    return _checked(key, raw, var)
+
+
+# ---- the one set of click options behind `run`, `plan` and `sbatch` ----------------------------
+
+PathOpt = click.Path(path_type=Path, file_okay=False)
+CLI_KEYS = tuple(ENV)
+
+
+def run_options(f):
+    """The launch options shared by `plan`, `run` and `sbatch`: they resolve to the same launch."""
+    for opt in reversed([
+        click.option("--cell", help="Parallelism cell (default: $RECIPE_CELL, else the recipe's default cell)."),
+        click.option("--nodes", type=int, help="Number of nodes (default: $RECIPE_NODES, else the recipe's)."),
+        click.option("--gpus-per-node", type=int, help="GPUs per node (default: $RECIPE_GPUS_PER_NODE, else the "
+                     "recipe's)."),
+        click.option("--inputs", "inputs_dir", type=PathOpt,
+                     help="Inputs root holding model/ and data/ (default: $RECIPE_INPUTS_DIR, else ./inputs/NAME)."),
+        click.option("--model-dir", type=PathOpt, help="Override the model directory (default: INPUTS/model)."),
+        click.option("--data-dir", type=PathOpt, help="Override the data directory (default: INPUTS/data)."),
+        click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: $RECIPE_OUTPUT_DIR, else "
+                     "RUN_DIR/output)."),
+        click.option("--seed", type=int, help="--seed for the trainer (default: $RECIPE_SEED, else the recipe's)."),
+        click.option("--rollout-seed", type=int, help="--rollout-seed (default: $RECIPE_ROLLOUT_SEED, else the "
+                     "recipe's)."),
+        click.option("--num-rollout", type=int, help="Number of rollouts (default: $RECIPE_NUM_ROLLOUT, else the "
+                     "recipe's)."),
+        click.option("--deterministic/--no-deterministic", default=None,
+                     help="Deterministic training and inference, slower (default: $RECIPE_DETERMINISTIC, else "
+                     "the recipe's)."),
+        click.option("--image", help="Run in this image (NAME@sha256:...); recorded in run.json (default: "
+                     "$RECIPE_IMAGE, else the recipe's pin)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def pop_cli(kw: dict[str, Any]) -> dict[str, Any]:
+    """Take the run options out of a click command's keyword arguments."""
+    return {k: kw.pop(k) for k in CLI_KEYS if k in kw}

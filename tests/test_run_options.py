@@ -1,0 +1,83 @@
+"""runner/launch/options.py: one precedence (CLI > RECIPE_* > recipe.toml), resolved once, and the
+inner run's argv derived from it rather than listed by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from conftest import clean_env, recipe
+
+from runner.errors import UsageError
+from runner.launch import backends
+from runner.launch.options import ENV, RunOptions, pop_cli, run_options
+from runner.recipe import load_recipe
+
+NANO = load_recipe("nemotron3_nano")
+
+
+def test_recipe_toml_is_the_default():
+    o = RunOptions.resolve(NANO, environ={})
+    assert (o.nodes, o.gpus_per_node) == (NANO.hardware.nodes, NANO.hardware.gpus_per_node)
+    assert (o.num_rollout, o.seed, o.rollout_seed) == (10, 1234, 42)
+    assert o.cell.name == NANO.default_cell and o.image == NANO.image and o.deterministic is False
+    assert o.explicit == frozenset()
+
+
+def test_environment_beats_recipe_and_command_line_beats_both():
+    env = {"RECIPE_NUM_ROLLOUT": "3", "RECIPE_SEED": "7", "RECIPE_CELL": "ep4", "RECIPE_DETERMINISTIC": "1",
+           "RECIPE_IMAGE": "reg.example/x@sha256:" + "a" * 64}
+    o = RunOptions.resolve(NANO, environ=env)
+    assert (o.num_rollout, o.seed, o.cell.name, o.deterministic) == (3, 7, "ep4", True)
+    assert o.image == env["RECIPE_IMAGE"]
+    o = RunOptions.resolve(NANO, {"num_rollout": 5, "cell": "pp2_ep4", "deterministic": False}, environ=env)
+    assert (o.num_rollout, o.seed, o.cell.name, o.deterministic) == (5, 7, "pp2_ep4", False)
+
+
+def test_every_option_has_its_variable_and_the_run_script_reads_it():
+    """The RECIPE_* names the runner honours are the ones the run scripts read (image aside: the runner's)."""
+    for name in ("nemotron3_nano", "nemotron3_nano_tiny"):
+        text = (load_recipe(name).path("run_script")).read_text()
+        for key, var in ENV.items():
+            if key not in ("image", "cell"):
+                assert var in text, (name, var)
+
+
+def test_to_argv_forwards_what_was_set_and_the_layout():
+    o = RunOptions.resolve(NANO, {"seed": 9, "deterministic": False}, environ={"RECIPE_NUM_ROLLOUT": "4"})
+    assert o.to_argv() == ["--cell", "default", "--nodes", "1", "--gpus-per-node", "8", "--seed", "9",
+                           "--num-rollout", "4", "--no-deterministic"]
+    # The inner run parses that argv with the same click options and, without the environment,
+    # resolves to the same launch.
+    got = {}
+
+    @click.command()
+    @run_options
+    def inner(**kw):
+        got.update(pop_cli(kw))
+
+    inner.main(o.to_argv(), standalone_mode=False)
+    assert RunOptions.resolve(NANO, got, environ={}) == o.__class__(**{**o.__dict__, "explicit": frozenset(
+        k for k, v in got.items() if v is not None)})
+
+
+def test_run_and_sbatch_agree_on_the_output_default():
+    """Both put checkpoints under the run's own directory unless told otherwise."""
+    o = RunOptions.resolve(NANO, environ={})
+    assert o.output_for(Path("/runs/x")) == Path("/runs/x/output")
+    p = recipe("sbatch", "nemotron3_nano", "--container-runtime", "none", env=clean_env())
+    assert p.returncode == 0, p.stderr
+    assert "OUTPUT_DIR=''" in p.stdout and 'OUTPUT_DIR=${OUTPUT_DIR:-$RUN_DIR/output}' in p.stdout
+
+
+def test_skippable_checks_come_from_the_backends():
+    names = backends.skippable()
+    assert set(backends.check_names("local")) | {"docker", "slurm", "pyxis", "enroot"} == set(names)
+    p = recipe("run", "nemotron3_nano_tiny", "--skip-preflight", "nonsense", "--dry-run")
+    assert p.returncode == 2 and "'nonsense' is not one of" in p.stderr
+
+
+def test_unknown_cell_from_the_environment_is_named():
+    with pytest.raises(UsageError, match="unknown cell 'nope'"):
+        RunOptions.resolve(NANO, environ={"RECIPE_CELL": "nope"})
