@@ -17,11 +17,16 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from runner.errors import UsageError
+from runner.image.ref import parse_image
+
 TIMEOUT_S = 15
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"])
 ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
 
 
 class RegistryError(Exception):
@@ -43,19 +48,16 @@ class Reference:
 
 
 def parse_reference(ref: str) -> Reference:
-    """NAME[:TAG]@sha256:HEX, as docker reads it (docker.io and library/ by default)."""
-    name, sep, digest = ref.partition("@")
-    if not sep or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+    """NAME[:TAG]@sha256:HEX as a registry's API names it (runner/image/ref.py parses; docker.io and
+    library/ by default; a tag beside the digest is ignored, as docker does)."""
+    try:
+        parsed = parse_image(ref)
+    except UsageError as e:
+        raise RegistryError(e.message) from None
+    if not parsed.pinned:
         raise RegistryError(f"'{ref}' is not pinned by digest (NAME@sha256:<64 hex>)")
-    first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, rest
-    else:
-        registry, path = "docker.io", name
-    path = re.sub(r":[^/]*$", "", path)  # a tag beside the digest is ignored, as docker does
-    if registry == "docker.io" and "/" not in path:
-        path = f"library/{path}"
-    return Reference(registry, path, digest)
+    registry, repository, _ = parsed.hub_path()
+    return Reference(registry, repository, parsed.digest)
 
 
 def _challenge(header: str) -> dict[str, str]:
