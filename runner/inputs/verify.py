@@ -352,13 +352,6 @@ def find_extra(root: Path, listed: set[str], subdirs: Iterable[str]) -> list[str
     return sorted(extra)
 
 
-def verify_recipe_inputs(recipe, inputs_dir: str | os.PathLike | None = None, **kw) -> VerifyResult:
-    """verify_manifest on a recipe's inputs manifest and inputs root (--inputs > $RECIPE_INPUTS_DIR > ...)."""
-    from runner.inputs.layout import inputs_root
-
-    return verify_manifest(recipe.path("manifest"), inputs_root(recipe, inputs_dir), **kw)
-
-
 def default_cache(root: str | os.PathLike) -> VerifyCache:
     """The verified-inputs cache of `root` where `recipe verify` and the run preflight keep it."""
     return VerifyCache(root)
