@@ -10,6 +10,10 @@
 #   $RECIPE_VENDOR_DIR/enroot -> enroot-<version>-<sha12>/   (bin/enroot, lib/enroot, etc/enroot)
 #   $RECIPE_VENDOR_DIR/pyxis  -> pyxis-<version>-<sha12>/    (spank_pyxis.so)
 #
+# and, as root, /usr/local/bin/enroot: this machine's enroot, a launcher of the build above that
+# applies a test cluster node's configuration when it runs on one (see ci/slurm_cluster.sh; pyxis
+# runs enroot from /usr/local/bin:/usr/bin:/bin in its epilog, so it must be found there).
+#
 # Idempotent: a build whose directory holds a .built stamp with the same tarball hash is kept.
 # Builds go to a temporary directory and are renamed into place only when complete.
 #
@@ -109,5 +113,36 @@ build_pyxis() { # in the source tree: build_pyxis PREFIX STAGING
 
 build enroot build_enroot
 build pyxis build_pyxis
+install_launcher() {
+  local target=/usr/local/bin/enroot tmp
+  if [[ -e "$target" ]] && ! grep -q 'recipe-bundle enroot launcher' "$target"; then
+    log "$target exists and is not ours; leaving it"
+    return 0
+  fi
+  tmp=$(mktemp /usr/local/bin/.enroot.XXXXXX)
+  cat >"$tmp" <<EOF
+#!/bin/bash
+# recipe-bundle enroot launcher (ci/build_vendor.sh): enroot $DEST/enroot, with the configuration of
+# the test-cluster node it runs on: \$RECIPE_ENROOT_NODE_ENV, or the nodes/\$SLURMD_NODENAME/enroot.env
+# beside \$SLURM_CONF (ci/slurm_cluster.sh). Only ENROOT_* lines are read from it.
+set -euo pipefail
+env_file=\${RECIPE_ENROOT_NODE_ENV:-}
+if [[ -z "\$env_file" && -n "\${SLURM_CONF:-}" && -n "\${SLURMD_NODENAME:-}" ]]; then
+  env_file=\$(dirname "\$SLURM_CONF")/nodes/\$SLURMD_NODENAME/enroot.env
+fi
+if [[ -n "\$env_file" && -f "\$env_file" ]]; then
+  while IFS='=' read -r key value; do
+    if [[ "\$key" =~ ^ENROOT_[A-Z_]+\$ ]]; then export "\$key=\$value"; fi
+  done <"\$env_file"
+fi
+unset RECIPE_ENROOT_NODE_ENV
+export PATH=$DEST/enroot/bin:\$PATH
+exec $DEST/enroot/bin/enroot "\$@"
+EOF
+  chmod 755 "$tmp"
+  mv "$tmp" "$target"
+}
+
+if [[ $(id -u) -eq 0 ]]; then install_launcher; else log "not root: /usr/local/bin/enroot not installed"; fi
 "$DEST/enroot/bin/enroot" version >/dev/null || die "the built enroot does not run: $DEST/enroot/bin/enroot version"
 log "enroot $("$DEST/enroot/bin/enroot" version) in $DEST/enroot; pyxis in $DEST/pyxis/spank_pyxis.so"

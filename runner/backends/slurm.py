@@ -20,9 +20,8 @@ from runner import preflight as pf
 from runner.atomicfile import write_text_atomic
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.paths import bundle_root
-from runner.sbatch import SbatchJob
+from runner.sbatch import IMAGE_BUNDLE_DIR, SbatchJob, default_job_lib
 
-IMAGE_BUNDLE_DIR = "/opt/recipe-bundle"  # where the recipe-bundle image keeps the bundle (docker/Dockerfile)
 SCRIPT_NAME = "slurm-job.sh"
 
 
@@ -33,8 +32,9 @@ def recipe_cmd(runtime: str, bundle_dir: str) -> list[str]:
         return [str(exe)] if exe.is_file() else [sys.executable, "-m", "runner.cli"]
     if bundle_dir == IMAGE_BUNDLE_DIR:
         return ["recipe"]  # the recipe-bundle image has it on PATH
-    # The pinned upstream image plus this checkout mounted at its own path.
-    return ["env", f"PYTHONPATH={bundle_dir}", "python3", "-m", "runner.cli"]
+    # The pinned upstream image plus this checkout mounted at its own path (named explicitly: an
+    # image's own ENV wins over the job's environment under pyxis).
+    return ["env", f"RECIPE_BUNDLE_ROOT={bundle_dir}", f"PYTHONPATH={bundle_dir}", "python3", "-m", "runner.cli"]
 
 
 def container_image(ref: str, runtime: str, sqsh_dir: Path | None) -> str:
@@ -78,11 +78,12 @@ def job_from_options(name: str, *, nodes: int, gpus_per_node: int | None, partit
     c = recipe.cell(cell)
     gpus = recipe.hardware.get("gpus_per_node", 0) if gpus_per_node is None else gpus_per_node
     bundle = bundle_dir or str(bundle_root())
+    ref = image or recipe.image
     opts = {"seed": seed, "rollout_seed": rollout_seed, "num_rollout": num_rollout, "deterministic": deterministic}
     return SbatchJob(
         recipe=recipe.name, nodes=nodes, gpus_per_node=gpus, runtime=runtime,
-        image=container_image(image or recipe.image, runtime, sqsh_dir),
-        bundle_dir=bundle, recipe_cmd=recipe_cmd(runtime, bundle),
+        image=container_image(ref, runtime, sqsh_dir), image_ref=ref,
+        bundle_dir=bundle, recipe_cmd=recipe_cmd(runtime, bundle), job_lib=default_job_lib(bundle),
         runs_dir=str(runs_root(runs_dir)), inputs_dir=str(inputs_root(recipe, inputs_dir)),
         output_dir=str((output_dir or Path.cwd() / "outputs" / recipe.name).resolve()),
         run_args=forward_args(c.name, nodes, gpus, opts) + list(extra_run_args or []),
@@ -129,7 +130,8 @@ def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
     bundle = str(bundle_root())
     return SbatchJob(
         recipe=launch.recipe.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node, runtime=rt,
-        image=container_image(launch.image, rt, None), bundle_dir=bundle, recipe_cmd=recipe_cmd(rt, bundle),
+        image=container_image(launch.image, rt, None), image_ref=launch.image, bundle_dir=bundle,
+        recipe_cmd=recipe_cmd(rt, bundle), job_lib=default_job_lib(bundle),
         runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
         output_dir=str(launch.output_dir), run_args=list(launch.forward_args) + inner_skips(launch),
         run_dir=str(launch.run_dir),
