@@ -23,8 +23,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "ci")]
 
 import make_metric_controls as mc  # noqa: E402
 
-from runner import gate, metrics  # noqa: E402
-from runner.expected import load_expected  # noqa: E402
+from runner.gate import evaluate as gate  # noqa: E402
+from runner.gate import metrics  # noqa: E402
+from runner.gate.expected import load_expected  # noqa: E402
 
 
 def write_run(d: Path, rollouts: int, ranks: int) -> None:

@@ -104,7 +104,7 @@ def fail_fast(env: dict[str, str], bundle: Path, runs: Path) -> float:
 def ray_stop(mode: str) -> float:
     """Start one Ray head with recipe_ray_start, stop it the current way or the former way; seconds to stop."""
     tmp = Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp"))
-    from runner.ports import ray_ports  # free ports, like `recipe run`
+    from runner.launch.ports import ray_ports  # free ports, like `recipe run`
 
     env = {**os.environ, **ray_ports(), "RECIPE_RAY_TEMP_DIR": str(tmp), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     # former: TERM to the group, wait (30 s at most, as it did), then KILL

@@ -3,7 +3,7 @@
 
 Creates a few files of a few hundred MB in a temp dir, reads them once to warm the page cache,
 then times (best of --repeat):
-  - runner.verify.verify_manifest with 1 worker and with the default (one per core),
+  - runner.inputs.verify.verify_manifest with 1 worker and with the default (one per core),
   - `sha256sum -c --strict` on the same manifest,
 and measures the limit: cores x one core's SHA-256 rate (hashlib on data in memory, same run).
 SHA-256 is serial within a file, so with fewer files than cores the limit is files x one core.
@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner import manifest as mf  # noqa: E402
-from runner.verify import default_workers, verify_manifest  # noqa: E402
+from runner.inputs import manifest as mf  # noqa: E402
+from runner.inputs.verify import default_workers, verify_manifest  # noqa: E402
 
 
 def one_core_rate(trials: int = 5, seconds: float = 0.3) -> float:

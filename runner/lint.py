@@ -2,9 +2,9 @@
 
 Four groups of rules, each reported as applicable or not:
 - provenance: the shipped config.json is the pinned revision's (sha256 against the manifest);
-- model: every frozen Megatron model flag agrees with the model's config.json (runner/model_rules.py);
+- model: every frozen Megatron model flag agrees with the model's config.json (runner/model/rules.py);
 - recipe: the full train argv avoids known traps of miles (R3, pause mode, ref model, KL);
-- layout: each cell obeys Megatron's divisibility rules and fits in GPU memory (runner/planner.py).
+- layout: each cell obeys Megatron's divisibility rules and fits in GPU memory (runner/model/memory.py).
 Errors make `recipe lint` exit 1 (and `recipe run` refuse); warnings and notes do not.
 """
 
@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RecipeError, UsageError
-from runner.inputs import inputs_root, model_dir
-from runner.model_rules import Finding, is_megatron_args, is_nemotron_h, model_findings
-from runner.model_shape import ModelShape
-from runner.parallel import Architecture, Layout, layout_errors, layout_warnings
-from runner.planner import GIB, GPU_MEMORY_BYTES, MemorySettings, estimate_memory, load_hf_config
+from runner.inputs.layout import inputs_root, model_dir
+from runner.launch.train_argv import train_argv
+from runner.model.memory import GIB, GPU_MEMORY_BYTES, MemorySettings, estimate_memory, load_hf_config
+from runner.model.parallel import Architecture, Layout, layout_errors, layout_warnings
+from runner.model.rules import Finding, is_megatron_args, is_nemotron_h, model_findings
+from runner.model.shape import ModelShape
 from runner.recipe import Recipe, args_to_dict, load_recipe, read_args_file
-from runner.train_argv import train_argv
 
 __all__ = ["Finding", "LintReport", "lint_recipe", "format_report"]
 

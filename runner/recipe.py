@@ -1,7 +1,7 @@
 """Recipe loading: `recipes/<name>/recipe.toml` and its frozen model args file, validated.
 
 A Recipe is read-only data. Everything that decides *how* to launch (the argv, the job
-environment) lives in the recipe's run script; see runner/plan.py.
+environment) lives in the recipe's run script; see runner/launch/plan.py.
 """
 
 from __future__ import annotations

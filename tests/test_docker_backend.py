@@ -13,8 +13,8 @@ import pytest
 from conftest import clean_env
 from fixtures_docker import CpuImage, Engine, cpu_image_fixture, docker_engine_fixture, memlock_raisable  # noqa: F401
 
-from runner.backends import docker as dk
-from runner.launch import build_launch
+from runner.launch.backends import docker as dk
+from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 
 DIGEST = "sha256:" + "ab" * 32

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import clean_env, recipe
 
-from runner import enroot
-from runner.backends import slurm as slurm_backend
 from runner.errors import UsageError
+from runner.image import enroot
+from runner.launch.backends import slurm as slurm_backend
 
 DIGEST = "sha256:cd40db923225c4146e90fdf4aa04bc000b71c1e980cc42df6f368de7545eaa09"
 SQSH = f"radixark+miles+sha256-{DIGEST.split(':')[1]}.sqsh"

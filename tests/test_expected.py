@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import EXIT_USAGE, RecipeError
-from runner.expected import abs_domain, load_expected
+from runner.gate.expected import abs_domain, load_expected
 from runner.paths import recipes_dir
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fixtures_hub import DATA_FILE, DATA_REPO, MODEL_REPO, SmallRepos, hub_env, hub_fixture, small_repos_fixture
 
-from runner import manifest as mf
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
-from runner.fetch import Source, fetch_manifest, sources_from_header
-from runner.verify import STAGING_DIR, verify_manifest
+from runner.inputs import manifest as mf
+from runner.inputs.fetch import Source, fetch_manifest, sources_from_header
+from runner.inputs.verify import STAGING_DIR, verify_manifest
 
 SHARD = "model-00002-of-00003.safetensors"
 
@@ -52,12 +52,12 @@ def test_fetch_at_pinned_revision_gives_that_revisions_bytes(small_repos: SmallR
 
 
 def test_downloaded_files_are_hashed_in_flight_not_read_again(small_repos: SmallRepos, tmp_path, monkeypatch):
-    import runner.fetch
+    import runner.inputs.fetch
 
     def no_second_read(*a, **k):
         raise AssertionError("a downloaded file was read again to hash it")
 
-    monkeypatch.setattr(runner.fetch, "hash_file", no_second_read)
+    monkeypatch.setattr(runner.inputs.fetch, "hash_file", no_second_read)
     m = manifest_for(small_repos, small_repos.old_rev)
     r = fetch(m, tmp_path / "in", small_repos)
     assert len(r.downloaded) == len(m.entries) and verify_manifest(m, tmp_path / "in").ok
@@ -161,10 +161,10 @@ def test_hub_metadata_disagreeing_with_the_manifest_fails_before_downloading(sma
 
 
 def test_not_enough_disk_space_is_refused_before_any_request(small_repos, tmp_path, monkeypatch):
-    import runner.fetch
+    import runner.inputs.fetch
 
     m = manifest_for(small_repos, small_repos.old_rev)
-    monkeypatch.setattr(runner.fetch, "free_bytes", lambda path: 1000)  # a nearly full disk
+    monkeypatch.setattr(runner.inputs.fetch, "free_bytes", lambda path: 1000)  # a nearly full disk
     with pytest.raises(RecipeError) as err:
         fetch(m, tmp_path / "in", small_repos)
     assert err.value.code == EXIT_PREFLIGHT and "only 0.0 GB free" in err.value.message

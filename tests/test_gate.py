@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.expected import load_expected
-from runner.gate import (
+from runner.gate.evaluate import (
     BLOCKED,
     FAIL,
     PASS,
@@ -19,7 +18,8 @@ from runner.gate import (
     format_table,
     write_gate_json,
 )
-from runner.metrics import Series, collect
+from runner.gate.expected import load_expected
+from runner.gate.metrics import Series, collect
 from runner.paths import recipes_dir
 
 ROOT = Path(__file__).resolve().parent.parent

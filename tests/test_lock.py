@@ -17,9 +17,9 @@ from fixtures_hub import (
     small_repos_fixture,
 )
 
-from runner import manifest as mf
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError
-from runner.lock import build_manifest, diff, resolve_image_digest, split_reference
+from runner.inputs import manifest as mf
+from runner.inputs.hub_pins import build_manifest, diff, resolve_image_digest, split_reference
 from runner.recipe import load_recipe_dir
 
 

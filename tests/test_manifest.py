@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import manifest as mf
-from runner.lock import manifest_header
+from runner.inputs import manifest as mf
+from runner.inputs.hub_pins import manifest_header
 from runner.recipe import load_recipe
 
 NEMO = load_recipe("nemotron3_nano")

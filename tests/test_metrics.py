@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import EXIT_CORRUPT, RecipeError
-from runner.gate import compare_exact
-from runner.metrics import (
+from runner.gate.evaluate import compare_exact
+from runner.gate.metrics import (
     DERIVED_ZERO_STD,
     collect,
     parse_py_literal,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from runner.model_shape import ModelShape, layer_pattern
+from runner.model.shape import ModelShape, layer_pattern
 from runner.paths import recipes_dir
 
 CONFIG = json.loads((recipes_dir() / "nemotron3_nano" / "hf_config.json").read_text())

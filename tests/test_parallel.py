@@ -2,7 +2,7 @@
 
 import pytest
 
-from runner.parallel import Architecture, Layout, layout_errors
+from runner.model.parallel import Architecture, Layout, layout_errors
 from runner.recipe import load_recipe
 
 NANO = Architecture.from_model_args(load_recipe("nemotron3_nano").model_args())

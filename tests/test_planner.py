@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 
 from runner.errors import UsageError
-from runner.parallel import Architecture, Layout, layout_errors, layout_warnings
-from runner.planner import GIB, MemorySettings, format_table, plan_layouts
+from runner.launch.train_argv import train_argv
+from runner.model.memory import GIB, MemorySettings, format_table, plan_layouts
+from runner.model.parallel import Architecture, Layout, layout_errors, layout_warnings
 from runner.recipe import load_recipe
-from runner.train_argv import train_argv
 
 RECIPE = load_recipe("nemotron3_nano")
 ARGV = train_argv(RECIPE, None)
@@ -104,7 +104,7 @@ def test_bad_gpu_counts_are_usage_errors(gpus, nodes):
         plan_layouts(RECIPE, gpus, nodes, argv=ARGV)
 
 
-# -- Megatron rules added for this model (runner/parallel.py) -----------------------------------
+# -- Megatron rules added for this model (runner/model/parallel.py) -----------------------------------
 NANO = Architecture.from_model_args(RECIPE.model_args(), json.loads((RECIPE.dir / "hf_config.json").read_text()))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from runner.ports import free_block
+from runner.launch.ports import free_block
 
 pytestmark = pytest.mark.slow
 

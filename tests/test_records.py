@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import RECIPE_BIN, ROOT, clean_env, make_bundle, recipe
 
-from runner.record import load_record, write_json_atomic
+from runner.records.record import load_record, write_json_atomic
 
 PLANTED = "sk-test-PLANTED-secret-4242"
 

@@ -21,7 +21,7 @@ from conftest import ROOT, clean_env, recipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.sbatch import PARAMS_BEGIN, PARAMS_END, SbatchJob, params, render
+from runner.launch.sbatch import PARAMS_BEGIN, PARAMS_END, SbatchJob, params, render
 
 SNAPSHOTS = ROOT / "tests" / "snapshots" / "sbatch"
 DIGEST = "sha256:cd40db923225c4146e90fdf4aa04bc000b71c1e980cc42df6f368de7545eaa09"
@@ -353,5 +353,5 @@ def test_any_option_value_is_an_answer_not_a_traceback(value, flag):
     assert p.returncode in (0, 2, 4), p.stderr
     assert "Traceback" not in p.stderr and "internal error" not in p.stderr
     if p.returncode != 0:  # ours: one line; click's own type errors: usage, hint, then one Error: line
-        last = p.stderr.strip().splitlines()[-1]
+        last = p.stderr.strip("\n").split("\n")[-1]
         assert last.startswith(("recipe: error: ", "Error: ")), p.stderr

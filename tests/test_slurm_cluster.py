@@ -165,7 +165,7 @@ def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tm
 
 def test_pyxis_check_uses_the_real_srun(slurm_cluster, monkeypatch):
     """This cluster's srun has no pyxis plugin: the check says so and how to fix it."""
-    from runner.backends import slurm as backend
+    from runner.launch.backends import slurm as backend
 
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
     c = backend.check_pyxis("pyxis")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import manifest as mf
-from runner import tagmanifest
+from runner.inputs import manifest as mf
+from runner.inputs import tagmanifest
 from runner.paths import recipes_dir
 from runner.recipe import list_recipes, load_recipe, load_recipe_dir
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, clean_env, load_tiny_module, recipe
 
-from runner.ports import ray_ports
+from runner.launch.ports import ray_ports
 from runner.recipe import args_to_dict, load_recipe
 
 TINY = ROOT / "recipes" / "nemotron3_nano_tiny"
@@ -45,7 +45,7 @@ def test_recipe_file_shape():
     assert r.data["determinism"]["tier"] == "bitwise"
     for key in ("model_args", "run_script", "expected_metrics", "manifest", "recipe_manifest"):
         assert r.path(key).is_file(), key
-    from runner.inputs import inputs_root
+    from runner.inputs.layout import inputs_root
     assert inputs_root(r) == TINY / "inputs"
 
 
@@ -160,7 +160,7 @@ def test_reward_function_signature_and_group_shares():
 def test_events_parse_with_the_bundles_metric_reader(tmp_path):
     pytest.importorskip("transformers")
     events = _load("events")
-    from runner.metrics import collect
+    from runner.gate.metrics import collect
 
     w = events.EventWriter(tmp_path / "ev")
     w.log("actor_cell0_rank0", {"train/loss": 0.5, "train/grad_norm": float("nan"), "train/step": 0})
@@ -264,8 +264,8 @@ def test_trainer_names_missing_inputs_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_run_script_through_ray_passes_gate_and_reruns_bitwise(tmp_path):
     """The real run: Ray head, job, events; gate; then the same argv without Ray gives the same bits."""
-    from runner.gate import compare_exact
-    from runner.metrics import collect
+    from runner.gate.evaluate import compare_exact
+    from runner.gate.metrics import collect
 
     # Ray's socket paths must stay under 107 bytes: a short temp dir, not pytest's deep tmp_path.
     ray_tmp = tempfile.mkdtemp(prefix="tinyray-", dir="/tmp")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import manifest as mf
 from runner.errors import EXIT_CORRUPT, EXIT_MISSING, EXIT_USAGE
-from runner.manifest import UnsafePathError
-from runner.verify import MISMATCH, MISSING, OK, SIZE, SKIPPED, UNREADABLE, verify_manifest
+from runner.inputs import manifest as mf
+from runner.inputs.manifest import UnsafePathError
+from runner.inputs.verify import MISMATCH, MISSING, OK, SIZE, SKIPPED, UNREADABLE, verify_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = {

@@ -9,7 +9,7 @@ Writes, under DIR (default: the recipe's committed inputs/):
     model/tokenizer_config.json
     data/arithmetic.jsonl        {"prompt": "12+7=", "label": "19"} rows
 and then inputs.sha256 next to recipe.toml (sha256sum -c --strict format, relative to DIR, with
-`# size:` comments) unless --out is given. Run it with the bundle's venv (it imports runner.manifest).
+`# size:` comments) unless --out is given. Run it with the bundle's venv (it imports runner.inputs.manifest).
 `--check` rebuilds into a temporary directory and compares byte for byte with the committed files
 (exit 1 on any difference).
 
@@ -203,9 +203,9 @@ def write_inputs(out: Path) -> list[str]:
 
 
 def manifest_text(root: Path, files: list[str]) -> str:
-    """The inputs manifest in the bundle's format (runner/manifest.py): `sha256sum -c --strict` lines
+    """The inputs manifest in the bundle's format (runner/inputs/manifest.py): `sha256sum -c --strict` lines
     relative to the inputs root, with `# size:` comments so `recipe verify` checks sizes first."""
-    from runner import manifest as mf
+    from runner.inputs import manifest as mf
 
     entries = []
     for f in files:

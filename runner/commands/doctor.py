@@ -18,7 +18,7 @@ def doctor_cmd(name: str | None, as_json: bool) -> None:
 
     Exit 0: everything matches; 1: a mismatch or a missing part; 3: not inside the pinned GPU image.
     """
-    from runner.doctor import run_doctor
+    from runner.image.doctor import run_doctor
     from runner.recipe import load_recipe
 
     report = run_doctor(load_recipe(name) if name else None)

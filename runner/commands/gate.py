@@ -14,7 +14,7 @@ PATH_ARG = click.Path(exists=True, path_type=Path)
 
 def _resolve_expected(path: Path, recipe: str | None, expected: Path | None) -> tuple[Path, dict | None]:
     """The expected-metrics file for PATH: --expected, else --recipe, else run.json's "recipe"."""
-    from runner.reference import read_run_json
+    from runner.gate.reference import read_run_json
 
     run = read_run_json(path) if path.is_dir() else None
     if expected is not None:
@@ -29,7 +29,7 @@ def _resolve_expected(path: Path, recipe: str | None, expected: Path | None) -> 
 
 
 def _collect(path: Path):
-    from runner import metrics
+    from runner.gate import metrics
 
     series = metrics.collect(path)
     if not series.values:
@@ -51,7 +51,8 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
     event/log/metrics.jsonl file. Prints rule, observed, bound, verdict and why; exits 1 if any
     rule fails. For a run directory, also writes metrics.jsonl and gate.json into it.
     """
-    from runner import gate, metrics
+    from runner.gate import evaluate as gate
+    from runner.gate import metrics
 
     expected_path, run = _resolve_expected(path, recipe, expected)
     exp = gate.load_expected(expected_path)
@@ -90,7 +91,8 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool) -> None:
     The run must have succeeded and pass its gate, bands included (unless --replace). Later runs
     are then held to the band rules against it.
     """
-    from runner import gate, reference
+    from runner.gate import evaluate as gate
+    from runner.gate import reference
     from runner.recipe import load_recipe
 
     run = reference.read_run_json(run_dir)
@@ -129,8 +131,8 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool) -> None:
               help="Output directory (default: PATH/report).")
 def report_cmd(path: Path, recipe: str | None, expected: Path | None, out: Path | None) -> None:
     """Plot every gated metric (series, band, bound) and write index.html with the verdicts."""
-    from runner import gate
-    from runner.report import write_report
+    from runner.gate import evaluate as gate
+    from runner.gate.report import write_report
 
     expected_path, _ = _resolve_expected(path, recipe, expected)
     exp = gate.load_expected(expected_path)

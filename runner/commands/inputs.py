@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from runner import manifest as mf
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError, UsageError
-from runner.inputs import inputs_root
+from runner.inputs import manifest as mf
+from runner.inputs.layout import inputs_root
 from runner.recipe import load_recipe
 
 
@@ -77,7 +77,7 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
     Files under the root that the manifest does not list are reported, not fatal (with
     --recipe-files they are: a file added to a recipe is an edit, exit 5).
     """
-    from runner.verify import verify_manifest
+    from runner.inputs.verify import verify_manifest
 
     scan: tuple[str, ...] | None = ("",)
     if manifest_path or root:
@@ -93,7 +93,7 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
         if recipe_files:
             if inputs_dir:
                 raise UsageError("verify: --inputs does not apply to --recipe-files")
-            from runner.tagmanifest import SHARED_DIRS, tag_manifest_path
+            from runner.inputs.tagmanifest import SHARED_DIRS, tag_manifest_path
 
             man, base = tag_manifest_path(recipe), recipe.dir.parent
             scan = (recipe.name, *SHARED_DIRS)
@@ -101,7 +101,7 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
             man, base = recipe.path("manifest"), inputs_root(recipe, inputs_dir)
     m = mf.load(man)
     if name and not recipe_files:
-        from runner.lock import check_pins
+        from runner.inputs.hub_pins import check_pins
 
         check_pins(recipe, m, str(man))
     with progress_bar(f"verify {man.name}", m.total_size or None) as advance:
@@ -140,8 +140,8 @@ def fetch_cmd(name: str, inputs_dir: str | None, workers: int) -> None:
     interrupted run resumes, and files already verified are skipped. The token, if the repos need
     one, is read from $HF_TOKEN.
     """
-    from runner.fetch import fetch_manifest, sources_from_header
-    from runner.lock import check_pins
+    from runner.inputs.fetch import fetch_manifest, sources_from_header
+    from runner.inputs.hub_pins import check_pins
 
     recipe = load_recipe(name)
     man = recipe.path("manifest")
@@ -171,12 +171,12 @@ def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_fil
     refreshes the tag manifest. With --recipe-files, only the tag manifest is rewritten: run it
     after editing any recipe file.
     """
-    from runner import tagmanifest
+    from runner.inputs import tagmanifest
 
     recipe = load_recipe(name)
     if recipe_files:
         return _lock_recipe_files(recipe, check)
-    from runner.lock import build_manifest, diff, resolve_image_digest
+    from runner.inputs.hub_pins import build_manifest, diff, resolve_image_digest
 
     path = recipe.path("manifest")
     old = mf.load(path) if path.is_file() else None
@@ -198,7 +198,7 @@ def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_fil
 
 
 def _lock_recipe_files(recipe, check: bool) -> int:
-    from runner import tagmanifest
+    from runner.inputs import tagmanifest
 
     path = tagmanifest.tag_manifest_path(recipe)
     if check:

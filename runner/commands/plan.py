@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runner.plan import Plan, argv_lines, render_plan
+from runner.launch.plan import Plan, argv_lines, render_plan
 from runner.recipe import load_recipe
 
 PathOpt = click.Path(path_type=Path, file_okay=False)
@@ -74,7 +74,7 @@ def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, backen
     """
     recipe = load_recipe(name)
     if gpus is not None:
-        from runner.planner import format_table, plan_layouts
+        from runner.model.memory import format_table, plan_layouts
 
         result = plan_layouts(recipe, gpus, kw["nodes"])
         click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else format_table(result))
@@ -91,8 +91,8 @@ def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, backen
 
 def _print_backend(recipe, backend: str, fmt: str, run_dir: Path | None, kw: dict) -> None:
     """What the docker or slurm backend would execute around the same run script."""
-    from runner.backends import module
-    from runner.launch import build_launch
+    from runner.launch.backends import module
+    from runner.launch.resolve import build_launch
 
     run_id = run_dir.name if run_dir else f"{recipe.name}-plan"
     target = (run_dir or Path.cwd() / "runs" / run_id).resolve()
@@ -102,8 +102,8 @@ def _print_backend(recipe, backend: str, fmt: str, run_dir: Path | None, kw: dic
         doc["backend_command"] = module("docker").command(launch)
         text = shlex.join(doc["backend_command"])
     else:
-        from runner.backends.slurm import job_from_launch
-        from runner.sbatch import render
+        from runner.launch.backends.slurm import job_from_launch
+        from runner.launch.sbatch import render
 
         text = doc["sbatch_script"] = render(job_from_launch(launch))
     if fmt == "json":

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from runner import replay
-from runner import run as runflow
-from runner.backends import module
 from runner.commands.run import launch_env
 from runner.errors import EXIT_PREFLIGHT, EXIT_REFUSED, RecipeError
-from runner.record import create_run_dir, load_record, new_run_id, runs_root
+from runner.launch import run as runflow
+from runner.launch.backends import module
+from runner.records import replay
+from runner.records.record import create_run_dir, load_record, new_run_id, runs_root
 
 
 @click.command("replay")
@@ -47,7 +47,7 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
         raise SystemExit(EXIT_PREFLIGHT)
     create_run_dir(target.parent, run_id)
     click.echo(f"replay: {run_dir.name} -> {run_id}", err=True)
-    rc = runflow.execute(launch, checks, replay_of={"run_id": rec["run_id"], "run_dir": str(run_dir)})
+    rc = runflow.run_launch(launch, checks, replay_of={"run_id": rec["run_id"], "run_dir": str(run_dir)})
     comparison = None
     if load_record(target).get("status") in ("succeeded", "gate-failed"):
         comparison = replay.compare(run_dir, target, recipe, rec.get("determinism", "statistical"))

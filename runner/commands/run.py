@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from runner import run as runflow
-from runner.backends import module, resolve
 from runner.commands.plan import PathOpt, plan_options
 from runner.errors import EXIT_OK
-from runner.launch import build_launch
-from runner.ports import ray_ports
+from runner.launch import run as runflow
+from runner.launch.backends import module, resolve
+from runner.launch.ports import ray_ports
+from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
-from runner.record import claim_run_dir, create_run_dir, new_run_id, runs_root
+from runner.records.record import claim_run_dir, create_run_dir, new_run_id, runs_root
 
 PREFLIGHT_CHECKS = ("lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "docker", "slurm", "pyxis",
                     "enroot")
@@ -77,4 +77,4 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
         claim_run_dir(target)
     else:
         create_run_dir(target.parent, run_id)
-    raise SystemExit(runflow.execute(launch, checks, gate=not no_gate))
+    raise SystemExit(runflow.run_launch(launch, checks, gate=not no_gate))

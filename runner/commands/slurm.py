@@ -56,8 +56,8 @@ def sbatch_cmd(name: str, nodes: int, gpus_per_node: int | None, partition: str 
     scancel. Secrets are never written into it: export them before sbatch. Options after `--`
     go to that `recipe run` (e.g. `-- --skip-preflight inputs`).
     """
-    from runner.backends.slurm import job_from_options, submit_script
-    from runner.sbatch import render
+    from runner.launch.backends.slurm import job_from_options, submit_script
+    from runner.launch.sbatch import render
 
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("recipe") else ["sbatch", name, "..."]
     job = job_from_options(
@@ -95,8 +95,8 @@ def sqsh_cmd(name: str, output_dir: Path, image: str | None, enroot_bin: str, dr
     how to stage the image instead. Registry credentials are read by enroot from
     $ENROOT_CONFIG_PATH/.credentials, never passed on the command line.
     """
-    from runner import enroot
     from runner.atomicfile import fsync_dir
+    from runner.image import enroot
     from runner.recipe import load_recipe
 
     ref = image or load_recipe(name).image

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from runner import manifest as mf
 from runner.errors import EXIT_CORRUPT, EXIT_MISSING, EXIT_OK
+from runner.inputs import manifest as mf
 
 CHUNK = 8 << 20
 STAGING_DIR = ".recipe-fetch"  # `recipe fetch` stages partial downloads here; never an "extra" file
@@ -242,6 +242,6 @@ def find_extra(root: Path, listed: set[str], subdirs: Iterable[str]) -> list[str
 
 def verify_recipe_inputs(recipe, inputs_dir: str | os.PathLike | None = None, **kw) -> VerifyResult:
     """verify_manifest on a recipe's inputs manifest and inputs root (--inputs > $RECIPE_INPUTS_DIR > ...)."""
-    from runner.inputs import inputs_root
+    from runner.inputs.layout import inputs_root
 
     return verify_manifest(recipe.path("manifest"), inputs_root(recipe, inputs_dir), **kw)

@@ -14,9 +14,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import inputs as inputs_mod
 from runner.errors import RecipeError, UsageError
-from runner.parallel import Architecture, Layout, layout_errors
+from runner.inputs import layout as inputs_mod
+from runner.model.parallel import Architecture, Layout, layout_errors
 from runner.recipe import Cell, Recipe
 from runner.secrets import present_secret_names
 

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import inputs as inputs_mod
-from runner.plan import Plan, render_plan
+from runner.inputs import layout as inputs_mod
+from runner.launch.plan import Plan, render_plan
 from runner.recipe import Cell, Recipe
 from runner.secrets import present_secret_names
 

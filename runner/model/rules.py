@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runner.model_shape import layer_pattern
+from runner.model.shape import layer_pattern
 from runner.recipe import args_to_dict
 
 # transformers NemotronHConfig defaults, for fields a config.json may leave out

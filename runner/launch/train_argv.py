@@ -11,6 +11,6 @@ from runner.recipe import Recipe
 
 def train_argv(recipe: Recipe, cell: str | None, nodes: int | None = None,
                gpus_per_node: int | None = None) -> list[str]:
-    from runner.plan import render_plan
+    from runner.launch.plan import render_plan
 
     return render_plan(recipe, cell, nodes=nodes, gpus_per_node=gpus_per_node).argv

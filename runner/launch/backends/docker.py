@@ -19,8 +19,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from runner import preflight as pf
-from runner.launch import Launch
+from runner.launch import preflight as pf
+from runner.launch.resolve import Launch
 
 INPUTS, OUTPUT, RUN_ROOT = "/recipe/inputs", "/recipe/output", "/recipe/run"
 ENTRYPOINT = "/usr/local/bin/recipe"
@@ -100,7 +100,7 @@ def run(launch: Launch) -> tuple[int, bool]:
     """Run the container in the foreground; SIGINT/SIGTERM reach the inner runner through docker's
     signal proxy, so the inner run script's trap stops its Ray job before the container exits."""
     from runner.atomicfile import write_text_atomic
-    from runner.execute import run_script
+    from runner.launch.script import run_script
 
     for d in (launch.output_dir, inner_run_dir(launch)):
         Path(d).mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ def check_image(launch: Launch) -> pf.Check:
 
 
 def preflight(launch: Launch) -> list[pf.Check]:
-    from runner.backends import local
+    from runner.launch.backends import local
 
     hw = launch.recipe.hardware
     need = launch.gpus_per_node

@@ -1,9 +1,9 @@
-"""The Slurm backend: the sbatch script (runner/sbatch.py) built from a recipe or a Launch, its
+"""The Slurm backend: the sbatch script (runner/launch/sbatch.py) built from a recipe or a Launch, its
 submission, and the checks that this machine can submit/run it.
 
 - `recipe sbatch NAME ...` renders (or submits) the script: job_from_options + submit_script.
 - `recipe run NAME --backend slurm` inside an allocation (salloc) runs the same script with bash:
-  command/run/preflight below, called by runner/run.py.
+  command/run/preflight below, called by runner/launch/run.py.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner import enroot
-from runner import preflight as pf
 from runner.atomicfile import write_text_atomic
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
+from runner.image import enroot
+from runner.launch import preflight as pf
+from runner.launch.sbatch import IMAGE_BUNDLE_DIR, SbatchJob, default_job_lib
 from runner.paths import bundle_root
-from runner.sbatch import IMAGE_BUNDLE_DIR, SbatchJob, default_job_lib
 
 SCRIPT_NAME = "slurm-job.sh"
 
@@ -69,10 +69,10 @@ def job_from_options(name: str, *, nodes: int, gpus_per_node: int | None, partit
                      output_dir: Path | None, runs_dir: Path | None, seed: int | None, rollout_seed: int | None,
                      num_rollout: int | None, deterministic: bool, ready_timeout: int,
                      extra_run_args: list[str] | None = None, command_line: str = "") -> SbatchJob:
-    from runner.inputs import inputs_root
-    from runner.launch import forward_args
+    from runner.inputs.layout import inputs_root
+    from runner.launch.resolve import forward_args
     from runner.recipe import load_recipe
-    from runner.record import runs_root
+    from runner.records.record import runs_root
 
     recipe = load_recipe(name)
     c = recipe.cell(cell)
@@ -144,8 +144,8 @@ def command(launch) -> list[str]:
 
 def run(launch) -> tuple[int, bool]:
     """Render the script into the run directory and run it with bash in this allocation."""
-    from runner.execute import run_script
-    from runner.sbatch import render
+    from runner.launch.sbatch import render
+    from runner.launch.script import run_script
 
     path = Path(launch.run_dir) / SCRIPT_NAME
     write_text_atomic(path, render(job_from_launch(launch)))

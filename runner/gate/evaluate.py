@@ -1,6 +1,6 @@
 """The expected-metrics gate: evaluate a recipe's rules on a run's series, and compare two runs.
 
-    series = metrics.collect(run_dir)                      # runner/metrics.py
+    series = metrics.collect(run_dir)                      # runner/gate/metrics.py
     result = evaluate(load_expected(path), series)         # bands use the blessed reference, if any
     result.passed, result.rows, result.as_dict()
     compare_exact(a, b)            -> ["train/loss step 3: 0x1.2p-3 != 0x1.3p-3", ...]  (bit for bit)
@@ -8,7 +8,7 @@
 
 Verdicts: pass, fail, blocked (the rule holds but a completion rule failed, so it proves
 nothing), unreferenced (a band rule with no blessed reference; does not decide the gate).
-A missing value, NaN or inf fails the rule it touches. The rule model is runner/expected.py.
+A missing value, NaN or inf fails the rule it touches. The rule model is runner/gate/expected.py.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.atomicfile import write_text_atomic
-from runner.expected import Expected, Rule, load_expected  # noqa: F401  (re-exported for callers)
-from runner.metrics import Series, same_bits, step_key_for
-from runner.reference import load_reference
+from runner.gate.expected import Expected, Rule, load_expected  # noqa: F401  (re-exported for callers)
+from runner.gate.metrics import Series, same_bits, step_key_for
+from runner.gate.reference import load_reference
 
 PASS, FAIL, BLOCKED, UNREFERENCED = "pass", "fail", "blocked", "unreferenced"
 MAX_LISTED = 5  # failing steps listed per row

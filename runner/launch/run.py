@@ -18,12 +18,12 @@ from pathlib import Path
 import click
 
 from runner import hostinfo
-from runner import preflight as pf
-from runner.backends import module
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
-from runner.execute import run_script
-from runner.launch import Launch
-from runner.record import RunRecord, now, recipe_digest, recipe_file_hashes, recorded_env, write_json_atomic
+from runner.launch import preflight as pf
+from runner.launch.backends import module
+from runner.launch.resolve import Launch
+from runner.launch.script import run_script
+from runner.records.record import RunRecord, now, recipe_digest, recipe_file_hashes, recorded_env, write_json_atomic
 
 STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
 
@@ -95,7 +95,8 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
 
 def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     """Collect metrics.jsonl and evaluate the recipe's expected metrics; None if there is nothing to gate."""
-    from runner import gate, metrics
+    from runner.gate import evaluate as gate
+    from runner.gate import metrics
 
     series = metrics.collect(launch.run_dir)
     metrics.write_metrics_jsonl(series, launch.run_dir / "metrics.jsonl")
@@ -110,7 +111,7 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     return result.passed
 
 
-def execute(launch: Launch, checks: list[pf.Check], gate: bool = True, **extra_record) -> int:
+def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extra_record) -> int:
     """Run a launch whose preflight passed; returns the process exit code."""
     if launch.backend != "local":
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that

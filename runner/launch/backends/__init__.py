@@ -43,4 +43,4 @@ def resolve(requested: str, recipe: Recipe) -> str:
 
 
 def module(name: str) -> ModuleType:
-    return importlib.import_module(f"runner.backends.{name}")
+    return importlib.import_module(f"runner.launch.backends.{name}")

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runner import preflight as pf
-from runner.launch import Launch
+from runner.launch import preflight as pf
+from runner.launch.resolve import Launch
 
 
 def check_image(launch: Launch) -> pf.Check:
     """Are we inside the pinned image (miles and friends at the pinned commits)?"""
     if launch.recipe.image == "none":
         return pf.na("image", "recipe pins no image (runs on the host's Python)")
-    from runner import doctor  # the image self-check
+    from runner.image import doctor  # the image self-check
 
     report = doctor.run_doctor(launch.recipe)
     if report.ok:
@@ -28,9 +28,9 @@ def check_image(launch: Launch) -> pf.Check:
 
 def check_inputs(launch: Launch) -> pf.Check:
     """Every input file against the recipe's sha256 manifest (sizes first, then parallel hashing)."""
-    from runner import manifest as mf
-    from runner.lock import check_pins
-    from runner.verify import verify_manifest
+    from runner.inputs import manifest as mf
+    from runner.inputs.hub_pins import check_pins
+    from runner.inputs.verify import verify_manifest
 
     manifest = launch.recipe.path("manifest")
     check_pins(launch.recipe, mf.load(manifest), str(manifest))  # a pin edited without `recipe lock`

@@ -1,7 +1,7 @@
 """The expected-metrics file: what a healthy run looks like, as typed rules that can fail.
 
 Each recipe versions one beside its recipe.toml: `recipes/<name>/expected_metrics.toml`.
-`recipe check` evaluates it against a run's metrics (runner/gate.py); nothing in it is eval'd.
+`recipe check` evaluates it against a run's metrics (runner/gate/evaluate.py); nothing in it is eval'd.
 
 Format (schema 1)
 -----------------
@@ -38,7 +38,7 @@ Kinds and their fields:
                                   (abs = true allowed).
 
 Expected steps of a metric: every step its step key (train/step for train/*, rollout/step for
-rollout/* and perf/*; see runner/metrics.py) reached in the run, plus 0..K of any completion rule
+rollout/* and perf/*; see runner/gate/metrics.py) reached in the run, plus 0..K of any completion rule
 on that step key. A missing value, NaN or inf fails the rule it touches, always.
 
 Load-time rejection: a rule that cannot fail - no comparison, a comparison every value in the
@@ -79,7 +79,7 @@ KNOWN_DOMAINS: tuple[tuple[str, float, float], ...] = (
     ("rollout/zero_std/count_*", 0.0, INF),              # a count of groups
     ("rollout/response_len/*", 0.0, INF),                # token counts
     ("rollout/response_lengths", 0.0, INF),
-    ("derived/zero_std_percentage", 0.0, 1.0),           # see runner/metrics.py
+    ("derived/zero_std_percentage", 0.0, 1.0),           # see runner/gate/metrics.py
     ("perf/wait_time_ratio", 0.0, 1.0),
     ("perf/*_time", 0.0, INF),
     ("perf/*tok_per_s", 0.0, INF),
@@ -267,7 +267,7 @@ def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float
     if not isinstance(metric, str) or not metric.strip():
         raise err("metric", f"expected a metric name such as 'train/loss', got {metric!r}")
     if metric.endswith("/step"):
-        # step keys index the series (runner/metrics.py); they are never series themselves
+        # step keys index the series (runner/gate/metrics.py); they are never series themselves
         raise err("metric", f"{metric} is a step key, not a series; gate a metric logged at every step "
                   "(e.g. train/grad_norm with kind = \"completion\")")
     why = raw.get("why")

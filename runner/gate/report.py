@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 from runner.atomicfile import write_text_atomic
-from runner.expected import Expected
-from runner.gate import BLOCKED, FAIL, PASS, UNREFERENCED, GateResult, expected_steps
-from runner.metrics import Series
-from runner.reference import load_reference
+from runner.gate.evaluate import BLOCKED, FAIL, PASS, UNREFERENCED, GateResult, expected_steps
+from runner.gate.expected import Expected
+from runner.gate.metrics import Series
+from runner.gate.reference import load_reference
 
 VERDICT_COLOR = {PASS: "#1a7f37", FAIL: "#cf222e", BLOCKED: "#9a6700", UNREFERENCED: "#6e7781"}
 

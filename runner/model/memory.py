@@ -1,6 +1,6 @@
 """Which parallel layouts of a recipe are legal on N GPUs, and whether each fits in GPU memory.
 
-Legality is Megatron's divisibility rules (runner/parallel.py). Memory is a per-GPU model of the
+Legality is Megatron's divisibility rules (runner/model/parallel.py). Memory is a per-GPU model of the
 colocated miles recipe, which alternates two phases on every GPU:
 
   train phase   = bf16 weights + fp32 grads + Adam state shard + activations + runtime
@@ -10,7 +10,7 @@ colocated miles recipe, which alternates two phases on every GPU:
 
 The peak is the larger phase (the weight update in between, trainer asleep and SGLang's weights
 back, stays below both). Parameters per rank are counted from config.json for the heaviest
-pipeline stage (runner/model_shape.py). The constants below are calibrated against what is known
+pipeline stage (runner/model/shape.py). The constants below are calibrated against what is known
 of this recipe on H200 (facts.md section 2): the six verified cells fit in 141 GB, a TP4 x EP2
 layout exceeded 140 GB per GPU, one SGLang engine holds about 59 GB of weights.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
-from runner.model_shape import ModelShape
-from runner.parallel import Architecture, Layout, layout_errors, layout_warnings
+from runner.model.parallel import Architecture, Layout, layout_errors, layout_warnings
+from runner.model.shape import ModelShape
 from runner.recipe import Recipe, args_to_dict
 
 GIB = 1 << 30
@@ -314,7 +314,7 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
     except ValueError as e:
         raise UsageError(f"recipe {recipe.name}: cannot plan layouts: {e}") from None
     if argv is None:
-        from runner.train_argv import train_argv
+        from runner.launch.train_argv import train_argv
 
         argv = train_argv(recipe, None)
     default_tokens = recipe.cell(None).max_tokens_per_gpu

@@ -27,10 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import manifest as mf
 from runner.atomicfile import fsync_dir, write_text_atomic
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError, UsageError
-from runner.verify import STAGING_DIR, hash_file
+from runner.inputs import manifest as mf
+from runner.inputs.verify import STAGING_DIR, hash_file
 
 SMALL_FILE_MAX = 64 << 20  # non-LFS files are fetched whole by `recipe lock` to hash them
 

@@ -17,9 +17,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runner import manifest as mf
 from runner.errors import EXIT_FAIL, RecipeError, UsageError
-from runner.fetch import SMALL_FILE_MAX, Source, _one_line, check_revision, file_url, hub_errors, hub_token
+from runner.inputs import manifest as mf
+from runner.inputs.fetch import SMALL_FILE_MAX, Source, _one_line, check_revision, file_url, hub_errors, hub_token
 from runner.recipe import Recipe
 
 NOT_IN_MANIFEST = (".gitattributes",)

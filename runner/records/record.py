@@ -71,7 +71,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:
     """{path relative to recipes/: sha256} of every file that defines the recipe (its tag manifest's list)."""
-    from runner.tagmanifest import build
+    from runner.inputs.tagmanifest import build
 
     return {e.path: e.sha256 for e in build(recipe)[0].entries}
 

@@ -1,6 +1,6 @@
 """A recipe's blessed reference series: `reference_metrics.jsonl` beside expected_metrics.toml.
 
-Same format as a run's metrics.jsonl (runner/metrics.py), with the blessed run's provenance in
+Same format as a run's metrics.jsonl (runner/gate/metrics.py), with the blessed run's provenance in
 the header under "provenance" (run id, recipe digest, bundle commit, image, cell, seeds). Band
 rules hold later runs to it. Only `recipe bless` writes it, and only for a run that passes its gate.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import EXIT_REFUSED, RecipeError, UsageError
-from runner.metrics import Series, read_metrics_jsonl, write_metrics_jsonl
+from runner.gate.metrics import Series, read_metrics_jsonl, write_metrics_jsonl
 
 REFERENCE_FILE = "reference_metrics.jsonl"
 # run.json fields that say which run a reference came from

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runner import manifest as mf
+from runner.inputs import manifest as mf
+from runner.inputs.verify import hash_file
 from runner.recipe import Recipe
-from runner.verify import hash_file
 
 DEFAULT_NAME = "recipe.sha256"
 SHARED_DIRS = ("lib",)  # under recipes/: sourced by every run script

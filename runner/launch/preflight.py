@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from runner import hostinfo
-from runner.ports import ports_in_use
+from runner.launch.ports import ports_in_use
 
 
 @dataclass

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import click
 
-from runner import metrics
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
-from runner.launch import Launch, build_launch, current_image
+from runner.gate import metrics
+from runner.launch.resolve import Launch, build_launch, current_image
 from runner.recipe import Recipe, load_recipe
-from runner.record import load_record, recipe_digest, recipe_file_hashes, write_json_atomic
+from runner.records.record import load_record, recipe_digest, recipe_file_hashes, write_json_atomic
 from runner.secrets import is_secret
 
 DEFAULT_NONDETERMINISTIC = ("perf/*",)
@@ -119,14 +119,14 @@ def compare(original: Path, replayed: Path, recipe: Recipe, tier: str) -> Compar
         for m in excluded:
             a.values.pop(m, None)
             b.values.pop(m, None)
-        from runner.gate import compare_exact
+        from runner.gate.evaluate import compare_exact
 
         diffs = compare_exact(a, b)
         n = sum(len(v) for v in a.values.values())
         if n == 0:
             diffs.append("the original run has no metrics to compare")
         return Comparison("bitwise", diffs, n, excluded)
-    from runner.gate import compare_bands, load_expected
+    from runner.gate.evaluate import compare_bands, load_expected
 
     result = compare_bands(b, a, load_expected(recipe.path("expected_metrics")))
     diffs = [f"{r.rule.name}: {r.observed}" for r in result.failed_rows()]

@@ -1,0 +1,1 @@
+"""The expected-metrics gate: metrics from events, typed rules, evaluation, reference series, report."""

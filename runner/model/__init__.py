@@ -1,0 +1,1 @@
+"""The model: Megatron flag rules against config.json, the layer shape, parallel layouts, memory planner."""

@@ -1,0 +1,1 @@
+"""Run records: run directories and run.json, and replay of a recorded run."""
