@@ -5,6 +5,7 @@ bring-up code as production: ray_node.sh -> recipe_ray_start/recipe_ray_wait/rec
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -163,11 +164,18 @@ def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tm
         shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
 
 
-def test_pyxis_check_uses_the_real_srun(slurm_cluster, monkeypatch):
-    """This cluster's srun has no pyxis plugin: the check says so and how to fix it."""
+def test_pyxis_check_uses_the_real_srun(slurm_cluster, monkeypatch, tmp_path):
+    """The check asks the real srun: ok where the cluster loads pyxis; where a plugstack.conf does not
+    (an empty one here, through a copy of slurm.conf), it says so and how to fix it."""
     from runner.launch.backends import slurm as backend
 
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    assert backend.check_pyxis("pyxis").status == ("ok" if slurm_cluster.containers else "fail")
+    (tmp_path / "plugstack.conf").write_text("")
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(re.sub(r"^PlugStackConfig=.*$", f"PlugStackConfig={tmp_path}/plugstack.conf",
+                           slurm_cluster.conf.read_text(), flags=re.M))
+    monkeypatch.setenv("SLURM_CONF", str(conf))
     c = backend.check_pyxis("pyxis")
     assert c.status == "fail" and "pyxis SPANK plugin is not loaded" in c.detail and "--container-runtime none" in c.fix
     assert backend.check_pyxis("none").status == "n/a"
