@@ -9,6 +9,8 @@
 # Everything lives under STATE_DIR (config, munge key and socket, spool, logs, pidfiles); nothing is
 # written to /etc or /var.
 #
+# STATE_DIR/node-local is the one path the nodes do not share (see start).
+#
 # Containers (pyxis + enroot): with RECIPE_VENDOR_DIR set to where ci/build_vendor.sh built them,
 # pyxis is loaded from plugstack.conf (runtime_path under STATE_DIR; container_scope=job, so
 # pyxis' epilog removes a job's named containers, also after scancel) and each node has its own
@@ -78,7 +80,7 @@ write_conf() {
   local host ports i
   host=$(hostname -s)
   read -r -a ports <<<"$(free_ports $((nodes + 1)))"
-  mkdir -p "$state/ctld" "$state/log" "$state/run"
+  mkdir -p "$state/ctld" "$state/log" "$state/run" "$state/node-local"
   : >"$state/plugstack.conf"
   if [[ -n "${RECIPE_VENDOR_DIR:-}" ]]; then write_containers; fi
   cat >"$conf" <<EOF
@@ -174,10 +176,17 @@ start() {
   local i
   for ((i = 1; i <= nodes; i++)); do
     mkdir -p "$state/spool/n$i"
-    if [[ -d "$state/nodes/n$i/bin" ]]; then
-      PATH="$state/nodes/n$i/bin:$PATH" slurmd -f "$conf" -N "n$i"
+    local path=$PATH
+    [[ -d "$state/nodes/n$i/bin" ]] && path="$state/nodes/n$i/bin:$PATH"
+    if ((i == 1)); then
+      PATH=$path slurmd -f "$conf" -N "n$i"
     else
-      slurmd -f "$conf" -N "n$i"
+      # STATE_DIR/node-local is node-local storage on every node but the first: those slurmds run
+      # in a mount namespace of their own with a tmpfs there (tests put a run directory there that
+      # the nodes do not share). Everything else is the host's.
+      # shellcheck disable=SC2016 # expanded by that sh, with the path as its argument
+      unshare --mount --propagation private -- sh -c 'mount -t tmpfs -o size=64m node-local "$1" && shift && exec "$@"' \
+        sh "$state/node-local" env PATH="$path" slurmd -f "$conf" -N "n$i"
     fi
   done
 

@@ -17,7 +17,8 @@
 #
 # What happens, in order:
 #   0. pyxis: the job's container is created on every node, one step per node (the image import
-#      happens here, and a node whose import fails is named);
+#      happens here, and a node whose import fails is named); with several nodes, each proves it
+#      shares the run directory with the head (a token the head must read back);
 #   1. one Ray node per allocated node, each as its own job step (head on the first node);
 #   2. wait until every node and GPU has joined Ray (bounded; names a node that never joins);
 #   3. `recipe run --backend local` on the head node, which joins that Ray cluster;
@@ -226,20 +227,41 @@ monitored() { # monitored COMMAND...: run COMMAND in the background, watching th
 mkdir -p "$RUNS_DIR" "$OUTPUT_DIR"
 log "job $JOB: recipe $RECIPE on ${HOSTS[*]} (head $HEAD, Ray at $RAY_ADDRESS), run dir $RUN_DIR"
 
-# ---- 0. pyxis: create the job's container on every node once (the image import happens here) --
-if [[ "$RUNTIME" == pyxis ]]; then
-  CONTAINERS_MADE=1
+# ---- 0. every node: its container, and proof that the run directory is shared ---------------
+# pyxis: the job's container is created here, once per node (the image import happens here).
+# Several nodes: ranks on other nodes write their events into the run directory and the gate
+# reads them on the head, so each node writes a token beside the run directory that this node must
+# then see (a node-local --runs-dir is caught here, not after the run as a gate with no metrics).
+SHARE_DIR="$(dirname "$RUN_DIR")/.recipe-share-$JOB"
+# shellcheck disable=SC2016 # expanded by the step's sh, with the values as arguments
+WRITE_TOKEN='mkdir -p "$1" && printf "%s\n" "$2" >"$1/$2"'
+if [[ "$RUNTIME" == pyxis ]] || ((NODES > 1)); then
+  CONTAINERS_MADE=$([[ "$RUNTIME" == pyxis ]] && echo 1 || echo 0)
+  mkdir -p "$SHARE_DIR"
   pids=()
   for h in "${HOSTS[@]}"; do
-    step "$h" "container-$h" true &
+    step "$h" "node-check-$h" sh -c "$WRITE_TOKEN" token "$SHARE_DIR" "$h" &
     pids+=($!)
   done
   for i in "${!pids[@]}"; do
     rc=0
     wait "${pids[i]}" || rc=$?
-    ((rc == 0)) || die "node ${HOSTS[i]}: creating the container from $IMAGE failed (exit code $rc; see above)"
+    if ((rc != 0)) && [[ "$RUNTIME" == pyxis ]]; then
+      die "node ${HOSTS[i]}: creating the container from $IMAGE failed (exit code $rc; see above)"
+    fi
+    ((rc == 0)) || die "node ${HOSTS[i]}: its first step failed (exit code $rc; see above)"
   done
-  log "containers $CONTAINER_NAME ready on ${HOSTS[*]}"
+  for h in "${HOSTS[@]}"; do
+    if [[ "$(cat "$SHARE_DIR/$h" 2>/dev/null)" != "$h" ]]; then
+      rm -rf "$SHARE_DIR"
+      recipe_die 3 "node $h: wrote $SHARE_DIR/$h, which $HEAD cannot read: the run directory's parent" \
+        "$(dirname "$RUN_DIR") is not shared by all nodes (ranks there write their events into the run" \
+        "directory, the gate reads them on $HEAD); put --runs-dir on a filesystem every node mounts"
+    fi
+  done
+  rm -rf "$SHARE_DIR"
+  if [[ "$RUNTIME" == pyxis ]]; then log "containers $CONTAINER_NAME ready on ${HOSTS[*]}"; fi
+  log "run directory shared by ${HOSTS[*]}"
 fi
 
 # ---- 1. one Ray node per allocated node -----------------------------------------------------
@@ -258,6 +280,15 @@ done
 node_env 0 # the head's ports, for the steps below
 
 # ---- 2. wait until every node and GPU has joined --------------------------------------------
+# First the head's GCS port, from here (the head node's host network): once Ray listens, the head's
+# container is running, and pyxis then starts the steps below on the head node inside that same
+# container (its /tmp holds Ray's sockets). Started earlier, a step would get a fresh container.
+deadline=$((SECONDS + RECIPE_RAY_READY_TIMEOUT))
+until (exec 3<>"/dev/tcp/${IPS[0]}/$RECIPE_RAY_PORT") 2>/dev/null; do
+  check_nodes
+  ((SECONDS < deadline)) || die "Ray head on $HEAD did not listen on ${IPS[0]}:$RECIPE_RAY_PORT within $RECIPE_RAY_READY_TIMEOUT s"
+  sleep 0.5
+done
 monitored step "$HEAD" ray-wait bash "$BUNDLE/recipes/lib/ray_node.sh" \
   wait "$RAY_ADDRESS" "$NODES" "$((NODES * GPUS_PER_NODE))" \
   || die "Ray did not come up on all $NODES node(s) within $RECIPE_RAY_READY_TIMEOUT s (see above)"
