@@ -53,6 +53,7 @@ class SlurmCluster:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RECIPE_", "SLURM_"))}
         env["SLURM_CONF"] = str(self.conf)
+        env["PYTHONPATH"] = str(ROOT)  # the checkout under test, also for `recipe` in the jobs
         env.update(extra)
         return env
 
