@@ -1,9 +1,9 @@
 """`recipe image sqsh` and the enroot/pyxis checks.
 
-enroot cannot be installed on this machine (it needs a kernel and root setup we do not have), so
-these tests put a stand-in `enroot` on PATH: a small script that prints a version and, for
-`import`, records its argv and writes the output file. That tests our version check and command
-construction, not enroot itself.
+These put a stand-in `enroot` on PATH (a small script that prints a chosen version and, for
+`import`, records its argv and writes the output file): they test our version check against
+versions we cannot install side by side (3.x), failures on demand and the command we build. The
+real enroot 4.1.2 imports the real image in tests/test_pyxis_cluster.py.
 """
 
 from __future__ import annotations
