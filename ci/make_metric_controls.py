@@ -23,6 +23,11 @@ capped at 1024) so that derived metrics agree with their inputs. Controls:
   router_scale_1   the trainer runs the router at scale 1.0, not 2.5: logprob diff ~0.28
   nan_grad_norm    grad norm NaN (null) at train step 5
   stopped_after_6  the job died during rollout 6: 6 full rollouts and a partial last line
+  slow_30pct       healthy, value for value, except that every step takes 1.3x as long: the perf/*
+                   times x1.3 and the throughputs (tokens/s, tflops) /1.3, as an image or cell change
+                   that costs 30% would. Passes every rule while no reference is blessed; with
+                   healthy blessed it fails exactly the three speed rules (step_time_vs_reference,
+                   rollout_throughput_vs_reference, train_throughput_vs_reference)
 and tests/data/stdout/{healthy,nan_grad_norm}/logs/run.log: those runs as miles prints them to stdout.
 """
 
@@ -185,9 +190,26 @@ def simulate(rng: random.Random, rollout: int, diff_range: tuple[float, float], 
     return gen, trainer_rollout, train, perf
 
 
+SLOWDOWN = 1.3
+# perf/* keys that are durations (scaled up) or rates (scaled down) in a slower run; the rest
+# (mfu_peak_tflops, wait_time_ratio) are constants or ratios of two durations, unchanged
+PERF_TIMES = ("perf/rollout_time", "perf/sleep_time", "perf/update_weights_time", "perf/data_preprocess_time",
+              "perf/log_probs_time", "perf/ref_log_probs_time", "perf/actor_train_time", "perf/train_wait_time",
+              "perf/train_time", "perf/step_time")
+PERF_RATES = ("perf/tokens_per_gpu_per_sec", "perf/longest_sample_tokens_per_sec",
+              "perf/effective_tokens_per_gpu_per_sec", "perf/longest_effective_sample_tokens_per_sec",
+              "perf/log_probs_tflops", "perf/ref_log_probs_tflops", "perf/actor_train_tflops",
+              "perf/actor_train_tok_per_s", "perf/actor_train_mfu")
+
+
+def slower(metrics: dict, factor: float) -> dict:
+    return {k: v * factor if k in PERF_TIMES else v / factor if k in PERF_RATES else v for k, v in metrics.items()}
+
+
 def build(control: str) -> tuple[dict[str, list[str]], list[str]]:
     """(event file name -> lines, stdout lines) of one control."""
-    rng = random.Random(f"{SEED}-{control}")
+    # slow_30pct draws healthy's numbers, then slows them down
+    rng = random.Random(f"{SEED}-{'healthy' if control == 'slow_30pct' else control}")
     diff = (0.26, 0.30) if control == "router_scale_1" else (0.0131, 0.0144)
     nan_step = 5 if control == "nan_grad_norm" else None
     rollouts = 6 if control == "stopped_after_6" else NUM_ROLLOUT
@@ -197,6 +219,8 @@ def build(control: str) -> tuple[dict[str, list[str]], list[str]]:
     for r in range(rollouts):
         t = 100.0 * r
         gen, trainer_rollout, train, perf = simulate(rng, r, diff, nan_step)
+        if control == "slow_30pct":
+            gen, perf = slower(gen, SLOWDOWN), slower(perf, SLOWDOWN)
         files["rollout_manager.jsonl"].append(metric_event(t + 40, ROLLOUT_MANAGER, {**gen, "rollout/step": r}))
         for rank in (0, 4):
             files[f"actor_cell0_rank{rank}.jsonl"].append(
@@ -228,7 +252,7 @@ def build(control: str) -> tuple[dict[str, list[str]], list[str]]:
     return text, out
 
 
-CONTROLS = ("healthy", "router_scale_1", "nan_grad_norm", "stopped_after_6")
+CONTROLS = ("healthy", "router_scale_1", "nan_grad_norm", "stopped_after_6", "slow_30pct")
 
 
 def render() -> dict[Path, str]:

@@ -97,7 +97,8 @@ context() {  # context DIR: the build context, plus DIR/build-args (the values b
         | while IFS= read -r -d '' f; do [[ -e "$f" ]] && printf '%s\0' "$f"; done \
         | tar --null -T - -cf -) | tar -C "$ctx/bundle" -xf -
     printf '%s\n' "SOURCE_DATE_EPOCH=$when" "REVISION=$(revision)" \
-        "RECIPES_DIGEST=sha256:$(recipes_digest "$ctx")" "SOURCE_URL=${SOURCE_URL:-unknown}" >"$ctx/build-args"
+        "RECIPES_DIGEST=sha256:$(recipes_digest "$ctx")" "SOURCE_URL=${SOURCE_URL:-unknown}" \
+        "BUNDLE_DIGEST=$("$PY" "$ROOT/runner/image/bundle_digest.py" context "$ctx")" >"$ctx/build-args"
     chmod -R u+rwX,go+rX,go-w "$ctx"
     SOURCE_DATE_EPOCH="$when" normalize_times "$ctx"
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
@@ -33,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "check": ("gate", "check_cmd", "Check a run's metrics against the recipe's expected metrics (the gate)."),
     "bless": ("gate", "bless_cmd", "Make a trusted run the recipe's reference series for band rules."),
     "report": ("gate", "report_cmd", "Plot each gated metric with its bounds and verdicts (PNG + HTML)."),
+    "diff": ("diff", "diff_cmd", "What differs between two runs (or a run and the reference): provenance, metrics."),
 }
 
 EPILOG = """\b
@@ -44,7 +46,18 @@ Typical session:
 """
 
 
+class StdoutClosed(Exception):
+    """stdout's reader went away (`recipe ... | head -1`). Not an OSError, so that click does not turn it
+    into a silent exit 1."""
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -71,27 +84,51 @@ def cli() -> None:
     """
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every verb unwinds through the same cleanup and exits 130."""
+
+
+def _terminate(signum, _frame):
+    raise Terminated(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> None:
+    # SIGTERM (kill, scancel, docker stop) means the same as Ctrl-C for every verb: unwind, let each
+    # verb record what it must (a run finalizes run.json as "interrupted"), exit 130. A verb that
+    # runs a child installs its own forwarding handler for that time (runner/launch/script.py).
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         rc = cli.main(args=argv, prog_name="recipe", standalone_mode=False)
-    except RecipeError as e:
-        click.echo(f"recipe: error: {e.message}", err=True)
-        sys.exit(e.code)
-    except click.exceptions.Abort:
-        click.echo("recipe: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("recipe: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
-        if os.environ.get("RECIPE_DEBUG"):
+    except BaseException:
+        # Leaving anyway: a second SIGTERM must not interrupt the one-line message below.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
             raise
-        click.echo(f"recipe: internal error: {type(e).__name__}: {e} (set RECIPE_DEBUG=1 for a traceback)",
-                   err=True)
-        sys.exit(1)
+        except RecipeError as e:
+            click.echo(f"recipe: error: {e.message}", err=True)
+            sys.exit(e.code)
+        except click.exceptions.Abort:
+            click.echo("recipe: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("recipe: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except (BrokenPipeError, StdoutClosed):
+            # `recipe ... | head -1`: the reader went away, as if interrupted
+            from runner.launch.script import stdout_to_devnull
+
+            stdout_to_devnull()
+            click.echo("recipe: interrupted: stdout was closed", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
+            if os.environ.get("RECIPE_DEBUG"):
+                raise
+            click.echo(f"recipe: internal error: {type(e).__name__}: {e} (set RECIPE_DEBUG=1 for a traceback)",
+                       err=True)
+            sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -150,6 +150,13 @@ def recipe_findings(argv: list[str], moe: bool) -> list[Finding]:
         out.append(Finding("note", "recipe.kl_zero", "--use-kl-loss with --kl-loss-coef 0: the KL term adds "
                            "nothing, but the reference model is still loaded and run every step",
                            flag="--kl-loss-coef", actual=a.get("--kl-loss-coef", "0 (default)")))
+    if "--use-miles-router" in a:
+        # miles 78527b91: miles/ray/rollout/router_manager.py starts MilesRouter for this flag, else the
+        # sgl-router; scripts/run_nemotron_3_nano.py there passes only --use-rollout-routing-replay.
+        out.append(Finding("note", "recipe.miles_router", "--use-miles-router puts miles' Python HTTP router "
+                           "(MilesRouter) in front of the SGLang engines instead of the Rust sgl-router; it is "
+                           "not routing replay (that is --use-rollout-routing-replay), and upstream's own "
+                           "launcher at miles v0.1.0 no longer passes it", flag="--use-miles-router"))
     if "--use-rollout-logprobs" in a:
         out.append(Finding("warning", "recipe.rollout_logprobs", "--use-rollout-logprobs: training uses "
                            "SGLang's log-probs, so train/train_rollout_logprob_abs_diff is 0 by construction and "

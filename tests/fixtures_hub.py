@@ -39,6 +39,46 @@ def model_files(seed: int) -> dict[str, bytes]:
     }
 
 
+REMOTE_CODE_REPO = "tiny-org/tiny-remote-code"
+REMOTE_CONFIG_PY = b'''"""A model type transformers does not know: AutoConfig needs this file (trust_remote_code)."""
+from transformers import PretrainedConfig
+
+
+class TinyRemoteConfig(PretrainedConfig):
+    model_type = "tiny_remote"
+
+    def __init__(self, hidden_size=8, n_groups=1, **kwargs):
+        self.hidden_size = hidden_size
+        self.n_groups = n_groups
+        super().__init__(**kwargs)
+'''
+REMOTE_MODELING_PY = b'''"""Named by auto_map; AutoConfig does not import it, AutoModel would."""
+from transformers import PreTrainedModel
+
+from .configuration_tiny_remote import TinyRemoteConfig
+
+
+class TinyRemoteForCausalLM(PreTrainedModel):
+    config_class = TinyRemoteConfig
+'''
+
+
+def remote_code_files() -> dict[str, bytes]:
+    """A model repo whose config.json has an auto_map, as Nemotron-3-Nano's has, with its .py files."""
+    config = {"model_type": "tiny_remote", "architectures": ["TinyRemoteForCausalLM"], "hidden_size": 24,
+              "n_groups": 3, "auto_map": {"AutoConfig": "configuration_tiny_remote.TinyRemoteConfig",
+                                          "AutoModelForCausalLM": "modeling_tiny_remote.TinyRemoteForCausalLM"}}
+    shard = hashlib.sha256(b"remote").digest() * 5000
+    return {
+        "config.json": json.dumps(config, indent=2).encode(),
+        "configuration_tiny_remote.py": REMOTE_CONFIG_PY,
+        "modeling_tiny_remote.py": REMOTE_MODELING_PY,
+        "model.safetensors": shard,
+        "README.md": b"# tiny remote-code model\n",
+        ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+    }
+
+
 def data_files() -> dict[str, bytes]:
     rows = [json.dumps({"prompt": f"What is {i} + {i}?", "label": str(2 * i)}) for i in range(3000)]
     return {DATA_FILE: ("\n".join(rows) + "\n").encode(), "README.md": b"# tiny data\n"}
@@ -115,12 +155,13 @@ max_tokens_per_gpu = 1024
 """
 
 
-def make_bundle(tmp: Path, repos: SmallRepos, name: str = "tiny_hub", model_rev: str | None = None) -> Path:
+def make_bundle(tmp: Path, repos: SmallRepos, name: str = "tiny_hub", model_rev: str | None = None,
+                model_repo: str = MODEL_REPO) -> Path:
     """A bundle root (RECIPE_BUNDLE_ROOT) with one recipe pinned to the loopback repos."""
     d = tmp / "bundle" / "recipes" / name
     d.mkdir(parents=True, exist_ok=True)
     (d / "recipe.toml").write_text(RECIPE_TOML.format(
-        name=name, digest="ab" * 32, model_repo=MODEL_REPO, model_rev=model_rev or repos.old_rev,
+        name=name, digest="ab" * 32, model_repo=model_repo, model_rev=model_rev or repos.old_rev,
         data_repo=DATA_REPO, data_rev=repos.data_rev, data_file=DATA_FILE))
     (d / "model_args.txt").write_text("--num-layers 2\n")
     (d / "run.sh").write_text("#!/usr/bin/env bash\necho run\n")

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
+from conftest import ROOT, clean_env
 from fixtures_docker import CpuImage, Engine, cpu_image_fixture, docker_engine_fixture, memlock_raisable  # noqa: F401
 
+from runner.image import recipe_image as ri
 from runner.launch.backends import docker as dk
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
@@ -36,7 +37,9 @@ def flag_values(argv: list[str], flag: str) -> list[str]:
 def test_gpu_recipe_command(tmp_path, monkeypatch):
     lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
     argv = dk.command(lc)
-    ref = lc.recipe.image
+    # The recipe pins the miles base: what runs is this bundle's recipe image built on it.
+    ref = ri.auto_tag(ri.bundle_digest(ROOT), lc.recipe.image)
+    assert f"RECIPE_IMAGE={lc.recipe.image}" in flag_values(argv, "-e")
     assert argv[:6] == ["docker", "run", "--rm", "--init", "--name", "recipe-r-1"]
     assert flag_values(argv, "--gpus") == ["all"]
     for f in ("--ipc=host", "--shm-size=32g", "--network=host"):
@@ -45,7 +48,6 @@ def test_gpu_recipe_command(tmp_path, monkeypatch):
     assert flag_values(argv, "-v") == [f"{tmp_path}/inputs:/recipe/inputs:ro", f"{tmp_path}/out:/recipe/output",
                                        f"{tmp_path}/run/container:/recipe/run/r-1"]
     assert flag_values(argv, "--entrypoint") == ["/usr/local/bin/recipe"]
-    assert f"RECIPE_IMAGE={ref}" in flag_values(argv, "-e")
     i = argv.index(ref)
     assert argv[i + 1:i + 13] == ["run", "nemotron3_nano", "--backend", "local", "--run-dir", "/recipe/run/r-1",
                                   "--inputs", "/recipe/inputs", "--output-dir", "/recipe/output",
@@ -70,6 +72,26 @@ def test_secrets_pass_by_name_only_and_only_when_set(tmp_path, monkeypatch):
     assert "HF_TOKEN" not in flag_values(argv, "-e")
     assert not any("wandb-secret-value-123" in a for a in argv)
     assert "wandb-secret-value-123" not in dk.script_text(lc)
+
+
+def test_network_interfaces_and_nccl_debug_reach_the_container_by_name(tmp_path, monkeypatch):
+    lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
+    assert not {"NCCL_SOCKET_IFNAME", "NCCL_DEBUG"} & set(flag_values(dk.command(lc, environ={}), "-e"))
+    env = {"NCCL_SOCKET_IFNAME": "ib0", "GLOO_SOCKET_IFNAME": "eth0", "NCCL_DEBUG": "INFO",
+           "NCCL_DEBUG_FILE": "/x/n.%h"}
+    e = flag_values(dk.command(lc, environ=env), "-e")
+    assert {"NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_DEBUG_FILE"} <= set(e)
+    assert not any("ib0" in a for a in dk.command(lc, environ=env))  # by name, as docker copies values
+
+
+def test_would_run_builds_the_recipe_image_first_then_runs_it(tmp_path, monkeypatch):
+    from runner.launch.run import would_run
+
+    lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
+    build, run = would_run(lc)
+    tag = ri.auto_tag(ri.bundle_digest(ROOT), lc.recipe.image)
+    assert build[-3:] == ["build", tag, lc.recipe.image] and build[1].endswith("docker/image.sh")
+    assert tag in run
 
 
 def test_memlock_flag_can_be_left_to_the_host(tmp_path, monkeypatch):
@@ -104,13 +126,15 @@ def test_preflight_against_a_real_engine(docker_engine: Engine, cpu_image: CpuIm
     lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, RECIPE_IMAGE=cpu_image.ref)
     assert dk.check_docker(lc).status == "ok"
     c = dk.check_image(lc)
-    assert c.status == "ok" and "present locally" in c.detail
-    # The CPU base by digest exists but has no runner: refused with the way to build one.
+    assert c.status == "ok" and "present locally" in c.detail and "recipe image of this bundle" in c.detail
+    # The CPU base by digest has no runner: a base, on which `recipe run` builds this bundle's image.
     monkeypatch.setenv("RECIPE_IMAGE", cpu_image.base_ref)
-    c = dk.check_image(lc)
-    assert c.status == "fail" and "no recipe runner" in c.detail
+    c = dk.check_image(dk_launch := launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch))
+    assert c.status == "ok" and "a base image (no recipe runner)" in c.detail
+    assert c.data["run"] == ri.auto_tag(ri.bundle_digest(ROOT), cpu_image.base_ref)
+    assert dk.commands(dk_launch)[-1][-len(dk.inner_args(dk_launch)) - 1] == c.data["run"]
     monkeypatch.setenv("RECIPE_IMAGE", f"{docker_engine.registry}/recipe-bundle/absent@{DIGEST}")
-    assert dk.check_image(lc).status == "fail"
+    assert dk.check_image(launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch)).status == "fail"
 
 
 @pytest.mark.slow
@@ -146,3 +170,52 @@ def test_tiny_recipe_runs_in_the_image_pulled_by_digest(docker_engine: Engine, c
     assert docker_engine.run("image", "inspect", "--format", "{{.Id}}", cpu_image.ref).stdout.strip() == \
         cpu_image.image_id
     docker_engine.run("tag", cpu_image.ref, cpu_image.tag)
+
+
+@pytest.mark.slow
+def test_tiny_recipe_runs_from_the_cpu_base_alone(docker_engine: Engine, cpu_image: CpuImage, tmp_path):
+    """What `just run nemotron3_nano` does with the pinned miles base, on the CPU stand-in base: the
+    recipe image of this bundle is built on the base by digest, run, recorded; then reused."""
+    bundle = ri.bundle_digest(ROOT)
+    tag = ri.auto_tag(bundle, cpu_image.base_ref)
+    docker_engine.run("image", "rm", tag, check=False)  # a first run on this node: nothing to reuse
+    extra = {"RECIPE_IMAGE": cpu_image.base_ref, **docker_engine.env}
+    if not memlock_raisable():
+        extra["RECIPE_DOCKER_MEMLOCK"] = "host"
+    env = clean_env(**extra)
+    runs = tmp_path / "runs"
+    dry = subprocess.run([sys.executable, "-m", "runner.cli", "run", "nemotron3_nano_tiny", "--backend", "docker",
+                          "--runs-dir", str(runs), "--dry-run"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert dry.returncode == 0 and f"builds {tag} on it" in dry.stderr, dry.stderr
+    assert dry.stdout.splitlines()[0].split()[-3:] == ["build", tag, cpu_image.base_ref]
+    p = subprocess.run([sys.executable, "-m", "runner.cli", "run", "nemotron3_nano_tiny", "--backend", "docker",
+                        "--runs-dir", str(runs)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    assert p.returncode == 0, p.stderr[-4000:] + p.stdout[-2000:]
+    (run_dir,) = runs.iterdir()
+    built = inspect_image(docker_engine, tag)
+    labels = built["Config"]["Labels"]
+    assert labels["io.recipe-bundle.bundle.digest"] == bundle  # image.sh's digest of its context == ours
+    assert labels["org.opencontainers.image.base.digest"] == cpu_image.base_ref.split("@")[1]
+    # Deterministic: the one layer it adds is the layer image.sh's own build of this bundle added.
+    assert built["RootFS"]["Layers"] == inspect_image(docker_engine, cpu_image.ref)["RootFS"]["Layers"]
+    image = json.loads((run_dir / dk.IMAGE_RECORD).read_text())
+    assert image["kind"] == "base" and image["reused"] is False and image["recipe_image"] == tag
+    assert image["recipe_image_id"] == built["Id"] and image["base_digest"] == cpu_image.base_ref.split("@")[1]
+    assert (run_dir / "logs" / "image-build.log").is_file()
+    record = json.loads((run_dir / "container" / "run.json").read_text())
+    assert record["status"] == "succeeded" and record["image"] == cpu_image.base_ref
+    ib = record["image_build"]
+    assert ib["recipe_image_id"] == built["Id"] and ib["recipe_image"] == tag
+    assert ib["base_digest"] == cpu_image.base_ref.split("@")[1] and ib["bundle_digest"] == bundle
+    assert json.loads((run_dir / "container" / "gate.json").read_text())["passed"] is True
+    # The next run on this node reuses it: nothing to build.
+    again = subprocess.run([sys.executable, "-m", "runner.cli", "run", "nemotron3_nano_tiny", "--backend", "docker",
+                            "--runs-dir", str(tmp_path / "runs2"), "--dry-run"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and f"reusing {tag}" in again.stderr, again.stderr
+    assert "image.sh build" not in again.stdout and built["Id"] not in again.stdout
+
+
+def inspect_image(engine: Engine, ref: str) -> dict:
+    return json.loads(engine.run("image", "inspect", ref).stdout)[0]

@@ -31,7 +31,7 @@ def rejected(tmp_path: Path, body: str, domains: str = "") -> str:
 def test_recipe_file_loads_with_every_kind():
     exp = load_expected(recipes_dir() / "nemotron3_nano" / "expected_metrics.toml")
     kinds = {r.kind for r in exp.rules}
-    assert kinds == {"completion", "bound", "finite", "band"}
+    assert kinds == {"completion", "bound", "finite", "band", "relative"}
     by_name = {r.name: r for r in exp.rules}
     acc = by_name["logprob_diff_below_0.02"]
     assert acc.upper.value == 0.02 and not acc.upper.inclusive and acc.at == "every"
@@ -134,3 +134,50 @@ def test_abs_domain():
     assert abs_domain((1.0, 3.0)) == (1.0, 3.0)
     assert abs_domain((-3.0, -1.0)) == (1.0, 3.0)
     assert abs_domain((-math.inf, math.inf)) == (0.0, math.inf)
+
+
+def test_relative_rules_parse_and_cannot_be_vacuous(tmp_path):
+    exp = load_expected(write(tmp_path, 'kind = "relative"\nmetric = "perf/step_time"\nfrom_step = 1\nle = 1.25'))
+    rule = exp.rules[0]
+    assert (rule.reduce, rule.from_step, rule.upper.value, rule.upper.inclusive) == ("median", 1, 1.25, True)
+    assert rule.bound_text() == "median(x)/median(ref) over steps >= 1 <= 1.25"
+    # a ratio of a non-negative metric is >= 0: `ge = 0` cannot fail
+    assert "cannot fail" in rejected(tmp_path, 'kind = "relative"\nmetric = "perf/step_time"\nge = 0.0')
+    assert "no bound" in rejected(tmp_path, 'kind = "relative"\nmetric = "perf/step_time"')
+    assert "field 'abs'" in rejected(tmp_path, 'kind = "relative"\nmetric = "perf/step_time"\nabs = true\nle = 2.0')
+    assert "field 'reduce'" in rejected(tmp_path, 'kind = "relative"\nmetric = "perf/step_time"\nreduce = "p99"\n'
+                                                  'le = 2.0')
+    assert "field 'from_step'" in rejected(tmp_path, 'kind = "relative"\nmetric = "perf/x"\nfrom_step = -1\nle = 2')
+
+
+@pytest.mark.parametrize("text, words", [
+    (b'schema = 1\nrule = 5\n', "field 'rule': expected an array of tables ([[rule]]), got an integer"),
+    (b'schema = 1\n[rule]\nname = "a"\n', "field 'rule': expected an array of tables ([[rule]]), got a table"),
+    (b'schema = 1\nrule = [1, 2]\n', "rule #1: expected a table, got an integer"),
+    (b'schema = 1\ndomains = [1]\n[[rule]]\nname="a"\nkind="finite"\nmetric="x"\nwhy="w"\n',
+     "field 'domains': expected a table of metric = [lo, hi], got an array"),
+    (b'schema = 1\n[domains]\n"rollout/x" = 3\n[[rule]]\nname="a"\nkind="finite"\nmetric="x"\nwhy="w"\n',
+     "[domains] 'rollout/x': expected [lo, hi] (two numbers), got 3"),
+    (b'schema = 1\n[[rule]]\nname="a"\nkind="bound"\nmetric="x"\nwhy="w"\nlt = ' + b"9" * 400 + b"\n",
+     "field 'lt': expected a finite number"),
+    (b'schema = 1\n[[rule]]\nname="a\\n"\nkind="finite"\nmetric="x"\nwhy="w"\n', "rule #1: field 'name'"),
+    (b'schema = 1\n[[rule]]\nname="a"\nkind="finite"\nmetric="x\\ny"\nwhy="w"\n', "field 'metric'"),
+    (b'schema = 1 # caf\xe9\n', "not UTF-8 (byte 16)"),
+])
+def test_bad_files_are_one_line_usage_errors(tmp_path, text, words):
+    p = tmp_path / "expected_metrics.toml"
+    p.write_bytes(text)
+    with pytest.raises(RecipeError) as ei:
+        load_expected(p)
+    assert ei.value.code == EXIT_USAGE and "\n" not in ei.value.message
+    assert ei.value.message.startswith(f"{p}: ") and words in ei.value.message
+
+
+def test_bad_expected_file_through_the_cli_is_exit_2_and_one_line(tmp_path):
+    from conftest import ROOT, recipe
+
+    p = tmp_path / "expected_metrics.toml"
+    p.write_bytes(b"schema = 1\n\xff\xfe[[rule]]\n")
+    r = recipe("check", str(ROOT / "tests" / "data" / "events" / "healthy"), "--expected", str(p))
+    assert r.returncode == EXIT_USAGE and r.stderr.count("\n") == 1 and "not UTF-8" in r.stderr
+    assert "internal error" not in r.stderr

@@ -162,7 +162,8 @@ def test_router_scale_1_control_fails_on_the_logprob_diff_only():
 
 def test_nan_grad_norm_control_fails_on_finiteness():
     r = gate_on("nan_grad_norm")
-    assert failing(r) == {"grad_norm_finite": FAIL}
+    # a NaN fails every rule it touches: the finite rule and both bounds on the gradient norm
+    assert failing(r) == {"grad_norm_finite": FAIL, "grad_norm_positive": FAIL, "grad_norm_not_absurd": FAIL}
     row = next(x for x in r.rows if x.rule.name == "grad_norm_finite")
     assert row.failures == [{"step": 5, "value": None, "problem": "nan"}]
 
@@ -220,6 +221,155 @@ def test_gate_json_is_strict_json(tmp_path):
         raise AssertionError(f"non-standard JSON constant {name}")
 
     d = json.loads(p.read_text(), parse_constant=no_constants)
-    assert d["passed"] is False and d["counts"] == {"pass": 9, "fail": 1, "unreferenced": 2}
+    assert d["passed"] is False and d["counts"] == {"pass": 11, "fail": 3, "unreferenced": 5}
     row = next(x for x in d["rows"] if x["rule"] == "grad_norm_finite")
     assert row["failures"] == [{"step": 5, "value": None, "problem": "nan"}] and row["why"]
+
+
+# -- what a healthy-looking gate must not pass (issue 14, "The gate") ------------------------------
+
+TINY = recipes_dir() / "nemotron3_nano_tiny" / "expected_metrics.toml"
+TRAIN_RULES = ("reward_finite", "grad_norm_positive", "grad_norm_not_absurd", "loss_not_identically_zero")
+
+
+def broken(change) -> Series:
+    s = collect(EVENTS / "healthy")
+    change(s.values)
+    return s
+
+
+def verdicts_of(path: Path, s: Series, names=TRAIN_RULES) -> dict[str, str]:
+    rows = {r.rule.name: r.verdict for r in evaluate(load_expected(path), s, None).rows}
+    return {n: rows[n] for n in names}
+
+
+@pytest.mark.parametrize("path", [NANO, TINY], ids=["nemotron3_nano", "nemotron3_nano_tiny"])
+def test_each_recipe_has_the_rules_and_they_fail_what_passed_before(path):
+    assert set(verdicts_of(path, collect(EVENTS / "healthy")).values()) == {PASS}
+
+    def nan_reward(v):
+        v["rollout/raw_reward"] = {s: NAN for s in v["rollout/raw_reward"]}
+
+    def nothing_trained(v):
+        v["train/grad_norm"] = {s: 0.0 for s in v["train/grad_norm"]}
+        v["train/loss"] = {s: 0.0 for s in v["train/loss"]}
+
+    def exploded(v):
+        v["train/grad_norm"] = {s: (1e30 if s >= 3 else x) for s, x in v["train/grad_norm"].items()}
+
+    assert verdicts_of(path, broken(nan_reward))["reward_finite"] == FAIL
+    got = verdicts_of(path, broken(nothing_trained))
+    assert got["grad_norm_positive"] == FAIL and got["loss_not_identically_zero"] == FAIL
+    row = next(r for r in evaluate(load_expected(path), broken(exploded), None).rows
+               if r.rule.name == "grad_norm_not_absurd")
+    assert row.verdict == FAIL and [f["step"] for f in row.failures] == list(range(3, 10))
+    for rule in load_expected(path).rules:
+        if rule.name in TRAIN_RULES:
+            assert len(rule.why) > 20
+
+
+def test_a_completion_rule_at_step_10_to_the_12_allocates_nothing(tmp_path):
+    import tracemalloc
+
+    rules = ['kind = "completion"\nmetric = "train/loss"\nstep = 1000000000000',
+             'kind = "finite"\nmetric = "train/loss"',
+             'kind = "bound"\nmetric = "train/loss"\nat = "window"\nreduce = "mean"\nlt = 1.0',
+             'kind = "bound"\nmetric = "train/loss"\nat = "window"\nreduce = "mean"\nlast = 3\nlt = 1.0',
+             'kind = "trend"\nmetric = "train/loss"\nwindow = 2\nlt = 1.0']
+    exp = expected(tmp_path, *rules)
+    tracemalloc.start()
+    r = evaluate(exp, series(train__loss=[0.5, 0.5, NAN]), None)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5_000_000
+    assert [row.verdict for row in r.rows] == [FAIL] * 5
+    finite = r.rows[1].as_dict()
+    # step 2 is NaN; steps 3..10^12 are one run of missing steps
+    assert finite["failures"] == [{"step": 2, "value": None, "problem": "nan"},
+                                  {"step": 3, "value": None, "problem": "missing", "last_step": 10**12,
+                                   "count": 10**12 - 2}]
+    assert finite["failures_total"] == 10**12 - 1
+    assert "steps 3..1000000000000: missing" in r.rows[1].observed
+    last3 = r.rows[3].failures[0]                                # the last 3 steps lie in the missing run
+    assert last3["step"] <= 10**12 - 2 and last3["last_step"] == 10**12 and last3["problem"] == "missing"
+
+
+def write_events(d: Path, *lines: dict) -> Path:
+    import json
+
+    d.mkdir(parents=True, exist_ok=True)
+    by_file: dict[str, list[str]] = {}
+    for e in lines:
+        src = e.pop("file")
+        by_file.setdefault(src, []).append(json.dumps({"type": "metric", **e}))
+    for name, ls in by_file.items():
+        (d / name).write_text("\n".join(ls) + "\n")
+    return d
+
+
+def test_a_metric_that_turns_into_a_string_is_reported(tmp_path):
+    rank0 = {"component": "actor", "cell_index": 0, "rank_within_cell": 0}
+    events = [{"file": "actor_cell0_rank0.jsonl", "source": rank0,
+               "metrics": {"train/step": s, "train/grad_norm": "overflow" if s == 2 else 0.5}} for s in range(4)]
+    s = collect(write_events(tmp_path / "ev", *events))
+    assert s.nonnumeric == {("train/grad_norm", 2): "actor_cell0_rank0: 'overflow'"}
+    r = evaluate(expected(tmp_path, 'kind = "finite"\nmetric = "train/grad_norm"'), s, None)
+    assert r.rows[0].verdict == FAIL
+    assert r.rows[0].failures == [{"step": 2, "value": None, "problem": "not a number (actor_cell0_rank0: 'overflow')"}]
+    assert r.notes == ["train/grad_norm step 2: not a number (actor_cell0_rank0: 'overflow')"]
+    assert "note: train/grad_norm step 2: not a number" in format_table(r)
+    # ungated, it is still reported
+    r = evaluate(expected(tmp_path, 'kind = "finite"\nmetric = "train/other"'), s, None)
+    assert r.notes and "train/grad_norm step 2" in r.notes[0]
+
+
+def test_nan_on_one_rank_and_finite_on_another_is_reported_and_fails_finite(tmp_path):
+    def rank(n):
+        return {"component": "actor", "cell_index": 0, "rank_within_cell": n}
+
+    events = [{"file": f"actor_cell0_rank{n}.jsonl", "source": rank(n),
+               "metrics": {"rollout/step": st, "rollout/raw_reward": None if (n == 4 and st == 1) else 0.25}}
+              for n in (0, 4) for st in range(3)]
+    s = collect(write_events(tmp_path / "ev", *events))
+    assert s.values["rollout/raw_reward"] == {0: 0.25, 1: 0.25, 2: 0.25}   # rank 0's value is kept
+    r = evaluate(expected(tmp_path, 'kind = "finite"\nmetric = "rollout/raw_reward"'), s, None)
+    assert r.rows[0].verdict == FAIL
+    assert r.rows[0].failures[0]["problem"] == "NaN/inf on actor_cell0_rank4"
+    assert r.notes == ["rollout/raw_reward step 1: 0.25 from actor_cell0_rank0 (kept) but NaN/inf from "
+                       "actor_cell0_rank4"]
+
+
+# -- speed against the reference (issue 15, section 2) ---------------------------------------------
+
+def test_relative_rule(tmp_path):
+    rule = 'kind = "relative"\nmetric = "perf/step_time"\nfrom_step = 1\nle = 1.25'
+    ref = series(perf__step_time=[500.0, 100.0, 100.0, 100.0])
+    assert verdicts(tmp_path, [rule], series(perf__step_time=[900.0, 120.0, 124.0, 125.0]), ref) == [PASS]
+    # a slow step 0 (compilation) is left out; one slow step moves a median little
+    assert verdicts(tmp_path, [rule], series(perf__step_time=[5000.0, 100.0, 400.0, 100.0]), ref) == [PASS]
+    assert verdicts(tmp_path, [rule], series(perf__step_time=[500.0, 130.0, 130.0, 130.0]), ref) == [FAIL]
+    assert verdicts(tmp_path, [rule], series(perf__step_time=[500.0, 100.0, 100.0]), ref) == [FAIL]   # missing
+    assert verdicts(tmp_path, [rule], series(perf__step_time=[500.0, 100.0, NAN, 100.0]), ref) == [FAIL]
+    assert verdicts(tmp_path, [rule], series(perf__step_time=[1.0]), None) == [UNREFERENCED]
+    zero = series(perf__step_time=[1.0, 0.0, 0.0, 0.0])
+    assert verdicts(tmp_path, [rule], series(perf__step_time=[1.0, 0.0, 0.0, 0.0]), zero) == [FAIL]
+    tput = 'kind = "relative"\nmetric = "perf/actor_train_tok_per_s"\nreduce = "mean"\nge = 0.8'
+    ref = series(perf__actor_train_tok_per_s=[1000.0, 1000.0])
+    assert verdicts(tmp_path, [tput], series(perf__actor_train_tok_per_s=[850.0, 800.0]), ref) == [PASS]
+    assert verdicts(tmp_path, [tput], series(perf__actor_train_tok_per_s=[780.0, 800.0]), ref) == [FAIL]
+
+
+def test_slow_control_fails_the_speed_rules_against_a_healthy_reference():
+    exp, healthy, slow = load_expected(NANO), collect(EVENTS / "healthy"), collect(EVENTS / "slow_30pct")
+    # nothing but the perf/* series differs from healthy
+    assert {d.split()[0] for d in compare_exact(healthy, slow)} <= {m for m in slow.values if m.startswith("perf/")}
+    assert evaluate(exp, slow, None).passed                     # unreferenced until a run is blessed
+    r = evaluate(exp, slow, healthy)
+    assert failing(r) == {"step_time_vs_reference": FAIL, "rollout_throughput_vs_reference": FAIL,
+                          "train_throughput_vs_reference": FAIL}
+    row = next(x for x in r.rows if x.rule.name == "step_time_vs_reference")
+    assert "1.300x ref" in row.observed
+    # healthy against itself, and another healthy seed against healthy, pass the speed rules
+    assert evaluate(exp, healthy, healthy).passed
+    other = evaluate(exp, collect(EVENTS / "nan_grad_norm"), healthy)
+    assert {r.rule.name: r.verdict for r in other.rows}["step_time_vs_reference"] == PASS

@@ -15,14 +15,26 @@ EVENTS = ROOT / "tests" / "data" / "events"
 STDOUT = ROOT / "tests" / "data" / "stdout"
 
 
-def run_dir(tmp_path: Path, control: str, status: str = "succeeded", name: str = "run") -> Path:
+def nano_files() -> dict[str, str]:
+    from runner.recipe import load_recipe
+    from runner.records.record import recipe_file_hashes
+
+    return recipe_file_hashes(load_recipe("nemotron3_nano"))
+
+
+def run_dir(tmp_path: Path, control: str, status: str = "succeeded", name: str = "run", **fields) -> Path:
     """A run directory as `recipe run` leaves it: run.json, events/ (and no metrics.jsonl yet)."""
     d = tmp_path / name
     shutil.copytree(EVENTS / control, d / "events")
+    files = nano_files()
+    from runner.records.record import recipe_digest
+
     (d / "run.json").write_text(json.dumps({
         "schema": 1, "status": status, "recipe": "nemotron3_nano", "run_id": f"20260821T100000Z-{control}",
-        "cell": "default", "image": "radixark/miles:v0.1.0@sha256:cd40db92", "recipe_digest": "sha256:abc",
-        "bundle": {"commit": "0123abc", "dirty": False}, "seeds": {"seed": "1234", "rollout_seed": "42"}}))
+        "cell": "default", "image": "radixark/miles:v0.1.0@sha256:cd40db92", "recipe_digest": recipe_digest(files),
+        "recipe_files": files, "bundle": {"commit": "0123abc", "dirty": False},
+        "seeds": {"seed": "1234", "rollout_seed": "42"}, "preflight_skipped": [],
+        "preflight": [{"name": "gpus", "status": "ok"}, {"name": "inputs", "status": "ok"}], **fields}))
     return d
 
 
@@ -125,8 +137,9 @@ def test_report_writes_a_png_per_gated_metric_and_an_index(tmp_path):
     r = recipe("report", str(EVENTS / "nan_grad_norm"), "--recipe", "nemotron3_nano", "--out", str(out))
     assert r.returncode == 0, r.stderr
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["derived_zero_std_percentage.png", "rollout_response_len_mean.png", "train_grad_norm.png",
-                    "train_loss.png", "train_pg_clipfrac.png", "train_ppo_kl.png",
+    assert pngs == ["derived_zero_std_percentage.png", "perf_actor_train_tok_per_s.png", "perf_step_time.png",
+                    "perf_tokens_per_gpu_per_sec.png", "rollout_raw_reward.png", "rollout_response_len_mean.png",
+                    "train_grad_norm.png", "train_loss.png", "train_pg_clipfrac.png", "train_ppo_kl.png",
                     "train_train_rollout_logprob_abs_diff.png"]
     for p in out.glob("*.png"):
         data = p.read_bytes()
@@ -153,3 +166,107 @@ def test_bless_replace_rebaselines_a_run_outside_the_old_bands(tmp_path, bundle)
     r = recipe("bless", str(longer), "--replace", env=env)
     assert r.returncode == 0, r.stderr
     assert json.loads(ref.read_text().splitlines()[0])["provenance"]["run_dir"].endswith("longer")
+
+
+# -- bless only what can be trusted (issue 14, "Bless") ---------------------------------------------
+
+def test_bless_refuses_what_is_not_a_trusted_recorded_run(tmp_path, bundle):
+    root, env = bundle
+    ref = root / "recipes" / "nemotron3_nano" / "reference_metrics.jsonl"
+
+    bare = tmp_path / "bare"                      # events but no run.json
+    shutil.copytree(EVENTS / "healthy", bare / "events")
+    r = recipe("bless", str(bare), "--recipe", "nemotron3_nano", env=env)
+    assert r.returncode == EXIT_REFUSED and r.stderr.count("\n") == 1 and "no run.json" in r.stderr
+
+    no_status = run_dir(tmp_path, "healthy", name="no_status")
+    rec = json.loads((no_status / "run.json").read_text())
+    del rec["status"]
+    (no_status / "run.json").write_text(json.dumps(rec))
+    r = recipe("bless", str(no_status), env=env)
+    assert r.returncode == EXIT_USAGE and r.stderr.count("\n") == 1 and "field 'status' missing" in r.stderr
+
+    skipped = run_dir(tmp_path, "healthy", name="skipped", preflight_skipped=["gpus", "inputs"],
+                      preflight=[{"name": "gpus", "status": "skipped"}, {"name": "inputs", "status": "skipped"}])
+    r = recipe("bless", str(skipped), env=env)
+    assert r.returncode == EXIT_REFUSED and "skipped: gpus, inputs" in r.stderr
+
+    # run.sh edited after the run: the recipe is not the one that ran
+    run_sh = root / "recipes" / "nemotron3_nano" / "run.sh"
+    run_sh.write_text(run_sh.read_text() + "# edited\n")
+    r = recipe("bless", str(run_dir(tmp_path, "healthy", name="edited")), env=env)
+    assert r.returncode == EXIT_REFUSED and "changed since the run (nemotron3_nano/run.sh)" in r.stderr
+    r = recipe("bless", str(skipped), "--allow-skipped-preflight", env=env)
+    assert r.returncode == EXIT_REFUSED and "run.sh" in r.stderr        # the flag does not excuse an edit
+    assert not ref.exists()
+
+
+def test_bless_with_skipped_preflight_only_by_flag_and_the_reference_says_so(tmp_path, bundle):
+    root, env = bundle
+    ref = root / "recipes" / "nemotron3_nano" / "reference_metrics.jsonl"
+    skipped = run_dir(tmp_path, "healthy", name="skipped", preflight_skipped=["gpus"])
+    r = recipe("bless", str(skipped), "--allow-skipped-preflight", env=env)
+    assert r.returncode == 0, r.stderr
+    prov = json.loads(ref.read_text().splitlines()[0])["provenance"]
+    assert prov["allowed_skipped_preflight"] is True and prov["preflight_skipped"] == ["gpus"]
+    assert prov["recipe_files"] == nano_files()
+
+
+@pytest.mark.parametrize("content, words", [
+    (b'{"status": "succ\xff"}', "not UTF-8 (byte 16)"),
+    (b'[1, 2]', "expected a JSON object, got list"),
+    (b'{"status": "succeeded", "recipe": "nemotron3_nano", "recipe_files": [1]}',
+     "field 'recipe_files': expected an object, got a list"),
+    (b'{"status": "succeeded", "recipe": "nemotron3_nano", "argv": "--seed 1"}',
+     "field 'argv': expected a list, got a string"),
+    (b'{"status": 3}', "field 'status': expected a string, got an integer"),
+])
+def test_malformed_run_json_is_one_line_exit_2(tmp_path, bundle, content, words):
+    _, env = bundle
+    d = run_dir(tmp_path, "healthy")
+    (d / "run.json").write_bytes(content)
+    for verb in ("bless", "check", "replay"):
+        r = recipe(verb, str(d), env=env)
+        assert r.returncode == EXIT_USAGE, (verb, r.stderr)
+        assert r.stderr.count("\n") == 1 and words in r.stderr and str(d / "run.json") in r.stderr
+
+
+# -- speed in the gate (issue 15, section 2) ---------------------------------------------------------
+
+def test_a_30_percent_slower_run_fails_the_gate_like_a_logprob_drift(tmp_path, bundle):
+    root, env = bundle
+    # before a reference exists the speed rules are unreferenced and decide nothing
+    r = recipe("check", str(EVENTS / "slow_30pct"), "--recipe", "nemotron3_nano", env=env)
+    assert r.returncode == 0, r.stdout
+    assert recipe("bless", str(run_dir(tmp_path, "healthy", name="good")), env=env).returncode == 0
+    for control, rules in (("slow_30pct", {"step_time_vs_reference", "rollout_throughput_vs_reference",
+                                           "train_throughput_vs_reference"}),
+                           ("router_scale_1", {"logprob_diff_below_0.02", "logprob_diff_band"})):
+        r = recipe("check", str(EVENTS / control), "--recipe", "nemotron3_nano", "--json", env=env)
+        assert r.returncode == EXIT_FAIL
+        assert {row["rule"] for row in json.loads(r.stdout)["rows"] if row["verdict"] == "fail"} == rules
+    out = tmp_path / "report"
+    r = recipe("report", str(EVENTS / "slow_30pct"), "--recipe", "nemotron3_nano", "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    assert (out / "perf_step_time.png").stat().st_size > 10_000
+    page = (out / "index.html").read_text()
+    assert "step_time_vs_reference" in page and "1.300x ref" in page
+
+
+# -- a command without its optional part says so ------------------------------------------------------
+
+def test_report_without_matplotlib_names_the_extra_before_any_work(tmp_path):
+    shadow = tmp_path / "shadow"
+    (shadow / "matplotlib").mkdir(parents=True)
+    # an installation without matplotlib, as the import system reports it
+    (shadow / "matplotlib" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'matplotlib'\", name='matplotlib')\n")
+    env = clean_env(PYTHONPATH=f"{shadow}:{ROOT}")
+    out = tmp_path / "report"
+    # PATH need not exist as a run for the check to come first: it is a real events dir here
+    r = recipe("report", str(EVENTS / "healthy"), "--recipe", "nemotron3_nano", "--out", str(out), env=env)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.count("\n") == 1 and "pip install 'recipe-bundle[report]'" in r.stderr
+    assert "internal error" not in r.stderr and not out.exists()
+    # the same command with matplotlib importable works
+    assert recipe("report", str(EVENTS / "healthy"), "--recipe", "nemotron3_nano", "--out", str(out)).returncode == 0

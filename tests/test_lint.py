@@ -21,7 +21,7 @@ def test_shipped_recipe_lints_clean_against_the_real_config():
     assert report.checked == ["provenance", "model", "recipe", "layout"]
     assert report.skipped == {}
     # what the shipped recipe does on purpose is still said, as notes
-    assert {f.rule for f in report.notes} == {"recipe.kl_zero", "recipe.pause_mode"}
+    assert {f.rule for f in report.notes} == {"recipe.kl_zero", "recipe.pause_mode", "recipe.miles_router"}
 
 
 def test_cli_clean_exit_0_and_json():
@@ -148,6 +148,24 @@ def test_recipe_rules_on_argv():
     assert _rules([*r3, "--use-kl-loss", "--kl-loss-coef", "0.00"]) == {"recipe.kl_zero": "note"}
     assert _rules([*r3, "--use-kl-loss", "--kl-loss-coef", "0.01"]) == {}
     assert _rules([*r3, "--use-rollout-logprobs"]) == {"recipe.rollout_logprobs": "warning"}
+    assert _rules([*r3, "--use-miles-router"]) == {"recipe.miles_router": "note"}
+
+
+def test_miles_router_note_says_what_the_flag_is_and_is_not():
+    (note,) = [f for f in recipe_findings(["--use-rollout-routing-replay", "--colocate", "--pause-generation-mode",
+                                           "abort", "--use-miles-router"], True)]
+    assert note.flag == "--use-miles-router"
+    assert "Python HTTP router" in note.message and "sgl-router" in note.message
+    assert "not routing replay" in note.message and "--use-rollout-routing-replay" in note.message
+
+
+def test_miles_router_note_follows_the_run_script(bundle):
+    run = bundle / "nemotron3_nano" / "run.sh"
+    env = clean_env(RECIPE_BUNDLE_ROOT=str(bundle.parent))
+    assert "recipe.miles_router" in recipe("lint", "nemotron3_nano", env=env).stdout
+    run.write_text(run.read_text().replace("  --use-miles-router\n", ""))
+    p = recipe("lint", "nemotron3_nano", env=env)
+    assert p.returncode == 0 and "recipe.miles_router" not in p.stdout
 
 
 @pytest.fixture

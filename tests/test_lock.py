@@ -17,7 +17,7 @@ from fixtures_hub import (
     small_repos_fixture,
 )
 
-from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError
+from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
 from runner.inputs import manifest as mf
 from runner.inputs.hub_pins import build_manifest, diff, resolve_image_digest, split_reference
 from runner.recipe import load_recipe_dir
@@ -182,12 +182,15 @@ def test_cli_says_not_reachable_instead_of_crashing_without_network(small_repos,
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens here once closed
     env = {**hub_env(small_repos.hub, tmp_path, bundle), "HF_ENDPOINT": dead, "RECIPE_REGISTRY_URL": dead}
-    for verb in (["lock", "tiny_hub"], ["fetch", "tiny_hub", "--inputs", str(tmp_path / "in")]):
+    for verb in (["lock", "tiny_hub"], ["lock", "tiny_hub", "--check"],
+                 ["fetch", "tiny_hub", "--inputs", str(tmp_path / "in")]):
         if verb[0] == "fetch":
             assert recipe_cli(["lock", "tiny_hub", "--no-image"], hub_env(small_repos.hub, tmp_path, bundle)
                               ).returncode == 0
         r = recipe_cli(verb, env)
-        assert r.returncode == EXIT_FAIL, r.stderr
+        # this machine cannot reach the Hub: 3, never 1 (which `lock --check` gives for "would change")
+        assert r.returncode == EXIT_PREFLIGHT, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
         assert "cannot reach the Hub for tiny-org/tiny-model" in r.stderr
         assert "internal error" not in r.stderr and "Traceback" not in r.stderr
         if verb[0] == "lock":

@@ -36,6 +36,8 @@ CASES = [(n, c) for n in list_recipes() for c in load_recipe(n).cells]
 @pytest.mark.parametrize("name,cell", CASES, ids=[f"{n}-{c}" for n, c in CASES])
 def test_plan_matches_snapshot(name, cell, monkeypatch):
     monkeypatch.setenv("NCCL_NVLS_ENABLE", "0")  # the NVLink probe result would vary by host
+    for var in ("PYTHONPATH", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_DEBUG_FILE"):
+        monkeypatch.delenv(var, raising=False)  # the caller's, forwarded into the job env when set
     got = render_snapshot(name, cell)
     f = SNAP / name / f"{cell}.args"
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":

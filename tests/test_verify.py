@@ -1,4 +1,8 @@
-"""Damage tests for `verify_manifest` and `recipe verify`: every kind of bad input tree or manifest."""
+"""Damage tests for `verify_manifest` and `recipe verify`: every kind of bad input tree or manifest.
+
+The damage tests run twice: plain, and with a warm verified-inputs cache (every file hashed and
+recorded before the damage), which must catch the same damage.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +19,19 @@ import pytest
 from runner.errors import EXIT_CORRUPT, EXIT_MISSING, EXIT_USAGE
 from runner.inputs import manifest as mf
 from runner.inputs.manifest import UnsafePathError
-from runner.inputs.verify import MISMATCH, MISSING, OK, SIZE, SKIPPED, UNREADABLE, verify_manifest
+from runner.inputs.verify import (
+    CHANGED,
+    HASHED,
+    MISMATCH,
+    MISSING,
+    OK,
+    SIZE,
+    SKIPPED,
+    TRUSTED,
+    UNREADABLE,
+    verify_manifest,
+)
+from runner.inputs.verify_cache import VerifyCache
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = {
@@ -39,6 +56,25 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
     return root, man
 
 
+@pytest.fixture(params=["no cache", "warm cache"])
+def check(request, tree, tmp_path):
+    """verify_manifest as the damage tests call it: plain, or with a cache that already trusts every
+    file of the intact tree (so a damage the stamps missed would pass unnoticed)."""
+    if request.param == "no cache":
+        return verify_manifest
+    root, man = tree
+    time.sleep(0.06)  # past the racy window below: files written just now are not trusted yet
+
+    def cache() -> VerifyCache:
+        return VerifyCache(root, tmp_path / "cache", racy_ns=50_000_000)
+
+    warm = verify_manifest(man, root, cache=cache())
+    assert warm.ok and {f.how for f in warm.files} == {HASHED}
+    again = verify_manifest(man, root, cache=cache())
+    assert {f.how for f in again.files} == {TRUSTED} and again.bytes_hashed == 0
+    return lambda *a, **kw: verify_manifest(*a, cache=cache(), **kw)
+
+
 def statuses(r) -> dict[str, str]:
     return {f.path: f.status for f in r.files if f.status != OK}
 
@@ -57,52 +93,52 @@ def test_intact_tree_passes_and_reports_what_it_hashed(tree):
     assert s["counts"]["ok"] == 4 and s["manifest_sha256"] == hashlib.sha256(man.read_bytes()).hexdigest()
 
 
-def test_one_flipped_byte_is_corrupt(tree):
+def test_one_flipped_byte_is_corrupt(tree, check):
     root, man = tree
     p = root / "model/model-00002-of-00002.safetensors"
     data = bytearray(p.read_bytes())
     data[123_456] ^= 0x01
     p.write_bytes(bytes(data))
-    r = verify_manifest(man, root)
+    r = check(man, root)
     assert statuses(r) == {"model/model-00002-of-00002.safetensors": MISMATCH}
     assert r.exit_code == EXIT_CORRUPT
     bad = r.problems[0]
     assert bad.sha256 == hashlib.sha256(data).hexdigest() and "corrupt" in bad.describe()
 
 
-def test_truncated_file_fails_on_size_before_anything_is_hashed(tree):
+def test_truncated_file_fails_on_size_before_anything_is_hashed(tree, check):
     root, man = tree
     p = root / "model/model-00001-of-00002.safetensors"
     p.write_bytes(p.read_bytes()[:-1])
-    r = verify_manifest(man, root)
+    r = check(man, root)
     assert statuses(r)["model/model-00001-of-00002.safetensors"] == SIZE
-    assert r.bytes_hashed == 0 and set(statuses(r).values()) == {SIZE, SKIPPED}
+    assert r.bytes_hashed == 0 and set(statuses(r).values()) <= {SIZE, SKIPPED}  # (or trusted by the cache)
     assert r.exit_code == EXIT_MISSING
     # --all hashes the rest anyway
-    r = verify_manifest(man, root, hash_after_size_failure=True)
+    r = check(man, root, hash_after_size_failure=True)
     assert statuses(r) == {"model/model-00001-of-00002.safetensors": SIZE}
 
 
-def test_missing_file(tree):
+def test_missing_file(tree, check):
     root, man = tree
     (root / "data/train.jsonl").unlink()
-    r = verify_manifest(man, root)
+    r = check(man, root)
     assert statuses(r)["data/train.jsonl"] == MISSING and r.exit_code == EXIT_MISSING
 
 
-def test_extra_file_is_reported_not_fatal(tree):
+def test_extra_file_is_reported_not_fatal(tree, check):
     root, man = tree
     (root / "model" / "modeling_nemotron_h.py").write_text("# not in the manifest\n")
-    r = verify_manifest(man, root)
+    r = check(man, root)
     assert r.ok and r.exit_code == 0
     assert r.extra == ["model/modeling_nemotron_h.py"]
 
 
-def test_directory_in_place_of_a_file_is_unreadable(tree):
+def test_directory_in_place_of_a_file_is_unreadable(tree, check):
     root, man = tree
     (root / "model/config.json").unlink()
     (root / "model/config.json").mkdir()
-    r = verify_manifest(man, root)
+    r = check(man, root)
     assert statuses(r)["model/config.json"] == UNREADABLE and r.exit_code == EXIT_CORRUPT
 
 
@@ -124,7 +160,7 @@ def test_unsafe_manifest_paths_are_refused_before_reading(tmp_path, bad_path, wh
     assert why in e.value.message and e.value.code == EXIT_USAGE and ":1:" in e.value.message
 
 
-def test_symlink_out_of_the_root_is_refused_before_reading(tree, tmp_path):
+def test_symlink_out_of_the_root_is_refused_before_reading(tree, tmp_path, check):
     root, man = tree
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -132,24 +168,24 @@ def test_symlink_out_of_the_root_is_refused_before_reading(tree, tmp_path):
     (root / "model/config.json").unlink()
     (root / "model/config.json").symlink_to(outside / "config.json")
     with pytest.raises(UnsafePathError) as e:
-        verify_manifest(man, root, progress=lambda n: pytest.fail("read a byte before refusing"))
+        check(man, root, progress=lambda n: pytest.fail("read a byte before refusing"))
     assert "outside the root" in e.value.message and e.value.code == EXIT_CORRUPT
 
 
-def test_symlinked_directory_out_of_the_root_is_refused(tree, tmp_path):
+def test_symlinked_directory_out_of_the_root_is_refused(tree, tmp_path, check):
     root, man = tree
     (root / "data").rename(tmp_path / "data_elsewhere")
     (root / "data").symlink_to(tmp_path / "data_elsewhere")
     with pytest.raises(UnsafePathError):
-        verify_manifest(man, root)
+        check(man, root)
 
 
-def test_symlink_inside_the_root_is_fine(tree):
+def test_symlink_inside_the_root_is_fine(tree, check):
     root, man = tree
     (root / "blobs").mkdir()
     (root / "model/config.json").rename(root / "blobs" / "abc")
     (root / "model/config.json").symlink_to("../blobs/abc")
-    r = verify_manifest(man, root)
+    r = check(man, root)
     assert r.ok and r.extra == ["blobs/abc"]
 
 
@@ -190,7 +226,7 @@ def test_recipe_verify_on_an_empty_inputs_root_says_missing_fast(tmp_path):
     r = cli("nemotron3_nano", "--inputs", str(tmp_path), "--json")
     assert r.returncode == EXIT_MISSING
     doc = json.loads(r.stdout)
-    assert doc["counts"]["missing"] == 21 and doc["bytes_hashed"] == 0 and doc["seconds"] < 5
+    assert doc["counts"]["missing"] == 23 and doc["bytes_hashed"] == 0 and doc["seconds"] < 5
 
 
 def test_progress_is_drawn_only_when_stderr_is_a_terminal(tree):
@@ -218,3 +254,67 @@ def test_progress_is_drawn_only_when_stderr_is_a_terminal(tree):
         os.close(leader)
     assert p.returncode == 0
     assert b"verify " + man.name.encode() in drawn and b"kB" in drawn  # the bar, with a byte count
+
+
+def test_a_same_size_change_while_hashing_is_caught(tree, check):
+    """The bytes already read are rewritten mid-hash (same size, mtime put back): the digest of what
+    was read matches the manifest, but the file no longer holds it. Stamps before and after differ
+    (ctime moved): "changed", exit 5, never "ok"."""
+    root, man = tree
+    rel = "model/model-00001-of-00002.safetensors"
+    p = root / rel
+    st = p.stat()
+    done = []
+
+    def rewrite_head(n: int) -> None:
+        if not done:
+            done.append(n)
+            with open(p, "r+b") as f:
+                f.write(bytes([FILES[rel][0] ^ 0xFF]))
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    r = check(man, root, chunk=4096, workers=1, progress=rewrite_head, rehash=True)
+    assert p.read_bytes() != FILES[rel] and p.stat().st_mtime_ns == st.st_mtime_ns
+    assert statuses(r) == {rel: CHANGED} and r.exit_code == EXIT_CORRUPT
+    assert "changed while it was being hashed (ctime_ns moved)" in r.problems[0].describe()
+    assert check(man, root).exit_code == EXIT_CORRUPT  # afterwards simply corrupt, and never trusted
+
+
+def test_a_file_replaced_while_hashing_is_caught(tree, check):
+    root, man = tree
+    rel = "model/model-00001-of-00002.safetensors"  # the largest: hashed first, replaced while hashed
+    done = []
+
+    def replace_it(n: int) -> None:
+        if not done:
+            done.append(n)
+            tmp = root / "model" / "new.tmp"
+            tmp.write_bytes(os.urandom(len(FILES[rel])))
+            os.replace(tmp, root / rel)
+
+    r = check(man, root, chunk=4096, workers=1, progress=replace_it, rehash=True)
+    assert statuses(r) == {rel: CHANGED}  # (unlinking the old inode moved its ctime, or the path names a new one)
+    assert check(man, root).exit_code == EXIT_CORRUPT
+
+
+@pytest.mark.parametrize("text", ["", "# recipe-bundle inputs manifest\n# model.repo: x/y\n"])
+def test_cli_an_empty_or_header_only_manifest_is_malformed(tree, text):
+    """sha256sum -c --strict fails these ("no properly formatted checksum lines"); so must we."""
+    root, man = tree
+    man.write_text(text)
+    r = cli("--manifest", str(man), "--root", str(root))
+    assert r.returncode == EXIT_USAGE and r.stdout == ""
+    assert r.stderr.strip().count("\n") == 0 and f"{man}: lists no file" in r.stderr
+
+
+@pytest.mark.parametrize("lines,why", [
+    (["# size: 5 model/config.json", "# size: 5 model/config.json", f"{'0' * 64}  model/config.json"],
+     ":2: a second '# size:' line for model/config.json"),
+    ([f"{'0' * 64}  model/{'p' * 5_000_000}"], ":1: path 'model/pppp"),
+])
+def test_cli_duplicate_size_lines_and_huge_paths_are_manifest_errors(tree, lines, why):
+    root, man = tree
+    man.write_text("\n".join(lines) + "\n")
+    r = cli("--manifest", str(man), "--root", str(root))
+    assert r.returncode == EXIT_USAGE, r.stdout[-300:] + r.stderr[-300:]
+    assert r.stderr.strip().count("\n") == 0 and why in r.stderr and len(r.stderr) < 500

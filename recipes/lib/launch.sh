@@ -72,6 +72,36 @@ recipe_runtime_env_json() {
   printf '}}'
 }
 
+# recipe_pythonpath ENTRY...: the ENTRYs, then the caller's PYTHONPATH entries, colon-joined, without
+# empty entries, duplicates or this bundle's own root (the runner's path, not the job's).
+recipe_pythonpath() {
+  local bundle entry out=""
+  local -a rest=()
+  local -A seen=()
+  bundle=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  if [[ -n "${PYTHONPATH:-}" ]]; then IFS=: read -r -a rest <<<"$PYTHONPATH"; fi
+  for entry in "$@" "${rest[@]}"; do
+    [[ -z "$entry" || "${entry%/}" == "$bundle" || -n "${seen[$entry]:-}" ]] && continue
+    seen[$entry]=1
+    out+="${out:+:}$entry"
+  done
+  printf '%s' "$out"
+}
+
+# recipe_forward_set ARRAY NAME...: export each NAME that is set (even to "") and append it to the
+# array named ARRAY (the job environment's variable names).
+recipe_forward_set() {
+  local -n _names=$1
+  local name
+  shift
+  for name in "$@"; do
+    if [[ -n "${!name+x}" ]]; then
+      export "${name?}"
+      _names+=("$name")
+    fi
+  done
+}
+
 # NVLink probe: NCCL's NVLink SHARP (NVLS) only where NVLinks exist.
 recipe_nvlink_count() {
   local topo

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154 # the parameters below are assigned by the generated script that sources this file
+# shellcheck disable=SC2154,SC2153 # the parameters below are assigned by the generated script that sources this file
 # The job that `recipe sbatch` submits (and `recipe run --backend slurm` runs inside an allocation).
 #
 # This file is static: the script sbatch runs is a generated header (#SBATCH lines) and one block of

@@ -102,8 +102,13 @@ PERF_ARGS+=(
 SGLANG_ARGS=(
   --rollout-num-gpus-per-engine 1
   --sglang-mem-fraction-static 0.7
-  # Rollout routing replay keeps train and rollout log-probs aligned for the sigmoid-routed MoE.
+  # miles' own Python HTTP router (MilesRouter) in front of the SGLang engines instead of the Rust
+  # sgl-router (miles/ray/rollout/router_manager.py, miles 78527b91). It is NOT routing replay. Kept
+  # because the seed recipe passes it; upstream's launcher at that commit no longer does
+  # (scripts/run_nemotron_3_nano.py). `recipe lint` notes it.
   --use-miles-router
+  # Rollout routing replay (R3): training replays the experts SGLang chose, so train and rollout
+  # log-probs stay aligned for the sigmoid-routed MoE.
   --use-rollout-routing-replay
 )
 
@@ -137,9 +142,14 @@ if [[ -z "${NCCL_NVLS_ENABLE:-}" ]]; then
   if (($(recipe_nvlink_count) > 0)); then NCCL_NVLS_ENABLE=1; else NCCL_NVLS_ENABLE=0; fi
 fi
 export NCCL_NVLS_ENABLE
-export PYTHONPATH="$RECIPE_MILES_DIR:$RECIPE_MEGATRON_DIR"
+# miles and Megatron first, then whatever PYTHONPATH the caller (or the image) already had, as
+# upstream's launcher builds it (miles/utils/external_utils/command_utils.py, miles 78527b91).
+PYTHONPATH=$(recipe_pythonpath "$RECIPE_MILES_DIR" "$RECIPE_MEGATRON_DIR")
+export PYTHONPATH
 export no_proxy="127.0.0.1,localhost,$MASTER_ADDR"
 job_env=(PYTHONPATH CUDA_DEVICE_MAX_CONNECTIONS NCCL_NVLS_ENABLE MASTER_ADDR PYTHONUNBUFFERED no_proxy)
+# The network interfaces and NCCL's debug output, when set: on two nodes a wrong interface hangs.
+recipe_forward_set job_env NCCL_SOCKET_IFNAME GLOO_SOCKET_IFNAME NCCL_DEBUG NCCL_DEBUG_FILE
 if [[ "$RECIPE_DETERMINISTIC" == 1 ]]; then
   job_env+=(NCCL_ALGO NVTE_ALLOW_NONDETERMINISTIC_ALGO CUBLAS_WORKSPACE_CONFIG)
 fi

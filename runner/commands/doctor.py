@@ -16,12 +16,15 @@ from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_PREFLIGHT
 def doctor_cmd(name: str | None, as_json: bool) -> None:
     """Compare commits, package versions and kernels in this container with the image lock.
 
+    With NAME, also run miles' own argument parser on that recipe's default launch (the `args` rows).
+
     Exit 0: everything matches; 1: a mismatch or a missing part; 3: not inside the pinned GPU image.
     """
     from runner.image.doctor import run_doctor
     from runner.recipe import load_recipe
 
-    report = run_doctor(load_recipe(name) if name else None)
+    # With NAME, miles' own parser also judges that recipe's launch (the `args` row).
+    report = run_doctor(load_recipe(name) if name else None, with_args=bool(name))
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

@@ -85,11 +85,16 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
 @click.option("--recipe", "recipe", metavar="NAME", help="Recipe to bless into (default: run.json's).")
 @click.option("--replace", is_flag=True,
               help="Re-baseline: judge the run without the current reference's bands, then replace it.")
-def bless_cmd(run_dir: Path, recipe: str | None, replace: bool) -> None:
+@click.option("--allow-skipped-preflight", is_flag=True,
+              help="Bless a run that skipped preflight checks; the reference records that it did.")
+def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_preflight: bool) -> None:
     """Make a trusted run the recipe's reference series (reference_metrics.jsonl).
 
-    The run must have succeeded and pass its gate, bands included (unless --replace). Later runs
-    are then held to the band rules against it.
+    \b
+    Only a run recorded by `recipe run` that succeeded, whose recipe files are those of the recipe
+    now, that ran every preflight check (or --allow-skipped-preflight) and that passes its gate,
+    bands included (unless --replace). Refusals exit 6; a malformed run.json exits 2. Later runs
+    are then held to the band and relative rules against it.
     """
     from runner.gate import evaluate as gate
     from runner.gate import reference
@@ -97,12 +102,12 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool) -> None:
 
     run = reference.read_run_json(run_dir)
     name = recipe or (run or {}).get("recipe")
-    if not name:
-        raise UsageError(f"{run_dir}: no run.json naming the recipe; give --recipe NAME")
+    if not name and run is not None:
+        raise UsageError(f"{run_dir / 'run.json'}: field 'recipe' missing; give --recipe NAME")
     if run is not None and run.get("recipe") not in (None, name):
         raise UsageError(f"--recipe {name}: the run in {run_dir} is of recipe {run.get('recipe')!r}")
-    reference.check_blessable(run, run_dir)
-    r = load_recipe(name)
+    r = load_recipe(name) if name else None
+    reference.check_blessable(run, run_dir, r, allow_skipped_preflight)
     exp = gate.load_expected(r.path("expected_metrics"))
     series = _collect(run_dir)
     result = gate.evaluate(exp, series, None if replace else reference.load_reference(exp.path))
@@ -111,6 +116,7 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool) -> None:
         raise RecipeError(f"refusing to bless {run_dir}: it fails its expected-metrics gate "
                           f"({len(result.failed_rows())} rule(s) not passed)", EXIT_REFUSED)
     prov = reference.provenance(run_dir, run, series)
+    prov["allowed_skipped_preflight"] = allow_skipped_preflight
     try:
         out = reference.write_reference(series, exp.path, prov)
     except OSError as e:
@@ -130,7 +136,13 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default: PATH/report).")
 def report_cmd(path: Path, recipe: str | None, expected: Path | None, out: Path | None) -> None:
-    """Plot every gated metric (series, band, bound) and write index.html with the verdicts."""
+    """Plot every gated metric (series, band, bound) and write index.html with the verdicts.
+
+    Needs the `report` extra (matplotlib): without it, exits 3 before reading anything.
+    """
+    from runner.gate.report import require_matplotlib
+
+    require_matplotlib()
     from runner.gate import evaluate as gate
     from runner.gate.report import write_report
 

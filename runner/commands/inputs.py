@@ -19,19 +19,26 @@ from runner.recipe import load_recipe
 
 @contextlib.contextmanager
 def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A thread-safe byte counter drawn with rich on a terminal (stderr), silent otherwise."""
+    """A thread-safe byte counter drawn with rich on a terminal (stderr), silent otherwise. Without
+    rich (the runner started from a bundle mounted into the miles base, which may lack it): a plain
+    line every few seconds."""
     if not sys.stderr.isatty():
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    try:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+    except ImportError:
+        with plain_progress(label, total) as advance:
+            yield advance
+        return
 
     lock = threading.Lock()
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -43,6 +50,24 @@ def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None
                 p.advance(task, n)
 
         yield advance
+
+
+@contextlib.contextmanager
+def plain_progress(label: str, total: int | None, every_s: float = 5.0) -> Iterator[Callable[[int], None]]:
+    import time
+
+    lock, state = threading.Lock(), {"done": 0, "last": time.monotonic()}
+
+    def advance(n: int) -> None:
+        with lock:
+            state["done"] += n
+            if time.monotonic() - state["last"] >= every_s:
+                state["last"] = time.monotonic()
+                of = f" of {_human(total)}" if total else ""
+                click.echo(f"{label}: {_human(state['done'])}{of}", err=True)
+
+    yield advance
+    click.echo(f"{label}: {_human(state['done'])} done", err=True)
 
 
 def _human(n: float) -> str:
@@ -65,19 +90,26 @@ def _human(n: float) -> str:
 @click.option("--workers", type=click.IntRange(1, 512), help="Files hashed at once (default: cores).")
 @click.option("--all", "hash_all", is_flag=True,
               help="Hash every present file even when some are missing or of the wrong size.")
+@click.option("--rehash", is_flag=True,
+              help="Hash every file, trusting nothing from the verified-inputs cache (which is then refreshed).")
 def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | None, root: str | None,
-               recipe_files: bool, as_json: bool, workers: int | None, hash_all: bool) -> int:
+               recipe_files: bool, as_json: bool, workers: int | None, hash_all: bool, rehash: bool) -> int:
     """Check inputs against a checksum manifest: sizes first, then sha256 in parallel.
 
     \b
     recipe verify NAME [--inputs DIR]        the recipe's model and data
     recipe verify NAME --recipe-files        the recipe's own files (tag manifest)
     recipe verify --manifest FILE --root DIR any sha256sum-format manifest
-    Exit 0: all match; 4: files missing or of the wrong size; 5: content differs or unreadable.
-    Files under the root that the manifest does not list are reported, not fatal (with
-    --recipe-files they are: a file added to a recipe is an edit, exit 5).
+    Exit 0: all match; 2: the manifest is malformed or empty; 4: files missing, of the wrong size,
+    or pinned by revision and never checked here (run `recipe fetch`); 5: content differs, changed
+    while hashed, or unreadable. Files under the root that the manifest does not list are
+    reported, not fatal (with --recipe-files they are: a file added to a recipe is an edit, exit 5).
+
+    A file hashed before is trusted, not read again, while its size, mtime, ctime, inode and device
+    are all unchanged (the verified-inputs cache in $RECIPE_CACHE_DIR, else the XDG cache dir);
+    --rehash reads everything.
     """
-    from runner.inputs.verify import verify_manifest
+    from runner.inputs.verify import default_cache, verify_manifest
 
     scan: tuple[str, ...] | None = ("",)
     if manifest_path or root:
@@ -104,26 +136,33 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
         from runner.inputs.hub_pins import check_pins
 
         check_pins(recipe, m, str(man))
+    cache = None if recipe_files else default_cache(base)
     with progress_bar(f"verify {man.name}", m.total_size or None) as advance:
         result = verify_manifest(man, base, workers=workers, progress=advance,
-                                 hash_after_size_failure=hash_all, scan_extra=scan)
+                                 hash_after_size_failure=hash_all, scan_extra=scan, cache=cache, rehash=rehash)
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
     summary = result.summary()
     # Inputs may have extra files; a recipe may not: an added file is an edit the tag manifest missed.
     code = EXIT_CORRUPT if recipe_files and result.extra and result.ok else result.exit_code
     if as_json:
         click.echo(json.dumps({**summary, "exit_code": code}, indent=2))
         return code
-    for f in result.problems:
+    for f in result.problems + result.pinned:
         click.echo(f.describe())
     for rel in result.extra:
         click.echo(f"not covered {rel} (added since the tag manifest was written)" if recipe_files
                    else f"extra       {rel} (not in the manifest; ignored)")
     rate = result.bytes_hashed / result.seconds if result.seconds else 0
-    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v and k != "ok")
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v and k not in ("ok", "pinned"))
     verdict = "OK" if result.ok else f"FAILED ({counts})"
+    if result.ok and result.pinned:
+        verdict += f" ({len(result.pinned)} pinned by revision, sha256 not yet recorded)"
+    trusted = f"; {summary['trusted']} unchanged since hashed, trusted" if summary["trusted"] else ""
     click.echo(f"{len(result.files)} files, {_human(summary['bytes'])}, "
                f"hashed {_human(result.bytes_hashed)} in {result.seconds:.2f} s ({_human(rate)}/s, "
-               f"{result.workers} workers) under {base}: {verdict if code == result.exit_code else 'FAILED'}")
+               f"{result.workers} workers{trusted}) under {base}: "
+               f"{verdict if code == result.exit_code else 'FAILED'}")
     return code
 
 
@@ -140,6 +179,9 @@ def fetch_cmd(name: str, inputs_dir: str | None, workers: int) -> None:
     interrupted run resumes, and files already verified are skipped. The token, if the repos need
     one, is read from $HF_TOKEN.
     """
+    from runner.inputs.hub_client import require_hub
+
+    require_hub("fetch")
     from runner.inputs.fetch import fetch_manifest, sources_from_header
     from runner.inputs.hub_pins import check_pins
 
@@ -154,13 +196,18 @@ def fetch_cmd(name: str, inputs_dir: str | None, workers: int) -> None:
     click.echo(f"{len(r.downloaded)} downloaded, {len(r.resumed)} resumed, "
                f"{len(r.skipped)} already verified; "
                f"{_human(r.bytes_downloaded)} in {r.seconds:.1f} s; inputs in {root}")
+    if m.pinned_only:
+        click.echo(f"{len(m.pinned_only)} file(s) pinned by revision only (git blob checked, sha256 recorded in "
+                   f"{root}/.recipe-fetch/pinned.json, not yet in {man.name}): `recipe lock {name}` writes them in")
 
 
 @click.command("lock")
 @click.argument("name")
 @click.option("--recipe-files", is_flag=True,
               help="Only rewrite the recipe's tag manifest (recipe.sha256) from its files; no network.")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the manifest would change.")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 if the manifest would change or leaves out a file of the repo, "
+                   "3 if the Hub cannot be reached.")
 @click.option("--no-image", is_flag=True, help="Do not ask the registry for the image tag's digest.")
 @click.option("--all-files", is_flag=True,
               help="List every file of the model repo, not only those the manifest lists now.")
@@ -173,6 +220,10 @@ def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_fil
     """
     from runner.inputs import tagmanifest
 
+    if not recipe_files:
+        from runner.inputs.hub_client import require_hub
+
+        require_hub("lock")
     recipe = load_recipe(name)
     if recipe_files:
         return _lock_recipe_files(recipe, check)
@@ -182,12 +233,15 @@ def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_fil
     old = mf.load(path) if path.is_file() else None
     if not no_image:  # first: said even when the Hub cannot be reached
         click.echo(resolve_image_digest(recipe.image).describe())
-    new = build_manifest(recipe, old, all_files=all_files, log=lambda s: click.echo(s, err=True))
+    findings: list[str] = []
+    new = build_manifest(recipe, old, all_files=all_files, log=lambda s: click.echo(s, err=True), findings=findings)
     changes = diff(old, new)
     for line in changes or ["no change"]:
         click.echo(f"{path.name}: {line}")
+    for line in findings:
+        click.echo(f"{path.name}: ! {line}")
     if check:
-        return EXIT_FAIL if changes else 0
+        return EXIT_FAIL if changes or findings else 0
     if old is None or mf.render(old) != mf.render(new):
         mf.write(new, path)
         click.echo(f"wrote {path}")

@@ -98,9 +98,10 @@ def _print_backend(recipe, backend: str, fmt: str, run_dir: Path | None, kw: dic
     target = (run_dir or Path.cwd() / "runs" / run_id).resolve()
     launch = build_launch(recipe, run_id=run_id, run_dir=target, backend=backend, cell=kw.pop("cell"), **kw)
     doc = {**launch.plan.as_dict(), "backend": backend}
-    if backend == "docker":
-        doc["backend_command"] = module("docker").command(launch)
-        text = shlex.join(doc["backend_command"])
+    if backend == "docker":  # the recipe image's build where needed, then docker run
+        doc["backend_commands"] = module("docker").commands(launch)
+        doc["backend_command"] = doc["backend_commands"][-1]
+        text = "\n".join(shlex.join(c) for c in doc["backend_commands"])
     else:
         from runner.launch.backends.slurm import job_from_launch
         from runner.launch.sbatch import render

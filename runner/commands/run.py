@@ -17,8 +17,8 @@ from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 from runner.records.record import claim_run_dir, create_run_dir, new_run_id, runs_root
 
-PREFLIGHT_CHECKS = ("lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "docker", "slurm", "pyxis",
-                    "enroot")
+PREFLIGHT_CHECKS = ("lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "args", "packages",
+                    "docker", "slurm", "pyxis", "enroot")
 
 
 def launch_env(run_id: str) -> dict[str, str]:
@@ -73,8 +73,10 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     if runflow.pf.failed(checks):
         raise SystemExit(runflow.report_cannot_run(launch, checks))
 
+    # The wrapper of a docker/slurm run and the local run it starts inside claim separately.
+    role = "run" if backend == "local" else "launcher"
     if run_dir:
-        claim_run_dir(target)
+        claim_run_dir(target, role)
     else:
-        create_run_dir(target.parent, run_id)
+        create_run_dir(target.parent, run_id, role)
     raise SystemExit(runflow.run_launch(launch, checks, gate=not no_gate))

@@ -7,8 +7,11 @@
     compare_bands(a, b, expected)  -> GateResult of the band rules with b as the reference
 
 Verdicts: pass, fail, blocked (the rule holds but a completion rule failed, so it proves
-nothing), unreferenced (a band rule with no blessed reference; does not decide the gate).
-A missing value, NaN or inf fails the rule it touches. The rule model is runner/gate/expected.py.
+nothing), unreferenced (a band or relative rule with no blessed reference; does not decide the gate).
+A missing value, NaN or inf fails the rule it touches; so does a value that is not a number, and,
+for a finite rule, a NaN/inf that another process logged for the same step. Notes list what no rule
+touches but a reader must know (runner/gate/metrics.py Series.anomalies). The rule model is
+runner/gate/expected.py; expected steps are runner/gate/steps.py.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from runner.atomicfile import write_text_atomic
 from runner.gate.expected import Expected, Rule, load_expected  # noqa: F401  (re-exported for callers)
 from runner.gate.metrics import Series, same_bits, step_key_for
 from runner.gate.reference import load_reference
+from runner.gate.steps import ExpectedSteps, count
 
 PASS, FAIL, BLOCKED, UNREFERENCED = "pass", "fail", "blocked", "unreferenced"
 MAX_LISTED = 5  # failing steps listed per row
+MAX_NOTES = 10  # anomaly notes printed under the table
+REDUCE = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
 
 
 @dataclass
@@ -46,7 +52,7 @@ class Row:
         return {"rule": self.rule.name, "kind": self.rule.kind, "metric": self.rule.metric,
                 "verdict": self.verdict, "observed": self.observed, "bound": self.rule.bound_text(),
                 "why": self.rule.why, "detail": self.detail, "failures": self.failures[:MAX_LISTED],
-                "failures_total": len(self.failures)}
+                "failures_total": sum(f.get("count", 1) for f in self.failures)}
 
 
 @dataclass
@@ -55,6 +61,7 @@ class GateResult:
     expected_path: str = ""
     reference: dict[str, Any] | None = None    # the reference's provenance, if bands used one
     series_source: str = ""
+    notes: list[str] = field(default_factory=list)  # anomalies of the series (see the module docstring)
 
     @property
     def passed(self) -> bool:
@@ -69,7 +76,7 @@ class GateResult:
             counts[r.verdict] = counts.get(r.verdict, 0) + 1
         return {"status": "passed" if self.passed else "failed", "passed": self.passed, "counts": counts,
                 "expected": self.expected_path, "reference": self.reference, "series_source": self.series_source,
-                "rows": [r.as_dict() for r in self.rows]}
+                "notes": self.notes, "rows": [r.as_dict() for r in self.rows]}
 
 
 # -- evaluation ------------------------------------------------------------------------------
@@ -95,17 +102,15 @@ def evaluate(expected: Expected, series: Series, reference: Series | None | obje
             row.detail = "a completion rule failed: a partial run proves nothing"
         rows.append(row)
     return GateResult(rows=rows, expected_path=str(expected.path), series_source=series.source,
-                      reference=(reference.extra.get("provenance") or {}) if isinstance(reference, Series) else None)
+                      reference=(reference.extra.get("provenance") or {}) if isinstance(reference, Series) else None,
+                      notes=series.anomalies(expected.metrics()))
 
 
-def expected_steps(metric: str, expected: Expected, series: Series) -> list[int]:
+def expected_steps(metric: str, expected: Expected, series: Series) -> ExpectedSteps:
     """Steps the metric must have: all its step key reached, plus 0..K of completion rules on that key."""
     key = step_key_for(metric)
-    steps = set(series.key_steps(key))
-    for c in expected.completion_rules():
-        if step_key_for(c.metric) == key:
-            steps.update(range(c.step + 1))
-    return sorted(steps)
+    upto = max((c.step for c in expected.completion_rules() if step_key_for(c.metric) == key), default=-1)
+    return ExpectedSteps(tuple(series.key_steps(key)), upto)
 
 
 def _problem(v: float | None) -> str | None:
@@ -140,34 +145,70 @@ def _compare(rule: Rule, x: float) -> bool:
 def _failures_row(rule: Rule, failures: list[dict[str, Any]], observed_ok: str) -> Row:
     if not failures:
         return Row(rule, PASS, observed_ok)
-    shown = ", ".join(f"step {f['step']}: {f['problem'] or _fmt(f['value'])}"
+    failures = sorted(failures, key=lambda f: (f["step"] is None, f["step"] or 0))
+
+    def where(f: dict[str, Any]) -> str:
+        return f"steps {f['step']}..{f['last_step']}" if f.get("last_step") is not None else f"step {f['step']}"
+
+    shown = ", ".join(f"{where(f)}: {f['problem'] or _fmt(f['value'])}"
                       + (f" ({f['note']})" if f.get("note") else "") for f in failures[:2])
-    more = f" (+{len(failures) - 2} more)" if len(failures) > 2 else ""
+    rest = sum(f.get("count", 1) for f in failures[2:])
+    more = f" (+{rest} more)" if rest else ""
     return Row(rule, FAIL, shown + more, failures)
+
+
+def _gaps(rule: Rule, steps: ExpectedSteps, values: dict[int, float], series: Series) -> list[dict[str, Any]]:
+    """Failures for expected steps without a number: runs of missing steps, and values that are not numbers."""
+    bad = {s: v for (m, s), v in series.nonnumeric.items() if m == rule.metric and s in steps and s not in values}
+    out: list[dict[str, Any]] = [{"step": s, "value": None, "problem": f"not a number ({v})"} for s, v in bad.items()]
+    for a, b in steps.missing({**values, **bad}):
+        f: dict[str, Any] = {"step": a, "value": None, "problem": "missing"}
+        if b > a:
+            f.update(last_step=b, count=count([(a, b)]))
+        out.append(f)
+    return out
+
+
+def _nonfinite_elsewhere(series: Series, metric: str) -> dict[int, str]:
+    """step -> the process that logged NaN/inf for `metric` where the kept value (another process's) is finite."""
+    out: dict[int, str] = {}
+    for c in series.conflicts:
+        if c["metric"] == metric and c["kept"][1] is not None and c["other"][1] is None:
+            out.setdefault(c["step"], c["other"][0])
+    return out
 
 
 def _evaluate_rule(rule: Rule, expected: Expected, series: Series, reference: Series | None) -> Row:
     values = series.values.get(rule.metric, {})
-    steps = expected_steps(rule.metric, expected, series)
-    if not steps and rule.kind != "band":
-        return Row(rule, FAIL, "no values", [{"step": None, "value": None, "problem": "missing"}])
-
-    if rule.kind == "finite":
-        failures = [{"step": s, "value": None, "problem": _problem(values.get(s))}
-                    for s in steps if _problem(values.get(s))]
-        return _failures_row(rule, failures, f"{len(steps)}/{len(steps)} finite")
-
     if rule.kind == "band":
         return _band(rule, values, reference)
+    if rule.kind == "relative":
+        return _relative(rule, values, reference)
+    steps = expected_steps(rule.metric, expected, series)
+    if not steps:
+        return Row(rule, FAIL, "no values", [{"step": None, "value": None, "problem": "missing"}])
+    gaps = _gaps(rule, steps, values, series)
+    present = steps.present(values)
+
+    if rule.kind == "finite":
+        elsewhere = _nonfinite_elsewhere(series, rule.metric)
+        failures = [{"step": s, "value": None, "problem": _problem(values[s])} for s in present
+                    if _problem(values[s])]
+        failures += [{"step": s, "value": values[s], "problem": f"NaN/inf on {elsewhere[s]}"} for s in present
+                     if s in elsewhere and not _problem(values[s])]
+        return _failures_row(rule, failures + gaps, f"{len(steps)}/{len(steps)} finite")
 
     if rule.kind == "trend":
         n = rule.window
         if len(steps) < n:
             return Row(rule, FAIL, f"{len(steps)} steps < window {n}",
                        [{"step": None, "value": None, "problem": f"needs {n} steps"}])
-        head, tail = steps[:n], steps[-n:]
-        bad = [{"step": s, "value": None, "problem": _problem(values.get(s))}
-               for s in sorted(set(head + tail)) if _problem(values.get(s))]
+        head, tail = steps.head(n), steps.tail(n)
+        window = set(head + tail)
+        bad = [f for f in gaps if f["step"] in window or (f.get("last_step") is not None
+                                                          and any(f["step"] <= s <= f["last_step"] for s in window))]
+        bad += [{"step": s, "value": None, "problem": _problem(values[s])} for s in sorted(window)
+                if s in values and _problem(values[s])]
         if bad:
             return _failures_row(rule, bad, "")
         delta = statistics.fmean(values[s] for s in tail) - statistics.fmean(values[s] for s in head)
@@ -179,34 +220,71 @@ def _evaluate_rule(rule: Rule, expected: Expected, series: Series, reference: Se
     if rule.at == "step":
         v = values.get(rule.step)
         problem = _problem(v)
+        if v is None and (rule.metric, rule.step) in series.nonnumeric:
+            problem = f"not a number ({series.nonnumeric[(rule.metric, rule.step)]})"
         ok = problem is None and _compare(rule, v)
-        observed = f"x[{rule.step}] = {_fmt(v)}"
+        observed = f"x[{rule.step}] = {problem or _fmt(v)}"
         return Row(rule, PASS if ok else FAIL, observed,
                    [] if ok else [{"step": rule.step, "value": None if problem else v, "problem": problem}])
     if rule.at == "every":
         failures = []
-        for s in steps:
-            v = values.get(s)
+        for s in present:
+            v = values[s]
             problem = _problem(v)
             if problem or not _compare(rule, v):
                 failures.append({"step": s, "value": None if problem else v, "problem": problem})
-        finite = [abs(values[s]) if rule.abs else values[s] for s in steps if not _problem(values.get(s))]
+        finite = [abs(values[s]) if rule.abs else values[s] for s in present if not _problem(values[s])]
         lo_hi = f"{min(finite):.6g}..{max(finite):.6g}" if finite else "no finite values"
-        return _failures_row(rule, failures, f"{'|x| ' if rule.abs else ''}{lo_hi} over {len(steps)} steps")
+        return _failures_row(rule, failures + gaps, f"{'|x| ' if rule.abs else ''}{lo_hi} over {len(steps)} steps")
     # window
-    window = steps[:rule.first] if rule.first else steps[-rule.last:] if rule.last else steps
     need = rule.first or rule.last or len(steps)
-    if len(window) < need:
-        return Row(rule, FAIL, f"{len(window)} steps < window {need}",
+    if len(steps) < need:
+        return Row(rule, FAIL, f"{len(steps)} steps < window {need}",
                    [{"step": None, "value": None, "problem": f"needs {need} steps"}])
-    bad = [{"step": s, "value": None, "problem": _problem(values.get(s))} for s in window if _problem(values.get(s))]
+    if rule.first or rule.last:
+        window = steps.head(rule.first) if rule.first else steps.tail(rule.last)
+        bad = [f for f in gaps if any(f["step"] <= s <= f.get("last_step", f["step"]) for s in window)]
+    else:
+        window, bad = present, gaps   # all expected steps: every gap is inside the window
+    bad = bad + [{"step": s, "value": None, "problem": _problem(values[s])} for s in window
+                 if s in values and _problem(values[s])]
     if bad:
         return _failures_row(rule, bad, "")
     xs = [abs(values[s]) if rule.abs else values[s] for s in window]
-    reduced = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}[rule.reduce](xs)
+    reduced = REDUCE[rule.reduce](xs)
     ok = (rule.lower is None or rule.lower.lower_ok(reduced)) and (rule.upper is None or rule.upper.upper_ok(reduced))
     observed = f"{rule.reduce} = {reduced:.6g} over steps {window[0]}..{window[-1]}"
     return Row(rule, PASS if ok else FAIL, observed, [] if ok else [{"step": None, "value": reduced, "problem": None}])
+
+
+def _relative(rule: Rule, values: dict[int, float], reference: Series | None) -> Row:
+    """reduce(x) / reduce(ref) over the reference's steps >= from_step, against the rule's bounds."""
+    ref = reference.values.get(rule.metric, {}) if reference is not None else {}
+    if not ref:
+        return Row(rule, UNREFERENCED, "no blessed reference for this metric",
+                   detail="`recipe bless RUN_DIR` after a trusted run sets one")
+    steps = [s for s in sorted(ref) if s >= rule.from_step]
+    if not steps:
+        return Row(rule, FAIL, f"the reference has no step >= {rule.from_step}",
+                   [{"step": None, "value": None, "problem": "missing in reference"}])
+    bad = [{"step": s, "value": None if _problem(values.get(s)) else values[s],
+            "problem": _problem(values.get(s)) or f"reference {_problem(ref[s])}"}
+           for s in steps if _problem(values.get(s)) or _problem(ref[s])]
+    if bad:
+        return _failures_row(rule, bad, "")
+    a, b = REDUCE[rule.reduce]([values[s] for s in steps]), REDUCE[rule.reduce]([ref[s] for s in steps])
+    span = f"steps {steps[0]}..{steps[-1]}"
+    if b == 0:
+        return Row(rule, FAIL, f"{rule.reduce}(ref) is 0 over {span}: no ratio",
+                   [{"step": None, "value": None, "problem": "reference is 0"}])
+    ratio = a / b
+    observed = f"{rule.reduce} {a:.4g} = {ratio:.3f}x ref {b:.4g} ({span})"
+    if _compare(rule, ratio):
+        return Row(rule, PASS, observed)
+    # the steps that on their own are outside the bound, to mark them on the report's plot
+    outside = [{"step": s, "value": values[s], "problem": None, "note": f"{values[s] / ref[s]:.2f}x ref"}
+               for s in steps if ref[s] != 0 and not _compare(rule, values[s] / ref[s])]
+    return Row(rule, FAIL, observed, [{"step": None, "value": ratio, "problem": None}] + outside)
 
 
 def _band(rule: Rule, values: dict[int, float], reference: Series | None) -> Row:
@@ -289,6 +367,9 @@ def format_table(result: GateResult, width: int = 48) -> str:
     verdict = "PASSED" if result.passed else "FAILED"
     counts = ", ".join(f"{v} {k}" for k, v in result.as_dict()["counts"].items())
     lines.append(f"gate {verdict} ({counts}) - {result.expected_path}")
+    lines += [f"note: {n}" for n in result.notes[:MAX_NOTES]]
+    if len(result.notes) > MAX_NOTES:
+        lines.append(f"note: ... and {len(result.notes) - MAX_NOTES} more (gate.json lists them all)")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ Format (schema 1)
 
     [[rule]]
     name = "logprob_diff_every_step"   # unique within the file; letters, digits, _ . -
-    kind = "bound"                     # completion | finite | bound | band | trend
+    kind = "bound"                     # completion | finite | bound | band | relative | trend
     metric = "train/train_rollout_logprob_abs_diff"
     why = "one short sentence: what a failure means"   # required
     ...                                # the kind's own fields, below
@@ -34,6 +34,16 @@ Kinds and their fields:
   band        rtol, atol (>= 0)   Per step of the recipe's blessed reference series:
                                   |x - ref| <= max(rtol * |ref|, atol). With no reference blessed
                                   yet the row reads "unreferenced" and does not decide the gate.
+  relative    reduce = "mean" | "median" | "min" | "max" (default "median"),
+              from_step = N (default 0), gt/ge/lt/le
+                                  One-sided band for speed: reduce(x) / reduce(ref) over the
+                                  reference's steps >= N, compared with the bounds; e.g. step
+                                  time `le = 1.25` (at most 1.25x the reference), throughput
+                                  `ge = 0.8`. A reduction, not step by step: one slow step (a
+                                  checkpoint save) moves a median little, a slower image moves it
+                                  all. `from_step = 1` leaves out step 0 (compilation, warm-up).
+                                  A step of the reference that the run lacks, or a NaN/inf, fails.
+                                  "unreferenced" without a blessed reference, as a band.
   trend       window = N          delta = mean(last N) - mean(first N), compared with gt/ge/lt/le
                                   (abs = true allowed).
 
@@ -62,7 +72,8 @@ from typing import Any
 from runner.errors import UsageError
 
 SCHEMA = 1
-KINDS = ("completion", "finite", "bound", "band", "trend")
+KINDS = ("completion", "finite", "bound", "band", "relative", "trend")
+REFERENCED = ("band", "relative")  # kinds judged against the blessed reference
 REDUCTIONS = ("mean", "median", "min", "max")
 INF = math.inf
 
@@ -95,6 +106,7 @@ _FIELDS = {
     "finite": _COMMON,
     "bound": _COMMON | _CMP | {"at", "step", "reduce", "first", "last"},
     "band": _COMMON | {"rtol", "atol"},
+    "relative": _COMMON | _CMP - {"abs"} | {"reduce", "from_step"},
     "trend": _COMMON | _CMP | {"window"},
 }
 
@@ -130,6 +142,7 @@ class Rule:
     abs: bool = False
     rtol: float | None = None         # band
     atol: float | None = None         # band
+    from_step: int = 0                # relative
 
     def bound_text(self) -> str:
         """The rule's condition in one short human line, e.g. `0 < x < 0.02 every step`."""
@@ -139,13 +152,22 @@ class Rule:
             return "finite every step"
         if self.kind == "band":
             return f"|x-ref| <= max({self.rtol:g}*|ref|, {self.atol:g})"
+        if self.kind == "relative":
+            steps = f"steps >= {self.from_step}" if self.from_step else "all steps"
+            subject = f"{self.reduce}(x)/{self.reduce}(ref) over {steps}"
+            if self.lower:
+                subject = f"{self.lower.value:g} {'<=' if self.lower.inclusive else '<'} {subject}"
+            if self.upper:
+                subject = f"{subject} {'<=' if self.upper.inclusive else '<'} {self.upper.value:g}"
+            return subject
         subject = {"every": "x", "step": f"x[{self.step}]"}.get(self.at, "x")
         if self.kind == "bound" and self.at == "window":
             span = f"first {self.first}" if self.first else f"last {self.last}" if self.last else "all"
-            subject = f"{self.reduce}({span})"
+            # abs applies to each value before the reduction
+            subject = f"{self.reduce}({'|x|, ' if self.abs else ''}{span})"
         if self.kind == "trend":
             subject = f"mean(last {self.window})-mean(first {self.window})"
-        if self.abs:
+        if self.abs and not (self.kind == "bound" and self.at == "window"):
             subject = f"|{subject}|"
         text = subject
         if self.lower:
@@ -193,14 +215,34 @@ def load_expected(path: str | Path) -> Expected:
     """Read and validate an expected-metrics file; any problem is a one-line UsageError."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path}: expected-metrics file not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not an expected-metrics file") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+    return parse_expected_text(raw, path)
+
+
+def parse_expected_text(raw: bytes, path: Path) -> Expected:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 (byte {e.start}); an expected-metrics file is UTF-8 TOML") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML ({e})") from None
+        raise UsageError(f"{path}: not valid TOML ({one_line(str(e))})") from None
+    except ValueError as e:  # an integer of 5000 digits: past Python's int conversion limit
+        raise UsageError(f"{path}: not valid TOML ({one_line(str(e))[:80]})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not valid TOML (nested too deeply)") from None
     return parse_expected(data, path)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def parse_expected(data: dict[str, Any], path: Path) -> Expected:
@@ -208,11 +250,13 @@ def parse_expected(data: dict[str, Any], path: Path) -> Expected:
         raise UsageError(f"{path}: field 'schema' must be {SCHEMA}, got {data.get('schema')!r}")
     unknown = set(data) - {"schema", "domains", "rule"}
     if unknown:
-        raise UsageError(f"{path}: unknown top-level key '{sorted(unknown)[0]}' "
+        raise UsageError(f"{path}: unknown top-level key {_short(sorted(unknown)[0])} "
                          "(expected: schema, [domains], [[rule]])")
     domains = _parse_domains(data.get("domains", {}), path)
     raw_rules = data.get("rule", [])
-    if not isinstance(raw_rules, list) or not raw_rules:
+    if not isinstance(raw_rules, list):
+        raise UsageError(f"{path}: field 'rule': expected an array of tables ([[rule]]), got {_toml_type(raw_rules)}")
+    if not raw_rules:
         raise UsageError(f"{path}: no [[rule]] entries; an expected-metrics file needs at least one rule")
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -225,16 +269,31 @@ def parse_expected(data: dict[str, Any], path: Path) -> Expected:
     return Expected(path=path, rules=tuple(rules), domains=domains)
 
 
+def _toml_type(v: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "a table"}.get(type(v), type(v).__name__)
+
+
+def as_float(v: Any) -> float | None:
+    """A TOML number as a float; None for anything else (a bool, a string, an integer past float's range)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return None
+
+
 def _parse_domains(table: Any, path: Path) -> dict[str, tuple[float, float]]:
     if not isinstance(table, dict):
-        raise UsageError(f"{path}: [domains] must be a table of metric = [lo, hi]")
+        raise UsageError(f"{path}: field 'domains': expected a table of metric = [lo, hi], got {_toml_type(table)}")
     out: dict[str, tuple[float, float]] = {}
     for metric, pair in table.items():
-        where = f"{path}: [domains] '{metric}'"
-        if (not isinstance(pair, list) or len(pair) != 2
-                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)):
-            raise UsageError(f"{where}: expected [lo, hi] (two numbers), got {pair!r}")
-        lo, hi = float(pair[0]), float(pair[1])
+        where = f"{path}: [domains] {_short(metric)}"
+        nums = [as_float(v) for v in pair] if isinstance(pair, list) else []
+        if len(nums) != 2 or None in nums:
+            raise UsageError(f"{where}: expected [lo, hi] (two numbers), got {_short(pair)}")
+        lo, hi = nums
         if math.isnan(lo) or math.isnan(hi) or lo >= hi:
             raise UsageError(f"{where}: expected lo < hi, got [{lo:g}, {hi:g}]")
         blo, bhi = builtin_domain(metric)
@@ -247,25 +306,25 @@ def _parse_domains(table: Any, path: Path) -> dict[str, tuple[float, float]]:
 
 def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float, float]]) -> Rule:
     if not isinstance(raw, dict):
-        raise UsageError(f"{path}: rule #{index + 1}: must be a table")
+        raise UsageError(f"{path}: rule #{index + 1}: expected a table, got {_toml_type(raw)}")
     name = raw.get("name")
-    label = f"'{name}'" if isinstance(name, str) else f"#{index + 1}"
+    label = f"'{name}'" if isinstance(name, str) and _NAME_RE.fullmatch(name) else f"#{index + 1}"
 
     def err(fld: str, problem: str) -> UsageError:
         return UsageError(f"{path}: rule {label}: field '{fld}': {problem}")
 
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise err("name", f"expected a name of letters, digits, _ . - ; got {name!r}")
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise err("name", f"expected a name of letters, digits, _ . - ; got {_short(name)}")
     kind = raw.get("kind")
     if kind not in KINDS:
-        raise err("kind", f"expected one of {', '.join(KINDS)}; got {kind!r}")
+        raise err("kind", f"expected one of {', '.join(KINDS)}; got {_short(kind)}")
     unknown = set(raw) - _FIELDS[kind]
     if unknown:
-        raise err(sorted(unknown)[0], f"not a field of a {kind} rule "
+        raise err(_short(sorted(unknown)[0])[1:-1], f"not a field of a {kind} rule "
                   f"(allowed: {', '.join(sorted(_FIELDS[kind]))})")
     metric = raw.get("metric")
-    if not isinstance(metric, str) or not metric.strip():
-        raise err("metric", f"expected a metric name such as 'train/loss', got {metric!r}")
+    if not isinstance(metric, str) or not metric.strip() or any(not c.isprintable() for c in metric):
+        raise err("metric", f"expected a metric name such as 'train/loss', got {_short(metric)}")
     if metric.endswith("/step"):
         # step keys index the series (runner/gate/metrics.py); they are never series themselves
         raise err("metric", f"{metric} is a step key, not a series; gate a metric logged at every step "
@@ -279,16 +338,17 @@ def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float
         if v is None:
             return None
         if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-            raise err(fld, f"expected an integer >= {minimum}, got {v!r}")
+            raise err(fld, f"expected an integer >= {minimum}, got {_short(v)}")
         return v
 
     def num_field(fld: str) -> float | None:
         v = raw.get(fld)
         if v is None:
             return None
-        if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-            raise err(fld, f"expected a finite number, got {v!r}")
-        return float(v)
+        f = as_float(v)
+        if f is None or not math.isfinite(f):
+            raise err(fld, f"expected a finite number, got {_short(v)}")
+        return f
 
     fields: dict[str, Any] = {"name": name, "kind": kind, "metric": metric, "why": why.strip()}
     domain = domain_of(metric, domains)
@@ -300,6 +360,16 @@ def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float
         return Rule(**fields, step=step)
     if kind == "finite":
         return Rule(**fields)
+    if kind == "relative":
+        reduce = raw.get("reduce", "median")
+        if reduce not in REDUCTIONS:
+            raise err("reduce", f"expected one of {', '.join(REDUCTIONS)}; got {_short(reduce)}")
+        from_step = int_field("from_step", 0) or 0
+        lower, upper = _limits(raw, err, num_field)
+        rule = Rule(**fields, reduce=reduce, from_step=from_step, lower=lower, upper=upper)
+        # a ratio of two values of a non-negative metric is non-negative; otherwise it can be anything
+        _check_falsifiable(rule, (0.0, INF) if domain[0] >= 0 else (-INF, INF), err)
+        return rule
     if kind == "band":
         rtol, atol = num_field("rtol"), num_field("atol")
         for fld, v in (("rtol", rtol), ("atol", atol)):
@@ -317,7 +387,7 @@ def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float
     lower, upper = _limits(raw, err, num_field)
     use_abs = raw.get("abs", False)
     if not isinstance(use_abs, bool):
-        raise err("abs", f"expected true or false, got {use_abs!r}")
+        raise err("abs", f"expected true or false, got {_short(use_abs)}")
     if kind == "trend":
         window = int_field("window", 1)
         if window is None:
@@ -329,7 +399,7 @@ def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float
     else:
         at = raw.get("at", "every")
         if at not in ("every", "step", "window"):
-            raise err("at", f"expected 'every', 'step' or 'window', got {at!r}")
+            raise err("at", f"expected 'every', 'step' or 'window', got {_short(at)}")
         step = int_field("step", 0)
         reduce, first, last = raw.get("reduce"), int_field("first", 1), int_field("last", 1)
         if at == "step" and step is None:
@@ -339,7 +409,7 @@ def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float
         if at == "window":
             if reduce not in REDUCTIONS:
                 raise err("reduce", f"at = \"window\" needs reduce = one of {', '.join(REDUCTIONS)}; "
-                          f"got {reduce!r}")
+                          f"got {_short(reduce)}")
             if first is not None and last is not None:
                 raise err("last", "give first = N or last = N, not both")
         else:
@@ -403,3 +473,9 @@ def _check_falsifiable(rule: Rule, domain: tuple[float, float], err) -> None:
 
 def _field_name(limit: Limit | None, inclusive: str, strict: str) -> str:
     return inclusive if limit is not None and limit.inclusive else strict
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    """A value quoted for a one-line message: repr, newlines escaped, clipped."""
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

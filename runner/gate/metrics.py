@@ -75,6 +75,8 @@ class Series:
     unplaced: int = 0
     skipped_lines: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)   # more header fields (a reference's provenance)
+    # (metric, step) -> "origin: repr" of a value that is not a number (a string, a bool, a list)
+    nonnumeric: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def metrics(self) -> list[str]:
         return sorted(self.values)
@@ -91,13 +93,30 @@ class Series:
         for m, by_step in self.values.items():
             if step_key_for(m) == step_key:
                 steps.update(by_step)
+        # a step logged with a value that is not a number was reached too
+        steps.update(s for (m, s) in self.nonnumeric if step_key_for(m) == step_key)
         return sorted(steps)
 
     def header(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "kind": KIND, "source": self.source, "files": self.files,
                 "rank_rule": RANK_RULE, "conflicts": len(self.conflicts),
                 "conflict_examples": self.conflicts[:5], "unplaced": self.unplaced,
-                "skipped_lines": self.skipped_lines[:20], **self.extra}
+                "skipped_lines": self.skipped_lines[:20], "nonnumeric": len(self.nonnumeric),
+                "nonnumeric_examples": [f"{m} step {s}: {v}" for (m, s), v in list(self.nonnumeric.items())[:5]],
+                **self.extra}
+
+    def anomalies(self, metrics: list[str] | None = None) -> list[str]:
+        """One line per thing a reader must know that no rule may touch: a value that is not a number
+        where the metric is numeric elsewhere (or gated), and a step two processes logged one
+        finite and one NaN/inf. `metrics`: the gated ones."""
+        gated = set(metrics or ())
+        out = [f"{m} step {s}: not a number ({v})" for (m, s), v in sorted(self.nonnumeric.items())
+               if m in gated or m in self.values]
+        for c in self.conflicts:
+            (ko, kv), (oo, ov) = c["kept"], c["other"]
+            if (kv is None) != (ov is None):
+                out.append(f"{c['metric']} step {c['step']}: {_word(kv)} from {ko} (kept) but {_word(ov)} from {oo}")
+        return out
 
 
 # -- collecting ------------------------------------------------------------------------------
@@ -139,10 +158,15 @@ def find_log_files(d: Path) -> list[Path]:
     return sorted(found)
 
 
+def _word(v: Any) -> str:
+    return "NaN/inf" if v is None else f"{v:.6g}"
+
+
 class _Collector:
     """Applies the rank rule while values arrive in any order."""
 
     def __init__(self) -> None:
+        self.nonnumeric: dict[tuple[str, int], str] = {}
         # (metric, step) -> (precedence, order, value, origin)
         self.kept: dict[tuple[str, int], tuple[tuple, int, float, str]] = {}
         self.others: dict[tuple[str, int], list[tuple[float, str]]] = {}
@@ -178,7 +202,7 @@ class _Collector:
                                       "other": [origin, _jsonable(value)]})
         return Series(values={m: dict(sorted(v.items())) for m, v in sorted(values.items())}, source=source,
                       files=[str(f) for f in files], conflicts=conflicts, unplaced=self.unplaced,
-                      skipped_lines=skipped)
+                      skipped_lines=skipped, nonnumeric=self.nonnumeric)
 
     def add_dict(self, metrics: dict[str, Any], precedence: tuple, origin: str,
                  default_steps: dict[str, int] | None = None) -> None:
@@ -186,12 +210,15 @@ class _Collector:
             if is_step_key(name):
                 continue
             value = to_float(raw)
-            if value is _SKIP:
-                continue
             sk = step_key_for(name)
             step = _as_step(metrics.get(sk))
             if step is None and default_steps:
                 step = default_steps.get(sk)
+            if value is _SKIP:
+                if step is not None:
+                    text = repr(raw)
+                    self.nonnumeric[(name, step)] = f"{origin}: {text if len(text) <= 40 else text[:37] + '...'}"
+                continue
             if step is None:
                 self.unplaced += 1
                 continue
@@ -207,7 +234,10 @@ def to_float(raw: Any) -> Any:
         return math.nan
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return _SKIP
-    return float(raw)
+    try:
+        return float(raw)
+    except OverflowError:  # an integer past float's range
+        return math.inf if raw > 0 else -math.inf
 
 
 def _as_step(raw: Any) -> int | None:
@@ -231,26 +261,37 @@ def source_precedence(source: Any) -> tuple[tuple, str]:
         return (1,), "rollout_manager"
     if comp in ("actor", "critic"):
         cell, rank = source.get("cell_index", 0), source.get("rank_within_cell", 0)
-        return (2 if comp == "actor" else 3, cell, rank), f"{comp}_cell{cell}_rank{rank}"
+        order = 2 if comp == "actor" else 3
+        if _as_step(cell) is None or _as_step(rank) is None:  # not numbers: ranked after every real rank
+            return (order, INF_RANK, INF_RANK, str(cell), str(rank)), f"{comp}_cell{cell}_rank{rank}"
+        cell, rank = _as_step(cell), _as_step(rank)
+        return (order, cell, rank, "", ""), f"{comp}_cell{cell}_rank{rank}"
     return (9, str(comp)), str(comp)
+
+
+INF_RANK = 1 << 62
 
 
 def parse_event_files(files: list[Path]) -> Series:
     col = _Collector()
     skipped: list[str] = []
     for f in files:
-        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
+        try:
+            lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as e:
+            raise UsageError(f"{f}: cannot read ({e.strerror})") from None
         for i, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 event = json.loads(line)
-            except json.JSONDecodeError as e:
+            except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer of 5000 digits, [[[[...
                 if i == len(lines):
                     # A process killed mid-write leaves a partial last line; everything before it stands.
                     skipped.append(f"{f.name}:{i}: partial last line")
                     continue
-                raise RecipeError(f"{f}:{i}: not a JSON event line ({e.msg})", EXIT_CORRUPT) from None
+                why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
+                raise RecipeError(f"{f}:{i}: not a JSON event line ({why})", EXIT_CORRUPT) from None
             if not isinstance(event, dict) or event.get("type") != "metric":
                 continue
             metrics = event.get("metrics")
@@ -314,13 +355,15 @@ def parse_stdout_files(files: list[Path]) -> Series:
                     continue
                 try:
                     metrics = parse_py_literal(m.group("body"))
-                except (SyntaxError, ValueError, RecursionError) as e:
+                    step = int(m.group("k"))
+                except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as e:
+                    # TypeError: an unhashable key ({[1]: 2}); ValueError: also a step of 5000 digits
                     skipped.append(f"{f.name}:{i}: unparsable metrics dict ({type(e).__name__})")
                     continue
                 if not isinstance(metrics, dict):
                     continue
                 metrics = {str(k): v for k, v in metrics.items()}
-                col.add_dict(metrics, precedence, origin, {_LINE_STEP_KEY[m.group("kind")]: int(m.group("k"))})
+                col.add_dict(metrics, precedence, origin, {_LINE_STEP_KEY[m.group("kind")]: step})
     return col.series("stdout", files, skipped)
 
 
@@ -386,6 +429,8 @@ def read_metrics_jsonl(path: str | Path) -> Series:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"{path}: not UTF-8 (byte {e.start})", EXIT_CORRUPT) from None
     if not lines:
         raise RecipeError(f"{path}: empty; expected a {KIND} header line", EXIT_CORRUPT)
     try:

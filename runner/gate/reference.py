@@ -1,14 +1,16 @@
 """A recipe's blessed reference series: `reference_metrics.jsonl` beside expected_metrics.toml.
 
 Same format as a run's metrics.jsonl (runner/gate/metrics.py), with the blessed run's provenance in
-the header under "provenance" (run id, recipe digest, bundle commit, image, cell, seeds). Band
-rules hold later runs to it. Only `recipe bless` writes it, and only for a run that passes its gate.
+the header under "provenance" (run id, recipe digest and files, bundle commit, image, cell, seeds,
+argv, environments, inputs, host, skipped preflight checks). Band and relative rules hold later runs
+to it; `recipe diff RUN` compares a run with it. Only `recipe bless` writes it, and only for a run
+recorded by `recipe run` that succeeded, of the recipe's files as they are now, with every preflight
+check run (or `--allow-skipped-preflight`, which the provenance records), that passes its gate.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,10 @@ from runner.gate.metrics import Series, read_metrics_jsonl, write_metrics_jsonl
 
 REFERENCE_FILE = "reference_metrics.jsonl"
 # run.json fields that say which run a reference came from
-PROVENANCE_KEYS = ("run_id", "recipe", "recipe_digest", "cell", "layout", "image", "bundle", "backend",
-                   "nodes", "gpus_per_node", "seeds", "deterministic", "determinism", "started_at",
-                   "ended_at", "status")
+PROVENANCE_KEYS = ("run_id", "recipe", "recipe_digest", "recipe_files", "cell", "layout", "image", "bundle",
+                   "backend", "nodes", "gpus_per_node", "seeds", "deterministic", "determinism", "started_at",
+                   "ended_at", "status", "exit_code", "output_dir", "argv", "forward_args", "job_env", "script_env",
+                   "environment", "inputs_dir", "inputs_verification", "host", "preflight_skipped")
 
 
 def reference_path(expected_path: str | Path) -> Path:
@@ -32,16 +35,10 @@ def load_reference(expected_path: str | Path) -> Series | None:
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any] | None:
-    f = run_dir / "run.json"
-    if not f.is_file():
-        return None
-    try:
-        data = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UsageError(f"{f}: not a readable run record ({e})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{f}: expected a JSON object")
-    return data
+    """run.json of a directory (None if absent); malformed -> one-line UsageError naming file and field."""
+    from runner.records.record import read_record
+
+    return read_record(run_dir)
 
 
 def provenance(run_dir: Path, run: dict[str, Any] | None, series: Series) -> dict[str, Any]:
@@ -59,11 +56,32 @@ def write_reference(series: Series, expected_path: str | Path, prov: dict[str, A
     return write_metrics_jsonl(ref, reference_path(expected_path))
 
 
-def check_blessable(run: dict[str, Any] | None, run_dir: Path) -> None:
-    """A run is blessed only if it finished cleanly (its gate is checked separately)."""
+def check_blessable(run: dict[str, Any] | None, run_dir: Path, recipe, allow_skipped_preflight: bool) -> None:
+    """Only a recorded run that succeeded, of the recipe as it is now, fully preflighted (or allowed)."""
+    from runner.records.record import changed_recipe_files, recipe_file_hashes
+
+    f = run_dir / "run.json"
     if run is None:
-        return
+        raise RecipeError(f"{run_dir}: no run.json; only a run recorded by `recipe run` can be blessed", EXIT_REFUSED)
     status = run.get("status")
-    if status is not None and status != "succeeded":
-        raise RecipeError(f"{run_dir / 'run.json'}: status is {status!r}; only a run that succeeded "
+    if status is None:
+        raise UsageError(f"{f}: field 'status' missing; not a finished run record of this runner")
+    if status != "succeeded":
+        raise RecipeError(f"{f}: status is {status!r}; only a run that succeeded "
                           "(and passes its gate) can be blessed", EXIT_REFUSED)
+    recorded = run.get("recipe_files")
+    if not recorded:
+        raise RecipeError(f"{f}: field 'recipe_files' missing; cannot tell which recipe files the run used",
+                          EXIT_REFUSED)
+    changed = changed_recipe_files(recorded, recipe_file_hashes(recipe))
+    if changed:
+        raise RecipeError(f"{f}: recipe {recipe.name} changed since the run ({', '.join(changed[:5])}); "
+                          "a reference must come from the recipe as it is now", EXIT_REFUSED)
+    checks = run.get("preflight") or []
+    skipped = list(dict.fromkeys([*(run.get("preflight_skipped") or []),
+                                  *(c.get("name", "?") for c in checks if c.get("status") == "skipped")]))
+    if not checks:
+        skipped.append("all (no preflight recorded)")
+    if skipped and not allow_skipped_preflight:
+        raise RecipeError(f"{f}: preflight check(s) skipped: {', '.join(skipped)}; "
+                          "--allow-skipped-preflight to bless it anyway (the reference records it)", EXIT_REFUSED)

@@ -1,7 +1,8 @@
 """`recipe report`: one PNG per gated metric (series, band, bounds, failures) and an index.html.
 
 matplotlib (extra `report`) is imported inside the functions, with the Agg backend, so nothing
-here costs start-up time or needs a display.
+here costs start-up time or needs a display; `require_matplotlib()` says which extra brings it
+before any work starts.
 """
 
 from __future__ import annotations
@@ -12,12 +13,25 @@ import re
 from pathlib import Path
 
 from runner.atomicfile import write_text_atomic
+from runner.errors import EXIT_PREFLIGHT, RecipeError
 from runner.gate.evaluate import BLOCKED, FAIL, PASS, UNREFERENCED, GateResult, expected_steps
 from runner.gate.expected import Expected
 from runner.gate.metrics import Series
 from runner.gate.reference import load_reference
 
 VERDICT_COLOR = {PASS: "#1a7f37", FAIL: "#cf222e", BLOCKED: "#9a6700", UNREFERENCED: "#6e7781"}
+
+
+EXTRA_HINT = "pip install 'recipe-bundle[report]'"
+
+
+def require_matplotlib() -> None:
+    """`recipe report` needs the `report` extra; without it, say so (exit 3) before reading anything."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise RecipeError(f"recipe report needs matplotlib, which is not installed here ({e.__class__.__name__}: "
+                          f"{e}); install the report extra: {EXTRA_HINT}", EXIT_PREFLIGHT) from None
 
 
 def png_name(metric: str) -> str:
@@ -39,7 +53,7 @@ def plot_metric(metric: str, expected: Expected, series: Series, result: GateRes
         finite = [(s, v) for s, v in sorted(values.items()) if math.isfinite(v)]
         if finite:
             # NaN where a value is missing or not finite, so the line breaks there instead of bridging it
-            xs = sorted(set(steps) | set(values))
+            xs = sorted(set(values) | set(steps.all(10_000) or ()))
             ys = [values[s] if s in values and math.isfinite(values[s]) else math.nan for s in xs]
             ax.plot(xs, ys, "o-", color="#0969da", lw=1.5, ms=4, label=metric, zorder=3)
         ref = reference.values.get(metric, {}) if reference is not None else {}
@@ -50,6 +64,14 @@ def plot_metric(metric: str, expected: Expected, series: Series, result: GateRes
                 lo = [ref[s] - max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
                 hi = [ref[s] + max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
                 ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, label=f"band: {rule.name}", zorder=1)
+                ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
+            if rule.kind == "relative" and ref:
+                # the per-step picture of a rule on a reduction: ref x each bound, shaded between them
+                rs = sorted(s for s, v in ref.items() if math.isfinite(v) and s >= rule.from_step)
+                lo = [ref[s] * (rule.lower.value if rule.lower else 1.0) for s in rs]
+                hi = [ref[s] * (rule.upper.value if rule.upper else 1.0) for s in rs]
+                ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, zorder=1,
+                                label=f"{rule.name}: {rule.bound_text()}")
                 ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
             if rule.kind == "bound":
                 span = (rule.step - 0.4, rule.step + 0.4) if rule.at == "step" else None
@@ -77,7 +99,7 @@ def plot_metric(metric: str, expected: Expected, series: Series, result: GateRes
                     ax.annotate(f.get("problem") or "?", (f["step"], 0), xycoords=("data", "axes fraction"),
                                 color=VERDICT_COLOR[FAIL], ha="center", va="bottom", fontsize=8, weight="bold")
         if steps:
-            ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
+            ax.set_xlim(steps.first() - 0.5, steps.last() + 0.5)
         verdicts = ", ".join(f"{r.rule.name}: {r.verdict}" for r in rows)
         ax.set_title(f"{metric}\n{verdicts}", fontsize=9)
         ax.set_xlabel("step")

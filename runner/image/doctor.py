@@ -221,7 +221,23 @@ def variant_rows(lock: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def run_doctor(recipe=None) -> DoctorReport:
+def args_rows(recipe) -> list[Row]:
+    """`recipe doctor NAME`: miles' own parser on the recipe's default launch (runner/launch/argcheck.py),
+    one row per problem it reports."""
+    from runner.launch.argcheck import check_args
+    from runner.launch.plan import render_plan
+
+    check = check_args(recipe, render_plan(recipe))
+    name = f"{recipe.name} argv"
+    if check.status == "ok":
+        return [Row("args", name, "accepted by miles", "accepted", OK, check.detail)]
+    if check.status in ("skipped", "n/a"):
+        return [Row("args", name, "accepted by miles", "not checked", SKIPPED, check.detail)]
+    lines = (check.data or {}).get("lines") or [check.detail]
+    return [Row("args", name, "accepted by miles", "rejected", ERROR, line) for line in lines]
+
+
+def run_doctor(recipe=None, with_args: bool = False) -> DoctorReport:
     path = lock_path(recipe)
     lock = load_lock(path)
     commits = lock.get("commits", {})
@@ -241,4 +257,6 @@ def run_doctor(recipe=None) -> DoctorReport:
             report.rows.append(Row("kernel", module, "importable", "not tried", SKIPPED, "no GPU on this host"))
     for module in lock.get("plugins", {}).get("modules", []):
         report.rows.append(check_import("plugin", module))
+    if with_args and recipe is not None:
+        report.rows.extend(args_rows(recipe))
     return report

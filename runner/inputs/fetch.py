@@ -7,7 +7,12 @@ Range request from the end of its .part file (whose bytes are re-hashed once, be
 earlier process). Files renamed into place are recorded in `.recipe-fetch/verified.json`
 (size, mtime, inode) so a re-run skips them without reading them again.
 
-The token comes from $HF_TOKEN only (never a saved token file, never argv).
+A file the manifest pins by revision only (its sha256 not recorded yet: see manifest.py) is
+checked against its git blob id instead, computed while downloading: the manifest's, or where
+that says `unknown`, the one the Hub names for the path at the pinned commit (the ETag of a
+non-LFS file). Its sha256 is then recorded in `.recipe-fetch/pinned.json` (see pinned.py).
+
+Every request is bounded in time (hub_client.py). The token comes from $HF_TOKEN only.
 huggingface_hub is imported inside the functions: the CLI must start without it.
 """
 
@@ -30,7 +35,13 @@ from pathlib import Path
 from runner.atomicfile import fsync_dir, write_text_atomic
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.inputs import manifest as mf
+from runner.inputs import pinned as pin
+from runner.inputs.hub_client import bounded_session, failure_code, http_lib, hub_errors, hub_token, timeout_s
+from runner.inputs.hub_client import one_line as _one_line
 from runner.inputs.verify import STAGING_DIR, hash_file
+
+__all__ = ["Source", "fetch_manifest", "sources_from_header", "check_revision", "file_url", "hub_errors",
+           "hub_token", "_one_line", "SMALL_FILE_MAX"]
 
 SMALL_FILE_MAX = 64 << 20  # non-LFS files are fetched whole by `recipe lock` to hash them
 
@@ -60,11 +71,6 @@ def sources_from_header(m: mf.Manifest, where: str = "manifest") -> list[Source]
     return out
 
 
-def hub_token() -> str | bool:
-    # False (not None): huggingface_hub would otherwise fall back to a token file on disk.
-    return os.environ.get("HF_TOKEN") or False
-
-
 def file_url(src: Source, filename: str, endpoint: str | None = None) -> str:
     from huggingface_hub import hf_hub_url
 
@@ -77,9 +83,10 @@ def check_revision(src: Source, endpoint: str | None = None) -> str:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+    bounded_session()
     try:
         info = HfApi(endpoint=endpoint, token=hub_token()).repo_info(
-            src.repo_id, repo_type=src.repo_type, revision=src.revision)
+            src.repo_id, repo_type=src.repo_type, revision=src.revision, timeout=timeout_s())
     except RevisionNotFoundError:
         raise RecipeError(f"{src.repo_type} repo {src.repo_id} has no revision {src.revision} "
                           f"(pinned in the manifest header)", EXIT_FAIL) from None
@@ -87,23 +94,21 @@ def check_revision(src: Source, endpoint: str | None = None) -> str:
         raise RecipeError(f"{src.repo_type} repo {src.repo_id} not found (or gated/private: set HF_TOKEN)",
                           EXIT_FAIL) from None
     except hub_errors() as e:
-        raise RecipeError(f"cannot reach the Hub for {src.repo_id}@{src.revision}: {_one_line(e)}",
-                          EXIT_FAIL) from None
+        what = "cannot reach the Hub" if failure_code(e) == EXIT_PREFLIGHT else "the Hub refused"
+        raise RecipeError(f"{what} for {src.repo_id}@{src.revision} ({_hub_url(endpoint)}): {_one_line(e)}",
+                          failure_code(e)) from None
     if re.fullmatch(r"[0-9a-f]{40}", src.revision) and info.sha and info.sha != src.revision:
         raise RecipeError(f"{src.repo_id}: Hub answered commit {info.sha} for pinned revision {src.revision}",
                           EXIT_FAIL)
     return info.sha or src.revision
 
 
-def hub_errors() -> tuple[type[BaseException], ...]:
-    """What a Hub call raises when the Hub says no or cannot be reached (HTTP errors, DNS, refused...)."""
-    from huggingface_hub.errors import HfHubHTTPError
+def _hub_url(endpoint: str | None) -> str:
+    if endpoint:
+        return endpoint
+    from huggingface_hub import constants
 
-    return (HfHubHTTPError, OSError, _http_client_lib().TransportError)
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300] or type(e).__name__
+    return constants.ENDPOINT
 
 
 class FileFailure(Exception):
@@ -118,6 +123,7 @@ class FetchResult:
     resumed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already in place and verified
     failed: list[FileFailure] = field(default_factory=list)
+    pinned: dict[str, tuple[str, str]] = field(default_factory=dict)  # pinned-only: path -> (git blob, sha256)
     bytes_downloaded: int = 0
     seconds: float = 0.0
 
@@ -190,11 +196,13 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                    workers: int, retries: int, progress: Callable[[int], None] | None,
                    log: Callable[[str], None], started: float) -> FetchResult:
     state = _State(root)
+    recorder = pin.Recorder(root)
     result = FetchResult()
     rlock = threading.Lock()
     todo = []
     for e, src, name, final in plan:
-        if state.known_good(e.path, final, e.sha256):
+        sha = e.sha256 if not e.pinned_only else _recorded_sha256(e, src, recorder.data)
+        if sha and state.known_good(e.path, final, sha):
             result.skipped.append(e.path)
             if progress and e.size:
                 progress(e.size)
@@ -207,7 +215,7 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
     def one(item: tuple[mf.Entry, Source, str, Path]) -> None:
         e, src, name, final = item
         try:
-            if final.is_file() and (e.size is None or final.stat().st_size == e.size):
+            if not e.pinned_only and final.is_file() and (e.size is None or final.stat().st_size == e.size):
                 if hash_file(final)[0] == e.sha256:  # put there by other means: check it once
                     state.record(e.path, final, e.sha256)
                     with rlock:
@@ -216,12 +224,21 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                         progress(e.size)
                     return
                 log(f"{e.path}: present but its sha256 does not match; downloading it again")
-            n, resumed = _download(e, src, name, root, final, endpoint, retries, progress, log)
-            state.record(e.path, final, e.sha256)
+            n, resumed, got = _download(e, src, name, root, final, endpoint, retries, progress, log)
+            state.record(e.path, final, got.sha256)
             with rlock:
                 result.bytes_downloaded += n
                 (result.resumed if resumed else result.downloaded).append(e.path)
-            log(f"{e.path}: {'resumed, ' if resumed else ''}{n} bytes downloaded, sha256 ok")
+            if e.pinned_only:
+                recorder.add(e.path, src.repo_id, src.revision, e.size, got.git_blob, got.sha256)
+                with rlock:
+                    result.pinned[e.path] = (got.git_blob, got.sha256)
+                log(f"{e.path}: {n} bytes downloaded, git blob {got.git_blob} matches "
+                    f"{'the manifest' if e.git_blob != mf.UNKNOWN else 'the Hub at ' + src.revision[:12]}; "
+                    f"pinned by revision, its sha256 {got.sha256} is not in the manifest yet (recipe lock records it)")
+            else:
+                log(f"{e.path}: {'resumed, ' if resumed else ''}{n} bytes downloaded, sha256 ok"
+                    f"{', git blob ok' if got.git_blob else ''}")
         except (FileFailure, OSError) as f:  # OSError: disk full, permissions... on our side
             if isinstance(f, OSError):
                 f = FileFailure(e.path, f"cannot write it: {f.strerror or f}")
@@ -240,19 +257,11 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
     return result
 
 
-def _http_client_lib():
-    """The httpx flavour huggingface_hub's session is built on (httpx2 in 2.x, httpx in 1.x)."""
-    import importlib
-
-    from huggingface_hub.utils import get_session
-
-    module = type(get_session()).__module__.split(".")[0]
-    if module not in ("httpx", "httpx2"):
-        import huggingface_hub
-
-        raise RecipeError(f"recipe fetch needs huggingface_hub >= 1.0 (an httpx session); found "
-                          f"{huggingface_hub.__version__}: pip install -U 'huggingface_hub>=1'", EXIT_FAIL)
-    return importlib.import_module(module)
+def _recorded_sha256(e: mf.Entry, src: Source, records: dict[str, dict]) -> str | None:
+    r = records.get(e.path)
+    if r and r["revision"] == src.revision and r["size"] == e.size and e.git_blob in (mf.UNKNOWN, r["git_blob"]):
+        return r["sha256"]
+    return None
 
 
 def free_bytes(path: Path) -> int:
@@ -274,32 +283,52 @@ def _check_space(root: Path, todo: list[tuple[mf.Entry, Path]]) -> None:
                           f"free space or pass --inputs on a larger disk", EXIT_PREFLIGHT)
 
 
+@dataclass(frozen=True)
+class Downloaded:
+    sha256: str
+    git_blob: str | None  # computed when the manifest or the Hub gives a blob id to check it against
+
+
+class _Hashers:
+    """sha256 of the bytes, and their git blob id when one is expected (the size must be known)."""
+
+    def __init__(self, size: int | None, blob: bool):
+        self.sha = hashlib.sha256()
+        self.blob = hashlib.sha1(mf.git_blob_header(size)) if blob and size is not None else None
+
+    def update(self, data) -> None:
+        self.sha.update(data)
+        if self.blob:
+            self.blob.update(data)
+
+
 def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endpoint: str | None,
               retries: int, progress: Callable[[int], None] | None,
-              log: Callable[[str], None] = lambda s: None) -> tuple[int, bool]:
-    """Stream one file into its .part through the hasher; rename it into place if it matches."""
-    httpx = _http_client_lib()
+              log: Callable[[str], None] = lambda s: None) -> tuple[int, bool, Downloaded]:
+    """Stream one file into its .part through the hashers; rename it into place if it matches."""
+    httpx = http_lib()
     from huggingface_hub.errors import HfHubHTTPError
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
     part = root / STAGING_DIR / (e.path + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)
     url = file_url(src, name, endpoint)
-    _check_hub_metadata(e, url, endpoint)
+    want_blob = _check_hub_metadata(e, url, endpoint)
     base_headers = build_hf_headers(token=hub_token())
     base_headers["Accept-Encoding"] = "identity"  # byte ranges must address the stored bytes
 
-    h = hashlib.sha256()
+    h = _Hashers(e.size, want_blob is not None)
     offset = part.stat().st_size if part.exists() else 0
     if e.size is None or offset > e.size:  # without a known size a partial file cannot be resumed safely
         offset = 0
     if offset:
-        h, offset = _hash_prefix(part, offset)
+        offset = _hash_prefix(part, offset, h)
         if progress:
             progress(offset)
     resumed = offset > 0
     downloaded = 0
     failures = 0
+    limit = timeout_s()
     with open(part, "r+b" if part.exists() else "wb") as f:
         f.truncate(offset)
         f.seek(offset)
@@ -308,13 +337,13 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
             if offset:
                 headers["Range"] = f"bytes={offset}-"
             try:
-                with get_session().stream("GET", url, headers=headers, follow_redirects=True,
-                                          timeout=httpx.Timeout(60.0, connect=15.0)) as r:
+                with bounded_session().stream("GET", url, headers=headers, follow_redirects=True,
+                                              timeout=httpx.Timeout(2 * limit, connect=limit)) as r:
                     hf_raise_for_status(r)
                     if offset and r.status_code == 200:  # server ignored the Range: start over
                         f.seek(0)
                         f.truncate(0)
-                        h, offset = hashlib.sha256(), 0
+                        h, offset = _Hashers(e.size, want_blob is not None), 0
                     elif offset and not r.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                         raise FileFailure(e.path, f"server answered range {r.headers.get('Content-Range')!r} "
                                                   f"to a request from byte {offset}")
@@ -342,42 +371,59 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                 raise FileFailure(e.path, f"Hub refused the download: {_one_line(err)}") from None
         f.flush()
         os.fsync(f.fileno())
-    got = h.hexdigest()
+    got = Downloaded(h.sha.hexdigest(), h.blob.hexdigest() if h.blob else None)
     if e.size is not None and offset != e.size:
         part.unlink(missing_ok=True)
         raise FileFailure(e.path, f"received {offset} bytes, the manifest says {e.size}", EXIT_CORRUPT)
-    if got != e.sha256:
+    if want_blob is not None and got.git_blob != want_blob:
         part.unlink(missing_ok=True)  # never resume from bytes known to be wrong
-        raise FileFailure(e.path, f"sha256 mismatch: downloaded {got}, manifest says {e.sha256}; "
+        raise FileFailure(e.path, f"git blob mismatch: downloaded {got.git_blob}, "
+                                  f"{'the manifest' if e.git_blob not in (None, mf.UNKNOWN) else 'the Hub'} says "
+                                  f"{want_blob}; the file was not put in place", EXIT_CORRUPT)
+    if not e.pinned_only and got.sha256 != e.sha256:
+        part.unlink(missing_ok=True)
+        raise FileFailure(e.path, f"sha256 mismatch: downloaded {got.sha256}, manifest says {e.sha256}; "
                                   f"the file was not put in place", EXIT_CORRUPT)
     final.parent.mkdir(parents=True, exist_ok=True)
     mf.resolve_inside(root, e.path)  # the parents could have changed into symlinks meanwhile
     os.replace(part, final)
     fsync_dir(final.parent)
-    return downloaded, resumed
+    return downloaded, resumed, got
 
 
-def _check_hub_metadata(e: mf.Entry, url: str, endpoint: str | None) -> None:
-    """Fail before downloading when the Hub's own size or LFS sha256 already disagrees with the manifest
-    (a 5 GB shard need not be fetched to learn that). The download is still hashed: this only saves time."""
+def _check_hub_metadata(e: mf.Entry, url: str, endpoint: str | None) -> str | None:
+    """Fail before downloading when the Hub's own size, LFS sha256 or git blob id already disagrees
+    with the manifest (a 5 GB shard need not be fetched to learn that). The download is still
+    hashed: this only saves time. Returns the git blob id the download must have, if any: the
+    manifest's, or for a file pinned by revision only whose blob id the manifest does not know,
+    the one the Hub names (a non-LFS file's ETag is its git blob id)."""
     from huggingface_hub import get_hf_file_metadata
 
+    bounded_session()
     try:
-        meta = get_hf_file_metadata(url, token=hub_token(), endpoint=endpoint)
+        meta = get_hf_file_metadata(url, token=hub_token(), endpoint=endpoint, timeout=timeout_s())
     except hub_errors() as err:
-        raise FileFailure(e.path, f"Hub metadata request failed: {_one_line(err)}") from None
+        raise FileFailure(e.path, f"Hub metadata request failed: {_one_line(err)}", failure_code(err)) from None
     if e.size is not None and meta.size is not None and meta.size != e.size:
         raise FileFailure(e.path, f"the Hub has {meta.size} bytes at this revision, the manifest says {e.size}; "
                                   f"nothing downloaded", EXIT_CORRUPT)
     etag = (meta.etag or "").lower()
-    if re.fullmatch(r"[0-9a-f]{64}", etag) and etag != e.sha256:  # a 64-hex ETag is the LFS sha256
+    if re.fullmatch(r"[0-9a-f]{64}", etag) and not e.pinned_only and etag != e.sha256:  # LFS: the sha256
         raise FileFailure(e.path, f"the Hub's sha256 at this revision is {etag}, the manifest says {e.sha256}; "
                                   f"nothing downloaded", EXIT_CORRUPT)
+    hub_blob = etag if re.fullmatch(r"[0-9a-f]{40}", etag) else None
+    known = e.git_blob if e.git_blob not in (None, mf.UNKNOWN) else None
+    if known and hub_blob and hub_blob != known:
+        raise FileFailure(e.path, f"the Hub's git blob id at this revision is {hub_blob}, the manifest says "
+                                  f"{known}; nothing downloaded", EXIT_CORRUPT)
+    if e.pinned_only and not (known or hub_blob):
+        raise FileFailure(e.path, f"pinned by revision only, and the Hub gave no git blob id for it (ETag "
+                                  f"{meta.etag!r}) to check the download against; nothing downloaded", EXIT_CORRUPT)
+    return known or (hub_blob if e.pinned_only else None)
 
 
-def _hash_prefix(part: Path, n: int) -> tuple[hashlib._Hash, int]:
-    """sha256 state after the first n bytes of an earlier process's partial download."""
-    h = hashlib.sha256()
+def _hash_prefix(part: Path, n: int, h: _Hashers) -> int:
+    """Feed the first n bytes of an earlier process's partial download to the hashers; bytes fed."""
     buf = bytearray(8 << 20)
     view = memoryview(buf)
     done = 0
@@ -388,4 +434,4 @@ def _hash_prefix(part: Path, n: int) -> tuple[hashlib._Hash, int]:
                 break
             h.update(view[:k])
             done += k
-    return h, done
+    return done

@@ -1,8 +1,11 @@
 """`recipe lock`: rebuild a recipe's inputs manifest from the Hub's metadata, without the weights.
 
 LFS files carry their sha256 and size in the Hub's tree listing; the few small non-LFS files
-(config.json, chat_template.jinja, ...) have only a git sha1 there, so they are downloaded and
-hashed (capped at SMALL_FILE_MAX). The image tag is resolved to a digest where a registry answers.
+(config.json, chat_template.jinja, configuration_*.py, ...) have only a git blob id (sha1) there,
+so they are downloaded, checked against that blob id and hashed (capped at SMALL_FILE_MAX); the
+manifest records both. A larger non-LFS file is pinned by its blob id and size alone (no sha256
+yet; `recipe fetch` checks and records it). A file the repo holds at the revision that the
+manifest leaves out is a finding. The image tag is resolved to a digest where a registry answers.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 
 from runner.errors import EXIT_FAIL, RecipeError, UsageError
 from runner.inputs import manifest as mf
-from runner.inputs.fetch import SMALL_FILE_MAX, Source, _one_line, check_revision, file_url, hub_errors, hub_token
+from runner.inputs.fetch import SMALL_FILE_MAX, Source, check_revision, file_url
+from runner.inputs.hub_client import bounded_session, failure_code, hub_errors, hub_token, timeout_s
+from runner.inputs.hub_client import one_line as _one_line
 from runner.recipe import Recipe
 
 NOT_IN_MANIFEST = (".gitattributes",)
@@ -70,22 +75,35 @@ def recipe_sources(recipe: Recipe) -> list[Source]:
             for k in ("model", "data") if f"{k}.repo" in h]
 
 
-def repo_tree(src: Source, endpoint: str | None = None) -> dict[str, tuple[int, str | None]]:
-    """path -> (size, sha256 if the Hub knows it as an LFS file else None) at src.revision."""
+@dataclass(frozen=True)
+class TreeFile:
+    size: int
+    sha256: str | None  # the LFS sha256; None for a file stored in git itself
+    git_blob: str  # git blob id: of the content for a non-LFS file, of the LFS pointer otherwise
+
+
+def repo_tree(src: Source, endpoint: str | None = None) -> dict[str, TreeFile]:
+    """Every file of the repo at src.revision, from the Hub's tree listing (HfApi.list_repo_tree)."""
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
+    bounded_session()
     api = HfApi(endpoint=endpoint, token=hub_token())
     out = {}
     for item in api.list_repo_tree(src.repo_id, repo_type=src.repo_type, revision=src.revision,
                                    recursive=True):
         if isinstance(item, RepoFile):
-            out[item.path] = (item.lfs.size, item.lfs.sha256) if item.lfs else (item.size, None)
+            if item.lfs:
+                out[item.path] = TreeFile(item.lfs.size, item.lfs.sha256, item.blob_id)
+            else:
+                out[item.path] = TreeFile(item.size, None, item.blob_id)
     return out
 
 
-def hash_small_file(src: Source, name: str, size: int, endpoint: str | None = None) -> str:
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+def hash_small_file(src: Source, name: str, size: int, endpoint: str | None = None,
+                    git_blob: str | None = None) -> str:
+    """sha256 of a non-LFS file, downloaded whole; its git blob id must be `git_blob` (the tree's)."""
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
     if size > SMALL_FILE_MAX:
         raise RecipeError(f"{src.repo_id}/{name}: {size} bytes and not LFS: refusing to download it to "
@@ -93,22 +111,29 @@ def hash_small_file(src: Source, name: str, size: int, endpoint: str | None = No
     headers = build_hf_headers(token=hub_token())
     headers["Accept-Encoding"] = "identity"
     try:
-        r = get_session().get(file_url(src, name, endpoint), headers=headers, follow_redirects=True)
+        r = bounded_session().get(file_url(src, name, endpoint), headers=headers, follow_redirects=True,
+                                  timeout=timeout_s())
         hf_raise_for_status(r)
     except hub_errors() as e:
         raise RecipeError(f"{src.repo_id}/{name}: cannot download it to hash it: {_one_line(e)}",
-                          EXIT_FAIL) from None
+                          failure_code(e)) from None
     if len(r.content) != size:
         raise RecipeError(f"{src.repo_id}/{name}: Hub listed {size} bytes but served {len(r.content)}",
                           EXIT_FAIL)
+    served_blob = hashlib.sha1(mf.git_blob_header(size) + r.content).hexdigest()
+    if git_blob is not None and served_blob != git_blob:
+        raise RecipeError(f"{src.repo_id}/{name}: the Hub lists git blob {git_blob} at {src.revision} but served "
+                          f"content whose blob id is {served_blob}", EXIT_FAIL)
     return hashlib.sha256(r.content).hexdigest()
 
 
 def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | None = None,
-                   all_files: bool = False, log: Callable[[str], None] = lambda s: None) -> mf.Manifest:
+                   all_files: bool = False, log: Callable[[str], None] = lambda s: None,
+                   findings: list[str] | None = None) -> mf.Manifest:
     """The manifest the Hub's metadata implies. Model files: those the old manifest lists (so a
     hand-picked set stays picked), or every file of the repo when there is no old manifest or
-    `all_files`. Data: the old manifest's data files, else recipe.toml [data].file."""
+    `all_files`. Data: the old manifest's data files, else recipe.toml [data].file. Each model
+    file the repo holds at the revision but the manifest leaves out is appended to `findings`."""
     sources = recipe_sources(recipe)
     resolved = {s.prefix: check_revision(s, endpoint) for s in sources}
     for s in sources:
@@ -124,7 +149,7 @@ def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | N
             tree = repo_tree(src, endpoint)
         except hub_errors() as e:
             raise RecipeError(f"cannot list {src.repo_id}@{src.revision}: {_one_line(e)}",
-                              EXIT_FAIL) from None
+                              failure_code(e)) from None
         prefix = src.prefix.rstrip("/") + "/"
         listed = old.entries if old else []
         wanted = sorted(e.path[len(prefix):] for e in listed if e.path.startswith(prefix))
@@ -133,16 +158,29 @@ def build_manifest(recipe: Recipe, old: mf.Manifest | None, *, endpoint: str | N
             wanted = [data_file]
         elif not is_data and (all_files or not wanted):
             wanted = sorted(p for p in tree if p not in NOT_IN_MANIFEST)
+        if not is_data and findings is not None:
+            for name in sorted(set(tree) - set(wanted) - set(NOT_IN_MANIFEST)):
+                findings.append(f"{prefix}{name}: in {src.repo_id} at {src.revision[:12]} but not in the manifest "
+                                f"({tree[name].size} bytes); the stack may load it: `recipe lock {recipe.name} "
+                                f"--all-files` pins every file")
         for name in wanted:
             if name not in tree:
                 raise RecipeError(f"{prefix}{name}: not in {src.repo_id} at revision {src.revision}; "
                                   f"remove it from the manifest or pin another revision", EXIT_FAIL)
-            size, sha = tree[name]
-            if sha is None:
-                log(f"{prefix}{name}: not an LFS file, downloading {size} bytes to hash it")
-                sha = hash_small_file(src, name, size, endpoint)
-            entries.append(mf.Entry(prefix + name, sha, size))
+            entries.append(_entry(src, prefix, name, tree[name], endpoint, log))
     return mf.Manifest(header=header, entries=entries, comments=comments)
+
+
+def _entry(src: Source, prefix: str, name: str, f: TreeFile, endpoint: str | None,
+           log: Callable[[str], None]) -> mf.Entry:
+    if f.sha256 is not None:  # LFS: the tree's blob id is the pointer's, not the content's; not recorded
+        return mf.Entry(prefix + name, f.sha256, f.size)
+    if f.size > SMALL_FILE_MAX:
+        log(f"{prefix}{name}: not an LFS file and {f.size} bytes: pinned by its git blob id {f.git_blob} and size; "
+            f"`recipe fetch` checks it and records its sha256")
+        return mf.Entry(prefix + name, None, f.size, f.git_blob)
+    log(f"{prefix}{name}: not an LFS file, downloading {f.size} bytes to check its git blob id and hash it")
+    return mf.Entry(prefix + name, hash_small_file(src, name, f.size, endpoint, f.git_blob), f.size, f.git_blob)
 
 
 def diff(old: mf.Manifest | None, new: mf.Manifest) -> list[str]:
@@ -159,10 +197,16 @@ def diff(old: mf.Manifest | None, new: mf.Manifest) -> list[str]:
             out.append(f"+ {p} ({b[p].size} bytes)")
         elif p not in b:
             out.append(f"- {p}")
-        elif (a[p].sha256, a[p].size) != (b[p].sha256, b[p].size):
-            out.append(f"~ {p}: sha256 {a[p].sha256[:12]}… -> {b[p].sha256[:12]}…, "
-                       f"size {a[p].size} -> {b[p].size}")
+        elif (a[p].sha256, a[p].size, a[p].git_blob) != (b[p].sha256, b[p].size, b[p].git_blob):
+            out.append(f"~ {p}: sha256 {_short(a[p].sha256)} -> {_short(b[p].sha256)}, size {a[p].size} -> "
+                       f"{b[p].size}, git blob {_short(a[p].git_blob)} -> {_short(b[p].git_blob)}")
     return out
+
+
+def _short(h: str | None) -> str:
+    if h is None:
+        return "(none)"
+    return h if h == mf.UNKNOWN else h[:12] + "…"
 
 
 # ---- image tag -> digest ------------------------------------------------------------------------

@@ -21,7 +21,9 @@ from runner.recipe import Cell, Recipe
 from runner.secrets import present_secret_names
 
 # Variables of the caller's environment a run script may read (besides RECIPE_*).
-PASSTHROUGH = ("NCCL_NVLS_ENABLE", "MASTER_ADDR")
+# The NCCL/Gloo interface and debug settings and PYTHONPATH go into the job environment when set.
+PASSTHROUGH = ("NCCL_NVLS_ENABLE", "MASTER_ADDR", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG",
+               "NCCL_DEBUG_FILE", "PYTHONPATH")
 
 
 @dataclass

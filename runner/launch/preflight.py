@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from runner import hostinfo
+from runner.errors import EXIT_USAGE, RecipeError
 from runner.launch.ports import ports_in_use
 
 
@@ -49,6 +50,8 @@ def run_checks(checks: dict[str, Callable[[], Check]], skip: set[str]) -> list[C
         try:
             out.append(fn())
         except Exception as e:  # noqa: BLE001 - a check that cannot run is a failed check, not a crash
+            if isinstance(e, RecipeError) and e.code == EXIT_USAGE:  # a malformed file: exit 2 naming it
+                raise
             msg = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             out.append(fail(name, f"check could not run: {msg}", f"--skip-preflight {name} to proceed anyway"))
     return out

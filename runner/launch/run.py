@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 from pathlib import Path
 
 import click
 
 from runner import hostinfo
-from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT
+from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError
 from runner.launch import preflight as pf
 from runner.launch.backends import module
 from runner.launch.resolve import Launch
@@ -31,7 +32,8 @@ STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_b
 def print_checks(checks: list[pf.Check]) -> None:
     for c in checks:
         mark = click.style(f"{c.status:>7}", fg=STATUS_STYLE.get(c.status))
-        click.echo(f"  {mark}  {c.name:<7} {c.detail}", err=True)
+        detail = c.detail.replace("\n", "\n" + " " * 19)  # a check's further lines under its first
+        click.echo(f"  {mark}  {c.name:<7} {detail}", err=True)
         if c.status == "fail" and c.fix:
             click.echo(f"           {'':<7} fix: {c.fix}", err=True)
 
@@ -39,7 +41,8 @@ def print_checks(checks: list[pf.Check]) -> None:
 def would_run(launch: Launch) -> list[list[str]]:
     if launch.backend == "local":
         return launch.plan.commands
-    return [module(launch.backend).command(launch)]
+    mod = module(launch.backend)
+    return mod.commands(launch) if hasattr(mod, "commands") else [mod.command(launch)]
 
 
 def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
@@ -66,6 +69,7 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "determinism": r.data.get("determinism", {}).get("tier", "unspecified"),
         "bundle": hostinfo.bundle_git(),
         "image": launch.image,
+        "image_build": _running_image(),  # base digest and recipe image id, inside a recipe image
         "backend": launch.backend,
         "cell": launch.cell.name,
         "layout": launch.cell.as_dict(),
@@ -93,6 +97,12 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
     }
 
 
+def _running_image() -> dict | None:
+    from runner.image.recipe_image import running_image
+
+    return running_image()
+
+
 def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     """Collect metrics.jsonl and evaluate the recipe's expected metrics; None if there is nothing to gate."""
     from runner.gate import evaluate as gate
@@ -116,7 +126,7 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
     if launch.backend != "local":
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
         # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
-        launcher = {"backend": launch.backend, "image": launch.image, "command": would_run(launch)[0],
+        launcher = {"backend": launch.backend, "image": launch.image, "command": would_run(launch)[-1],
                     "host": hostinfo.host(), "started_at": now()}
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
         rc, interrupted = module(launch.backend).run(launch)
@@ -127,19 +137,36 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
                         inner_status=summary.get("status"), gate_passed=(summary.get("gate") or {}).get("passed"))
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
         return EXIT_INTERRUPTED if interrupted else rc
-    record = RunRecord.start(launch.run_dir, **provenance(launch, checks), **extra_record)
-    click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
+    record = RunRecord(launch.run_dir, {})
+    stage = ["start"]
+    try:
+        record = RunRecord.start(launch.run_dir, **provenance(launch, checks), **extra_record)
+        click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
+        stage[0] = "script"
+        return _script_then_gate(launch, record, gate, stage)
+    except BaseException as e:
+        # Every way out leaves a final status and exit code in run.json, never "running".
+        finalize_on_error(record, e, stage[0])
+        raise
+
+
+def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list[str]) -> int:
+    reasons: list[str] = []
     # The script's process group id, so that whoever finds this run stuck can end exactly it.
     rc, interrupted = run_script(module("local").script(launch), launch.env, launch.run_dir / "logs" / "run.log",
-                                 on_start=lambda pid: record.update(script_pgid=pid))
+                                 on_start=lambda pid: record.update(script_pgid=pid), on_interrupt=reasons.append)
     if interrupted:
-        record.finish("interrupted", EXIT_INTERRUPTED)
+        record.finish("interrupted", EXIT_INTERRUPTED, script_exit_code=rc,
+                      interrupted_by=reasons[0] if reasons else "signal")
         click.echo(f"recipe: run {launch.run_id} interrupted; record: {launch.run_dir / 'run.json'}", err=True)
         return EXIT_INTERRUPTED
     if rc != 0:
         record.finish("failed", EXIT_FAIL, script_exit_code=rc)
         click.echo(f"recipe: run script exited {rc}; log: {launch.run_dir / 'logs' / 'run.log'}", err=True)
         return EXIT_FAIL
+    stage[0] = "gate"
+    if gate:
+        record.update(gate_started_at=now())
     passed = gate_run(launch, record) if gate else None
     if passed is False:
         record.finish("gate-failed", EXIT_FAIL, script_exit_code=0)
@@ -148,6 +175,33 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
     record.finish("succeeded", EXIT_OK, script_exit_code=0)
     click.echo(f"recipe: run {launch.run_id} succeeded; record: {launch.run_dir / 'run.json'}", err=True)
     return EXIT_OK
+
+
+def finalize_on_error(record: RunRecord, e: BaseException, stage: str) -> None:
+    """Write the final status for an exception leaving the run: what the process will exit with."""
+    if record.data.get("status") != "running":
+        return
+    # No second signal may cut this write short; the process is on its way out, so they stay blocked.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    failed = "gate-failed" if stage == "gate" else "failed"
+    if isinstance(e, KeyboardInterrupt):
+        status, code, why = "interrupted", EXIT_INTERRUPTED, f"signal during the {stage}"
+    elif isinstance(e, BrokenPipeError) or type(e).__name__ == "StdoutClosed":
+        status, code, why = "interrupted", EXIT_INTERRUPTED, "stdout closed"
+    elif isinstance(e, RecipeError):
+        status, code, why = failed, e.code, e.message
+    elif isinstance(e, SystemExit):
+        code = e.code if isinstance(e.code, int) else EXIT_FAIL
+        status, why = ("succeeded" if code == EXIT_OK else failed), f"exit {code}"
+    else:
+        status, code, why = failed, EXIT_FAIL, f"internal error: {type(e).__name__}: {e}"
+    fields = {"interrupted_by": why} if status == "interrupted" else {"error": why}
+    if stage == "gate" and status != "interrupted":
+        fields["gate"] = {"status": "error", "passed": False, "detail": why}
+    try:
+        record.finish(status, code, **fields)
+    except OSError as err:
+        click.echo(f"recipe: could not write the final record {record.dir / 'run.json'}: {err.strerror}", err=True)
 
 
 def run_dir_for(run_dir: Path | None, runs_dir: Path, run_id: str) -> Path:

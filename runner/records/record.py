@@ -1,10 +1,12 @@
 """Run directories and their `run.json` provenance record.
 
-A run directory is never reused. run.json is rewritten atomically (temp file, fsync, rename) at
-each stage: "running" at launch, then "succeeded", "failed", "gate-failed" or "interrupted" at
-the end. A run killed so hard that it could not say so stays "running"; `load_record` then
-reports it as "interrupted (stale)" once its process is gone, so it is never mistaken for a
-finished one.
+A run directory is never reused nor shared: its first user creates a claim file with O_EXCL
+(`claim`), so of two runs started into one directory exactly one proceeds. run.json is rewritten
+atomically (temp file, fsync, rename) at each stage: "running" at launch, then "succeeded",
+"failed", "gate-failed" or "interrupted" at the end, whichever way the run ends
+(runner/launch/run.py finalize_on_error). A run killed so hard that it could not say so stays
+"running"; `load_record` then reports it as "interrupted (stale)" once its process is gone, so it
+is never mistaken for a finished one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from runner.recipe import Recipe
 from runner.secrets import redact_env
 
 RECORD = "run.json"
+CLAIM_FILE = ".claim-{role}"
 SCHEMA = 1
 FINAL_STATES = ("succeeded", "failed", "gate-failed", "interrupted", "preflight-failed")
 # Environment prefixes worth recording (values of secrets are replaced by their names).
@@ -43,30 +46,66 @@ def runs_root(override: str | os.PathLike | None) -> Path:
     return Path(override or os.environ.get("RECIPE_RUNS_DIR") or Path.cwd() / "runs").resolve()
 
 
-def create_run_dir(runs_dir: Path, run_id: str) -> Path:
+def create_run_dir(runs_dir: Path, run_id: str, role: str = "run") -> Path:
+    """A new run directory under runs_dir, claimed for this process."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     d = runs_dir / run_id
-    d.mkdir()  # FileExistsError if reused: never silently share a directory
+    try:
+        d.mkdir()
+    except FileExistsError:
+        raise UsageError(f"{d}: run directory already exists; run directories are never reused") from None
+    claim(d, role, "run directory")
     return d
 
 
-def claim_run_dir(path: Path) -> Path:
-    """Use an explicit --run-dir: created if absent; refused if it already holds a run."""
+def claim_run_dir(path: Path, role: str = "run") -> Path:
+    """Use an explicit --run-dir: created if absent; refused if it already holds or is claimed by a run."""
     path = path.resolve()
     if (path / RECORD).exists():
         raise UsageError(f"--run-dir {path}: already holds a run ({RECORD}); run directories are never reused")
     path.mkdir(parents=True, exist_ok=True)
+    return claim(path, role, "--run-dir")
+
+
+def claim(path: Path, role: str, what: str) -> Path:
+    """Claim `path` for this process with an O_EXCL claim file, so two runs can never share it.
+
+    Exactly one of two racing `recipe run --run-dir SAME` wins the create; the other is refused.
+    `role` separates the wrapper of a docker/slurm run from the local run inside it, which the
+    wrapper starts in the same directory on purpose ("launcher" and "run").
+    """
+    f = path / CLAIM_FILE.format(role=role)
+    try:
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            holder = json.loads(f.read_text(encoding="utf-8", errors="replace"))
+            who = f"pid {holder['pid']} on {holder['hostname']} since {holder['claimed_at']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "another run"
+        raise UsageError(f"{what} {path}: already claimed by {who} ({f.name}); "
+                         "run directories are never shared or reused") from None
+    with os.fdopen(fd, "w") as out:
+        json.dump({"pid": os.getpid(), "hostname": socket.gethostname(), "claimed_at": now()}, out)
+        out.write("\n")
     return path
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:
@@ -74,6 +113,17 @@ def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:
     from runner.inputs.tagmanifest import build
 
     return {e.path: e.sha256 for e in build(recipe)[0].entries}
+
+
+# Files that record what was learned from runs, not how to launch one: blessing a run (which
+# writes the reference series, and so the tag manifest) must not make a run of the same recipe stale.
+NOT_LAUNCH_FILES = ("/reference_metrics.jsonl", "/recipe.sha256")
+
+
+def changed_recipe_files(recorded: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The recipe files (relative to recipes/) whose hash differs between a run's record and now."""
+    return sorted(p for p in set(recorded) | set(now)
+                  if recorded.get(p) != now.get(p) and not p.endswith(NOT_LAUNCH_FILES))
 
 
 def recipe_digest(hashes: dict[str, str]) -> str:
@@ -125,15 +175,84 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def load_record(run_dir: Path) -> dict[str, Any]:
-    """run.json with `status` made honest: a "running" record whose process is gone is interrupted."""
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """run.json of a directory, type-checked field by field; None if there is none.
+
+    Anything malformed (not UTF-8, not JSON, not an object, a field of the wrong type) is a one-line
+    UsageError naming the file and the field.
+    """
     f = Path(run_dir) / RECORD
     try:
-        data = json.loads(f.read_text())
+        raw = f.read_bytes()
     except FileNotFoundError:
-        raise RecipeError(f"{f}: no run record here (is {run_dir} a run directory?)", 2) from None
+        return None
+    except IsADirectoryError:
+        raise UsageError(f"{f}: is a directory, not a run record") from None
+    except OSError as e:
+        raise UsageError(f"{f}: cannot read ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{f}: not UTF-8 (byte {e.start}); not a run record of this runner") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise RecipeError(f"{f}: not valid JSON ({e})", 2) from None
+        raise UsageError(f"{f}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise UsageError(f"{f}: not valid JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{f}: expected a JSON object, got {type(data).__name__}")
+    check_fields(data, f)
+    return data
+
+
+_STR, _INT, _DICT, _LIST = (str,), (int,), (dict,), (list,)
+# run.json field -> (allowed types, element type of a dict's values or a list's items, or None)
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], tuple[type, ...] | None, bool]] = {
+    # name: (types, element types, None allowed)
+    "status": (_STR, None, False), "recipe": (_STR, None, False), "recipe_digest": (_STR, None, False),
+    "run_id": (_STR, None, False), "cell": (_STR, None, False), "image": (_STR, None, True),
+    "backend": (_STR, None, False), "run_dir": (_STR, None, False), "output_dir": (_STR, None, False),
+    "inputs_dir": (_STR, None, False), "started_at": (_STR, None, True), "ended_at": (_STR, None, True),
+    "determinism": (_STR, None, False), "hostname": (_STR, None, False),
+    "exit_code": (_INT, None, True), "script_exit_code": (_INT, None, True), "pid": (_INT, None, True),
+    "nodes": (_INT, None, False), "gpus_per_node": (_INT, None, False),
+    "recipe_files": (_DICT, _STR, False), "script_env": (_DICT, _STR, False), "job_env": (_DICT, _STR, False),
+    "environment": (_DICT, _STR, False), "seeds": (_DICT, None, False),
+    "argv": (_LIST, _STR, False), "forward_args": (_LIST, _STR, False), "preflight": (_LIST, _DICT, False),
+    "preflight_skipped": (_LIST, _STR, False), "secrets_passed": (_LIST, _STR, False),
+    "bundle": (_DICT, None, True), "host": (_DICT, None, True), "gate": (_DICT, None, True),
+    "layout": (_DICT, None, True), "inputs_verification": (_DICT, None, True), "doctor": (_DICT, None, True),
+}
+_TYPE_WORDS = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
+
+
+def check_fields(data: dict[str, Any], f: Path) -> None:
+    for name, (types, elem, nullable) in FIELD_TYPES.items():
+        if name not in data or (data[name] is None and nullable):
+            continue
+        v = data[name]
+        want = _TYPE_WORDS[types[0]]
+        if not isinstance(v, types) or isinstance(v, bool):
+            raise UsageError(f"{f}: field '{name}': expected {want}, got {_json_type(v)}")
+        if elem:
+            items = v.values() if isinstance(v, dict) else v
+            bad = next((x for x in items if not isinstance(x, elem) or isinstance(x, bool)), None)
+            if bad is not None or any(x is None for x in items):
+                raise UsageError(f"{f}: field '{name}': expected {want} of {_TYPE_WORDS[elem[0]]}s, "
+                                 f"holds {_json_type(bad)}")
+
+
+def _json_type(v: Any) -> str:
+    return {type(None): "null", bool: "a boolean", str: "a string", int: "an integer", float: "a number",
+            dict: "an object", list: "a list"}.get(type(v), type(v).__name__)
+
+
+def load_record(run_dir: Path) -> dict[str, Any]:
+    """run.json with `status` made honest: a "running" record whose process is gone is interrupted."""
+    data = read_record(run_dir)
+    if data is None:
+        raise RecipeError(f"{Path(run_dir) / RECORD}: no run record here (is {run_dir} a run directory?)", 2)
     if data.get("status") == "running" and data.get("hostname") == socket.gethostname():
         pid = data.get("pid")
         if isinstance(pid, int) and not _alive(pid):

@@ -19,13 +19,16 @@ from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
 from runner.launch.resolve import Launch, build_launch, current_image
 from runner.recipe import Recipe, load_recipe
-from runner.records.record import load_record, recipe_digest, recipe_file_hashes, write_json_atomic
+from runner.records.record import (
+    changed_recipe_files,
+    load_record,
+    recipe_digest,
+    recipe_file_hashes,
+    write_json_atomic,
+)
 from runner.secrets import is_secret
 
 DEFAULT_NONDETERMINISTIC = ("perf/*",)
-# Files that record what was learned from runs, not how to launch one: blessing a run (which
-# writes the reference series, and so the tag manifest) must not make that run unreplayable.
-NOT_LAUNCH_FILES = ("/reference_metrics.jsonl", "/recipe.sha256")
 # Recorded environment re-applied on replay; RECIPE_* come from the launch itself.
 REPLAYED_ENV_PREFIXES = ("NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED", "TORCH_", "OMP_", "MKL_",
                          "RECIPE_")
@@ -64,8 +67,7 @@ def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: 
     reasons = []
     files_now = recipe_file_hashes(recipe)
     before = rec.get("recipe_files", {})
-    changed = sorted(p for p in set(before) | set(files_now) if before.get(p) != files_now.get(p)
-                     and not p.endswith(NOT_LAUNCH_FILES))
+    changed = changed_recipe_files(before, files_now)
     if recipe_digest(files_now) != rec.get("recipe_digest") and (changed or not before) and not allow_recipe:
         reasons.append(f"recipe {recipe.name} changed since the run (recorded {rec.get('recipe_digest')}, now "
                        f"{recipe_digest(files_now)}; files: {', '.join(changed) or 'unknown'}); "

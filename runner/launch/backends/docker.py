@@ -7,7 +7,10 @@ Host paths are mounted at fixed places, so the inner run is the same whatever th
     <run dir>/container  -> /recipe/run/<run id>      the inner run's record, logs, metrics, gate
 
 The image is RECIPE_IMAGE if set, else the recipe's [image] reference; either way it must be pinned
-by digest. Secrets go in by name only (`-e WANDB_API_KEY`), so their values never reach argv.
+by digest. What runs is a recipe image of this bundle (runner/image/recipe_image.py): the image
+itself if its labels say it is one, else (a base, e.g. the pinned miles image) the recipe image built
+on it for this bundle's content, `recipe-bundle-auto:<key>`, reused when this engine has it. Secrets
+go in by name only (`-e WANDB_API_KEY`), so their values never reach argv.
 """
 
 from __future__ import annotations
@@ -17,20 +20,28 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import EXIT_PREFLIGHT
+from runner.image import recipe_image as ri
 from runner.launch import preflight as pf
 from runner.launch.resolve import Launch
+from runner.paths import bundle_root
 
 INPUTS, OUTPUT, RUN_ROOT = "/recipe/inputs", "/recipe/output", "/recipe/run"
 ENTRYPOINT = "/usr/local/bin/recipe"
 IMAGE_TITLE = "recipe-bundle"  # org.opencontainers.image.title of images docker/Dockerfile builds
 SCRIPT_NAME = "docker_run.sh"
+IMAGE_RECORD = "image.json"  # in the run directory: which recipe image ran, built or reused, on which base
+# Job settings of the host that must reach the job inside the container (by name, when set).
+FORWARDED_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_DEBUG_FILE")
 # Upstream's container flags (facts: launch mechanics), minus --gpus which depends on the recipe.
 RUN_FLAGS = ["--ipc=host", "--shm-size=32g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
              "--network=host"]
 # Inner preflight checks a skip may be forwarded to (the outer-only ones stay outside).
-INNER_SKIPPABLE = {"lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs"}
+INNER_SKIPPABLE = {"lint", "gpus", "driver", "image", "shm", "disk", "ports", "inputs", "args", "packages"}
 
 
 def docker_bin() -> str:
@@ -54,6 +65,53 @@ def pinned(ref: str) -> bool:
     return "@sha256:" in ref and len(ref.rsplit("@sha256:", 1)[1]) == 64
 
 
+@dataclass
+class ImageChoice:
+    configured: str  # what the launch names: the recipe's pin or --image / RECIPE_IMAGE
+    kind: str  # ri.THIS | ri.OTHER | ri.BASE, or "unknown" (labels not read)
+    bundle: str  # this checkout's bundle digest
+    run_ref: str  # what `docker run` runs
+    facts: ri.ImageFacts | None = None  # the configured image's labels, where read
+    built: ri.ImageFacts | None = None  # the recipe image built on it earlier, if this engine has it
+
+
+# Choices made by preflight (labels read), so that the commands shown afterwards are the ones run.
+_CHOICES: dict[tuple[str, str], ImageChoice] = {}
+
+
+def known_bases(launch: Launch) -> set[str]:
+    """Images that are bases by construction: the recipe's pin and the image lock's base."""
+    from runner.image.doctor import load_lock, lock_path
+
+    bases = {launch.recipe.image}
+    try:
+        bases.add(load_lock(lock_path(launch.recipe)).get("base", {}).get("reference", ""))
+    except Exception:  # noqa: BLE001 - no readable lock: the pin alone
+        pass
+    return bases
+
+
+def choose_image(launch: Launch, probe: bool = True) -> ImageChoice:
+    """probe: read the image's labels (this engine, else its registry). Without probing, a choice made
+    by preflight, else the static rule: the recipe's pin is a base; an --image is taken as given."""
+    ref = image_ref(launch)
+    bundle = ri.bundle_digest(bundle_root())
+    if not probe:
+        if (ref, bundle) in _CHOICES:
+            return _CHOICES[(ref, bundle)]
+        if ref in known_bases(launch):
+            return ImageChoice(ref, "unknown", bundle, ri.auto_tag(bundle, ref))
+        return ImageChoice(ref, "unknown", bundle, ref)
+    facts = ri.lookup(docker_bin(), ref)
+    k = ri.kind(facts.labels, bundle)
+    choice = ImageChoice(ref, k, bundle, ref, facts)
+    if k == ri.BASE:
+        choice.built = ri.find_built(docker_bin(), bundle, ref)
+        choice.run_ref = ri.auto_tag(bundle, ref)
+    _CHOICES[(ref, bundle)] = choice
+    return choice
+
+
 def container_name(launch: Launch) -> str:
     return f"recipe-{launch.run_id}"
 
@@ -71,9 +129,11 @@ def inner_args(launch: Launch) -> list[str]:
     return args
 
 
-def command(launch: Launch, environ: dict[str, str] | None = None) -> list[str]:
+def command(launch: Launch, environ: dict[str, str] | None = None, choice: ImageChoice | None = None,
+            image_id: str | None = None) -> list[str]:
     environ = os.environ if environ is None else environ
-    ref = image_ref(launch)
+    choice = choice or choose_image(launch, probe=False)
+    ref = choice.configured
     # --init: a real PID 1 reaps the Ray processes the run script stops; without it they linger as
     # zombies of the runner and the script's shutdown waits out its grace period for nothing.
     argv = [docker_bin(), "run", "--rm", "--init", "--name", container_name(launch)]
@@ -86,26 +146,82 @@ def command(launch: Launch, environ: dict[str, str] | None = None) -> list[str]:
     for name in launch.secret_names:
         if environ.get(name):
             argv += ["-e", name]  # by name: docker copies the value from our environment
-    argv += ["-e", f"RECIPE_IMAGE={ref}", "--entrypoint", ENTRYPOINT, ref, *inner_args(launch)]
+    argv += [x for name in FORWARDED_ENV if name in environ for x in ("-e", name)]
+    # RECIPE_IMAGE stays what the launch pinned (the run's identity, as replay compares it); the
+    # recipe image's id says which build of this bundle on it ran.
+    argv += ["-e", f"RECIPE_IMAGE={ref}"]
+    if image_id:
+        argv += ["-e", f"RECIPE_IMAGE_ID={image_id}", "-e", f"RECIPE_IMAGE_REF={choice.run_ref}"]
+    argv += ["--entrypoint", ENTRYPOINT, image_id or choice.run_ref, *inner_args(launch)]
     return argv
 
 
-def script_text(launch: Launch) -> str:
+def build_command(choice: ImageChoice) -> list[str]:
+    return ["bash", str(bundle_root() / "docker" / "image.sh"), "build", choice.run_ref, choice.configured]
+
+
+def commands(launch: Launch) -> list[list[str]]:
+    """What the backend runs, in order: the recipe image's build where it is needed, then docker run."""
+    choice = choose_image(launch, probe=False)
+    needs_build = choice.run_ref != choice.configured and choice.built is None
+    return [*([build_command(choice)] if needs_build else []), command(launch, choice=choice)]
+
+
+def script_text(launch: Launch, choice: ImageChoice | None = None, image_id: str | None = None) -> str:
     """The exact command as a script: the run directory keeps what ran (names of secrets only)."""
-    return ("#!/usr/bin/env bash\n# Written by `recipe run --backend docker`; runs the pinned image.\n"
-            "set -euo pipefail\n" + f"exec {shlex.join(command(launch))}\n")
+    return ("#!/usr/bin/env bash\n# Written by `recipe run --backend docker`; runs the recipe image.\n"
+            "set -euo pipefail\n" + f"exec {shlex.join(command(launch, choice=choice, image_id=image_id))}\n")
+
+
+def recipe_image(launch: Launch) -> tuple[ImageChoice, dict]:
+    """The recipe image to run, built on the configured base if it is one and this engine lacks it;
+    returns the choice and the record of it (image.json). Raises RuntimeError when it cannot."""
+    try:
+        choice = choose_image(launch, probe=True)
+    except ri.RegistryError as e:  # preflight skipped or the registry is gone: let docker run pull it
+        choice = choose_image(launch, probe=False)
+        return choice, {"configured": choice.configured, "kind": "unknown", "labels_unreadable": str(e),
+                        "recipe_image": choice.run_ref, "bundle_digest": choice.bundle}
+    rec = {"configured": choice.configured, "kind": choice.kind, "bundle_digest": choice.bundle,
+           "configured_labels": choice.facts.labels if choice.facts else {}}
+    if choice.kind != ri.BASE:
+        return choice, {**rec, "recipe_image": choice.configured,
+                        "recipe_image_id": choice.facts.image_id if choice.facts else None}
+    built, t0 = choice.built, time.monotonic()
+    if built is None:
+        why = ri.can_build(bundle_root())
+        if why:
+            raise RuntimeError(f"{choice.configured} is a base image and the recipe image cannot be built here: {why}")
+        log = Path(launch.run_dir) / "logs" / "image-build.log"
+        import click
+
+        click.echo(f"recipe: building {choice.run_ref} (this bundle on {choice.configured}); log: {log}", err=True)
+        built = ri.build(docker_bin(), bundle_root(), choice.bundle, choice.configured, log)
+        rec.update(build_log=str(log))
+    return choice, {**rec, "base": choice.configured, "base_digest": ri.base_digest(choice.configured),
+                    "recipe_image": choice.run_ref, "recipe_image_id": built.image_id,
+                    "reused": choice.built is not None, "build_seconds": round(time.monotonic() - t0, 1)}
 
 
 def run(launch: Launch) -> tuple[int, bool]:
     """Run the container in the foreground; SIGINT/SIGTERM reach the inner runner through docker's
     signal proxy, so the inner run script's trap stops its Ray job before the container exits."""
+    import click
+
     from runner.atomicfile import write_text_atomic
     from runner.launch.script import run_script
+    from runner.records.record import write_json_atomic
 
     for d in (launch.output_dir, inner_run_dir(launch)):
         Path(d).mkdir(parents=True, exist_ok=True)
+    try:
+        choice, rec = recipe_image(launch)
+    except RuntimeError as e:
+        click.echo(f"recipe: error: {e}", err=True)
+        return EXIT_PREFLIGHT, False
+    write_json_atomic(Path(launch.run_dir) / IMAGE_RECORD, rec)
     script = Path(launch.run_dir) / SCRIPT_NAME
-    write_text_atomic(script, script_text(launch))
+    write_text_atomic(script, script_text(launch, choice, rec.get("recipe_image_id")))
     return run_script(script, {}, Path(launch.run_dir) / "logs" / "docker.log")
 
 
@@ -141,26 +257,48 @@ def check_docker(launch: Launch) -> pf.Check:
 
 
 def check_image(launch: Launch) -> pf.Check:
+    """The image must be pinned, readable (this engine, else its registry's config blob) and either a
+    recipe image of this bundle or a base to build one on; its labels say which."""
     ref = image_ref(launch)
     if ref in ("", "none"):
         return pf.fail("image", f"recipe {launch.recipe.name} pins no image",
-                       "set RECIPE_IMAGE=<registry/name@sha256:...> (an image built by docker/image.sh)")
+                       "set RECIPE_IMAGE=<registry/name@sha256:...> (a base, or an image built by docker/image.sh)")
     if not pinned(ref):
         return pf.fail("image", f"image '{ref}' is not pinned by digest",
                        "use NAME@sha256:<64 hex> (tags move; `docker/image.sh push` prints the digest ref)")
-    p = _docker("image", "inspect", "--format", "{{json .Config.Labels}}", ref)
-    if p is not None and p.returncode == 0:
-        labels = json.loads(p.stdout or "null") or {}
-        if labels.get("org.opencontainers.image.title") != IMAGE_TITLE:
-            return pf.fail("image", f"{ref} is present but has no recipe runner (not built from docker/Dockerfile)",
-                           "build the recipe image on it: docker/image.sh build TAG BASE_REF, then push it")
-        return pf.ok("image", f"present locally: {ref} (bundle {labels.get('org.opencontainers.image.revision', '?')})")
-    p = _docker("manifest", "inspect", "--insecure", ref, timeout=60)
-    if p is not None and p.returncode == 0:
-        return pf.ok("image", f"pullable: {ref} (docker run pulls it)")
-    why = (p.stderr.strip().splitlines() or ["no answer"])[-1] if p else "no answer"
-    return pf.fail("image", f"{ref} is neither present nor pullable: {why}",
-                   "docker login to its registry, or load the image (docker/image.sh build + push)")
+    try:
+        c = choose_image(launch, probe=True)
+    except ri.RegistryError as e:
+        return pf.fail("image", f"{ref} is neither on this engine nor readable from its registry: {e}",
+                       f"docker login to its registry (or `docker pull {ref}`), then run again")
+    facts = c.facts
+    where = "present locally" if facts.where == "local" else "in its registry (docker pulls it)"
+    labels = facts.labels
+    data = {"configured": ref, "kind": c.kind, "where": facts.where, "bundle_digest": c.bundle,
+            "labels": labels, "run": c.run_ref}
+    if c.kind == ri.THIS:
+        check = pf.ok("image", f"{ref}: {ri.THIS} (revision {labels.get(ri.L_REVISION, '?')[:12]}), {where}")
+    elif c.kind == ri.OTHER:
+        check = pf.fail("image", f"{ref} is a {ri.OTHER} (revision {labels.get(ri.L_REVISION, '?')}, bundle digest "
+                        f"{labels.get(ri.L_BUNDLE, 'not labelled')}; this checkout's is {c.bundle})",
+                        f"drop --image/RECIPE_IMAGE to build this bundle's recipe image on the pinned base, or "
+                        f"--image {labels.get(ri.L_BASE, '<its base>')} to build on its base, or run from a "
+                        f"checkout of {labels.get(ri.L_REVISION, 'its revision')}")
+    elif c.built is not None:
+        data["recipe_image_id"] = c.built.image_id
+        check = pf.ok("image", f"{ref}: a base image (no recipe runner), {where}; reusing {c.run_ref} "
+                               f"({(c.built.image_id or '?')[:19]}), this bundle built on it")
+    elif (why := ri.can_build(bundle_root())) is not None:
+        check = pf.fail("image", f"{ref} is a base image (no recipe runner) and the recipe image cannot be built "
+                                 f"here: {why}",
+                        "build it where the bundle is checked out: docker/image.sh build TAG REF, push it, and "
+                        "--image REPO@sha256:...")
+    else:
+        check = pf.ok("image", f"{ref}: a base image (no recipe runner), {where}; `recipe run` first builds "
+                               f"{c.run_ref} on it for this bundle (docker/image.sh build, once per bundle content "
+                               "and base)")
+    check.data = data
+    return check
 
 
 def preflight(launch: Launch) -> list[pf.Check]:

@@ -30,17 +30,19 @@ def check_inputs(launch: Launch) -> pf.Check:
     """Every input file against the recipe's sha256 manifest (sizes first, then parallel hashing)."""
     from runner.inputs import manifest as mf
     from runner.inputs.hub_pins import check_pins
-    from runner.inputs.verify import verify_manifest
+    from runner.inputs.verify import default_cache, verify_manifest
 
     manifest = launch.recipe.path("manifest")
     check_pins(launch.recipe, mf.load(manifest), str(manifest))  # a pin edited without `recipe lock`
     if not launch.inputs_dir.is_dir():
         return pf.fail("inputs", f"inputs root {launch.inputs_dir} does not exist",
                        f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
-    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None)
+    # files unchanged since hashed are trusted (the verified-inputs cache); run.json says which
+    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None, cache=default_cache(launch.inputs_dir))
     s = result.summary()
     counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n)
-    check = pf.ok("inputs", f"{s['files']} files match {manifest.name} ({counts})") if result.ok else pf.fail(
+    how = f"; {s['hashed']} hashed, {s['trusted']} trusted unchanged"
+    check = pf.ok("inputs", f"{s['files']} files match {manifest.name} ({counts}{how})") if result.ok else pf.fail(
         "inputs", f"{counts} under {launch.inputs_dir}; first: {result.problems[0].path} "
                   f"({result.problems[0].status})",
         f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
@@ -57,6 +59,20 @@ def check_lint(launch: Launch) -> pf.Check:
     return pf.ok("lint", f"clean ({len(rep.warnings)} warning(s))")
 
 
+def check_args(launch: Launch) -> pf.Check:
+    """miles' own parser on the plan's argv and job env (runner/launch/argcheck.py)."""
+    from runner.launch.argcheck import check_args as run_check
+
+    return run_check(launch.recipe, launch.plan)
+
+
+def check_packages(launch: Launch) -> pf.Check:
+    """The job's interpreter has the recipe's host extras; the run script's programs are on PATH."""
+    from runner.launch.packages import check_packages as run_check
+
+    return run_check(launch.recipe, launch.plan)
+
+
 def preflight(launch: Launch) -> list[pf.Check]:
     hw = launch.recipe.hardware
     need = launch.gpus_per_node
@@ -70,6 +86,8 @@ def preflight(launch: Launch) -> list[pf.Check]:
         "disk": lambda: pf.check_disk(launch.output_dir, hw.get("min_free_disk_gib", 0)),
         "ports": lambda: pf.check_ports(launch.env),
         "inputs": lambda: check_inputs(launch),
+        "args": lambda: check_args(launch),
+        "packages": lambda: check_packages(launch),
     }
     if os.environ.get("RECIPE_RAY_ADDRESS"):  # joining a cluster someone else started
         checks["ports"] = lambda: pf.na("ports", f"joining Ray at {os.environ['RECIPE_RAY_ADDRESS']}")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Test recipe: writes miles-format metric events derived from the seed. TEST_SLEEP makes it wait
-# (to be interrupted); TEST_BAD=1 makes the loss NaN (to fail the gate).
+# (to be interrupted); TEST_BAD=1 makes the loss NaN (to fail the gate); TEST_CORRUPT=1 writes a
+# line that is not JSON before the last one (the gate cannot read the events); TEST_EXTRA_EVENTS=N
+# adds N more events (a gate that takes a while to read them).
 set -euo pipefail
 : "${RECIPE_RUN_DIR:?}" "${RECIPE_SEED:=7}" "${RECIPE_NUM_ROLLOUT:=3}"
 if [[ "${RECIPE_DRY_RUN:-0}" == 1 ]]; then
@@ -18,8 +20,14 @@ python3 - "$RECIPE_RUN_DIR/events/main.jsonl" "$RECIPE_SEED" "$RECIPE_NUM_ROLLOU
 import json, random, sys, time
 path, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)
-bad = __import__("os").environ.get("TEST_BAD") == "1"
+env = __import__("os").environ
+bad = env.get("TEST_BAD") == "1"
 with open(path, "w") as f:
+    if env.get("TEST_CORRUPT") == "1":
+        f.write("{not json\n")
+    for i in range(int(env.get("TEST_EXTRA_EVENTS") or 0)):
+        f.write(json.dumps({"type": "metric", "metrics": {"rollout/step": i % 3, "rollout/extra": i},
+                            "source": {"process": "main"}}) + "\n")
     for step in range(n):
         loss = float("nan") if bad else rng.random()
         for metrics in ({"train/step": step, "train/loss": None if bad else loss, "train/grad_norm": rng.random()},

@@ -1,0 +1,87 @@
+"""What `recipe fetch` learned about files the manifest pins by revision only (no sha256 yet).
+
+Such a file (see manifest.py: a `# git-blob:` line and no checksum line) is downloaded at the
+pinned commit and its git blob id, sha1(b"blob <size>\\0" + content), is checked against the one
+the manifest records or, where the manifest says `unknown`, the one the Hub names for that path at
+that commit. Its sha256 is then recorded here, in `<inputs root>/.recipe-fetch/pinned.json`:
+
+    {"model/configuration_nemotron_h.py": {"repo": ..., "revision": ..., "size": 12893,
+                                           "git_blob": "<40 hex>", "sha256": "<64 hex>"}}
+
+`recipe verify` checks the file against that sha256 (and says the entry is pinned by revision,
+its sha256 not yet in the manifest) until `recipe lock` writes the sha256 into the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+from runner.atomicfile import write_text_atomic
+from runner.inputs import manifest as mf
+
+STAGING_DIR = ".recipe-fetch"  # `recipe fetch` stages partial downloads here; never an "extra" file
+RECORD = "pinned.json"
+_HEX40, _HEX64 = re.compile(r"[0-9a-f]{40}"), re.compile(r"[0-9a-f]{64}")
+
+
+def record_path(root: Path) -> Path:
+    return Path(root) / STAGING_DIR / RECORD
+
+
+def revision_for(m: mf.Manifest, rel: str) -> tuple[str | None, str | None]:
+    """(repo, revision) the manifest header pins for the directory `rel` lies in."""
+    for kind in ("model", "data"):
+        d = m.header.get(f"{kind}.dir")
+        if d and rel.startswith(d.rstrip("/") + "/"):
+            return m.header.get(f"{kind}.repo"), m.header.get(f"{kind}.revision")
+    return None, None
+
+
+def load(root: Path) -> dict[str, dict]:
+    """The records, each checked field by field; a malformed one is dropped (the file is then
+    simply unverified, never trusted on a bad record)."""
+    try:
+        doc = json.loads(record_path(root).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    out = {}
+    for rel, r in doc.items():
+        if (isinstance(r, dict) and isinstance(r.get("size"), int) and isinstance(r.get("revision"), str)
+                and isinstance(r.get("git_blob"), str) and _HEX40.fullmatch(r["git_blob"])
+                and isinstance(r.get("sha256"), str) and _HEX64.fullmatch(r["sha256"])):
+            out[rel] = r
+    return out
+
+
+def expected_sha256(e: mf.Entry, m: mf.Manifest, records: dict[str, dict]) -> tuple[str | None, str | None]:
+    """(sha256, git blob id) that fetch recorded for a pinned-only entry, if the record is for the
+    manifest's revision and size (and its blob id, when the manifest knows it); else (None, None)."""
+    r = records.get(e.path)
+    if not r:
+        return None, None
+    _, revision = revision_for(m, e.path)
+    if r["revision"] != revision or r["size"] != e.size:
+        return None, None
+    if e.git_blob not in (None, mf.UNKNOWN) and e.git_blob != r["git_blob"]:
+        return None, None
+    return r["sha256"], r["git_blob"]
+
+
+class Recorder:
+    """Adds records during a fetch (threads), writing the file atomically after each."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.data = load(self.root)
+        self.lock = threading.Lock()
+
+    def add(self, rel: str, repo: str, revision: str, size: int, git_blob: str, sha256: str) -> None:
+        with self.lock:
+            self.data[rel] = {"repo": repo, "revision": revision, "size": size, "git_blob": git_blob,
+                              "sha256": sha256}
+            write_text_atomic(record_path(self.root), json.dumps(self.data, indent=1, sort_keys=True) + "\n")

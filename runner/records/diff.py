@@ -1,0 +1,260 @@
+"""`recipe diff`: what differs between two runs (or a run and the blessed reference).
+
+    a = side(run_dir_a); b = side(run_dir_b) or reference_side(recipe)
+    d = diff(a, b, expected)      -> {"provenance": [...], "metrics": [...], ...}
+    format_text(d)                -> two tables
+
+Provenance: one row per field that differs, field names as dotted paths (`argv --seed`,
+`job_env NCCL_DEBUG`, `recipe_files nemotron3_nano/run.sh`, `host.driver`). A run's own places
+and id (run directory, output directory, run id) are replaced by <RUN_DIR>, <OUTPUT_DIR>, <RUN_ID>
+before comparing, and what is chosen anew for every run (ports, temp dirs, times, pids) is left
+out, so that two launches of one recipe with the same flags differ in nothing here.
+
+Metrics: per metric, the largest relative difference |a - b| / |b| over the steps both have (B is
+the baseline; where b is 0, |a - b| / max(|a|, |b|)), the step where it occurs, and, for metrics
+the recipe holds to the reference with band or relative rules, the first step at which A leaves
+B's band (B taken as the reference).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.gate.expected import Expected, Rule
+from runner.gate.metrics import Series, same_bits
+
+# Fields compared as plain values (dotted paths into run.json)
+PLAIN_FIELDS = ("recipe", "image", "bundle.commit", "bundle.dirty", "bundle.source", "recipe_digest", "cell",
+                "backend", "nodes", "gpus_per_node", "layout", "determinism", "deterministic", "seeds",
+                "inputs_dir", "inputs_verification.status", "inputs_verification.data.manifest_sha256",
+                "inputs_verification.data.files", "inputs_verification.data.bytes",
+                "inputs_verification.data.counts", "host.hostname", "host.os", "host.python", "host.cpu",
+                "host.cpu_count", "host.gpus", "host.gpu_count", "host.driver", "host.runner_version",
+                "preflight_skipped", "status", "exit_code")
+# Settings chosen anew for each run: never a difference worth showing
+PER_RUN_ENV = ("RECIPE_RUN_ID", "RECIPE_RUN_DIR", "RECIPE_OUTPUT_DIR", "RECIPE_RAY_")
+MISSING = "<absent>"
+
+
+@dataclass
+class Side:
+    label: str                    # what the user named: a run directory or "reference of NAME"
+    record: dict[str, Any]        # run.json, or the reference's provenance
+    series: Series
+    run_dir: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def get(record: dict[str, Any], path: str) -> Any:
+    cur: Any = record
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return MISSING
+        cur = cur[part]
+    return cur
+
+
+def normalizer(record: dict[str, Any]):
+    """Replace a run's own run directory, output directory and id in a string (longest first)."""
+    pairs = [(record.get("output_dir"), "<OUTPUT_DIR>"), (record.get("run_dir"), "<RUN_DIR>"),
+             (record.get("run_id"), "<RUN_ID>")]
+    pairs = [(k, v) for k, v in pairs if isinstance(k, str) and k]
+
+    def norm(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        for k, v in pairs:
+            value = value.replace(k, v)
+        return value
+
+    return norm
+
+
+def argv_flags(argv: list[str]) -> dict[str, list[str]]:
+    """--flag -> its values (a flag given twice keeps both); words before the first flag under ''."""
+    flags: dict[str, list[str]] = {}
+    current = ""
+    for word in argv:
+        if word.startswith("--"):
+            name, eq, value = word.partition("=")
+            current = name
+            flags.setdefault(current, [])
+            if eq:
+                flags[current].append(value)
+        else:
+            flags.setdefault(current, []).append(word)
+    return flags
+
+
+def _dict_rows(prefix: str, a: dict[str, Any], b: dict[str, Any], skip=()) -> list[dict[str, Any]]:
+    rows = []
+    for k in sorted(set(a) | set(b)):
+        if k.startswith(skip) if skip else False:
+            continue
+        va, vb = a.get(k, MISSING), b.get(k, MISSING)
+        if va != vb:
+            rows.append({"field": f"{prefix} {k}", "a": va, "b": vb})
+    return rows
+
+
+def provenance_diff(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows of fields that differ, names of the fields compared and equal)."""
+    na, nb = normalizer(a), normalizer(b)
+    rows: list[dict[str, Any]] = []
+    same: list[str] = []
+    for path in PLAIN_FIELDS:
+        va, vb = get(a, path), get(b, path)
+        (same.append(path) if va == vb else rows.append({"field": path, "a": va, "b": vb}))
+
+    def mapped(rec, key, norm):
+        v = rec.get(key)
+        return {k: norm(x) for k, x in v.items()} if isinstance(v, dict) else {}
+
+    for key, skip in (("recipe_files", ()), ("job_env", ()), ("script_env", PER_RUN_ENV),
+                      ("environment", PER_RUN_ENV)):
+        found = _dict_rows(key, mapped(a, key, na), mapped(b, key, nb), skip)
+        rows += found
+        if not found:
+            same.append(key)
+    fa = argv_flags([na(w) for w in a.get("argv") or [] if isinstance(w, str)])
+    fb = argv_flags([nb(w) for w in b.get("argv") or [] if isinstance(w, str)])
+    found = [{"field": f"argv {k}" if k else "argv (before any flag)",
+              "a": " ".join(fa[k]) if k in fa else MISSING, "b": " ".join(fb[k]) if k in fb else MISSING}
+             for k in sorted(set(fa) | set(fb), key=lambda k: (k not in fa, k)) if fa.get(k) != fb.get(k)]
+    rows += found
+    if not found:
+        same.append("argv")
+    return rows, same
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+
+def rel_diff(a: float, b: float) -> float:
+    if same_bits(a, b) or (a == b):
+        return 0.0
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.inf
+    base = abs(b) if b != 0 else max(abs(a), abs(b))
+    return abs(a - b) / base
+
+
+def first_out_of_band(rule: Rule, a: dict[int, float], b: dict[int, float]) -> int | None:
+    """The first step of B (as the reference) at which A leaves the rule's band; None if it never does."""
+    for s in sorted(b):
+        if rule.kind == "relative" and s < rule.from_step:
+            continue
+        x, r = a.get(s), b[s]
+        if x is None or not math.isfinite(x) or not math.isfinite(r):
+            return s
+        if rule.kind == "band":
+            if abs(x - r) > max(rule.rtol * abs(r), rule.atol):
+                return s
+        else:  # relative, step by step
+            ratio = x / r if r else (1.0 if x == 0 else math.inf)
+            if (rule.lower and not rule.lower.lower_ok(ratio)) or (rule.upper and not rule.upper.upper_ok(ratio)):
+                return s
+    return None
+
+
+def metrics_diff(a: Series, b: Series, expected: Expected | None) -> list[dict[str, Any]]:
+    rules: dict[str, list[Rule]] = {}
+    for r in expected.rules if expected else ():
+        if r.kind in ("band", "relative"):
+            rules.setdefault(r.metric, []).append(r)
+    out = []
+    for m in sorted(set(a.values) | set(b.values)):
+        va, vb = a.values.get(m, {}), b.values.get(m, {})
+        row: dict[str, Any] = {"metric": m, "steps_a": len(va), "steps_b": len(vb)}
+        if not va or not vb:
+            row["only_in"] = "a" if va else "b"
+            out.append(row)
+            continue
+        common = sorted(set(va) & set(vb))
+        worst, at = 0.0, None
+        for s in common:
+            d = rel_diff(va[s], vb[s])
+            if at is None or d > worst:
+                worst, at = d, s
+        row.update(identical=all(same_bits(va[s], vb[s]) for s in common) and set(va) == set(vb),
+                   max_rel_diff=worst, at_step=at, a=va.get(at), b=vb.get(at),
+                   steps_only_a=len(set(va) - set(vb)), steps_only_b=len(set(vb) - set(va)))
+        if m in rules:
+            row["bands"] = [{"rule": r.name, "bound": r.bound_text(), "first_step_out": first_out_of_band(r, va, vb)}
+                            for r in rules[m]]
+        out.append(row)
+    return out
+
+
+def diff(a: Side, b: Side, expected: Expected | None) -> dict[str, Any]:
+    missing = [x.label for x in (a, b) if not x.record]
+    rows, same = provenance_diff(a.record, b.record) if not missing else ([], [])
+    return {"a": {"label": a.label, "run_id": a.record.get("run_id"), "run_dir": a.run_dir},
+            "b": {"label": b.label, "run_id": b.record.get("run_id"), "run_dir": b.run_dir},
+            "expected": str(expected.path) if expected else None,
+            "provenance_compared": not missing, "provenance": rows, "provenance_same": same,
+            "metrics": metrics_diff(a.series, b.series, expected),
+            "notes": a.notes + b.notes}
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+def _cell(v: Any, width: int = 44) -> str:
+    text = v if isinstance(v, str) else "true" if v is True else "false" if v is False else \
+        "null" if v is None else str(v)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = [("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))).rstrip() for r in [head, *rows]]
+    return [fmt[0], "  ".join("-" * w for w in widths), *fmt[1:]]
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def format_text(d: dict[str, Any]) -> str:
+    lines = [f"A: {d['a']['label']}", f"B: {d['b']['label']}", ""]
+    prov = d["provenance"]
+    if not d["provenance_compared"]:
+        lines.append("provenance: not compared (a side has no run record)")
+    else:
+        lines.append(f"provenance: {len(prov)} field(s) differ, {len(d['provenance_same'])} compared equal")
+    if prov:
+        lines += _table(("field", "A", "B"), [(_cell(r["field"], 48), _cell(r["a"]), _cell(r["b"])) for r in prov])
+    lines.append("")
+    rows = []
+    for m in d["metrics"]:
+        if "only_in" in m:
+            rows.append((m["metric"], f"{m['steps_a']}/{m['steps_b']}", f"only in {m['only_in'].upper()}", "", ""))
+            continue
+        rel = "identical" if m["identical"] else f"{m['max_rel_diff']:.3g}" if math.isfinite(m["max_rel_diff"]) \
+            else "inf (NaN/inf on one side)"
+        where = "" if m["identical"] else f"step {m['at_step']}: {_num(m['a'])} vs {_num(m['b'])}"
+        bands = "; ".join(f"{bd['rule']}: " + ("within" if bd["first_step_out"] is None
+                                               else f"out from step {bd['first_step_out']}")
+                          for bd in m.get("bands", []))
+        rows.append((m["metric"], f"{m['steps_a']}/{m['steps_b']}", rel, where, bands or "-"))
+    differ = sum(1 for m in d["metrics"] if not m.get("identical"))
+    lines.append(f"metrics: {differ} of {len(d['metrics'])} differ (relative difference to B; band: B as reference)")
+    if rows:
+        lines += _table(("metric", "steps A/B", "max rel diff", "where", "band"), rows)
+    lines += [f"note: {n}" for n in d["notes"]]
+    return "\n".join(lines)
+
+
+def json_ready(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
