@@ -19,3 +19,13 @@ def bundle_root() -> Path:
 
 def recipes_dir() -> Path:
     return bundle_root() / "recipes"
+
+
+def user_path(p: str | os.PathLike, what: str) -> Path:
+    """A path a user typed, `~` expanded and made absolute; `~nobody` is a usage error, not a crash."""
+    try:
+        return Path(p).expanduser().resolve()
+    except RuntimeError as e:  # pathlib: "Could not determine home directory"
+        from runner.errors import UsageError
+
+        raise UsageError(f"{what} {str(p)!r}: cannot expand '~' ({e})") from None

@@ -137,7 +137,7 @@ class Recipe:
     def cell(self, name: str | None) -> Cell:
         name = name or self.default_cell
         if name not in self.cells:
-            raise UsageError(f"unknown cell '{name}' for recipe {self.name}; "
+            raise UsageError(f"unknown cell {name!r} for recipe {self.name}; "
                              f"valid cells: {', '.join(self.cells)}")
         return self.cells[name]
 

@@ -5,6 +5,10 @@ The cluster is started once per test session under a temp dir and stopped (by PI
 If CI already started one, export RECIPE_TEST_SLURM_CONF=/path/to/slurm.conf to reuse it.
 Without slurm-wlm/munge installed the tests are skipped, unless RECIPE_REQUIRE_SLURM=1 (CI),
 which turns that into a failure.
+
+Where ci/build_vendor.sh has built enroot and pyxis (RECIPE_VENDOR_DIR, default /opt/recipe-vendor),
+the cluster loads pyxis and gives each node its own enroot configuration under the cluster's
+state dir (see ci/slurm_cluster.sh); `cluster.containers` says so.
 """
 
 from __future__ import annotations
@@ -22,16 +26,34 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SH = ROOT / "ci" / "slurm_cluster.sh"
+# Read at import: the suite's autouse fixture clears RECIPE_* from each test's environment.
+VENDOR = Path(os.environ.get("RECIPE_VENDOR_DIR", "/opt/recipe-vendor"))
+ENROOT_LAUNCHER = Path("/usr/local/bin/enroot")  # installed by ci/build_vendor.sh
+
+
+def containers_built() -> bool:
+    return (VENDOR / "pyxis" / "spank_pyxis.so").is_file() and (VENDOR / "enroot" / "bin" / "enroot").is_file() \
+        and ENROOT_LAUNCHER.is_file()
 
 
 @dataclass
 class SlurmCluster:
     conf: Path
     state: Path
+    containers: bool = False  # pyxis loaded, enroot configured per node
+
+    def enroot_list(self, node: str) -> list[str]:
+        """`enroot list` with node NODE's enroot configuration (what pyxis there sees)."""
+        env = self.env(RECIPE_ENROOT_NODE_ENV=str(self.state / "nodes" / node / "enroot.env"))
+        p = subprocess.run([str(ENROOT_LAUNCHER), "list"], env=env, capture_output=True, text=True, timeout=60,
+                           check=False)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.split()
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RECIPE_", "SLURM_"))}
         env["SLURM_CONF"] = str(self.conf)
+        env["PYTHONPATH"] = str(ROOT)  # the checkout under test, also for `recipe` in the jobs
         env.update(extra)
         return env
 
@@ -83,7 +105,8 @@ def processes_of_job(job_id: str, conf: Path) -> list[str]:
 def slurm_cluster_fixture():
     reuse = os.environ.get("RECIPE_TEST_SLURM_CONF")
     if reuse:
-        yield SlurmCluster(conf=Path(reuse), state=Path(reuse).parent)
+        state = Path(reuse).parent
+        yield SlurmCluster(conf=Path(reuse), state=state, containers=(state / "nodes").is_dir())
         return
     if not (shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("munged")):
         msg = "Slurm test cluster needs slurm-wlm and munge (apt-get install slurm-wlm munge)"
@@ -91,13 +114,18 @@ def slurm_cluster_fixture():
             pytest.fail(msg)
         pytest.skip(msg)
     state = Path(tempfile.mkdtemp(prefix="recipe-slurm-"))
+    env = dict(os.environ)
+    env.pop("RECIPE_VENDOR_DIR", None)
+    containers = containers_built()
+    if containers:
+        env["RECIPE_VENDOR_DIR"] = str(VENDOR)
     p = subprocess.run(["bash", str(CLUSTER_SH), "start", str(state), "2"], capture_output=True, text=True,
-                       timeout=120, check=False)
+                       timeout=120, check=False, env=env)
     if p.returncode != 0:
         subprocess.run(["bash", str(CLUSTER_SH), "stop", str(state)], capture_output=True, timeout=120, check=False)
         pytest.fail(f"test Slurm cluster did not start: {p.stderr[-2000:]}")
     try:
-        yield SlurmCluster(conf=state / "slurm.conf", state=state)
+        yield SlurmCluster(conf=state / "slurm.conf", state=state, containers=containers)
     finally:
         subprocess.run(["bash", str(CLUSTER_SH), "stop", str(state)], capture_output=True, timeout=120, check=False)
         shutil.rmtree(state, ignore_errors=True)

@@ -1,9 +1,9 @@
 """`recipe image sqsh` and the enroot/pyxis checks.
 
-enroot cannot be installed on this machine (it needs a kernel and root setup we do not have), so
-these tests put a stand-in `enroot` on PATH: a small script that prints a version and, for
-`import`, records its argv and writes the output file. That tests our version check and command
-construction, not enroot itself.
+These put a stand-in `enroot` on PATH (a small script that prints a chosen version and, for
+`import`, records its argv and writes the output file): they test our version check against
+versions we cannot install side by side (3.x), failures on demand and the command we build. The
+real enroot 4.1.2 imports the real image in tests/test_pyxis_cluster.py.
 """
 
 from __future__ import annotations
@@ -166,3 +166,13 @@ def test_check_slurm_needs_the_commands_and_an_allocation(monkeypatch):
     assert c.status == "fail" and "salloc" in c.fix
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     assert slurm_backend.check_slurm().status == "ok"
+
+
+def test_container_labels_are_read_from_enroots_rc(tmp_path):
+    """enroot import writes the image labels as `# KEY VALUE` lines at the top of /etc/rc."""
+    rc = tmp_path / "rc"
+    rc.write_text("# io.recipe-bundle.recipes.digest sha256:abc\n# org.opencontainers.image.title recipe-bundle\n"
+                  "mkdir -p \"/\" 2> /dev/null\n# not.a.label after code\n")
+    assert enroot.container_labels(rc) == {"io.recipe-bundle.recipes.digest": "sha256:abc",
+                                           "org.opencontainers.image.title": "recipe-bundle"}
+    assert enroot.container_labels(tmp_path / "absent") == {}

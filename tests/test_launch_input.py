@@ -207,7 +207,7 @@ def test_docker_refuses_model_dir_outside_its_mounts():
 
 def test_sbatch_ready_timeout_must_be_positive():
     p = recipe("sbatch", "nemotron3_nano_tiny", "--container-runtime", "none", "--ready-timeout", "-5")
-    assert "--ready-timeout must be >= 1" in one_line_error(p)
+    assert "--ready-timeout must be 1 to 86400 seconds" in one_line_error(p)
 
 
 def test_plan_shows_a_run_directory_under_recipe_runs_dir(tmp_path):

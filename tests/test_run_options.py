@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import clean_env, recipe
+from conftest import ROOT, clean_env, recipe
 
 from runner.errors import UsageError
 from runner.launch import backends
@@ -68,7 +68,8 @@ def test_run_and_sbatch_agree_on_the_output_default():
     assert o.output_for(Path("/runs/x")) == Path("/runs/x/output")
     p = recipe("sbatch", "nemotron3_nano", "--container-runtime", "none", env=clean_env())
     assert p.returncode == 0, p.stderr
-    assert "OUTPUT_DIR=''" in p.stdout and 'OUTPUT_DIR=${OUTPUT_DIR:-$RUN_DIR/output}' in p.stdout
+    job = (ROOT / "recipes" / "lib" / "sbatch_job.sh").read_text()  # the static job the script sources
+    assert "OUTPUT_DIR=''" in p.stdout and 'OUTPUT_DIR=${OUTPUT_DIR:-$RUN_DIR/output}' in job
 
 
 def test_skippable_checks_come_from_the_backends():

@@ -5,6 +5,7 @@ bring-up code as production: ray_node.sh -> recipe_ray_start/recipe_ray_wait/rec
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -163,11 +164,18 @@ def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tm
         shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
 
 
-def test_pyxis_check_uses_the_real_srun(slurm_cluster, monkeypatch):
-    """This cluster's srun has no pyxis plugin: the check says so and how to fix it."""
+def test_pyxis_check_uses_the_real_srun(slurm_cluster, monkeypatch, tmp_path):
+    """The check asks the real srun: ok where the cluster loads pyxis; where a plugstack.conf does not
+    (an empty one here, through a copy of slurm.conf), it says so and how to fix it."""
     from runner.launch.backends import slurm as backend
 
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    assert backend.check_pyxis("pyxis").status == ("ok" if slurm_cluster.containers else "fail")
+    (tmp_path / "plugstack.conf").write_text("")
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(re.sub(r"^PlugStackConfig=.*$", f"PlugStackConfig={tmp_path}/plugstack.conf",
+                           slurm_cluster.conf.read_text(), flags=re.M))
+    monkeypatch.setenv("SLURM_CONF", str(conf))
     c = backend.check_pyxis("pyxis")
     assert c.status == "fail" and "pyxis SPANK plugin is not loaded" in c.detail and "--container-runtime none" in c.fix
     assert backend.check_pyxis("none").status == "n/a"
@@ -189,3 +197,21 @@ def test_scancel_stops_every_step_and_leaves_nothing(slurm_cluster, bundle, tmp_
         print(f"\njob {job}: cancelled and cleaned up in {time.monotonic() - t0:.1f} s")
     finally:
         shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
+
+
+def test_a_run_directory_the_nodes_do_not_share_is_caught_before_ray(slurm_cluster, bundle, tmp_path):
+    """Ranks on other nodes write their events into the run directory and the gate reads them on the
+    head: a --runs-dir that is node-local (the cluster's node-local path is a tmpfs of its own on n2)
+    fails the job at once, naming the node, before any Ray node starts."""
+    runs = slurm_cluster.state / "node-local" / f"runs-{tmp_path.name}"
+    job, _ = submit(slurm_cluster, bundle, tmp_path, "--runs-dir", str(runs))
+    try:
+        info = slurm_cluster.wait_job(job, timeout=120)
+        out = (runs / f"recipe-ray_probe-{job}.out").read_text()
+        assert info["JobState"] == "FAILED" and info["ExitCode"] == "3:0", out[:3000]
+        assert "recipe: error: node n2: wrote " in out and "is not shared by all nodes" in out, out[-3000:]
+        assert "ray head started" not in out and "ray-head" not in slurm_cluster.steps(job)
+        assert not (runs / f"ray_probe-slurm-{job}").exists()
+        assert_nothing_left(slurm_cluster, job)
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)

@@ -304,3 +304,13 @@ recipe_cleanup() {
   fi
   recipe_ray_stop
 }
+
+# recipe_require_uint NAME VALUE [MIN [MAX]]: VALUE must be a plain decimal integer (in [MIN, MAX]);
+# checked before any $((...)) sees it, since bash arithmetic evaluates what a variable holds
+# (`a[$(cmd)]` runs cmd). Exit 2 naming NAME otherwise.
+recipe_require_uint() {
+  local name=$1 value=$2 min=${3:-0} max=${4:-999999999}
+  if [[ ! "$value" =~ ^[0-9]{1,9}$ ]] || ((10#$value < min || 10#$value > max)); then
+    recipe_die 2 "$name must be an integer from $min to $max, got '$value'"
+  fi
+}

@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.errors import UsageError
 from runner.gitrefs import GitReadError, head_commit
+from runner.image.enroot import container_labels
 from runner.paths import bundle_root
 
 # Row statuses. Only "mismatch", "missing" and "error" make a report not ok.
@@ -48,6 +49,7 @@ class DoctorReport:
     gpu: bool
     rows: list[Row] = field(default_factory=list)
     image: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # the image's labels, where the runtime keeps them
 
     @property
     def ok(self) -> bool:
@@ -67,7 +69,8 @@ class DoctorReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "in_image": self.in_image, "gpu": self.gpu, "lock": self.lock,
-                "image": self.image, "summary": self.summary(), "rows": [asdict(r) for r in self.rows]}
+                "image": self.image, "labels": self.labels, "summary": self.summary(),
+                "rows": [asdict(r) for r in self.rows]}
 
     def table(self) -> str:
         head = ("kind", "name", "expected", "found", "status")
@@ -77,7 +80,9 @@ class DoctorReport:
         lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
                  for row in [head, *body]]
         verdict = "OK" if self.ok else "NOT OK"
-        return "\n".join([*lines, f"doctor: {verdict}: {self.summary()} (lock {self.lock})"])
+        about = [f"image: {self.image}"] if self.image else []
+        about += [f"label {k}: {v}" for k, v in sorted(self.labels.items())]
+        return "\n".join([*about, *lines, f"doctor: {verdict}: {self.summary()} (lock {self.lock})"])
 
 
 def _short(v: str) -> str:
@@ -238,7 +243,7 @@ def run_doctor(recipe=None, with_args: bool = False) -> DoctorReport:
     commits = lock.get("commits", {})
     anchor = next((s["path"] for s in commits.values() if "path" in s), None)
     report = DoctorReport(lock=str(path), in_image=bool(anchor) and rooted(anchor).is_dir(), gpu=gpu_present(),
-                          image=os.environ.get("RECIPE_IMAGE"))
+                          image=os.environ.get("RECIPE_IMAGE"), labels=container_labels())
     report.rows.append(check_base(lock))
     report.rows.extend(variant_rows(lock))
     for name, spec in commits.items():

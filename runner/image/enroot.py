@@ -74,3 +74,20 @@ def digest_too_old_message(version: tuple[int, ...], reference: str, out: Path) 
 
 def import_command(reference: str, out: Path, enroot: str = "enroot") -> list[str]:
     return [enroot, "import", "--output", str(out), enroot_uri(reference)]
+
+
+def container_labels(rc: Path = Path("/etc/rc")) -> dict[str, str]:
+    """The image's labels inside an enroot container: `enroot import` writes each one as a comment
+    line `# KEY VALUE` at the top of the container's /etc/rc (NVIDIA/enroot src/docker.sh, v4.1.2,
+    "Configure labels as comments"). Empty outside such a container."""
+    try:
+        text = rc.read_text(errors="replace")
+    except OSError:
+        return {}
+    labels: dict[str, str] = {}
+    for line in text.splitlines():
+        m = re.match(r"^# (\S+) (.*)$", line)
+        if not m:
+            break
+        labels[m.group(1)] = m.group(2)
+    return labels

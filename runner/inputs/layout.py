@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from runner.paths import user_path
 from runner.recipe import Recipe
 
 
@@ -22,10 +23,10 @@ def inputs_root(recipe: Recipe, override: str | os.PathLike | None = None) -> Pa
     its own small inputs); everything else is relative to the current directory.
     """
     if override:
-        return Path(override).expanduser().resolve()
+        return user_path(override, "--inputs")
     env = os.environ.get("RECIPE_INPUTS_DIR")
     if env:
-        return Path(env).expanduser().resolve()
+        return user_path(env, "RECIPE_INPUTS_DIR")
     shipped = recipe.inputs_root
     if shipped:
         return (recipe.dir / shipped).resolve()

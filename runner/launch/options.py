@@ -31,6 +31,7 @@ import click
 
 from runner.errors import UsageError
 from runner.inputs import layout as inputs_layout
+from runner.paths import user_path
 from runner.recipe import Cell, Recipe
 
 # Bounds "beyond reason": one Ray cluster of a recipe; the sbatch port layout also stops at 64 nodes.
@@ -91,9 +92,9 @@ class RunOptions:
             recipe=recipe, cell=cell,
             nodes=given.get("nodes", hw.nodes), gpus_per_node=given.get("gpus_per_node", hw.gpus_per_node),
             inputs_dir=inputs_dir,
-            model_dir=_abs(given.get("model_dir")) or inputs_layout.model_dir(recipe, inputs_dir),
-            data_dir=_abs(given.get("data_dir")) or inputs_layout.data_dir(recipe, inputs_dir),
-            output_dir=_abs(given.get("output_dir")),
+            model_dir=_abs(given.get("model_dir"), "--model-dir") or inputs_layout.model_dir(recipe, inputs_dir),
+            data_dir=_abs(given.get("data_dir"), "--data-dir") or inputs_layout.data_dir(recipe, inputs_dir),
+            output_dir=_abs(given.get("output_dir"), "--output-dir"),
             seed=given.get("seed", run.seed), rollout_seed=given.get("rollout_seed", run.rollout_seed),
             num_rollout=given.get("num_rollout", run.num_rollout),
             deterministic=given.get("deterministic", run.deterministic),
@@ -148,8 +149,8 @@ class RunOptions:
         return out
 
 
-def _abs(p: Any) -> Path | None:
-    return Path(p).expanduser().resolve() if p else None
+def _abs(p: Any, what: str = "path") -> Path | None:
+    return user_path(p, what) if p else None
 
 
 def _checked(key: str, value: Any, where: str) -> Any:

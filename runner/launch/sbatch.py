@@ -1,22 +1,29 @@
-"""Render the sbatch script that runs a recipe on a Slurm allocation.
+"""Render the script `recipe sbatch` submits: the allocation, then the values it was rendered with.
 
-The script is meant to be read by a cluster user top to bottom: the allocation, the values this
-launch was rendered with, job-unique names/ports/temp dir, one Ray node per allocated node, a
-bounded readiness wait, the recipe run on the head node, fail-fast if any node's step dies, and
-clean shutdown on exit or scancel. With `--container-runtime none` the same script runs without
-containers (clusters with the stack installed, and tests). Secrets are never written into it:
-they reach the steps through the environment sbatch exports.
+The job itself is a static shell file, recipes/lib/sbatch_job.sh (the allocation's Ray nodes, a
+bounded readiness wait, the recipe run on the head node, fail-fast if any node's step dies, clean
+shutdown on exit or scancel; read it top to bottom). The rendered script is only #SBATCH lines, one
+block of `NAME='value'` assignments and a `source` of that file: every value is single-quoted data,
+never pasted into shell code. With `--container-runtime none` the same job runs without containers
+(clusters with the stack installed, and tests). Secrets are never written into it: they reach the
+steps through the environment sbatch exports.
 """
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from runner import __version__
 from runner.errors import UsageError
 
 RUNTIMES = ("pyxis", "none")
+JOB_SCRIPT = "sbatch_job.sh"  # in recipes/lib
+PARAMS_BEGIN = "# ---- parameters: every value is single-quoted data ----"
+PARAMS_END = "# ---- end of parameters ----"
+MAX_NODES = 64  # the job's port layout (recipes/lib/sbatch_job.sh)
+MAX_READY_TIMEOUT_S = 86400
+IMAGE_BUNDLE_DIR = "/opt/recipe-bundle"  # where the recipe-bundle image keeps the bundle (docker/Dockerfile)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class SbatchJob:
     runs_dir: str  # run directories are created under it, one per job
     inputs_dir: str
     output_dir: str
+    job_lib: str = ""  # recipes/lib as the batch step (on the first node, outside any container) sees it
+    image_ref: str = ""  # the pinned reference IMAGE stands for (RECIPE_IMAGE in the job)
     run_args: list[str] = field(default_factory=list)  # `recipe run` options (cell, seeds, ...)
     partition: str | None = None
     account: str | None = None
@@ -41,41 +50,68 @@ class SbatchJob:
     command_line: str = ""  # the `recipe sbatch ...` that rendered it, for the header
 
 
+def default_job_lib(bundle_dir: str) -> str:
+    """recipes/lib for the batch step: the steps' bundle, unless that is only inside the image;
+    then this checkout (which the first node must see at the same path, like the runs dir)."""
+    from runner.paths import bundle_root
+
+    if bundle_dir == IMAGE_BUNDLE_DIR:
+        return str(bundle_root() / "recipes" / "lib")
+    return f"{bundle_dir.rstrip('/') or '/'}/recipes/lib".replace("//", "/")
+
+
 def _q(v: object) -> str:
     return shlex.quote(str(v))
 
 
-def _qa(words: list[str]) -> str:
-    return " ".join(_q(w) for w in words)
+def _plain_text(flag: str, v: str) -> None:
+    """Values may hold any printable text (it is quoted), but no control character: a newline would
+    end an #SBATCH line, and Slurm, pyxis and logs read these line by line."""
+    bad = next((c for c in v if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise UsageError(f"{flag} {v!r}: contains the control character {bad!r}")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{flag} {v!r}: is not valid UTF-8") from None
 
 
 def validate(job: SbatchJob) -> None:
     if job.nodes < 1:
         raise UsageError(f"--nodes must be >= 1, got {job.nodes}")
-    if job.nodes > 64:
-        raise UsageError(f"--nodes {job.nodes}: the port layout supports up to 64 nodes")
-    if job.gpus_per_node < 0:
-        raise UsageError(f"--gpus-per-node must be >= 0, got {job.gpus_per_node}")
+    if job.nodes > MAX_NODES:
+        raise UsageError(f"--nodes {job.nodes}: the port layout supports up to {MAX_NODES} nodes")
+    if not 0 <= job.gpus_per_node <= 64:
+        raise UsageError(f"--gpus-per-node must be >= 0 and <= 64, got {job.gpus_per_node}")
+    if not 1 <= job.ready_timeout_s <= MAX_READY_TIMEOUT_S:
+        raise UsageError(f"--ready-timeout must be 1 to {MAX_READY_TIMEOUT_S} seconds, got {job.ready_timeout_s}")
     if job.runtime not in RUNTIMES:
         raise UsageError(f"--container-runtime must be one of {', '.join(RUNTIMES)}, got '{job.runtime}'")
+    fields = [("NAME", job.recipe), ("--image", job.image), ("--image", job.image_ref),
+              ("--bundle-dir", job.bundle_dir), ("--runs-dir", job.runs_dir), ("--inputs", job.inputs_dir),
+              ("--output-dir", job.output_dir),
+              ("--run-dir", job.run_dir or ""), ("recipes/lib", job.job_lib), ("--partition", job.partition or ""),
+              ("--account", job.account or ""), ("--time", job.time or ""),
+              *(("the recipe command", w) for w in job.recipe_cmd), *(("run option", w) for w in job.run_args),
+              *(("mount", m) for m in job.mounts)]
+    for flag, v in fields:
+        _plain_text(flag, v)
     for flag, v in (("--partition", job.partition), ("--account", job.account), ("--time", job.time)):
         if v is not None and (not v or any(c.isspace() or c in "'\"\\$`" for c in v)):
             raise UsageError(f"{flag} {v!r}: expected a plain Slurm value (no spaces or quotes)")
+    if not job.recipe or any(c.isspace() or c in "%/" for c in job.recipe):
+        raise UsageError(f"recipe name {job.recipe!r}: cannot be a Slurm job name")
     if any(c.isspace() or c == "%" for c in job.runs_dir):
         raise UsageError(f"--runs-dir {job.runs_dir!r}: the #SBATCH --output path cannot hold spaces or '%'")
     if job.runtime == "pyxis":
         # pyxis splits --container-mounts on ',' and ':'
-        for what, path in (("runs dir", job.runs_dir), ("inputs dir", job.inputs_dir),
-                           ("output dir", job.output_dir), ("run dir", job.run_dir or "")):
+        for what, path in (("--runs-dir", job.runs_dir), ("--inputs", job.inputs_dir),
+                           ("--output-dir", job.output_dir), ("--run-dir", job.run_dir or "")):
             if any(c in path for c in ",:"):
                 raise UsageError(f"{what} {path!r}: pyxis cannot mount a path containing ',' or ':'")
-    for v in [job.recipe, job.image, job.bundle_dir, job.runs_dir, job.inputs_dir, job.output_dir,
-              *job.recipe_cmd, *job.run_args, *job.mounts]:
-        if any(c in str(v) for c in "\n\r\0"):
-            raise UsageError(f"value {v!r} contains a newline or NUL byte")
 
 
-def _sbatch_lines(job: SbatchJob) -> str:
+def _sbatch_lines(job: SbatchJob) -> list[str]:
     lines = [
         f"#SBATCH --job-name=recipe-{job.recipe}",
         f"#SBATCH --nodes={job.nodes}",
@@ -91,259 +127,54 @@ def _sbatch_lines(job: SbatchJob) -> str:
     if job.time:
         lines.append(f"#SBATCH --time={job.time}")
     lines.append(f"#SBATCH --output={job.runs_dir}/%x-%j.out")
-    return "\n".join(lines)
+    return lines
 
 
-TEMPLATE = r"""#!/bin/bash
-# Generated by recipe-bundle @VERSION@: @COMMAND_LINE@
-#
-# Runs recipe @RECIPE@ on @NODES@ node(s) x @GPUS@ GPU(s). What happens, in order:
-#   1. one Ray node per allocated node, each as its own job step (head on the first node);
-#   2. wait until every node and GPU has joined Ray (bounded; names a node that never joins);
-#   3. `recipe run --backend local` on the head node, which joins that Ray cluster;
-#   4. if any node's step ends before the run does, fail at once naming that node;
-#   5. on exit, error or scancel: stop the run, then every Ray step.
-# Submit with: mkdir -p @RUNS_DIR_RAW@ && sbatch THIS_FILE (Slurm writes its output file there).
-# Secrets (WANDB_API_KEY, HF_TOKEN, ...) are not in this file: sbatch exports the environment it is
-# called from to the job, and srun passes it on to each step (and pyxis into the container).
-@SBATCH_LINES@
-set -euo pipefail
+def params(job: SbatchJob) -> list[tuple[str, str | list[str]]]:
+    """The parameter block, in order: what recipes/lib/sbatch_job.sh reads (documented there)."""
+    return [
+        ("RECIPE", job.recipe), ("NODES", str(job.nodes)), ("GPUS_PER_NODE", str(job.gpus_per_node)),
+        ("READY_TIMEOUT", str(job.ready_timeout_s)), ("RUNTIME", job.runtime), ("IMAGE", job.image),
+        ("IMAGE_REF", job.image_ref), ("BUNDLE", job.bundle_dir), ("RUNS_DIR", job.runs_dir),
+        ("INPUTS_DIR", job.inputs_dir), ("OUTPUT_DIR", job.output_dir), ("RUN_DIR", job.run_dir or ""),
+        ("RECIPE_CMD", list(job.recipe_cmd)), ("RUN_ARGS", list(job.run_args)), ("EXTRA_MOUNTS", list(job.mounts)),
+        ("JOB_LIB", job.job_lib),
+    ]
 
-# ---- what this script was rendered with ----------------------------------------------------
-RECIPE=@Q_RECIPE@
-NODES=@NODES@
-GPUS_PER_NODE=@GPUS@
-# pyxis: every step runs in IMAGE; none: the same steps on the software installed on the nodes
-RUNTIME=@Q_RUNTIME@
-IMAGE=@Q_IMAGE@
-# the recipe bundle (recipes/, runner/) as the steps see it
-BUNDLE=@Q_BUNDLE@
-RUNS_DIR=@Q_RUNS_DIR@
-INPUTS_DIR=@Q_INPUTS_DIR@
-# checkpoints; empty: the run directory's output/, as for `recipe run`
-OUTPUT_DIR=@Q_OUTPUT_DIR@
-# how a step calls `recipe`, and the options of the `recipe run` on the head node
-RECIPE_CMD=(@RECIPE_CMD@)
-RUN_ARGS=(@RUN_ARGS@)
-EXTRA_MOUNTS=(@MOUNTS@)
-export RECIPE_RAY_READY_TIMEOUT=${RECIPE_RAY_READY_TIMEOUT:-@READY_TIMEOUT@}
 
-die() { printf 'recipe: error: %s\n' "$*" >&2; exit 1; }
-log() { printf '[recipe %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-# ---- job-unique names, ports and temp dir --------------------------------------------------
-JOB=${SLURM_JOB_ID:?run this script with sbatch, or inside an allocation}
-RUN_DIR=@RUN_DIR@
-OUTPUT_DIR=${OUTPUT_DIR:-$RUN_DIR/output}
-# pyxis silently reuses a container that already has this name: make it unique to the job.
-CONTAINER_NAME="recipe-$RECIPE-$JOB"
-RAY_TMP="/tmp/recipe-ray-$JOB"
-# Each job gets its own block of 2000 ports below the ephemeral range; inside it, node i gets its
-# own service ports and 200 worker ports, so several nodes on one host (tests) never collide.
-PORT_BASE=$((10000 + (JOB % 10) * 2000))
-export RECIPE_RAY_PORT=$PORT_BASE
-export RECIPE_RAY_DASHBOARD_PORT=$((PORT_BASE + 1))
-export RECIPE_RAY_CLIENT_PORT=$((PORT_BASE + 2))
-
-node_env() { # node_env INDEX: the Ray ports and temp dir of the INDEX-th node
-  local slot=$(($1 % 8))
-  local b=$((PORT_BASE + 10 + slot * 10))
-  export RECIPE_RAY_NODE_MANAGER_PORT=$b RECIPE_RAY_OBJECT_MANAGER_PORT=$((b + 1))
-  export RECIPE_RAY_AGENT_GRPC_PORT=$((b + 2)) RECIPE_RAY_AGENT_HTTP_PORT=$((b + 3))
-  export RECIPE_RAY_METRICS_PORT=$((b + 4)) RECIPE_RAY_RUNTIME_ENV_AGENT_PORT=$((b + 5))
-  export RECIPE_RAY_MIN_WORKER_PORT=$((PORT_BASE + 200 + slot * 200))
-  export RECIPE_RAY_MAX_WORKER_PORT=$((PORT_BASE + 399 + slot * 200))
-  export RECIPE_RAY_TEMP_DIR="$RAY_TMP/node$1"
-}
-
-node_ip() { # node_ip HOST: the address Slurm reaches HOST at (its NodeAddr), as IPv4
-  local addr
-  addr=$(scontrol show node "$1" | grep -o 'NodeAddr=[^ ]*' | cut -d= -f2)
-  if [[ ! "$addr" =~ ^[0-9]+(\.[0-9]+){3}$ ]]; then
-    addr=$(getent ahostsv4 "$addr" | awk 'NR == 1 { print $1 }')
-  fi
-  [[ -n "$addr" ]] || die "cannot find an IPv4 address for node $1"
-  printf '%s\n' "$addr"
-}
-
-expand_counts() { # "72(x2),36" -> 72 72 36: SLURM_JOB_CPUS_PER_NODE's compressed form, one per node
-  local part n r
-  local -a parts
-  IFS=, read -r -a parts <<<"$1"
-  for part in "${parts[@]}"; do
-    if [[ "$part" =~ ^([0-9]+)\(x([0-9]+)\)$ ]]; then n=${BASH_REMATCH[1]} r=${BASH_REMATCH[2]}; else n=$part r=1; fi
-    for ((; r > 0; r--)); do printf '%s\n' "$n"; done
-  done
-}
-
-mapfile -t HOSTS < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
-mapfile -t CPUS < <(expand_counts "${SLURM_JOB_CPUS_PER_NODE:-1}")
-((${#HOSTS[@]} == NODES)) || die "allocation has ${#HOSTS[@]} node(s), this script was rendered for $NODES"
-IPS=()
-EXPECT=()
-declare -A CPUS_OF
-for i in "${!HOSTS[@]}"; do
-  IPS+=("$(node_ip "${HOSTS[i]}")")
-  EXPECT+=("${HOSTS[i]}=${IPS[i]}")
-  CPUS_OF[${HOSTS[i]}]=${CPUS[i]:-1}
-done
-HEAD=${HOSTS[0]}
-RAY_ADDRESS="${IPS[0]}:$RECIPE_RAY_PORT"
-export RECIPE_RAY_EXPECT_HOSTS
-RECIPE_RAY_EXPECT_HOSTS=$(IFS=,; echo "${EXPECT[*]}")
-
-# ---- how every step is started -------------------------------------------------------------
-CONTAINER=()
-if [[ "$RUNTIME" == pyxis ]]; then
-  mounts="$RUNS_DIR:$RUNS_DIR,$INPUTS_DIR:$INPUTS_DIR:ro,$OUTPUT_DIR:$OUTPUT_DIR"
-  for m in "${EXTRA_MOUNTS[@]}"; do mounts+=",$m"; done
-  # Writable: Ray keeps its sockets and logs under /tmp inside the container.
-  CONTAINER=(--container-image="$IMAGE" --container-name="$CONTAINER_NAME"
-    --container-mounts="$mounts" --no-container-mount-home --container-writable)
-fi
-
-step() { # step HOST NAME COMMAND... &: one task on HOST with all its CPUs, sharing the node with the other steps.
-  # Always started in the background: exec makes the background PID srun's own, so a signal to it
-  # reaches srun (which forwards it to the task).
-  local host=$1 name=$2
-  shift 2
-  exec srun --nodes=1 --ntasks=1 --nodelist="$host" --overlap --job-name="$name" \
-    --cpus-per-task="${CPUS_OF[$host]}" "${CONTAINER[@]}" "$@"
-}
-
-STEP_PIDS=()
-STEP_NODES=()
-RUN_PID=""
-
-stop_group() { # stop_group NAME_REGEX PID...: TERM those steps, wait up to 30 s, then have srun kill them
-  local re=$1 id name i pid
-  shift
-  local -a pids=()
-  for pid in "$@"; do [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && pids+=("$pid"); done
-  ((${#pids[@]} > 0)) || return 0
-  # scancel --signal reaches the step's own processes (srun would turn a TERM into a SIGKILL).
-  while read -r id name; do
-    if [[ "$name" =~ ^($re)$ ]]; then scancel --quiet --signal=TERM "$id" 2>/dev/null || true; fi
-  done < <(squeue -h -s -j "$JOB" -o '%i %j' 2>/dev/null)
-  for ((i = 0; i < 60; i++)); do
-    local alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    ((alive)) || return 0
-    sleep 0.5
-  done
-  log "steps $re still running 30 s after TERM; making srun kill them"
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  sleep 10
-  kill -KILL "${pids[@]}" 2>/dev/null || true
-}
-
-stop_steps() {
-  # In order: the run (it stops its Ray job), the workers, then the head, whose GCS the workers
-  # report their shutdown to.
-  stop_group 'recipe-run|ray-wait' "${RUN_PID:-}"
-  stop_group 'ray-worker-.*' "${STEP_PIDS[@]:1}"
-  stop_group 'ray-head-.*' "${STEP_PIDS[0]:-}"
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop_steps
-  log "job $JOB finished with exit code $rc"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-check_nodes() { # fail fast: every node's Ray step must outlive the run
-  local i rc
-  for i in "${!STEP_PIDS[@]}"; do
-    if ! kill -0 "${STEP_PIDS[i]}" 2>/dev/null; then
-      rc=0
-      wait "${STEP_PIDS[i]}" || rc=$?
-      unset 'STEP_PIDS[i]'
-      die "node ${STEP_NODES[i]}: its Ray step ended (exit code $rc) before the run finished; failing the job"
-    fi
-  done
-}
-
-monitored() { # monitored COMMAND...: run COMMAND in the background, watching the nodes meanwhile
-  "$@" &
-  RUN_PID=$!
-  while kill -0 "$RUN_PID" 2>/dev/null; do
-    check_nodes
-    sleep 1
-  done
-  local rc=0
-  wait "$RUN_PID" || rc=$?
-  RUN_PID=""
-  return "$rc"
-}
-
-mkdir -p "$RUNS_DIR" "$OUTPUT_DIR"
-log "job $JOB: recipe $RECIPE on ${HOSTS[*]} (head $HEAD, Ray at $RAY_ADDRESS), run dir $RUN_DIR"
-
-# ---- 0. pyxis: create the job's container on every node once (the image import happens here) --
-if [[ "$RUNTIME" == pyxis ]]; then
-  srun --ntasks-per-node=1 --job-name=container "${CONTAINER[@]}" true
-fi
-
-# ---- 1. one Ray node per allocated node -----------------------------------------------------
-for i in "${!HOSTS[@]}"; do
-  node_env "$i"
-  if ((i == 0)); then
-    step "${HOSTS[i]}" "ray-head-${HOSTS[i]}" bash "$BUNDLE/recipes/lib/ray_node.sh" \
-      head "${IPS[i]}" "$GPUS_PER_NODE" &
-  else
-    step "${HOSTS[i]}" "ray-worker-${HOSTS[i]}" bash "$BUNDLE/recipes/lib/ray_node.sh" \
-      worker "${IPS[i]}" "$GPUS_PER_NODE" "$RAY_ADDRESS" &
-  fi
-  STEP_PIDS[i]=$!
-  STEP_NODES[i]="${HOSTS[i]} (${IPS[i]})"
-done
-node_env 0 # the head's ports, for the steps below
-
-# ---- 2. wait until every node and GPU has joined --------------------------------------------
-monitored step "$HEAD" ray-wait bash "$BUNDLE/recipes/lib/ray_node.sh" \
-  wait "$RAY_ADDRESS" "$NODES" "$((NODES * GPUS_PER_NODE))" \
-  || die "Ray did not come up on all $NODES node(s) within $RECIPE_RAY_READY_TIMEOUT s (see above)"
-
-# ---- 3. the recipe, on the head node, joining this Ray cluster -------------------------------
-export RECIPE_RAY_ADDRESS=$RAY_ADDRESS
-rc=0
-monitored step "$HEAD" recipe-run "${RECIPE_CMD[@]}" run "$RECIPE" --backend local \
-  --run-dir "$RUN_DIR" --inputs "$INPUTS_DIR" --output-dir "$OUTPUT_DIR" "${RUN_ARGS[@]}" || rc=$?
-if ((rc != 0)); then die "recipe run exited with code $rc; run record in $RUN_DIR"; fi
-log "recipe run succeeded; run record in $RUN_DIR"
-"""
+def _assignment(name: str, value: str | list[str]) -> str:
+    if isinstance(value, list):
+        return f"{name}=({' '.join(_q(w) for w in value)})"
+    return f"{name}={_q(value)}"
 
 
 def render(job: SbatchJob) -> str:
+    if not job.job_lib:
+        job = replace(job, job_lib=default_job_lib(job.bundle_dir))
     validate(job)
-    run_dir = _q(job.run_dir) if job.run_dir else '"$RUNS_DIR/$RECIPE-slurm-$JOB"'
-    subst = {
-        "@VERSION@": __version__,
-        "@COMMAND_LINE@": " ".join((job.command_line or f"recipe sbatch {job.recipe}").split()),
-        "@RECIPE@": job.recipe,
-        "@NODES@": str(job.nodes),
-        "@GPUS@": str(job.gpus_per_node),
-        "@SBATCH_LINES@": _sbatch_lines(job),
-        "@Q_RECIPE@": _q(job.recipe),
-        "@Q_RUNTIME@": _q(job.runtime),
-        "@Q_IMAGE@": _q(job.image),
-        "@Q_BUNDLE@": _q(job.bundle_dir),
-        "@Q_RUNS_DIR@": _q(job.runs_dir),
-        "@RUNS_DIR_RAW@": _q(job.runs_dir),
-        "@Q_INPUTS_DIR@": _q(job.inputs_dir),
-        "@Q_OUTPUT_DIR@": _q(job.output_dir),
-        "@RECIPE_CMD@": _qa(job.recipe_cmd),
-        "@RUN_ARGS@": _qa(job.run_args),
-        "@MOUNTS@": _qa(job.mounts),
-        "@READY_TIMEOUT@": str(int(job.ready_timeout_s)),
-        "@RUN_DIR@": run_dir,
-    }
-    out = TEMPLATE
-    for k, v in subst.items():
-        out = out.replace(k, v)
-    return out
+    command_line = " ".join((job.command_line or f"recipe sbatch {job.recipe}").split())
+    gpus = f" x {job.gpus_per_node} GPU(s)" if job.gpus_per_node else ""
+    lines = [
+        "#!/bin/bash",
+        "# shellcheck disable=SC2034 # the parameters are read by the job sourced at the end",
+        f"# Generated by recipe-bundle {__version__}: {command_line}",
+        "#",
+        f"# Runs recipe {job.recipe} on {job.nodes} node(s){gpus}. The job is {JOB_SCRIPT} in JOB_LIB below",
+        "# (static; read it for what happens, in order); this file holds the allocation and the values",
+        "# it was rendered with, as quoted data.",
+        f"# Submit with: mkdir -p {_q(job.runs_dir)} && sbatch THIS_FILE (Slurm writes its output file there).",
+        "# Secrets (WANDB_API_KEY, HF_TOKEN, ...) are not in this file: export them before sbatch.",
+        *_sbatch_lines(job),
+        "set -euo pipefail",
+        "",
+        PARAMS_BEGIN,
+        *(_assignment(n, v) for n, v in params(job)),
+        PARAMS_END,
+        "",
+        f'[[ -f "$JOB_LIB/{JOB_SCRIPT}" ]] || {{ echo "recipe: error: $JOB_LIB/{JOB_SCRIPT} not found on $(hostname):'
+        ' the first node must see the recipe bundle at that path" >&2; exit 3; }',
+        "# shellcheck source=/dev/null",
+        f'source "$JOB_LIB/{JOB_SCRIPT}"',
+        "",
+    ]
+    return "\n".join(lines)

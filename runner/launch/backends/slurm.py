@@ -20,12 +20,11 @@ from runner.image import enroot
 from runner.image.ref import is_pinned, parse_image
 from runner.launch import preflight as pf
 from runner.launch.backends import check_names
-from runner.launch.sbatch import SbatchJob, render
+from runner.launch.sbatch import IMAGE_BUNDLE_DIR, SbatchJob, default_job_lib, render
 from runner.launch.script import run_script
 from runner.paths import bundle_root
 from runner.records.rundirs import runs_root
 
-IMAGE_BUNDLE_DIR = "/opt/recipe-bundle"  # where the recipe-bundle image keeps the bundle (docker/Dockerfile)
 SCRIPT_NAME = "slurm-job.sh"
 
 
@@ -36,8 +35,9 @@ def recipe_cmd(runtime: str, bundle_dir: str) -> list[str]:
         return [str(exe)] if exe.is_file() else [sys.executable, "-m", "runner.cli"]
     if bundle_dir == IMAGE_BUNDLE_DIR:
         return ["recipe"]  # the recipe-bundle image has it on PATH
-    # The pinned upstream image plus this checkout mounted at its own path.
-    return ["env", f"PYTHONPATH={bundle_dir}", "python3", "-m", "runner.cli"]
+    # The pinned upstream image plus this checkout mounted at its own path (named explicitly: an
+    # image's own ENV wins over the job's environment under pyxis).
+    return ["env", f"RECIPE_BUNDLE_ROOT={bundle_dir}", f"PYTHONPATH={bundle_dir}", "python3", "-m", "runner.cli"]
 
 
 def container_image(ref: str, runtime: str, sqsh_dir: Path | None) -> str:
@@ -71,13 +71,11 @@ def job_from_options(opts, *, runs_dir: Path | None, partition: str | None, acco
                      ready_timeout: int, extra_run_args: list[str] | None = None, command_line: str = "") -> SbatchJob:
     """The sbatch job of resolved RunOptions (`recipe sbatch`)."""
 
-    if ready_timeout < 1:
-        raise UsageError(f"--ready-timeout must be >= 1 second, got {ready_timeout}")
     bundle = bundle_dir or str(bundle_root())
     return SbatchJob(
         recipe=opts.recipe.name, nodes=opts.nodes, gpus_per_node=opts.gpus_per_node, runtime=runtime,
-        image=container_image(opts.image, runtime, sqsh_dir),
-        bundle_dir=bundle, recipe_cmd=recipe_cmd(runtime, bundle),
+        image=container_image(opts.image, runtime, sqsh_dir), image_ref=opts.image,
+        bundle_dir=bundle, recipe_cmd=recipe_cmd(runtime, bundle), job_lib=default_job_lib(bundle),
         runs_dir=str(runs_root(runs_dir)), inputs_dir=str(opts.inputs_dir),
         # "": the job's own RUN_DIR/output, as for `recipe run`
         output_dir=str(opts.output_dir) if opts.output_dir else "",
@@ -127,7 +125,8 @@ def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
     bundle = str(bundle_root())
     return SbatchJob(
         recipe=launch.recipe.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node, runtime=rt,
-        image=container_image(launch.image, rt, None), bundle_dir=bundle, recipe_cmd=recipe_cmd(rt, bundle),
+        image=container_image(launch.image, rt, None), image_ref=launch.image, bundle_dir=bundle,
+        recipe_cmd=recipe_cmd(rt, bundle), job_lib=default_job_lib(bundle),
         runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
         output_dir=str(launch.output_dir), run_args=launch.options.to_argv(paths=True) + inner_skips(launch),
         run_dir=str(launch.run_dir),
