@@ -49,7 +49,7 @@ lock-recipe-files recipe:
 # Benchmark `recipe verify` against sha256sum and this machine's hashing limit.
 bench-verify:
     ci/bootstrap.sh ""
-    {{venv}}/bin/python ci/bench_verify.py
+    {{venv}}/bin/python bench/bench_verify.py
 
 # Evaluate a run's metrics against its recipe's expected metrics (the gate).
 check run_dir *args:
@@ -101,7 +101,7 @@ image-base:
 
 # Start/stop the private Docker engine + registry on 127.0.0.1 the image tests use.
 docker-engine action="start":
-    ci/docker_engine.sh "$1"
+    tests/services/docker_engine.sh "$1"
 
 # Measure the CPU image chain (mmdebstrap, cpu-base, recipe image, rebuild, push, pull, tiny run).
 bench-image:

@@ -6,7 +6,7 @@ Steps: private engine + registry up, mmdebstrap minbase, cpu-base (build + push;
 rebuild under a new repository name instead of the registry hit), the recipe image build, a
 second build without cache (and whether it added the identical layer), push, pull by digest
 after removing the local copy, `recipe plan` in the image, and the tiny recipe through
-`recipe run --backend docker`. Uses ci/docker_engine.sh's state (default /tmp/recipe-docker).
+`recipe run --backend docker`. Uses tests/services/docker_engine.sh's state (default /tmp/recipe-docker).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ENGINE_SH = ROOT / "tests" / "services" / "docker_engine.sh"
 IMAGE_SH = ["bash", str(ROOT / "docker" / "image.sh")]
 CACHE = Path(os.environ.get("RECIPE_IMAGE_CACHE", "/tmp/recipe-image-cache"))
 
@@ -44,7 +45,7 @@ def main() -> int:
     env = dict(os.environ, PYTHON=sys.executable)
     rows: list[tuple[str, float, str]] = []
     out = timed(rows, "engine + registry start", lambda: subprocess.run(
-        ["bash", str(ROOT / "ci" / "docker_engine.sh"), "start"], env=env, capture_output=True, text=True,
+        ["bash", str(ENGINE_SH), "start"], env=env, capture_output=True, text=True,
         check=True).stdout)
     for line in out.splitlines():
         k, _, v = line.removeprefix("export ").partition("=")

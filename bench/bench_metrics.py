@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/bench_metrics.py [--rollouts 10,100,1000] [--ranks 8]
 
-Writes nemotron3_nano-shaped event logs (ci/make_metric_controls.py's simulation; every one of
+Writes nemotron3_nano-shaped event logs (tests/data/make_metric_controls.py's simulation; every one of
 --ranks actor ranks logs the trainer-side rollout/* values, as DP-source ranks do) and a stdout
 log of the same run into a temp dir, then times: json.loads of every line (the floor any parser
 pays), metrics.collect() on the events, on the stdout log, and gate.evaluate(). Prints a table.
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "ci")]  # ci/: make_metric_controls, the control series
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "data")]  # make_metric_controls: the control series
 
 import make_metric_controls as mc  # noqa: E402
 

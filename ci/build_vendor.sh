@@ -11,7 +11,7 @@
 #   $RECIPE_VENDOR_DIR/pyxis  -> pyxis-<version>-<sha12>/    (spank_pyxis.so)
 #
 # and, as root, /usr/local/bin/enroot: this machine's enroot, a launcher of the build above that
-# applies a test cluster node's configuration when it runs on one (see ci/slurm_cluster.sh; pyxis
+# applies a test cluster node's configuration when it runs on one (see tests/services/slurm_cluster.sh; pyxis
 # runs enroot from /usr/local/bin:/usr/bin:/bin in its epilog, so it must be found there).
 #
 # Idempotent: a build whose directory holds a .built stamp with the same tarball hash is kept.
@@ -124,7 +124,7 @@ install_launcher() {
 #!/bin/bash
 # recipe-bundle enroot launcher (ci/build_vendor.sh): enroot $DEST/enroot, with the configuration of
 # the test-cluster node it runs on: \$RECIPE_ENROOT_NODE_ENV, or the nodes/\$SLURMD_NODENAME/enroot.env
-# beside \$SLURM_CONF (ci/slurm_cluster.sh). Only ENROOT_* lines are read from it.
+# beside \$SLURM_CONF (tests/services/slurm_cluster.sh). Only ENROOT_* lines are read from it.
 set -euo pipefail
 env_file=\${RECIPE_ENROOT_NODE_ENV:-}
 if [[ -z "\$env_file" && -n "\${SLURM_CONF:-}" && -n "\${SLURMD_NODENAME:-}" ]]; then

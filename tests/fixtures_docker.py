@@ -1,7 +1,7 @@
 """A real Docker engine, a registry on 127.0.0.1 and the CPU recipe image, for the image tests
 (import `cpu_image_fixture, docker_engine_fixture` into a test module).
 
-The engine and registry come from ci/docker_engine.sh (reused when already up, e.g. started by CI;
+The engine and registry come from tests/services/docker_engine.sh (reused when already up, e.g. started by CI;
 stopped at the end only if this session started them). The image chain is built for real:
 
     mmdebstrap minbase tarball   (cached in $RECIPE_IMAGE_CACHE, default /tmp/recipe-image-cache)
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE = ROOT / "ci" / "docker_engine.sh"
+ENGINE = ROOT / "tests" / "services" / "docker_engine.sh"
 IMAGE_SH = ROOT / "docker" / "image.sh"
 # Read at import: the suite's autouse fixture clears RECIPE_* from each test's environment.
 STATE = os.environ.get("RECIPE_DOCKER_STATE", "/tmp/recipe-docker")

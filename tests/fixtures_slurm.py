@@ -1,4 +1,4 @@
-"""A real two-node Slurm cluster for tests (ci/slurm_cluster.sh), and helpers to run jobs on it.
+"""A real two-node Slurm cluster for tests (tests/services/slurm_cluster.sh), and helpers to run jobs on it.
 
 Import `slurm_cluster_fixture` into a test module to get the `slurm_cluster` fixture.
 The cluster is started once per test session under a temp dir and stopped (by PID) at the end.
@@ -8,7 +8,7 @@ which turns that into a failure.
 
 Where ci/build_vendor.sh has built enroot and pyxis (RECIPE_VENDOR_DIR, default /opt/recipe-vendor),
 the cluster loads pyxis and gives each node its own enroot configuration under the cluster's
-state dir (see ci/slurm_cluster.sh); `cluster.containers` says so.
+state dir (see tests/services/slurm_cluster.sh); `cluster.containers` says so.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CLUSTER_SH = ROOT / "ci" / "slurm_cluster.sh"
+CLUSTER_SH = ROOT / "tests" / "services" / "slurm_cluster.sh"
 # Read at import: the suite's autouse fixture clears RECIPE_* from each test's environment.
 VENDOR = Path(os.environ.get("RECIPE_VENDOR_DIR", "/opt/recipe-vendor"))
 ENROOT_LAUNCHER = Path("/usr/local/bin/enroot")  # installed by ci/build_vendor.sh

@@ -42,7 +42,7 @@ def actor(rank: int) -> dict:
 
 def test_controls_are_what_the_generator_writes():
     # The committed controls are reproducible from their script and seed.
-    r = subprocess.run([sys.executable, str(ROOT / "ci" / "make_metric_controls.py"), "--check"],
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "data" / "make_metric_controls.py"), "--check"],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
 

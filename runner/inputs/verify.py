@@ -1,7 +1,7 @@
 """Check a tree of files against a checksum manifest: sizes first, then sha256 in parallel.
 
 SHA-256 is serial within a file, so the speed limit is all files hashed at once, one core each
-(what ci/bench_verify.py measures as the concurrent limit). Files are hashed in threads (hashlib
+(what bench/bench_verify.py measures as the concurrent limit). Files are hashed in threads (hashlib
 and file reads release the GIL on large buffers), largest first, each thread reading into one
 reusable buffer that fits a core's cache: memory is bounded by workers x chunk.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time the Slurm container path (pyxis + enroot) on a throw-away two-node cluster and print a table.
 
-    .venv/bin/python ci/bench_pyxis.py --image REGISTRY/REPO@sha256:...
+    .venv/bin/python bench/bench_pyxis.py --image REGISTRY/REPO@sha256:...
 
 IMAGE is the CPU recipe image by digest in a registry on 127.0.0.1 (tests/fixtures_docker.py builds
 and pushes it; `docker/image.sh push` prints the reference). Needs ci/build_vendor.sh to have built
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_SH = ROOT / "tests" / "services" / "slurm_cluster.sh"
 VENV_BIN = Path(sys.executable).parent
 STAMP = re.compile(r"^\[recipe (\d\d:\d\d:\d\d)\] (.*)$")
 TINY = "nemotron3_nano_tiny"
@@ -89,7 +90,7 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="bench-pyxis-"))
     env_c = {**os.environ, "RECIPE_VENDOR_DIR": str(vendor)}
     t0 = time.monotonic()
-    p = sh("bash", str(ROOT / "ci" / "slurm_cluster.sh"), "start", str(state / "cluster"), "2", env=env_c)
+    p = sh("bash", str(CLUSTER_SH), "start", str(state / "cluster"), "2", env=env_c)
     start_s = time.monotonic() - t0
     if p.returncode != 0:
         raise SystemExit(p.stderr)
@@ -129,7 +130,7 @@ def main() -> int:
                 (f"{name}: total, submit -> job ended", f"{r['total']:.1f}", ""),
             ]
     finally:
-        sh("bash", str(ROOT / "ci" / "slurm_cluster.sh"), "stop", str(state / "cluster"), env=env_c)
+        sh("bash", str(CLUSTER_SH), "stop", str(state / "cluster"), env=env_c)
         shutil.rmtree(state, ignore_errors=True)
     width = max(len(r[0]) for r in rows)
     print(f"{'what':<{width}}  {'seconds':>7}  note")

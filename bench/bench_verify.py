@@ -18,7 +18,7 @@ times (best of --repeat):
 
 It prints the ratios the project holds itself to: cached re-verify vs full verify (>= 100x) and
 warm verify vs the concurrent limit (>= 90% on a many-core host). Standard library and this
-checkout only, so it runs on a bare GPU host: `python3 ci/bench_verify.py --layout nemotron`.
+checkout only, so it runs on a bare GPU host: `python3 bench/bench_verify.py --layout nemotron`.
 
 A speed target, not a test: it prints a table and exits 0.
 """

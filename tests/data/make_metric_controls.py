@@ -2,8 +2,8 @@
 """Write the expected-metrics gate's controls: miles event logs (and one stdout log) of a
 nemotron3_nano-shaped 10-rollout run, healthy and broken in known ways.
 
-    python ci/make_metric_controls.py            # (re)writes tests/data/events/*, tests/data/stdout/*
-    python ci/make_metric_controls.py --check    # exit 1 if the committed files differ
+    python tests/data/make_metric_controls.py            # (re)writes tests/data/events/*, tests/data/stdout/*
+    python tests/data/make_metric_controls.py --check    # exit 1 if the committed files differ
 
 The files follow miles v0.1.0's `--save-debug-event-data` format exactly: one file per process
 (`main.jsonl`, `rollout_manager.jsonl`, `actor_cell0_rank{N}.jsonl`), one compact JSON object per
@@ -42,7 +42,7 @@ import random
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "data" / "events"
 STDOUT = ROOT / "tests" / "data" / "stdout"
 SEED = 20260821

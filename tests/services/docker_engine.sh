@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A private Docker engine and image registry for tests and CI, started and stopped by PID.
 #
-#   ci/docker_engine.sh start    start dockerd + a registry on 127.0.0.1 (idempotent)
-#   ci/docker_engine.sh env      print `export DOCKER_HOST=...` / `export RECIPE_REGISTRY=...`
-#   ci/docker_engine.sh status   exit 0 if both answer
-#   ci/docker_engine.sh stop     stop both by the PIDs recorded at start
+#   tests/services/docker_engine.sh start    start dockerd + a registry on 127.0.0.1 (idempotent)
+#   tests/services/docker_engine.sh env      print `export DOCKER_HOST=...` / `export RECIPE_REGISTRY=...`
+#   tests/services/docker_engine.sh status   exit 0 if both answer
+#   tests/services/docker_engine.sh stop     stop both by the PIDs recorded at start
 #
 # Everything lives under $RECIPE_DOCKER_STATE (default /tmp/recipe-docker): data root, exec root,
 # pid files, the unix socket and logs, so it never touches a system dockerd. The engine runs with

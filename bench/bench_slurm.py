@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Time the Slurm launch path on a throw-away two-node cluster (ci/slurm_cluster.sh) and print a table.
+"""Time the Slurm launch path on a throw-away two-node cluster (tests/services/slurm_cluster.sh) and print a table.
 
-    .venv/bin/python ci/bench_slurm.py [--repeat N]
+    .venv/bin/python bench/bench_slurm.py [--repeat N]
 
 Rows: cluster start; a two-node Ray probe job (submit -> Ray ready on both nodes -> run done ->
 all steps stopped); how fast a job fails once a node's step is killed; and stopping one Ray head
@@ -138,7 +138,7 @@ def main() -> int:
     shutil.copytree(ROOT / "recipes" / "lib", bundle / "recipes" / "lib")
     shutil.copytree(ROOT / "tests" / "data" / "ray_probe_recipe", bundle / "recipes" / "ray_probe")
     t0 = time.monotonic()
-    p = sh("bash", str(ROOT / "ci" / "slurm_cluster.sh"), "start", str(state / "cluster"), "2")
+    p = sh("bash", str(ROOT / "tests" / "services" / "slurm_cluster.sh"), "start", str(state / "cluster"), "2")
     start_s = time.monotonic() - t0
     if p.returncode != 0:
         raise SystemExit(p.stderr)
@@ -159,7 +159,7 @@ def main() -> int:
              "kill to FAILED, seen by scontrol"),
         ]
     finally:
-        sh("bash", str(ROOT / "ci" / "slurm_cluster.sh"), "stop", str(state / "cluster"))
+        sh("bash", str(ROOT / "tests" / "services" / "slurm_cluster.sh"), "stop", str(state / "cluster"))
     rows += [
         ("stop one Ray head: recipe_ray_stop (TERM ray start, then group)", f"{ray_stop('current'):.1f}", "current"),
         ("stop one Ray head: TERM whole group at once", f"{ray_stop('former'):.1f}", "former recipe_ray_stop"),
