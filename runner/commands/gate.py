@@ -8,28 +8,28 @@ from pathlib import Path
 import click
 
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_OK, EXIT_REFUSED, RecipeError, UsageError
+from runner.gate import evaluate as gate
+from runner.gate import metrics, reference
+from runner.gate.report import require_matplotlib, write_report
+from runner.recipe import load_recipe
+from runner.records.record import read_record
 
 PATH_ARG = click.Path(exists=True, path_type=Path)
 
 
 def _resolve_expected(path: Path, recipe: str | None, expected: Path | None) -> tuple[Path, dict | None]:
     """The expected-metrics file for PATH: --expected, else --recipe, else run.json's "recipe"."""
-    from runner.gate.reference import read_run_json
-
-    run = read_run_json(path) if path.is_dir() else None
+    run = read_record(path) if path.is_dir() else None
     if expected is not None:
         return expected, run
     name = recipe or (run or {}).get("recipe")
     if not name:
         raise UsageError(f"{path}: no run.json naming the recipe; give --recipe NAME or --expected FILE")
-    from runner.recipe import load_recipe
-
     r = load_recipe(name)
     return r.path("expected_metrics"), run
 
 
 def _collect(path: Path):
-    from runner.gate import metrics
 
     series = metrics.collect(path)
     if not series.values:
@@ -51,9 +51,6 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
     event/log/metrics.jsonl file. Prints rule, observed, bound, verdict and why; exits 1 if any
     rule fails. For a run directory, also writes metrics.jsonl and gate.json into it.
     """
-    from runner.gate import evaluate as gate
-    from runner.gate import metrics
-
     expected_path, run = _resolve_expected(path, recipe, expected)
     exp = gate.load_expected(expected_path)
     series = _collect(path)
@@ -95,11 +92,7 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
     bands included (unless --replace). Refusals exit 6; a malformed run.json exits 2. Later runs
     are then held to the band and relative rules against it.
     """
-    from runner.gate import evaluate as gate
-    from runner.gate import reference
-    from runner.recipe import load_recipe
-
-    run = reference.read_run_json(run_dir)
+    run = read_record(run_dir)
     name = recipe or (run or {}).get("recipe")
     if not name and run is not None:
         raise UsageError(f"{run_dir / 'run.json'}: field 'recipe' missing; give --recipe NAME")
@@ -139,11 +132,7 @@ def report_cmd(path: Path, recipe: str | None, expected: Path | None, out: Path 
 
     Needs the `report` extra (matplotlib): without it, exits 3 before reading anything.
     """
-    from runner.gate.report import require_matplotlib
-
     require_matplotlib()
-    from runner.gate import evaluate as gate
-    from runner.gate.report import write_report
 
     expected_path, _ = _resolve_expected(path, recipe, expected)
     exp = gate.load_expected(expected_path)

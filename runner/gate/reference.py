@@ -34,13 +34,6 @@ def load_reference(expected_path: str | Path) -> Series | None:
     return read_metrics_jsonl(p) if p.is_file() else None
 
 
-def read_run_json(run_dir: Path) -> dict[str, Any] | None:
-    """run.json of a directory (None if absent); malformed -> one-line UsageError naming file and field."""
-    from runner.records.record import read_record
-
-    return read_record(run_dir)
-
-
 def provenance(run_dir: Path, run: dict[str, Any] | None, series: Series) -> dict[str, Any]:
     prov: dict[str, Any] = {k: run[k] for k in PROVENANCE_KEYS if run and k in run}
     prov.update({"run_dir": str(run_dir.resolve()), "series_source": series.source,
