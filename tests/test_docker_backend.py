@@ -221,3 +221,10 @@ def test_tiny_recipe_runs_from_the_cpu_base_alone(docker_engine: Engine, cpu_ima
 
 def inspect_image(engine: Engine, ref: str) -> dict:
     return json.loads(engine.run("image", "inspect", ref).stdout)[0]
+
+
+def test_rehash_reaches_the_inner_run(tmp_path, monkeypatch):
+    lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
+    assert "--rehash" not in dk.inner_args(lc)
+    lc.rehash = True
+    assert dk.inner_args(lc)[-1] == "--rehash"

@@ -168,14 +168,16 @@ def test_run_record_says_per_file_whether_it_was_hashed_or_trusted(echo_bundle, 
     env = clean_env(RECIPE_BUNDLE_ROOT=str(echo_bundle), RECIPE_CACHE_DIR=str(tmp_path / "cache"))
     runs = tmp_path / "runs"
     records = []
-    for _ in range(2):
-        p = recipe("run", "echo", "--runs-dir", str(runs), env=env, cwd=echo_bundle)
+    for extra in ([], [], ["--rehash"]):
+        p = recipe("run", "echo", "--runs-dir", str(runs), *extra, env=env, cwd=echo_bundle)
         assert p.returncode == 0, p.stderr
         newest = max(runs.iterdir(), key=lambda d: d.stat().st_mtime_ns)
         records.append(json.loads((newest / "run.json").read_text())["inputs_verification"]["data"])
     assert records[0]["checked"] == {"data/prompts.tsv": HASHED} and records[0]["trusted"] == 0
     assert records[1]["checked"] == {"data/prompts.tsv": TRUSTED} and records[1]["bytes_hashed"] == 0
     assert records[1]["counts"][OK] == 1 and records[1]["cache"].startswith(str(tmp_path / "cache"))
+    # `recipe run --rehash` trusts nothing the cache says
+    assert records[2]["checked"] == {"data/prompts.tsv": HASHED} and records[2]["trusted"] == 0
 
 
 def test_cli_verify_trusts_then_rehash_reads_everything(echo_bundle, tmp_path):

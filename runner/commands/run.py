@@ -28,10 +28,12 @@ from runner.records.rundirs import new_run_id, run_dir_for
 @click.option("--run-dir", type=PathOpt, help="Use exactly this (new or empty) run directory.")
 @click.option("--skip-preflight", "skip", multiple=True, type=click.Choice(backends.skippable()),
               help="Skip one preflight check (repeatable); the run record says which were skipped.")
+@click.option("--rehash", is_flag=True, help="Hash every input file again, trusting nothing the verified-inputs "
+              "cache recorded (run.json says per file whether it was hashed or trusted).")
 @click.option("--dry-run", is_flag=True, help="Preflight and print the commands; start nothing.")
 @click.option("--no-gate", is_flag=True, help="Do not evaluate the expected-metrics gate after the run.")
 def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None, skip: tuple[str, ...],
-            dry_run: bool, no_gate: bool, **kw) -> int:
+            rehash: bool, dry_run: bool, no_gate: bool, **kw) -> int:
     """Preflight, then launch recipe NAME and record the run.
 
     \b
@@ -46,7 +48,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     run_id = run_dir.name if run_dir else new_run_id(recipe.name, opts.cell.name)
     target = run_dir_for(run_dir, runs_dir, run_id)
     launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend, extra_env=launch_env(run_id),
-                          skip=set(skip))
+                          skip=set(skip), rehash=rehash)
     checks = backends.preflight(launch)
 
     if dry_run:

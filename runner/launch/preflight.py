@@ -90,7 +90,8 @@ def check_inputs(launch) -> Check:
         return fail("inputs", f"inputs root {launch.inputs_dir} does not exist",
                     f"recipe fetch {launch.recipe.name} --inputs {launch.inputs_dir}")
     # files unchanged since hashed are trusted (the verified-inputs cache); run.json says which
-    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None, cache=default_cache(launch.inputs_dir))
+    result = verify_manifest(manifest, launch.inputs_dir, scan_extra=None, cache=default_cache(launch.inputs_dir),
+                             rehash=launch.rehash)
     s = result.summary()
     counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n)
     how = f"; {s['hashed']} hashed, {s['trusted']} trusted unchanged"

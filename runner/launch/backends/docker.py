@@ -128,6 +128,8 @@ def inner_args(launch: Launch) -> list[str]:
             "--inputs", INPUTS, "--output-dir", OUTPUT, *launch.forward_args]
     for name in sorted(launch.skip & set(check_names("local"))):  # the outer-only checks stay outside
         args += ["--skip-preflight", name]
+    if launch.rehash:
+        args.append("--rehash")
     return args
 
 
