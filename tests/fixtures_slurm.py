@@ -101,6 +101,17 @@ def processes_of_job(job_id: str, conf: Path) -> list[str]:
     return found
 
 
+def assert_job_gone(cluster: SlurmCluster, job: str, timeout: float = 30) -> None:
+    """No process of the job is left on this host, and Slurm lists none of its steps."""
+    deadline = time.monotonic() + timeout
+    left = processes_of_job(job, cluster.conf)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = processes_of_job(job, cluster.conf)
+    assert not left, f"processes of job {job} still running: {left}"
+    assert not cluster.steps(job)
+
+
 @pytest.fixture(name="slurm_cluster", scope="session")
 def slurm_cluster_fixture():
     reuse = os.environ.get("RECIPE_TEST_SLURM_CONF")

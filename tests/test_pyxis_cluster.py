@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_docker import IN_CI, cpu_image_fixture, docker_engine_fixture  # noqa: F401
-from fixtures_slurm import ENROOT_LAUNCHER, ROOT, SlurmCluster, processes_of_job, slurm_cluster_fixture  # noqa: F401
+from fixtures_slurm import ENROOT_LAUNCHER, ROOT, SlurmCluster, assert_job_gone, slurm_cluster_fixture  # noqa: F401
 
 from runner.image import enroot
 
@@ -96,13 +96,7 @@ def job_output(runs: Path, job: str) -> str:
 
 
 def assert_nothing_left(cluster: SlurmCluster, job: str) -> None:
-    deadline = time.monotonic() + 30
-    left = processes_of_job(job, cluster.conf)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.5)
-        left = processes_of_job(job, cluster.conf)
-    assert not left, f"processes of job {job} still running: {left}"
-    assert not cluster.steps(job)
+    assert_job_gone(cluster, job)
     for node in ("n1", "n2"):
         mine = [c for c in cluster.enroot_list(node) if f"recipe-{TINY}-{job}" in c]
         assert not mine, f"enroot containers of job {job} left on {node}: {mine}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_bundle
-from fixtures_slurm import ROOT, SlurmCluster, processes_of_job, slurm_cluster_fixture  # noqa: F401
+from fixtures_slurm import ROOT, SlurmCluster, assert_job_gone, slurm_cluster_fixture  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -40,13 +40,7 @@ def submit(cluster: SlurmCluster, bundle: Path, tmp_path: Path, *extra: str, **e
 
 
 def assert_nothing_left(cluster: SlurmCluster, job: str) -> None:
-    deadline = time.monotonic() + 20
-    left = processes_of_job(job, cluster.conf)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.5)
-        left = processes_of_job(job, cluster.conf)
-    assert not left, f"processes of job {job} still running: {left}"
-    assert not cluster.steps(job)
+    assert_job_gone(cluster, job, timeout=20)
 
 
 def assert_no_secrets(*roots: Path) -> None:
