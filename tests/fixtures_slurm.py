@@ -101,6 +101,17 @@ def processes_of_job(job_id: str, conf: Path) -> list[str]:
     return found
 
 
+def assert_not_in_any_argv(values) -> None:
+    """No process on this host has any of these values on its command line (secrets travel by name)."""
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                argv = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            assert not any(v.encode() in argv for v in values), f"secret in argv of pid {d.name}"
+
+
 def assert_job_gone(cluster: SlurmCluster, job: str, timeout: float = 30) -> None:
     """No process of the job is left on this host, and Slurm lists none of its steps."""
     deadline = time.monotonic() + timeout

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import pytest
 from fixtures_docker import IN_CI, cpu_image_fixture, docker_engine_fixture  # noqa: F401
-from fixtures_slurm import ENROOT_LAUNCHER, ROOT, SlurmCluster, assert_job_gone, slurm_cluster_fixture  # noqa: F401
+from fixtures_slurm import (  # noqa: F401
+    ENROOT_LAUNCHER,
+    ROOT,
+    SlurmCluster,
+    assert_job_gone,
+    assert_not_in_any_argv,
+    slurm_cluster_fixture,
+)
 
 from runner.image import enroot
 
@@ -117,13 +124,7 @@ def assert_no_secrets(cluster: SlurmCluster, *roots: Path) -> None:
 
 
 def assert_no_secret_in_argv() -> None:
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                argv = (d / "cmdline").read_bytes()
-            except OSError:
-                continue
-            assert not any(v.encode() in argv for v in PLANTED.values()), f"secret in argv of pid {d.name}"
+    assert_not_in_any_argv(PLANTED.values())
 
 
 def wait_for_step(cluster: SlurmCluster, job: str, name: str, runs: Path, timeout: float) -> dict[str, str]:
