@@ -61,7 +61,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
         return runflow.report_cannot_run(launch, checks)
 
     # The wrapper of a docker/slurm run and the local run it starts inside claim separately.
-    role = "run" if backend == "local" else "launcher"
+    role = "launcher" if backends.backend(backend).WRAPS_INNER_RUN else "run"
     if run_dir:
         claim_run_dir(target, role)
     else:

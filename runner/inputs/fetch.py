@@ -201,7 +201,8 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
     rlock = threading.Lock()
     todo = []
     for e, src, name, final in plan:
-        sha = e.sha256 if not e.pinned_only else _recorded_sha256(e, src, recorder.data)
+        rec = pin.matching_record(e, src.revision, recorder.data) if e.pinned_only else None
+        sha = rec["sha256"] if rec else e.sha256
         if sha and state.known_good(e.path, final, sha):
             result.skipped.append(e.path)
             if progress and e.size:
@@ -255,13 +256,6 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
         names = "; ".join(str(f) for f in result.failed)
         raise RecipeError(f"fetch failed for {len(result.failed)} file(s): {names}", code)
     return result
-
-
-def _recorded_sha256(e: mf.Entry, src: Source, records: dict[str, dict]) -> str | None:
-    r = records.get(e.path)
-    if r and r["revision"] == src.revision and r["size"] == e.size and e.git_blob in (mf.UNKNOWN, r["git_blob"]):
-        return r["sha256"]
-    return None
 
 
 def free_bytes(path: Path) -> int:

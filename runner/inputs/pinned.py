@@ -58,18 +58,22 @@ def load(root: Path) -> dict[str, dict]:
     return out
 
 
-def expected_sha256(e: mf.Entry, m: mf.Manifest, records: dict[str, dict]) -> tuple[str | None, str | None]:
-    """(sha256, git blob id) that fetch recorded for a pinned-only entry, if the record is for the
-    manifest's revision and size (and its blob id, when the manifest knows it); else (None, None)."""
+def matching_record(e: mf.Entry, revision: str | None, records: dict[str, dict]) -> dict | None:
+    """fetch's record of a pinned-only entry, if it is for this revision and size (and the entry's
+    blob id, when the manifest knows it); else None."""
     r = records.get(e.path)
-    if not r:
-        return None, None
-    _, revision = revision_for(m, e.path)
-    if r["revision"] != revision or r["size"] != e.size:
-        return None, None
+    if not r or r["revision"] != revision or r["size"] != e.size:
+        return None
     if e.git_blob not in (None, mf.UNKNOWN) and e.git_blob != r["git_blob"]:
-        return None, None
-    return r["sha256"], r["git_blob"]
+        return None
+    return r
+
+
+def expected_sha256(e: mf.Entry, m: mf.Manifest, records: dict[str, dict]) -> tuple[str | None, str | None]:
+    """(sha256, git blob id) that fetch recorded for a pinned-only entry at the manifest's revision;
+    else (None, None)."""
+    r = matching_record(e, revision_for(m, e.path)[1], records)
+    return (r["sha256"], r["git_blob"]) if r else (None, None)
 
 
 class Recorder:
