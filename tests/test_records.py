@@ -321,3 +321,70 @@ def test_sigterm_maps_to_130_for_any_verb(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip() == "recipe: interrupted", err
+
+
+def _claim_in_child(path: str, go, out) -> None:
+    from runner.records.record import claim
+
+    go.wait()
+    try:
+        claim(Path(path), "run", "--run-dir")
+        out.put(("won", os.getpid()))
+    except Exception as e:  # noqa: BLE001 - the message is what is checked
+        out.put(("lost", str(e)))
+
+
+def test_racing_claims_one_wins_and_every_loser_names_it(tmp_path):
+    # Processes released at once: exactly one holds the directory, and no loser ever reads a claim
+    # whose content is not there yet (it names the winner's pid, not "another run").
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_claim_in_child, args=(str(tmp_path), go, out)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    go.set()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    winners = [v for k, v in results if k == "won"]
+    assert len(winners) == 1, results
+    losers = [v for k, v in results if k == "lost"]
+    assert len(losers) == 7 and all(f"already claimed by pid {winners[0]} " in m for m in losers), losers
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".claim-run"]
+
+
+def _claim_slowly(path: str) -> None:
+    # Every line of claim() and its helpers runs 0.2 s late, so the moments between "the claim file
+    # exists" and "it says who holds it" (if there are any) are wide enough to be seen.
+    import sys
+
+    from runner.records import record
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename == record.__file__:
+            if event == "line":
+                time.sleep(0.2)
+            return tracer
+        return None
+
+    sys.settrace(tracer)
+    record.claim(Path(path), "run", "--run-dir")
+    sys.settrace(None)
+
+
+def test_a_claim_is_never_seen_before_it_names_its_holder(tmp_path):
+    import multiprocessing as mp
+
+    from runner.errors import UsageError
+    from runner.records.record import claim
+
+    winner = mp.get_context("fork").Process(target=_claim_slowly, args=(str(tmp_path),))
+    winner.start()
+    wait_for(lambda: (tmp_path / ".claim-run").exists(), timeout=60)
+    with pytest.raises(UsageError) as refused:
+        claim(tmp_path, "run", "--run-dir")
+    winner.join(timeout=60)
+    assert winner.exitcode == 0
+    assert f"already claimed by pid {winner.pid} " in str(refused.value)

@@ -1,6 +1,6 @@
 """Run directories and their `run.json` provenance record.
 
-A run directory is never reused nor shared: its first user creates a claim file with O_EXCL
+A run directory is never reused nor shared: its first user publishes a claim file atomically
 (`claim`), so of two runs started into one directory exactly one proceeds. run.json is rewritten
 atomically (temp file, fsync, rename) at each stage: "running" at launch, then "succeeded",
 "failed", "gate-failed" or "interrupted" at the end, whichever way the run ends
@@ -66,8 +66,13 @@ def claim(path: Path, role: str, what: str) -> Path:
     wrapper starts in the same directory on purpose ("launcher" and "run").
     """
     f = path / CLAIM_FILE.format(role=role)
+    # The claim is written under a private name and then hard-linked to the shared one: link() fails
+    # if the name exists, like O_EXCL, and a loser never reads a claim whose content is not there yet.
+    body = json.dumps({"pid": os.getpid(), "hostname": socket.gethostname(), "claimed_at": now()}) + "\n"
+    tmp = path / f"{f.name}.{os.getpid()}.tmp"
+    tmp.write_text(body, encoding="utf-8")
     try:
-        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        _publish(tmp, f)
     except FileExistsError:
         try:
             holder = json.loads(f.read_text(encoding="utf-8", errors="replace"))
@@ -76,10 +81,21 @@ def claim(path: Path, role: str, what: str) -> Path:
             who = "another run"
         raise UsageError(f"{what} {path}: already claimed by {who} ({f.name}); "
                          "run directories are never shared or reused") from None
-    with os.fdopen(fd, "w") as out:
-        json.dump({"pid": os.getpid(), "hostname": socket.gethostname(), "claimed_at": now()}, out)
-        out.write("\n")
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _publish(tmp: Path, name: Path) -> None:
+    try:
+        os.link(tmp, name)
+    except FileExistsError:
+        raise
+    except OSError:
+        # A filesystem without hard links: O_EXCL still decides the race, the content follows it.
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(tmp.read_text(encoding="utf-8"))
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
