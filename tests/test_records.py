@@ -388,3 +388,30 @@ def test_a_claim_is_never_seen_before_it_names_its_holder(tmp_path):
     winner.join(timeout=60)
     assert winner.exitcode == 0
     assert f"already claimed by pid {winner.pid} " in str(refused.value)
+
+
+SIGTERM_AT_FIRST_RECORD = """
+import os, signal, sys
+from runner.records import record
+fired = []
+def tracer(frame, event, arg):
+    if frame.f_code is record.write_json_atomic.__code__:
+        if event == "return" and not fired and frame.f_locals["path"].name == "run.json":
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGTERM)  # run.json says "running" from this instant
+        return tracer
+    return None
+sys.settrace(tracer)
+from runner.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_sigterm_the_instant_run_json_first_exists_still_finishes_it(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    p = subprocess.run([RECIPE_BIN[0], "-c", SIGTERM_AT_FIRST_RECORD, "run", "echo", "--runs-dir", str(runs)],
+                       env=env_for(bundle), cwd=bundle, capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 130, p.stderr
+    rec = json.loads((only_run(runs) / "run.json").read_text())
+    assert (rec["status"], rec["exit_code"]) == ("interrupted", 130), rec
+    assert "signal" in rec["interrupted_by"]

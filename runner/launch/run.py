@@ -170,10 +170,12 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
                         inner_status=summary.get("status"), gate_passed=(summary.get("gate") or {}).get("passed"))
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
         return EXIT_INTERRUPTED if interrupted else rc
-    record = RunRecord(launch.run_dir, {})
+    # Made before the try and saved inside it: a signal at any instant after run.json first exists
+    # finds a record that finalize_on_error can finish, so no run is left saying "running".
+    record = RunRecord.running(launch.run_dir, **provenance(launch, checks), **extra_record)
     stage = ["start"]
     try:
-        record = RunRecord.start(launch.run_dir, **provenance(launch, checks), **extra_record)
+        record.save()
         click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
         stage[0] = "script"
         return _script_then_gate(launch, record, gate, stage)

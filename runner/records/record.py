@@ -141,10 +141,15 @@ class RunRecord:
         self.data = data
 
     @classmethod
-    def start(cls, directory: Path, **fields: Any) -> RunRecord:
+    def running(cls, directory: Path, **fields: Any) -> RunRecord:
+        """A "running" record, not yet saved: the caller saves it where a failure can still finish it."""
         data = {"schema": SCHEMA, "status": "running", "started_at": now(), "ended_at": None,
                 "exit_code": None, "pid": os.getpid(), "hostname": socket.gethostname(), **fields}
-        rec = cls(directory, data)
+        return cls(directory, data)
+
+    @classmethod
+    def start(cls, directory: Path, **fields: Any) -> RunRecord:
+        rec = cls.running(directory, **fields)
         rec.save()
         return rec
 
