@@ -129,18 +129,34 @@ recipe_nvlink_count() {
 }
 
 # ---- Ray ----------------------------------------------------------------------------------
-# Ports and the temp dir come from RECIPE_RAY_* (the runner picks free ones per run).
+# One port scheme for every launch: a run's Ray ports are a block from a base below Linux's ephemeral
+# range (32768-60999, where the kernel hands out ports to outgoing connections, so a port found free
+# there may be gone when Ray binds it). Node slot S (0-7) of the run uses
+#   BASE, BASE+1, BASE+2             the head's GCS, dashboard and client-server ports
+#   BASE+10+10*S .. +5               node-manager, object-manager, agent gRPC, agent HTTP, metrics,
+#                                    runtime-env agent
+#   BASE+200+200*S .. BASE+399+200*S worker ports
+# A one-node run uses slot 0 only, BASE..BASE+399 (the runner picks a free BASE per run:
+# runner/launch/ports.py RAY_SLOT0_SPAN); a Slurm job derives BASE from its job id (sbatch_job.sh).
+RECIPE_RAY_BASE_MAX=30968 # slot 7's last worker port stays below 32768
+recipe_ray_ports() { # recipe_ray_ports BASE SLOT: export the ports of node slot SLOT
+  recipe_require_uint "Ray port base" "$1" 1024 "$RECIPE_RAY_BASE_MAX"
+  recipe_require_uint "Ray node slot" "$2" 0 7
+  local base=$((10#$1)) slot=$((10#$2))
+  local b=$((base + 10 + slot * 10))
+  export RECIPE_RAY_PORT=$base RECIPE_RAY_DASHBOARD_PORT=$((base + 1)) RECIPE_RAY_CLIENT_PORT=$((base + 2))
+  export RECIPE_RAY_NODE_MANAGER_PORT=$b RECIPE_RAY_OBJECT_MANAGER_PORT=$((b + 1))
+  export RECIPE_RAY_AGENT_GRPC_PORT=$((b + 2)) RECIPE_RAY_AGENT_HTTP_PORT=$((b + 3))
+  export RECIPE_RAY_METRICS_PORT=$((b + 4)) RECIPE_RAY_RUNTIME_ENV_AGENT_PORT=$((b + 5))
+  export RECIPE_RAY_MIN_WORKER_PORT=$((base + 200 + slot * 200))
+  export RECIPE_RAY_MAX_WORKER_PORT=$((base + 399 + slot * 200))
+}
+
+# Ports and the temp dir: ports already set one by one (the sbatch job's nodes, a user by hand) are
+# kept; otherwise slot 0 of the scheme from RECIPE_RAY_PORT_BASE (the runner's per-run pick; 10000
+# when run.sh is run by hand).
 recipe_ray_defaults() {
-  : "${RECIPE_RAY_PORT:=6379}"
-  : "${RECIPE_RAY_DASHBOARD_PORT:=8265}"
-  : "${RECIPE_RAY_CLIENT_PORT:=10001}"
-  : "${RECIPE_RAY_NODE_MANAGER_PORT:=6380}"
-  : "${RECIPE_RAY_OBJECT_MANAGER_PORT:=6381}"
-  : "${RECIPE_RAY_AGENT_GRPC_PORT:=6382}"
-  : "${RECIPE_RAY_AGENT_HTTP_PORT:=6383}"
-  : "${RECIPE_RAY_METRICS_PORT:=6384}"
-  : "${RECIPE_RAY_MIN_WORKER_PORT:=20000}"
-  : "${RECIPE_RAY_MAX_WORKER_PORT:=20999}"
+  if [[ -z "${RECIPE_RAY_PORT:-}" ]]; then recipe_ray_ports "${RECIPE_RAY_PORT_BASE:-10000}" 0; fi
   : "${RECIPE_RAY_TEMP_DIR:=/tmp/recipe-ray-${RECIPE_RUN_ID:-$$}}"
   : "${RECIPE_RAY_READY_TIMEOUT:=300}"
   recipe_require_int RECIPE_RAY_PORT RECIPE_RAY_DASHBOARD_PORT RECIPE_RAY_CLIENT_PORT RECIPE_RAY_NODE_MANAGER_PORT \

@@ -53,23 +53,15 @@ OUTPUT_DIR=${OUTPUT_DIR:-$RUN_DIR/output}
 # pyxis reuses a container that already has this name: make it unique to the job.
 CONTAINER_NAME="recipe-$RECIPE-$JOB"
 RAY_TMP="/tmp/recipe-ray-$JOB"
-# Each job gets its own block of 2000 ports below the ephemeral range; inside it, node i gets its
-# own service ports and 200 worker ports, so several nodes on one host (tests) never collide.
+# Each job gets its own block of 2000 ports below the ephemeral range, and node i slot i % 8 of the
+# one port scheme inside it (launch.sh recipe_ray_ports), so several nodes on one host never collide.
 PORT_BASE=$((10000 + (JOB % 10) * 2000))
-export RECIPE_RAY_PORT=$PORT_BASE
-export RECIPE_RAY_DASHBOARD_PORT=$((PORT_BASE + 1))
-export RECIPE_RAY_CLIENT_PORT=$((PORT_BASE + 2))
 
 node_env() { # node_env INDEX: the Ray ports and temp dir of the INDEX-th node
-  local slot=$(($1 % 8))
-  local b=$((PORT_BASE + 10 + slot * 10))
-  export RECIPE_RAY_NODE_MANAGER_PORT=$b RECIPE_RAY_OBJECT_MANAGER_PORT=$((b + 1))
-  export RECIPE_RAY_AGENT_GRPC_PORT=$((b + 2)) RECIPE_RAY_AGENT_HTTP_PORT=$((b + 3))
-  export RECIPE_RAY_METRICS_PORT=$((b + 4)) RECIPE_RAY_RUNTIME_ENV_AGENT_PORT=$((b + 5))
-  export RECIPE_RAY_MIN_WORKER_PORT=$((PORT_BASE + 200 + slot * 200))
-  export RECIPE_RAY_MAX_WORKER_PORT=$((PORT_BASE + 399 + slot * 200))
+  recipe_ray_ports "$PORT_BASE" "$(($1 % 8))"
   export RECIPE_RAY_TEMP_DIR="$RAY_TMP/node$1"
 }
+node_env 0 # the head's ports (RECIPE_RAY_PORT, ...) for what follows
 
 node_ip() { # node_ip HOST: the address Slurm reaches HOST at (its NodeAddr), as IPv4
   local addr

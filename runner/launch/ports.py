@@ -1,9 +1,10 @@
-"""Pick free TCP ports for a run's Ray cluster, so concurrent runs on one host never collide.
+"""Pick a free base for a run's Ray ports, so concurrent runs on one host never collide.
 
-Every port is drawn from [PORT_LO, PORT_HI), below Linux's ephemeral range (net.ipv4.ip_local_port_range
-defaults to 32768-60999): the kernel hands out ports there to every outgoing connection, so a port
-found free in that range may be taken by the time Ray binds it. The sbatch script's per-job blocks
-(10000 + (job % 10) * 2000) lie below PORT_HI too.
+The layout of the ports from that base is defined once, in recipes/lib/launch.sh (`recipe_ray_ports`),
+for local runs and Slurm jobs alike; a one-node run uses its slot 0, RAY_SLOT0_SPAN ports from the base.
+Bases are drawn from [PORT_LO, PORT_HI - span), below Linux's ephemeral range
+(net.ipv4.ip_local_port_range defaults to 32768-60999): the kernel hands out ports there to every
+outgoing connection, so a port found free in that range may be taken by the time Ray binds it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import socket
 
 PORT_LO, PORT_HI = 10000, 32768
+RAY_SLOT0_SPAN = 400  # BASE..BASE+399: the head's service ports and 200 worker ports (launch.sh)
 
 
 def _free(port: int, host: str = "0.0.0.0") -> bool:
@@ -36,23 +38,17 @@ def free_block(size: int, lo: int = PORT_LO, hi: int = PORT_HI, tries: int = 200
     raise OSError(f"no block of {size} free TCP ports found in [{lo}, {hi})")
 
 
-RAY_PORT_VARS = ("RECIPE_RAY_PORT", "RECIPE_RAY_DASHBOARD_PORT", "RECIPE_RAY_CLIENT_PORT",
-                 "RECIPE_RAY_NODE_MANAGER_PORT", "RECIPE_RAY_OBJECT_MANAGER_PORT", "RECIPE_RAY_AGENT_GRPC_PORT",
-                 "RECIPE_RAY_AGENT_HTTP_PORT", "RECIPE_RAY_METRICS_PORT")
+def ray_ports() -> dict[str, str]:
+    """A base whose whole one-node block is free right now."""
+    return {"RECIPE_RAY_PORT_BASE": str(free_block(RAY_SLOT0_SPAN))}
 
 
-def ray_ports(worker_ports: int = 200) -> dict[str, str]:
-    """Explicit ports for every Ray service plus a worker port range, all free right now."""
-    base = free_block(len(RAY_PORT_VARS) + worker_ports)
-    env = {name: str(base + i) for i, name in enumerate(RAY_PORT_VARS)}
-    env["RECIPE_RAY_MIN_WORKER_PORT"] = str(base + len(RAY_PORT_VARS))
-    env["RECIPE_RAY_MAX_WORKER_PORT"] = str(base + len(RAY_PORT_VARS) + worker_ports - 1)
-    return env
-
-
-def ports_in_use(env: dict[str, str]) -> list[int]:
-    ports = [int(env[n]) for n in RAY_PORT_VARS if n in env]
-    return [p for p in ports if not _free(p)]
+def ports_in_use(env: dict[str, str]) -> tuple[range, list[int]] | None:
+    """The run's port block and which of its ports are taken; None without a base (a joined cluster)."""
+    if "RECIPE_RAY_PORT_BASE" not in env:
+        return None
+    block = range(int(env["RECIPE_RAY_PORT_BASE"]), int(env["RECIPE_RAY_PORT_BASE"]) + RAY_SLOT0_SPAN)
+    return block, [p for p in block if not _free(p)]
 
 
 def launch_env(run_id: str) -> dict[str, str]:

@@ -177,8 +177,12 @@ def check_disk(path: Path, min_gib: float) -> Check:
 
 
 def check_ports(env: dict[str, str]) -> Check:
-    busy = ports_in_use(env)
+    found = ports_in_use(env)
+    if found is None:
+        return na("ports", "no Ray port base in the run's environment")
+    block, busy = found
     if busy:
-        return fail("ports", f"ports already in use: {', '.join(map(str, busy))}",
-                    "another Ray may be running; set RECIPE_RAY_PORT etc. or retry (ports are picked per run)")
-    return ok("ports", f"Ray ports {env.get('RECIPE_RAY_PORT')}..{env.get('RECIPE_RAY_MAX_WORKER_PORT')} free")
+        shown = ", ".join(map(str, busy[:8])) + (f" and {len(busy) - 8} more" if len(busy) > 8 else "")
+        return fail("ports", f"Ray ports {block.start}..{block.stop - 1}: in use: {shown}",
+                    "retry (each run picks a free block), or end the process holding them")
+    return ok("ports", f"Ray ports {block.start}..{block.stop - 1} free")
