@@ -93,17 +93,28 @@ def test_gate_failure_marks_the_run(bundle, tmp_path):
     assert "finite_loss" in p.stderr
 
 
+def wait_script_started(runs: Path, timeout: float = 60) -> tuple[Path, int]:
+    """The run directory and script process group, once the script runs and run.json names its group.
+
+    The script may write its `started` marker before the runner has recorded the group id: wait for both.
+    """
+    def ready() -> bool:
+        dirs = [d for d in runs.glob("*") if d.is_dir()] if runs.is_dir() else []
+        return bool(dirs) and (dirs[0] / "started").exists() and "script_pgid" in json.loads(
+            (dirs[0] / "run.json").read_text())
+
+    wait_for(ready, timeout)
+    d = only_run(runs)
+    return d, json.loads((d / "run.json").read_text())["script_pgid"]
+
+
 def test_interrupted_run_is_marked_and_its_processes_end(bundle, tmp_path):
     runs = tmp_path / "runs"
     proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)], cwd=bundle,
                             env=env_for(bundle, TEST_SLEEP="60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.monotonic() + 30
-    while not list(runs.glob("*/started")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    d = only_run(runs)
+    d, pgid = wait_script_started(runs)
     assert load_record(d)["status"] == "running"
-    pgid = json.loads((d / "run.json").read_text())["script_pgid"]
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -129,11 +140,7 @@ def test_killed_runner_leaves_a_record_that_reads_interrupted(bundle, tmp_path):
     proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)], cwd=bundle,
                             env=env_for(bundle, TEST_SLEEP="60"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not list(runs.glob("*/started")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    d = only_run(runs)
-    pgid = json.loads((d / "run.json").read_text())["script_pgid"]
+    d, pgid = wait_script_started(runs)
     proc.kill()  # SIGKILL: the runner cannot write anything
     proc.wait(10)
     try:
