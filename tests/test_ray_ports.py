@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from conftest import ROOT, clean_env
 
-from runner.launch.ports import PORT_HI, RAY_SLOT0_SPAN, ray_ports
+from runner.launch.ports import PORT_HI, PORT_LO, RAY_SLOT0_SPAN, ray_ports
 from runner.launch.preflight import check_ports
 
 PORT_VARS = ("RECIPE_RAY_PORT", "RECIPE_RAY_DASHBOARD_PORT", "RECIPE_RAY_CLIENT_PORT", "RECIPE_RAY_NODE_MANAGER_PORT",
@@ -39,8 +39,15 @@ def test_a_local_run_uses_exactly_the_block_the_runner_picked():
     assert base + RAY_SLOT0_SPAN <= PORT_HI  # below the ephemeral range
 
 
+@pytest.mark.parametrize("base", [PORT_LO, PORT_HI - RAY_SLOT0_SPAN - 1], ids=["lowest", "highest"])
+def test_every_base_the_runner_can_draw_is_one_the_scheme_takes(base):
+    # free_block draws bases from [PORT_LO, PORT_HI - span): both ends must run, not only a lucky draw
+    env = scheme("recipe_ray_defaults", RECIPE_RAY_PORT_BASE=str(base))
+    assert min(ports_of(env)) == base and max(ports_of(env)) == base + RAY_SLOT0_SPAN - 1 < PORT_HI
+
+
 def test_eight_node_slots_of_one_job_never_share_a_port_and_stay_below_the_ephemeral_range():
-    base = 30968  # launch.sh's largest base
+    base = 32368 - 7 * 200  # the largest base with 8 slots
     slots = [scheme(f"recipe_ray_ports {base} {s}") for s in range(8)]
     head = {slots[0][v] for v in PORT_VARS[:3]}
     own = [ports_of(s) - head for s in slots]
@@ -50,9 +57,10 @@ def test_eight_node_slots_of_one_job_never_share_a_port_and_stay_below_the_ephem
 
 
 @pytest.mark.parametrize("call, message", [
-    ("recipe_ray_ports 30969 0", "Ray port base must be an integer from 1024 to 30968"),
+    ("recipe_ray_ports 32369 0", "Ray port base (node slot 0) must be an integer from 1024 to 32368"),
+    ("recipe_ray_ports 30969 7", "Ray port base (node slot 7) must be an integer from 1024 to 30968"),
     ("recipe_ray_ports 12000 8", "Ray node slot must be an integer from 0 to 7"),
-    ("recipe_ray_ports '1$(touch /tmp/x)' 0", "Ray port base must be an integer"),
+    ("recipe_ray_ports '1$(touch /tmp/x)' 0", "Ray port base (node slot 0) must be an integer"),
 ])
 def test_the_scheme_refuses_what_would_leave_its_range(call, message):
     p = subprocess.run(["bash", "-c", f"source {ROOT}/recipes/lib/launch.sh; {call}"], env=clean_env(),

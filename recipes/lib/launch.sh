@@ -138,10 +138,10 @@ recipe_nvlink_count() {
 #   BASE+200+200*S .. BASE+399+200*S worker ports
 # A one-node run uses slot 0 only, BASE..BASE+399 (the runner picks a free BASE per run:
 # runner/launch/ports.py RAY_SLOT0_SPAN); a Slurm job derives BASE from its job id (sbatch_job.sh).
-RECIPE_RAY_BASE_MAX=30968 # slot 7's last worker port stays below 32768
 recipe_ray_ports() { # recipe_ray_ports BASE SLOT: export the ports of node slot SLOT
-  recipe_require_uint "Ray port base" "$1" 1024 "$RECIPE_RAY_BASE_MAX"
   recipe_require_uint "Ray node slot" "$2" 0 7
+  # the slot's last worker port, BASE+399+200*SLOT, stays below the ephemeral range
+  recipe_require_uint "Ray port base (node slot $2)" "$1" 1024 $((32368 - 200 * 10#$2))
   local base=$((10#$1)) slot=$((10#$2))
   local b=$((base + 10 + slot * 10))
   export RECIPE_RAY_PORT=$base RECIPE_RAY_DASHBOARD_PORT=$((base + 1)) RECIPE_RAY_CLIENT_PORT=$((base + 2))
