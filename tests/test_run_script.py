@@ -78,6 +78,12 @@ def test_joining_a_cluster_starts_no_ray_head():
     wait = next(c for c in cmds if any(w.endswith("ray_wait.py") for w in c))
     assert wait[wait.index("--address") + 1] == "10.0.0.1:6379"
     assert wait[wait.index("--gpus") + 1] == "16"
+    # the job goes to that cluster's dashboard, on Ray's default port unless one is given
+    submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
+    assert submit[submit.index("--address") + 1] == "http://127.0.0.1:8265"
+    cmds = dry_run(clean_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_RAY_DASHBOARD_PORT="9000"))
+    submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
+    assert submit[submit.index("--address") + 1] == "http://127.0.0.1:9000"
 
 
 def test_deterministic_opt_in_sets_flags_and_env():

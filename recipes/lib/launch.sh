@@ -154,9 +154,12 @@ recipe_ray_ports() { # recipe_ray_ports BASE SLOT: export the ports of node slot
 
 # Ports and the temp dir: ports already set one by one (the sbatch job's nodes, a user by hand) are
 # kept; otherwise slot 0 of the scheme from RECIPE_RAY_PORT_BASE (the runner's per-run pick; 10000
-# when run.sh is run by hand).
+# when run.sh is run by hand). Joining a cluster someone else started (RECIPE_RAY_ADDRESS), jobs go
+# to its dashboard: on Ray's default port 8265 unless RECIPE_RAY_DASHBOARD_PORT says otherwise.
 recipe_ray_defaults() {
+  local dashboard=${RECIPE_RAY_DASHBOARD_PORT:-}
   if [[ -z "${RECIPE_RAY_PORT:-}" ]]; then recipe_ray_ports "${RECIPE_RAY_PORT_BASE:-10000}" 0; fi
+  if [[ -n "${RECIPE_RAY_ADDRESS:-}" ]]; then export RECIPE_RAY_DASHBOARD_PORT=${dashboard:-8265}; fi
   : "${RECIPE_RAY_TEMP_DIR:=/tmp/recipe-ray-${RECIPE_RUN_ID:-$$}}"
   : "${RECIPE_RAY_READY_TIMEOUT:=300}"
   recipe_require_int RECIPE_RAY_PORT RECIPE_RAY_DASHBOARD_PORT RECIPE_RAY_CLIENT_PORT RECIPE_RAY_NODE_MANAGER_PORT \
