@@ -46,7 +46,7 @@ def test_replay_of_a_tiny_run_with_the_base_install_stops_in_preflight(base_inst
     run_dir = tmp_path / "runs" / "orig"
     lc = tiny_launch(run_dir, "orig")
     run_dir.mkdir(parents=True)
-    RunRecord.start(run_dir, **provenance(lc, [])).finish("succeeded", 0)
+    RunRecord.running(run_dir, **provenance(lc, [])).finish("succeeded", 0)  # finish saves it
     p = cli(base_install, "replay", str(run_dir), cwd=tmp_path)
     assert p.returncode == 3, p.stderr
     assert "fail  packages" in p.stderr and "lacks" in p.stderr and "failed to execute" not in p.stderr

@@ -147,12 +147,6 @@ class RunRecord:
                 "exit_code": None, "pid": os.getpid(), "hostname": socket.gethostname(), **fields}
         return cls(directory, data)
 
-    @classmethod
-    def start(cls, directory: Path, **fields: Any) -> RunRecord:
-        rec = cls.running(directory, **fields)
-        rec.save()
-        return rec
-
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
         self.save()
