@@ -77,3 +77,19 @@ def test_ports_preflight_names_a_taken_port_in_the_block():
         held.listen()
         c = check_ports(env)
     assert c.status == "fail" and f"in use: {base + 250}" in c.detail
+
+
+def test_ports_preflight_has_nothing_to_check_when_joining_a_cluster():
+    c = check_ports(launch_env_of(RECIPE_RAY_ADDRESS="10.0.0.1:6379"))
+    assert c.status == "n/a" and "joining Ray at 10.0.0.1:6379" in c.detail
+
+
+def launch_env_of(**environ: str) -> dict[str, str]:
+    """What the runner gives a run (runner.launch.ports.launch_env) under this environment."""
+    import os
+    from unittest import mock
+
+    from runner.launch.ports import launch_env
+
+    with mock.patch.dict(os.environ, environ):
+        return launch_env("20261130T000000Z-test-abcdef")

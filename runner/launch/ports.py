@@ -43,12 +43,9 @@ def ray_ports() -> dict[str, str]:
     return {"RECIPE_RAY_PORT_BASE": str(free_block(RAY_SLOT0_SPAN))}
 
 
-def ports_in_use(env: dict[str, str]) -> tuple[range, list[int]] | None:
-    """The run's port block and which of its ports are taken; None without a base (a joined cluster)."""
-    if "RECIPE_RAY_PORT_BASE" not in env:
-        return None
-    block = range(int(env["RECIPE_RAY_PORT_BASE"]), int(env["RECIPE_RAY_PORT_BASE"]) + RAY_SLOT0_SPAN)
-    return block, [p for p in block if not _free(p)]
+def ports_in_use(base: int) -> list[int]:
+    """The ports of the one-node block from `base` that something holds now."""
+    return [p for p in range(base, base + RAY_SLOT0_SPAN) if not _free(p)]
 
 
 def launch_env(run_id: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner import hostinfo
 from runner.errors import EXIT_USAGE, RecipeError
-from runner.launch.ports import ports_in_use
+from runner.launch.ports import RAY_SLOT0_SPAN, ports_in_use
 
 
 @dataclass
@@ -177,12 +177,14 @@ def check_disk(path: Path, min_gib: float) -> Check:
 
 
 def check_ports(env: dict[str, str]) -> Check:
-    found = ports_in_use(env)
-    if found is None:
-        return na("ports", "no Ray port base in the run's environment")
-    block, busy = found
+    """The run's Ray port block (launch_env gives a base, or the address of a cluster to join) is free."""
+    if "RECIPE_RAY_PORT_BASE" not in env:
+        return na("ports", f"joining Ray at {env.get('RECIPE_RAY_ADDRESS', '(no address)')}: no ports of its own")
+    base = int(env["RECIPE_RAY_PORT_BASE"])
+    last = base + RAY_SLOT0_SPAN - 1
+    busy = ports_in_use(base)
     if busy:
         shown = ", ".join(map(str, busy[:8])) + (f" and {len(busy) - 8} more" if len(busy) > 8 else "")
-        return fail("ports", f"Ray ports {block.start}..{block.stop - 1}: in use: {shown}",
+        return fail("ports", f"Ray ports {base}..{last}: in use: {shown}",
                     "retry (each run picks a free block), or end the process holding them")
-    return ok("ports", f"Ray ports {block.start}..{block.stop - 1} free")
+    return ok("ports", f"Ray ports {base}..{last} free")

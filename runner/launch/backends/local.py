@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from runner.launch import preflight as pf
@@ -44,12 +43,6 @@ def check_packages(launch: Launch) -> pf.Check:
     return run_check(launch.recipe, launch.plan)
 
 
-def check_ports(launch: Launch) -> pf.Check:
-    if os.environ.get("RECIPE_RAY_ADDRESS"):  # joining a cluster someone else started
-        return pf.na("ports", f"joining Ray at {os.environ['RECIPE_RAY_ADDRESS']}")
-    return pf.check_ports(launch.script_env)
-
-
 def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
     host = pf.host_checks(launch)
     return {
@@ -59,7 +52,7 @@ def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
         "image": lambda: check_image(launch),
         "shm": lambda: pf.check_shm(launch.recipe.hardware.min_shm_gib),
         "disk": host["disk"],
-        "ports": lambda: check_ports(launch),
+        "ports": lambda: pf.check_ports(launch.script_env),
         "inputs": host["inputs"],
         "args": lambda: check_args(launch),
         "packages": lambda: check_packages(launch),
