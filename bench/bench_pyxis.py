@@ -19,42 +19,23 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from slurm_jobs import print_rows, seconds_of_day, sh, stamps, wait_done
+
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SH = ROOT / "tests" / "services" / "slurm_cluster.sh"
 VENV_BIN = Path(sys.executable).parent
-STAMP = re.compile(r"^\[recipe (\d\d:\d\d:\d\d)\] (.*)$")
 TINY = "nemotron3_nano_tiny"
 
 
-def sh(*args: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def wait_done(env: dict[str, str], job: str, timeout: float = 1200) -> tuple[dict[str, str], float]:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        info = dict(re.findall(r"(\w+)=(\S*)", sh("scontrol", "show", "job", "-o", job, env=env).stdout))
-        if info.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"):
-            return info, time.monotonic()
-        time.sleep(0.2)
-    raise SystemExit(f"job {job} did not finish in {timeout} s")
-
-
 def stamp_of(out: str, prefix: str) -> float:
-    for line in out.splitlines():
-        m = STAMP.match(line)
-        if m and m.group(2).startswith(prefix):
-            h, mi, s = map(int, m.group(1).split(":"))
-            return h * 3600 + mi * 60 + s
-    return float("nan")
+    """Seconds of day of the first milestone starting with `prefix` (NaN if none)."""
+    return next((t for t, m in stamps(out) if m.startswith(prefix)), float("nan"))
 
 
 def tiny_job(env: dict[str, str], runs: Path, *opts: str) -> dict[str, float]:
@@ -65,7 +46,7 @@ def tiny_job(env: dict[str, str], runs: Path, *opts: str) -> dict[str, float]:
     if p.returncode != 0:
         raise SystemExit(p.stderr)
     job = p.stdout.strip()
-    info, t_end = wait_done(env, job)
+    info, t_end = wait_done(env, job, 1200)
     out = (runs / f"recipe-{TINY}-{job}.out").read_text(errors="replace")
     if info.get("JobState") != "COMPLETED":
         raise SystemExit(f"job {job} {info.get('JobState')}:\n{out[-3000:]}")
@@ -74,7 +55,7 @@ def tiny_job(env: dict[str, str], runs: Path, *opts: str) -> dict[str, float]:
     ready = stamp_of(out, "ray ready on")
     done = stamp_of(out, "recipe run succeeded")
     end = stamp_of(out, f"job {job} finished")
-    submitted = wall.hour * 3600 + wall.minute * 60 + wall.second
+    submitted = seconds_of_day(wall)
     return {"queued": start - submitted, "nodes": nodes - start, "ray": ready - nodes, "run": done - ready,
             "stop": end - done, "total": t_end - t_submit}
 
@@ -90,7 +71,7 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="bench-pyxis-"))
     env_c = {**os.environ, "RECIPE_VENDOR_DIR": str(vendor)}
     t0 = time.monotonic()
-    p = sh("bash", str(CLUSTER_SH), "start", str(state / "cluster"), "2", env=env_c)
+    p = sh("bash", str(CLUSTER_SH), "start", str(state / "cluster"), "2", env=env_c, timeout=900)
     start_s = time.monotonic() - t0
     if p.returncode != 0:
         raise SystemExit(p.stderr)
@@ -108,7 +89,7 @@ def main() -> int:
         (state / "enroot" / "temp").mkdir(parents=True)
         t0 = time.monotonic()
         p = sh(sys.executable, "-m", "runner.cli", "image", "sqsh", TINY, "--image", a.image,
-               "--output-dir", str(state / "images"), env=enroot_env)
+               "--output-dir", str(state / "images"), env=enroot_env, timeout=900)
         if p.returncode != 0:
             raise SystemExit(p.stderr)
         sqsh = Path(p.stdout.strip())
@@ -130,12 +111,9 @@ def main() -> int:
                 (f"{name}: total, submit -> job ended", f"{r['total']:.1f}", ""),
             ]
     finally:
-        sh("bash", str(CLUSTER_SH), "stop", str(state / "cluster"), env=env_c)
+        sh("bash", str(CLUSTER_SH), "stop", str(state / "cluster"), env=env_c, timeout=900)
         shutil.rmtree(state, ignore_errors=True)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'what':<{width}}  {'seconds':>7}  note")
-    for what, secs, note in rows:
-        print(f"{what:<{width}}  {secs:>7}  {note}")
+    print_rows(rows)
     return 0
 
 

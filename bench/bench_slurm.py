@@ -18,44 +18,15 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from slurm_jobs import print_rows, seconds_of_day, sh, stamps, wait_done
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-STAMP = re.compile(r"^\[recipe (\d\d:\d\d:\d\d)\] (.*)$")
-
-
-def sh(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def job_state(env: dict[str, str], job: str) -> dict[str, str]:
-    return dict(re.findall(r"(\w+)=(\S*)", sh("scontrol", "show", "job", "-o", job, env=env).stdout))
-
-
-def wait_done(env: dict[str, str], job: str, timeout: float = 400) -> tuple[dict[str, str], float]:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        info = job_state(env, job)
-        if info.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"):
-            return info, time.monotonic()
-        time.sleep(0.2)
-    raise SystemExit(f"job {job} did not finish in {timeout} s")
-
-
-def stamps(out: str) -> list[tuple[float, str]]:
-    """[recipe HH:MM:SS] lines as (seconds of day, message)."""
-    rows = []
-    for line in out.splitlines():
-        m = STAMP.match(line)
-        if m:
-            h, mi, s = map(int, m.group(1).split(":"))
-            rows.append((h * 3600 + mi * 60 + s, m.group(2)))
-    return rows
 
 
 def submit(env: dict[str, str], bundle: Path, runs: Path, **extra_env: str) -> str:
@@ -71,7 +42,7 @@ def probe_job(env: dict[str, str], bundle: Path, runs: Path) -> dict[str, float]
     t_submit = time.monotonic()
     wall_submit = dt.datetime.now(dt.UTC)
     job = submit(env, bundle, runs)
-    info, t_end = wait_done(env, job)
+    info, t_end = wait_done(env, job, 400)
     out = (runs / f"recipe-ray_probe-{job}.out").read_text()
     assert info.get("JobState") == "COMPLETED", out[-2000:]
     s = stamps(out)
@@ -80,7 +51,7 @@ def probe_job(env: dict[str, str], bundle: Path, runs: Path) -> dict[str, float]
     finished = next(t for t, m in s if m.startswith(f"job {job} finished"))
     m = re.search(r"^ray ready: .* after ([0-9.]+) s$", out, re.M)
     bringup = float(m.group(1)) if m else float("nan")
-    start_of_day = wall_submit.hour * 3600 + wall_submit.minute * 60 + wall_submit.second
+    start_of_day = seconds_of_day(wall_submit)
     shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
     return {"queued_s": first - start_of_day, "bringup_s": bringup, "run_s": succeeded - first - bringup,
             "stop_s": finished - succeeded, "total_s": t_end - t_submit}
@@ -165,10 +136,7 @@ def main() -> int:
         ("stop one Ray head: TERM whole group at once", f"{ray_stop('former'):.1f}", "former recipe_ray_stop"),
     ]
     shutil.rmtree(state, ignore_errors=True)
-    width = max(len(r[0]) for r in rows)
-    print(f"{'what':<{width}}  {'seconds':>7}  note")
-    for what, secs, note in rows:
-        print(f"{what:<{width}}  {secs:>7}  {note}")
+    print_rows(rows)
     return 0
 
 
