@@ -72,7 +72,7 @@ def claim(path: Path, role: str, what: str) -> Path:
     tmp = path / f"{f.name}.{os.getpid()}.tmp"
     tmp.write_text(body, encoding="utf-8")
     try:
-        _publish(tmp, f)
+        _publish(tmp, f, body)
     except FileExistsError:
         try:
             holder = json.loads(f.read_text(encoding="utf-8", errors="replace"))
@@ -86,7 +86,8 @@ def claim(path: Path, role: str, what: str) -> Path:
     return path
 
 
-def _publish(tmp: Path, name: Path) -> None:
+def _publish(tmp: Path, name: Path, body: str) -> None:
+    """`name` appears holding `body` (tmp's content), or FileExistsError if it already exists."""
     try:
         os.link(tmp, name)
     except FileExistsError:
@@ -95,7 +96,7 @@ def _publish(tmp: Path, name: Path) -> None:
         # A filesystem without hard links: O_EXCL still decides the race, the content follows it.
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(tmp.read_text(encoding="utf-8"))
+            out.write(body)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
