@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bless": ("gate", "bless_cmd", "Make a trusted run the recipe's reference series for band rules."),
     "report": ("gate", "report_cmd", "Plot each gated metric with its bounds and verdicts (PNG + HTML)."),
     "diff": ("diff", "diff_cmd", "What differs between two runs (or a run and the reference): provenance, metrics."),
+    "export": ("export", "export_cmd", "Write a run's metrics as TensorBoard event files (--tensorboard DIR)."),
     "runs": ("runs", "runs_cmd", "List recorded runs: time, recipe, cell, status, gate verdict, blessed."),
     "logs": ("logs", "logs_cmd", "Print a run's logs/run.log (--follow: until the run ends)."),
 }

@@ -159,14 +159,17 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
 def report_cmd(path: Path, recipe: str | None, expected: Path | None, out: Path | None) -> None:
     """Plot every gated metric (series, band, bound) and write index.html with the verdicts.
 
+    The page starts with the run's provenance from run.json (run id, recipe, cell, image, bundle
+    commit, seeds, host, packages where recorded); each plot names its run and its axes' units.
     Needs the `report` extra (matplotlib): without it, exits 3 before reading anything.
+    For TensorBoard instead: `recipe export RUN --tensorboard DIR`.
     """
     require_matplotlib()
 
-    expected_path, _ = _resolve_expected(path, recipe, expected)
+    expected_path, run = _resolve_expected(path, recipe, expected)
     exp = gate.load_expected(expected_path)
     series = _collect(path)
     result = gate.evaluate(exp, series)
     out = out or ((path if path.is_dir() else path.parent) / "report")
-    index = write_report(exp, series, result, out, title=str(path))
+    index = write_report(exp, series, result, out, title=str(path), run=run)
     click.echo(f"report: {index} ({'passed' if result.passed else 'FAILED'})")
