@@ -16,6 +16,11 @@ default:
 bootstrap extras="":
     ci/bootstrap.sh "$1"
 
+# Any `recipe` verb, bootstrapping .venv first (`just recipe runs`); runs in the bundle root, as all recipes here.
+recipe *args:
+    ci/bootstrap.sh ""
+    {{recipe_bin}} "$@"
+
 # Preflight, then run a recipe (extra args go to `recipe run`, e.g. --cell ep4 --dry-run).
 run recipe *args:
     ci/bootstrap.sh "$(python3 ci/recipe_extras.py "$1")"

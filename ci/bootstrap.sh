@@ -43,3 +43,6 @@ spec="."
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
 printf '%s extras=%s\n' "$hash" "$extras" >"$stamp_file.tmp"
 mv "$stamp_file.tmp" "$stamp_file"
+# The last line says how to type `recipe` itself (the README uses `recipe ...` after a bootstrap).
+bin_dir="$(cd "$venv/bin" && pwd)"
+echo "recipe: ready. To type \`recipe\` directly: source $(printf '%q' "$bin_dir/activate")  (or export PATH=$(printf '%q' "$bin_dir"):\$PATH; or use \`just recipe ARGS\`)" >&2

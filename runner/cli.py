@@ -15,7 +15,7 @@ import sys
 import click
 
 from runner import __version__
-from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, RecipeError
+from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STDOUT_CLOSED, RecipeError
 
 # verb -> (module under runner.commands, attribute, one-line help shown by `recipe --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -35,7 +35,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bless": ("gate", "bless_cmd", "Make a trusted run the recipe's reference series for band rules."),
     "report": ("gate", "report_cmd", "Plot each gated metric with its bounds and verdicts (PNG + HTML)."),
     "diff": ("diff", "diff_cmd", "What differs between two runs (or a run and the reference): provenance, metrics."),
+    "export": ("export", "export_cmd", "Write a run's metrics as TensorBoard event files (--tensorboard DIR)."),
+    "runs": ("runs", "runs_cmd", "List recorded runs: time, recipe, cell, status, gate verdict, blessed."),
+    "logs": ("logs", "logs_cmd", "Print a run's logs/run.log (--follow: until the run ends)."),
 }
+
+# Verbs that only read and print: when their reader goes away (`recipe plan X | head -1`) they stop
+# quietly, as git does. Any other verb was cut short doing something, and says so (exit 130).
+READ_ONLY = frozenset({"list", "show", "plan", "lint", "doctor", "verify", "diff", "runs", "logs", "check",
+                       "sbatch"})
 
 EPILOG = """\b
 Typical session:
@@ -50,13 +58,23 @@ class StdoutClosed(Exception):
     """stdout's reader went away (`recipe ... | head -1`). Not an OSError, so that click does not turn it
     into a silent exit 1."""
 
+    def __init__(self, verb: str | None = None):
+        super().__init__(verb)
+        self.verb = verb
+
 
 class LazyGroup(click.Group):
+    def make_context(self, *args, **kw) -> click.Context:
+        try:  # `recipe --help | head -1`: help is printed while parsing, before any verb
+            return super().make_context(*args, **kw)
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
-            raise StdoutClosed() from None
+            raise StdoutClosed(ctx.invoked_subcommand) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -99,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         rc = cli.main(args=argv, prog_name="recipe", standalone_mode=False)
+        # What is still buffered goes out now, where a closed stdout is caught, not at interpreter exit.
+        sys.stdout.flush()
     except BaseException:
         # Leaving anyway: a second SIGTERM must not interrupt the one-line message below.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -116,11 +136,16 @@ def main(argv: list[str] | None = None) -> None:
         except KeyboardInterrupt:
             click.echo("recipe: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
-        except (BrokenPipeError, StdoutClosed):
-            # `recipe ... | head -1`: the reader went away, as if interrupted
+        except (BrokenPipeError, StdoutClosed) as e:
             from runner.launch.script import stdout_to_devnull
 
             stdout_to_devnull()
+            verb = e.verb if isinstance(e, StdoutClosed) else _verb(argv)
+            if verb is None or verb in READ_ONLY:   # None: --help, --version
+                # `recipe plan X | head -1`: the reader has what it wanted. No message, and the status
+                # a shell reports for git or cat in the same place (128 + SIGPIPE).
+                sys.exit(EXIT_STDOUT_CLOSED)
+            # a verb that was doing something (run, fetch, bless...) was cut short: say so
             click.echo("recipe: interrupted: stdout was closed", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
@@ -131,6 +156,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_FAIL)
     # The one way out of a command that finished: the EXIT_* code it returned (None: it printed and is done).
     sys.exit(rc if isinstance(rc, int) else EXIT_OK)
+
+
+def _verb(argv: list[str] | None) -> str | None:
+    """The verb of a command line: its first word that is not an option."""
+    return next((w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")), None)
 
 
 if __name__ == "__main__":

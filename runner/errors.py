@@ -11,7 +11,8 @@ EXIT_PREFLIGHT = 3  # this machine cannot run the recipe (missing GPU, runtime, 
 EXIT_MISSING = 4  # inputs missing (files absent or of the wrong size)
 EXIT_CORRUPT = 5  # inputs present but their content does not match the manifest
 EXIT_REFUSED = 6  # a guard refused to proceed (replay of a changed recipe or image, doctor mismatch)
-EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM
+EXIT_INTERRUPTED = 130  # SIGINT / SIGTERM, or stdout closed under a verb that was doing something
+EXIT_STDOUT_CLOSED = 141  # a read-only verb's reader went away (`| head -1`): 128 + SIGPIPE, as for git
 
 
 class RecipeError(Exception):

@@ -126,3 +126,60 @@ def test_settings_from_the_environment_reach_the_plan_as_they_reach_the_run():
     argv = d["argv"]
     assert argv[argv.index("--wandb-project") + 1] == "nano-grpo" and "--use-wandb" in argv
     assert d["entrypoint"] == ["python3", "/opt/miles/train.py"]
+
+
+def closed_stdout(*args: str) -> subprocess.CompletedProcess:
+    """`recipe ARGS | head -0`, deterministically: the pipe's reader is gone before the first write."""
+    import os
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "runner.cli", *args], stdout=w, stderr=subprocess.PIPE,
+                              text=True, env=clean_env(), cwd=ROOT, timeout=60, check=False)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("args", [("plan", "nemotron3_nano"), ("list",), ("show", "nemotron3_nano", "--json"),
+                                  ("--help",),
+                                  ("plan", "--help")])
+def test_a_read_only_verb_whose_stdout_closes_exits_quietly_with_141(args):
+    p = closed_stdout(*args)
+    assert (p.returncode, p.stderr) == (141, ""), p.stderr
+
+
+def test_a_verb_that_does_something_still_says_it_was_cut_short(tmp_path):
+    # `lock` rewrites a manifest: a closed stdout under it is an interruption, as it is for `run`
+    # (tests/test_records.py test_a_closed_stdout_ends_the_script_and_finalizes_the_record)
+    import os
+    import shutil
+
+    from runner.cli import READ_ONLY
+
+    assert not {"run", "bless", "fetch", "lock", "replay", "report"} & READ_ONLY
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "runner.cli", "lock", "nemotron3_nano_tiny", "--recipe-files"],
+                           stdout=w, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60, check=False,
+                           env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
+    finally:
+        os.close(w)
+    assert p.returncode == 130 and p.stderr == "recipe: interrupted: stdout was closed\n", p.stderr
+
+
+@pytest.mark.parametrize("verb", [("list",), ("show", "nemotron3_nano"), ("plan", "nemotron3_nano")])
+def test_json_is_one_flag_across_verbs_and_format_json_its_alias(verb):
+    a = recipe(*verb, "--json")
+    b = recipe(*verb, "--format", "json")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert json.loads(a.stdout) == json.loads(b.stdout)
+    assert recipe(*verb).stdout != a.stdout
+
+
+def test_list_json_names_and_titles():
+    d = json.loads(recipe("list", "--json").stdout)
+    assert {"name": "nemotron3_nano_tiny"} .items() <= next(x for x in d if x["name"] == "nemotron3_nano_tiny").items()
+    assert all(x["title"] for x in d)

@@ -128,8 +128,12 @@ def test_cli_table_and_json(tmp_path):
     r = recipe("diff", str(a), str(b))
     assert r.returncode == 0, r.stderr
     assert "provenance: " in r.stdout and "argv --seed" in r.stdout and "perf/step_time" in r.stdout
-    r = recipe("diff", str(b), str(a), "--json")
+    assert r.stdout.splitlines()[:2] == [f"B (base):  {a}", f"A (other): {b}"]
+    # git's order: `diff BASE OTHER` compares OTHER (side a) with BASE (side b, the baseline)
+    r = recipe("diff", str(a), str(b), "--json")
     d = json.loads(r.stdout)
+    assert (d["b"]["label"], d["a"]["label"]) == (str(a), str(b))
+    assert {x["field"]: (x["b"], x["a"]) for x in d["provenance"]}["argv --seed"] == ("1234", "7")
     assert {x["field"] for x in d["provenance"]} >= {"argv --seed", "argv --tensor-model-parallel-size"}
     st = {m["metric"]: m for m in d["metrics"]}["perf/step_time"]
     assert st["bands"][0]["first_step_out"] == 1
@@ -182,7 +186,7 @@ def test_two_real_tiny_runs_that_differ_in_seed(tmp_path):
                    env=clean_env(), cwd=tmp_path, timeout=300)
         assert p.returncode == 0, p.stderr[-3000:]
         (runs[seed],) = list((tmp_path / seed).iterdir())
-    r = recipe("diff", str(runs["7"]), str(runs["1234"]), "--json", cwd=tmp_path)
+    r = recipe("diff", str(runs["1234"]), str(runs["7"]), "--json", cwd=tmp_path)   # BASE OTHER
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     # one flag differs, and so what it sets: nothing else in the provenance
@@ -197,5 +201,5 @@ def test_two_real_tiny_runs_that_differ_in_seed(tmp_path):
     assert not reward["identical"] and reward["max_rel_diff"] > 0
     assert [b["rule"] for b in reward["bands"]] == ["reward_band"]
     assert all("only_in" not in m for m in metrics.values())
-    text = recipe("diff", str(runs["7"]), str(runs["1234"]), cwd=tmp_path).stdout
+    text = recipe("diff", str(runs["1234"]), str(runs["7"]), cwd=tmp_path).stdout
     assert "argv --seed" in text and "3 field(s) differ" in text

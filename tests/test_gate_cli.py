@@ -75,17 +75,30 @@ def test_check_stdout_log_fallback():
     assert r.returncode == EXIT_FAIL
 
 
-def test_check_run_dir_takes_the_recipe_from_run_json_and_writes_gate_json(tmp_path):
+def test_check_leaves_what_the_run_recorded_and_writes_beside_it_only_with_write(tmp_path):
     d = run_dir(tmp_path, "nan_grad_norm")
+    recorded = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    (d / "gate.json").write_text('{"status": "passed", "as": "recorded by recipe run"}\n')
+    (d / "metrics.jsonl").write_text('{"as": "recorded by recipe run"}\n')
+    recorded = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
     r = recipe("check", str(d))
     assert r.returncode == EXIT_FAIL
-    gate = json.loads((d / "gate.json").read_text())
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()} == recorded    # printed only
+    r = recipe("check", str(d), "--write")
+    assert r.returncode == EXIT_FAIL
+    assert "the run's gate.json and run.json are unchanged" in r.stderr
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file() and p.name in recorded} == recorded
+    (gate_file,) = d.glob("gate.check-*.json")
+    (metrics_file,) = d.glob("metrics.check-*.jsonl")
+    assert gate_file.name[len("gate."):-len(".json")] == metrics_file.name[len("metrics."):-len(".jsonl")]
+    gate = json.loads(gate_file.read_text())
     assert gate["passed"] is False and gate["expected"].endswith("nemotron3_nano/expected_metrics.toml")
-    lines = (d / "metrics.jsonl").read_text().splitlines()
+    lines = metrics_file.read_text().splitlines()
     assert json.loads(lines[0])["kind"] == "recipe-metrics"
     assert {"metric": "train/grad_norm", "step": 5, "step_key": "train/step", "value": None,
             "nonfinite": "nan"} in [json.loads(x) for x in lines[1:]]
-    assert sorted(p.name for p in d.iterdir()) == ["events", "gate.json", "metrics.jsonl", "run.json"]
+    r = recipe("check", str(EVENTS / "healthy" / "rollout_manager.jsonl"), "--recipe", "nemotron3_nano", "--write")
+    assert r.returncode == EXIT_USAGE and "not a run directory" in r.stderr
 
 
 def test_check_usage_errors_are_one_line(tmp_path):
@@ -160,12 +173,24 @@ def test_bless_replace_rebaselines_a_run_outside_the_old_bands(tmp_path, bundle)
     for e in lines:
         e["metrics"]["rollout/response_len/mean"] *= 1.5
     events.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    first = ref.read_bytes()
+    # without --replace an existing reference stays, whatever the run
     r = recipe("bless", str(longer), env=env)
-    assert r.returncode == EXIT_REFUSED and "response_len_band" in r.stderr
-    assert json.loads(ref.read_text().splitlines()[0])["provenance"]["run_dir"].endswith("first")
+    assert r.returncode == EXIT_REFUSED and r.stderr.count("\n") == 1
+    assert "already has a reference" in r.stderr and "blessed from 20260821T100000Z-healthy" in r.stderr
+    assert ref.read_bytes() == first and not (ref.parent / "reference_history").exists()
     r = recipe("bless", str(longer), "--replace", env=env)
     assert r.returncode == 0, r.stderr
     assert json.loads(ref.read_text().splitlines()[0])["provenance"]["run_dir"].endswith("longer")
+    # ... and the one it replaced is kept, whole, under its replacement time and run id
+    (kept,) = (ref.parent / "reference_history").glob("*/reference_metrics.jsonl")
+    assert kept.read_bytes() == first and kept.parent.name.endswith("-20260821T100000Z-healthy")
+    assert str(kept) in r.stdout
+    # a run recorded before the bless is not made stale by the history (it is no launch file)
+    from runner.records.record import changed_recipe_files
+
+    assert changed_recipe_files({}, {f"nemotron3_nano/reference_history/{kept.parent.name}/reference_metrics.jsonl":
+                                     "x"}) == []
 
 
 # -- bless only what can be trusted (issue 14, "Bless") ---------------------------------------------

@@ -1,4 +1,9 @@
-"""`recipe diff RUN_A [RUN_B]`: what differs in provenance and metrics; B defaults to the blessed reference."""
+"""`recipe diff BASE OTHER` (git's order: OTHER compared with BASE), or `recipe diff RUN`: RUN compared with
+the recipe's blessed reference, which is then the base.
+
+In records/diff.py terms the base is side B (the baseline of relative differences and bands) and the
+other run is side A.
+"""
 
 from __future__ import annotations
 
@@ -26,19 +31,22 @@ def _side(run_dir: Path):
 
 
 @click.command("diff")
-@click.argument("run_a", type=RUN_ARG)
-@click.argument("run_b", type=RUN_ARG, required=False)
+@click.argument("base", type=RUN_ARG, metavar="BASE")
+@click.argument("other", type=RUN_ARG, required=False, metavar="[OTHER]")
 @click.option("--recipe", "recipe", metavar="NAME",
-              help="Recipe whose bands apply and whose reference is B (default: run.json's).")
-@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON instead of tables.")
-def diff_cmd(run_a: Path, run_b: Path | None, recipe: str | None, as_json: bool) -> None:
-    """Show what differs between RUN_A and RUN_B, or RUN_A and the recipe's blessed reference.
+              help="Recipe whose bands apply and whose reference is the base of `diff RUN` (default: run.json's).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the differences as JSON instead of tables (\"b\" is the base, \"a\" the other run).")
+def diff_cmd(base: Path, other: Path | None, recipe: str | None, as_json: bool) -> None:
+    """Show what changed from run BASE to run OTHER, as `git diff BASE OTHER` does.
 
     \b
+    recipe diff BASE OTHER   OTHER compared with BASE (BASE is the baseline)
+    recipe diff RUN          RUN compared with the recipe's blessed reference (the baseline)
     Provenance: image digest, bundle commit and dirtiness, recipe file hashes, argv flag by flag,
     job environment by name, inputs, host, GPU, driver, seeds, skipped preflight checks.
-    Metrics: per metric the largest relative difference (B is the baseline) and where, and the
-    first step at which A leaves B's band for metrics with band or relative rules.
+    Metrics: per metric the largest relative difference to the base and where, and the first
+    step at which the other run leaves the base's band for metrics with band or relative rules.
     Exits 0 when the comparison was made, whatever it found; 2 on bad input, 4 if a run has no metrics.
     """
     from runner.gate.expected import load_expected
@@ -46,10 +54,12 @@ def diff_cmd(run_a: Path, run_b: Path | None, recipe: str | None, as_json: bool)
     from runner.recipe import load_recipe
     from runner.records.diff import Side, diff, format_text, json_ready
 
+    # A is the run being judged, B its baseline: OTHER against BASE, or RUN against the reference.
+    run_a, run_b = (base, None) if other is None else (other, base)
     a = _side(run_a)
     name = recipe or a.record.get("recipe")
     if run_b is None and not name:
-        raise UsageError(f"{run_a}: no run.json naming the recipe; give RUN_B or --recipe NAME")
+        raise UsageError(f"{run_a}: no run.json naming the recipe; give OTHER or --recipe NAME")
     expected = load_expected(load_recipe(name).path("expected_metrics")) if name else None
     if run_b is not None:
         b = _side(run_b)
@@ -57,7 +67,7 @@ def diff_cmd(run_a: Path, run_b: Path | None, recipe: str | None, as_json: bool)
         ref = load_reference(expected.path)
         if ref is None:
             raise RecipeError(f"recipe {name} has no blessed reference ({reference_path(expected.path)}); "
-                              "give RUN_B, or `recipe bless RUN_DIR` first", EXIT_MISSING)
+                              "give two runs (BASE OTHER), or `recipe bless RUN_DIR` first", EXIT_MISSING)
         prov = ref.extra.get("provenance")
         b = Side(label=f"reference of {name} (blessed from {(prov or {}).get('run_dir', '?')})",
                  record=prov if isinstance(prov, dict) else {}, series=ref, run_dir=str(reference_path(expected.path)))

@@ -44,23 +44,23 @@ def _collect(path: Path):
 @click.option("--expected", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An expected-metrics TOML file instead of the recipe's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON instead of a table.")
-def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bool) -> int:
+@click.option("--write", is_flag=True, help="Also keep this verdict in the run directory, as gate.check-<time>.json "
+              "and metrics.check-<time>.jsonl beside (never over) what the run recorded.")
+def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bool, write: bool) -> int:
     """Check a run's metrics against its recipe's expected metrics.
 
     PATH is a run directory (run.json, events/, logs/), a directory of miles event files, or one
     event/log/metrics.jsonl file. Prints rule, observed, bound, verdict and why; exits 1 if any
-    rule fails. For a run directory, also writes metrics.jsonl and gate.json into it.
+    rule fails. Writes nothing unless --write: the run's own gate.json, metrics.jsonl and run.json
+    are what `recipe run` recorded and stay so; --write adds gate.check-<time>.json and
+    metrics.check-<time>.jsonl to a run directory.
     """
     expected_path, run = _resolve_expected(path, recipe, expected)
     exp = gate.load_expected(expected_path)
     series = _collect(path)
     result = gate.evaluate(exp, series)
-    if run is not None:
-        try:
-            metrics.write_metrics_jsonl(series, path / metrics.METRICS_FILE)
-            gate.write_gate_json(result, path / "gate.json")
-        except OSError as e:  # a read-only copy of a run can still be checked
-            click.echo(f"warning: {path}: cannot write metrics.jsonl/gate.json ({e.strerror})", err=True)
+    if write:
+        _write_check(path, series, result)
     if as_json:
         click.echo(json.dumps(gate.json_safe(result.as_dict()), indent=2))
     else:
@@ -76,11 +76,29 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
     return EXIT_OK if result.passed else EXIT_FAIL
 
 
+def _write_check(path: Path, series, result) -> None:
+    """gate.check-<UTC time>.json and metrics.check-<UTC time>.jsonl in the run directory, never over a file."""
+    import datetime as dt
+
+    if not path.is_dir():
+        raise UsageError(f"--write: {path} is not a run directory; the verdict goes beside a run's own gate.json")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    gate_out, metrics_out = path / f"gate.check-{stamp}.json", path / f"metrics.check-{stamp}.jsonl"
+    try:
+        metrics.write_metrics_jsonl(series, metrics_out)
+        gate.write_gate_json(result, gate_out)
+    except OSError as e:
+        raise RecipeError(f"--write: {path}: cannot write {gate_out.name} ({e.strerror})", EXIT_FAIL) from None
+    click.echo(f"recipe: wrote {gate_out.name} and {metrics_out.name} in {path} "
+               "(the run's gate.json and run.json are unchanged)", err=True)
+
+
 @click.command("bless")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--recipe", "recipe", metavar="NAME", help="Recipe to bless into (default: run.json's).")
 @click.option("--replace", is_flag=True,
-              help="Re-baseline: judge the run without the current reference's bands, then replace it.")
+              help="Replace the recipe's existing reference (kept under reference_history/), judging the run "
+              "without that reference's bands.")
 @click.option("--allow-skipped-preflight", is_flag=True,
               help="Bless a run that skipped preflight checks; the reference records that it did.")
 def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_preflight: bool) -> None:
@@ -88,9 +106,10 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
 
     \b
     Only a run recorded by `recipe run` that succeeded, whose recipe files are those of the recipe
-    now, that ran every preflight check (or --allow-skipped-preflight) and that passes its gate,
-    bands included (unless --replace). Refusals exit 6; a malformed run.json exits 2. Later runs
-    are then held to the band and relative rules against it.
+    now, that ran every preflight check (or --allow-skipped-preflight) and that passes its gate.
+    A recipe that has a reference already keeps it unless --replace: the old one then moves to
+    reference_history/<time>-<run id>/ beside it. Refusals exit 6; a malformed run.json exits 2.
+    Later runs are then held to the band and relative rules against it.
     """
     run = read_record(run_dir)
     name = recipe or (run or {}).get("recipe")
@@ -101,8 +120,15 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
     r = load_recipe(name) if name else None
     reference.check_blessable(run, run_dir, r, allow_skipped_preflight)
     exp = gate.load_expected(r.path("expected_metrics"))
+    current = reference.reference_path(exp.path)
+    if current.exists() and not replace:
+        prov = reference.reference_provenance(exp.path) or {}
+        raise RecipeError(f"recipe {name} already has a reference ({current}, blessed from "
+                          f"{prov.get('run_id', '?')} at {prov.get('blessed_at', '?')}); --replace to replace it "
+                          "(the current one is then kept under reference_history/)", EXIT_REFUSED)
     series = _collect(run_dir)
-    result = gate.evaluate(exp, series, None if replace else reference.load_reference(exp.path))
+    # the run is judged without the reference it replaces: re-baselining means leaving its bands
+    result = gate.evaluate(exp, series, None)
     if not result.passed:
         click.echo(gate.format_table(result), err=True)
         raise RecipeError(f"refusing to bless {run_dir}: it fails its expected-metrics gate "
@@ -110,12 +136,15 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
     prov = reference.provenance(run_dir, run, series)
     prov["allowed_skipped_preflight"] = allow_skipped_preflight
     try:
+        kept = reference.keep_in_history(exp.path) if current.exists() else None
         out = reference.write_reference(series, exp.path, prov)
     except OSError as e:
         raise RecipeError(f"{reference.reference_path(exp.path)}: cannot write the reference ({e.strerror})",
                           EXIT_FAIL) from None
     n = sum(len(v) for v in series.values.values())
     click.echo(f"blessed {run_dir} as the reference of {name}: {out} ({len(series.values)} metrics, {n} values)")
+    if kept:
+        click.echo(f"the reference it replaced is kept as {kept}")
     click.echo(f"next: `recipe lock {name} --recipe-files` to refresh the recipe's tag manifest, "
                f"then commit {out.name}")
 
@@ -130,14 +159,17 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
 def report_cmd(path: Path, recipe: str | None, expected: Path | None, out: Path | None) -> None:
     """Plot every gated metric (series, band, bound) and write index.html with the verdicts.
 
+    The page starts with the run's provenance from run.json (run id, recipe, cell, image, bundle
+    commit, seeds, host, packages where recorded); each plot names its run and its axes' units.
     Needs the `report` extra (matplotlib): without it, exits 3 before reading anything.
+    For TensorBoard instead: `recipe export RUN --tensorboard DIR`.
     """
     require_matplotlib()
 
-    expected_path, _ = _resolve_expected(path, recipe, expected)
+    expected_path, run = _resolve_expected(path, recipe, expected)
     exp = gate.load_expected(expected_path)
     series = _collect(path)
     result = gate.evaluate(exp, series)
     out = out or ((path if path.is_dir() else path.parent) / "report")
-    index = write_report(exp, series, result, out, title=str(path))
+    index = write_report(exp, series, result, out, title=str(path), run=run)
     click.echo(f"report: {index} ({'passed' if result.passed else 'FAILED'})")

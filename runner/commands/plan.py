@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from runner.commands.output import json_option
 from runner.launch.backends import backend as backend_of
 from runner.launch.backends.slurm import job_from_launch
 from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
@@ -44,12 +45,12 @@ def _print_text(p: Plan) -> None:
 @run_options
 @click.option("--run-dir", type=PathOpt, help="Run directory to show in the plan (default: "
               "$RECIPE_RUNS_DIR/NAME-plan, else ./runs/NAME-plan).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@json_option("Print the plan as JSON.", format_alias=True)
 @click.option("--backend", type=click.Choice(["local", "docker", "slurm"]), default="local", show_default=True,
               help="Also show what this backend runs around the run script (docker run / the sbatch script).")
 @click.option("--gpus", type=int, help="Instead of the launch: the layouts legal on N GPUs in all (over --nodes), "
               "each with a per-GPU memory estimate.")
-def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, backend: str, **kw) -> None:
+def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, backend: str, **kw) -> None:
     """Print the fully resolved launch of recipe NAME, with no side effects.
 
     Shows the trainer's argv, the job environment and every command the run script would
@@ -62,20 +63,20 @@ def plan_cmd(name: str, fmt: str, run_dir: Path | None, gpus: int | None, backen
         from runner.model.memory import format_table, plan_layouts
 
         result = plan_layouts(recipe, gpus, cli["nodes"])
-        click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else format_table(result))
+        click.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_table(result))
         return
     opts = RunOptions.resolve(recipe, cli)
     if backend != "local":
-        _print_backend(opts, backend, fmt, run_dir)
+        _print_backend(opts, backend, as_json, run_dir)
         return
     p = plan_for(opts, run_dir=run_dir)
-    if fmt == "json":
+    if as_json:
         click.echo(json.dumps(p.as_dict(), indent=2))
     else:
         _print_text(p)
 
 
-def _print_backend(opts: RunOptions, backend: str, fmt: str, run_dir: Path | None) -> None:
+def _print_backend(opts: RunOptions, backend: str, as_json: bool, run_dir: Path | None) -> None:
     """What the docker or slurm backend would execute around the same run script."""
 
     run_id = run_dir.name if run_dir else f"{opts.recipe.name}-plan"
@@ -89,7 +90,7 @@ def _print_backend(opts: RunOptions, backend: str, fmt: str, run_dir: Path | Non
     else:
 
         text = doc["sbatch_script"] = render(job_from_launch(launch))
-    if fmt == "json":
+    if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
         _print_text(launch.plan)

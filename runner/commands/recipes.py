@@ -7,20 +7,25 @@ from dataclasses import asdict
 
 import click
 
+from runner.commands.output import json_option
 from runner.recipe import list_recipes, load_recipe
 
 
 @click.command("list")
-def list_cmd() -> None:
+@json_option("Print [{name, title}, ...] as JSON instead of one name per line.", format_alias=True)
+def list_cmd(as_json: bool) -> None:
     """List the recipes in this bundle, one name per line."""
+    if as_json:
+        click.echo(json.dumps([{"name": n, "title": load_recipe(n).title} for n in list_recipes()], indent=2))
+        return
     for name in list_recipes():
         click.echo(name)
 
 
 @click.command("show")
 @click.argument("name")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def show_cmd(name: str, fmt: str) -> None:
+@json_option("Print the recipe as JSON.", format_alias=True)
+def show_cmd(name: str, as_json: bool) -> None:
     """Show recipe NAME: pins, hardware, parallelism cells and files."""
     r = load_recipe(name)
     root = r.dir.parent.parent
@@ -37,7 +42,7 @@ def show_cmd(name: str, fmt: str) -> None:
         "cells": {n: c.as_dict() for n, c in r.cells.items()},
         "files": files,
     }
-    if fmt == "json":
+    if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     click.echo(f"{r.name}: {r.title}")

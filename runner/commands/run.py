@@ -23,7 +23,8 @@ from runner.records.rundirs import new_run_id, run_dir_for
 @run_options
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", *backends.NAMES]),
-              help="auto: inside the image -> local; in a Slurm allocation -> slurm; docker available -> docker.")
+              help="auto: inside the image -> local; in a Slurm allocation -> slurm; a docker daemon that answers -> "
+              "docker; else local.")
 @click.option("--runs-dir", type=PathOpt, help="Parent of run directories (default: $RECIPE_RUNS_DIR or ./runs).")
 @click.option("--run-dir", type=PathOpt, help="Use exactly this (new or empty) run directory.")
 @click.option("--skip-preflight", "skip", multiple=True, type=click.Choice(backends.skippable()),
@@ -44,13 +45,17 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     """
     recipe = load_recipe(name)
     opts = RunOptions.resolve(recipe, pop_cli(kw))
-    backend = backends.resolve(backend, recipe)
+    notes: list[str] = []
+    backend = backends.resolve(backend, recipe, notes)
     run_id = run_dir.name if run_dir else new_run_id(recipe.name, opts.cell.name)
     target = run_dir_for(run_dir, runs_dir, run_id)
     launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend, extra_env=launch_env(run_id),
                           skip=set(skip), rehash=rehash)
     checks = backends.preflight(launch)
 
+    if dry_run or runflow.pf.failed(checks):
+        for note in notes:  # why auto did not pick docker: said where it explains a refusal
+            click.echo(f"recipe: {note}", err=True)
     if dry_run:
         click.echo(f"recipe: dry run of {name} (cell {launch.cell.name}, backend {backend}); preflight:", err=True)
         runflow.print_checks(checks)

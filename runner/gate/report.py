@@ -11,6 +11,7 @@ import html
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 from runner.atomicfile import write_text_atomic
 from runner.errors import EXIT_PREFLIGHT, RecipeError
@@ -18,6 +19,7 @@ from runner.gate.evaluate import BLOCKED, FAIL, PASS, UNREFERENCED, GateResult, 
 from runner.gate.expected import Expected
 from runner.gate.metrics import Series
 from runner.gate.reference import load_reference
+from runner.gate.units import axis_label
 
 VERDICT_COLOR = {PASS: "#1a7f37", FAIL: "#cf222e", BLOCKED: "#9a6700", UNREFERENCED: "#6e7781"}
 
@@ -39,7 +41,7 @@ def png_name(metric: str) -> str:
 
 
 def plot_metric(metric: str, expected: Expected, series: Series, result: GateResult, reference: Series | None,
-                path: Path) -> Path:
+                path: Path, run_label: str = "") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +104,10 @@ def plot_metric(metric: str, expected: Expected, series: Series, result: GateRes
             ax.set_xlim(steps.first() - 0.5, steps.last() + 0.5)
         verdicts = ", ".join(f"{r.rule.name}: {r.verdict}" for r in rows)
         ax.set_title(f"{metric}\n{verdicts}", fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(axis_label(metric), fontsize=8)
+        if run_label:   # which run, on the picture itself: a PNG travels without its page
+            fig.text(0.99, 0.01, run_label, ha="right", va="bottom", fontsize=6, color="#57606a")
         ax.grid(alpha=0.3)
         if not finite:
             ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", color=VERDICT_COLOR[FAIL])
@@ -119,14 +124,55 @@ def plot_metric(metric: str, expected: Expected, series: Series, result: GateRes
     return path
 
 
-def write_report(expected: Expected, series: Series, result: GateResult, out: Path, title: str = "") -> Path:
-    """Write out/<metric>.png for each gated metric and out/index.html; returns the index path."""
+def provenance_rows(run: dict[str, Any] | None, path: str) -> list[tuple[str, str]]:
+    """(label, value) rows of what the run's record says produced it; only what run.json holds."""
+    if run is None:
+        return [("run", f"{path} (no run.json: provenance unknown)")]
+    bundle = run.get("bundle") if isinstance(run.get("bundle"), dict) else {}
+    host = run.get("host") if isinstance(run.get("host"), dict) else {}
+    build = run.get("image_build") if isinstance(run.get("image_build"), dict) else {}
+    commit = bundle.get("commit")
+    rows = [
+        ("run", str(run.get("run_id") or path)),
+        ("recipe / cell", f"{run.get('recipe', '?')} / {run.get('cell', '?')} ({run.get('backend', '?')} backend)"),
+        ("status", f"{run.get('status', '?')} (exit {run.get('exit_code', '?')})"),
+        ("time (UTC)", f"{run.get('started_at') or '?'} to {run.get('ended_at') or '?'}"),
+        ("image", str(run.get("image") or "none recorded")),
+        ("bundle commit", f"{commit}{' (dirty: uncommitted changes)' if bundle.get('dirty') else ''}"
+         if commit else "not recorded"),
+        ("seeds", ", ".join(f"{k}={v}" for k, v in (run.get("seeds") or {}).items()) or "not recorded"),
+    ]
+    if build:
+        rows.insert(5, ("image build", ", ".join(f"{k}={v}" for k, v in build.items())))
+    if host:
+        gpus = host.get("gpus") or []
+        rows.append(("host", f"{host.get('hostname', '?')}: {f'{len(gpus)} x {gpus[0]}' if gpus else 'no GPU'}"
+                     f"{', driver ' + str(host['driver']) if host.get('driver') else ''}"))
+    packages = run.get("packages")
+    if isinstance(packages, dict) and packages:
+        items = packages.items() if all(isinstance(v, str) for v in packages.values()) else \
+            ((k, v.get("version", v) if isinstance(v, dict) else v) for k, v in packages.items())
+        rows.append(("packages", ", ".join(f"{k}=={v}" for k, v in sorted(items))))
+    elif isinstance(packages, list) and packages:
+        rows.append(("packages", ", ".join(map(str, packages))))
+    return rows
+
+
+def write_report(expected: Expected, series: Series, result: GateResult, out: Path, title: str = "",
+                 run: dict[str, Any] | None = None) -> Path:
+    """Write out/<metric>.png for each gated metric and out/index.html; returns the index path.
+
+    `run` is the run's run.json (None for a bare events directory): its id goes on every plot and
+    its provenance at the top of the page.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reference = load_reference(expected.path)
+    run_label = f"run {run.get('run_id')}" if run and run.get("run_id") else title
     images = []
     for metric in expected.metrics():
-        images.append((metric, plot_metric(metric, expected, series, result, reference, out / png_name(metric))))
+        images.append((metric, plot_metric(metric, expected, series, result, reference, out / png_name(metric),
+                                           run_label=run_label)))
     e = html.escape
     rows = "\n".join(
         f"<tr><td>{e(r.rule.name)}</td><td><code>{e(r.rule.metric)}</code></td><td>{e(r.observed)}</td>"
@@ -135,14 +181,20 @@ def write_report(expected: Expected, series: Series, result: GateResult, out: Pa
         f"<td>{e(r.rule.why)}</td></tr>" for r in result.rows)
     figs = "\n".join(f"<figure><img src=\"{e(p.name)}\" alt=\"{e(m)}\"><figcaption>{e(m)}</figcaption></figure>"
                      for m, p in images)
+    prov = "\n".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in provenance_rows(run, title))
     verdict = "PASSED" if result.passed else "FAILED"
     color = VERDICT_COLOR[PASS] if result.passed else VERDICT_COLOR[FAIL]
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>gate {verdict}: {e(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #d0d7de;padding:4px 8px;font-size:13px;text-align:left}}
+table.prov th{{background:#f6f8fa;white-space:nowrap}}table.prov code{{word-break:break-all}}
 figure{{display:inline-block;margin:8px}}img{{max-width:820px}}</style></head>
 <body><h1 style="color:{color}">Expected-metrics gate {verdict}</h1>
+<h2>Provenance (from run.json)</h2>
+<table class="prov">
+{prov}
+</table>
 <p>{e(title)}<br>rules: <code>{e(str(expected.path))}</code>; metrics from {e(series.source)}</p>
 <table><tr><th>rule</th><th>metric</th><th>observed</th><th>bound</th><th>verdict</th><th>why</th></tr>
 {rows}

@@ -1,5 +1,8 @@
 """`recipe diff`: what differs between two runs (or a run and the blessed reference).
 
+`recipe diff BASE OTHER` (git's order) makes OTHER side A and BASE side B, the baseline;
+`recipe diff RUN` makes RUN side A and the recipe's blessed reference side B.
+
     a = side(run_dir_a); b = side(run_dir_b) or reference_side(recipe)
     d = diff(a, b, expected)      -> {"provenance": [...], "metrics": [...], ...}
     format_text(d)                -> two tables
@@ -219,7 +222,8 @@ def _num(v: Any) -> str:
 
 
 def format_text(d: dict[str, Any]) -> str:
-    lines = [f"A: {d['a']['label']}", f"B: {d['b']['label']}", ""]
+    # `recipe diff BASE OTHER`: the base (B) first, as the user typed it
+    lines = [f"B (base):  {d['b']['label']}", f"A (other): {d['a']['label']}", ""]
     prov = d["provenance"]
     if not d["provenance_compared"]:
         lines.append("provenance: not compared (a side has no run record)")

@@ -248,8 +248,14 @@ def load_record(run_dir: Path) -> dict[str, Any]:
     data = read_record(run_dir)
     if data is None:
         raise RecipeError(f"{Path(run_dir) / RECORD}: no run record here (is {run_dir} a run directory?)", 2)
-    if data.get("status") == "running" and data.get("hostname") == socket.gethostname():
-        pid = data.get("pid")
-        if isinstance(pid, int) and not _alive(pid):
-            data["status"] = "interrupted (stale)"
+    if is_stale(data):
+        data["status"] = "interrupted (stale)"
     return data
+
+
+def is_stale(data: dict[str, Any]) -> bool:
+    """A "running" record of this host whose process is gone (killed too hard to say so)."""
+    if data.get("status") != "running" or data.get("hostname") != socket.gethostname():
+        return False
+    pid = data.get("pid")
+    return isinstance(pid, int) and not _alive(pid)

@@ -71,14 +71,44 @@ def in_image() -> bool:
     return os.environ.get("RECIPE_IN_IMAGE") == "1" or Path("/root/miles/train.py").is_file()
 
 
-def resolve(requested: str, recipe: Recipe) -> str:
-    """auto: inside the image -> local; in a Slurm allocation -> slurm; docker available -> docker."""
+def resolve(requested: str, recipe: Recipe, notes: list[str] | None = None) -> str:
+    """auto: inside the image -> local; in a Slurm allocation -> slurm; a docker daemon that answers ->
+    docker; else local. Why auto passed over docker goes into `notes`, for the refusal to say."""
     if requested != "auto":
         return backend(requested).NAME
     if in_image() or recipe.image == "none":
         return "local"
     if os.environ.get("SLURM_JOB_ID"):
         return "slurm"
-    if shutil.which("docker"):
+    why = docker_unusable()
+    if why is None:
         return "docker"
+    if notes is not None:
+        notes.append(f"--backend auto chose local, not docker: {why}")
     return "local"
+
+
+DAEMON_PROBE_S = 5.0
+
+
+def docker_unusable() -> str | None:
+    """None if a docker daemon answers `docker version` within DAEMON_PROBE_S; else why not. A CLI
+    alone is not enough: with no daemon, the docker backend could only fail its preflight."""
+    import subprocess
+
+    from runner.launch.backends.docker import docker_bin
+
+    exe = docker_bin()
+    if not shutil.which(exe):
+        return f"no docker CLI ('{exe}') on PATH"
+    try:
+        p = subprocess.run([exe, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
+                           timeout=DAEMON_PROBE_S, check=False)
+    except subprocess.TimeoutExpired:
+        return f"the docker daemon did not answer `{exe} version` within {DAEMON_PROBE_S:g} s"
+    except OSError as e:
+        return f"cannot run '{exe}' ({e.strerror})"
+    if p.returncode != 0 or not p.stdout.strip():
+        last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+        return f"the docker daemon does not answer ({last[:200]})"
+    return None

@@ -1,0 +1,141 @@
+"""`recipe runs` and `recipe logs`: run directories as `recipe run` leaves them (run.json, logs/run.log),
+listed and followed by the real CLI; a stale "running" record must not be followed forever."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, clean_env, recipe
+
+from runner.errors import EXIT_MISSING
+
+
+def make_run(runs: Path, name: str, **fields) -> Path:
+    d = runs / name
+    (d / "logs").mkdir(parents=True)
+    rec = {"schema": 1, "status": "succeeded", "recipe": "nemotron3_nano", "run_id": name, "cell": "default",
+           "started_at": f"2026-08-21T{name[:2]}:00:00+00:00", "hostname": socket.gethostname(), "pid": 1,
+           "gate": {"status": "passed", "passed": True, "counts": {"pass": 20}}, **fields}
+    (d / "run.json").write_text(json.dumps(rec))
+    (d / "logs" / "run.log").write_text(f"log of {name}\n")
+    return d
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+@pytest.fixture
+def runs(tmp_path) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "bundle"
+    shutil.copytree(ROOT / "recipes", root / "recipes", ignore=shutil.ignore_patterns("reference_metrics.jsonl"))
+    # the reference was blessed from run 10-good
+    (root / "recipes" / "nemotron3_nano" / "reference_metrics.jsonl").write_text(json.dumps(
+        {"schema": 1, "kind": "recipe-metrics", "provenance": {"run_id": "10-good"}}) + "\n")
+    runs = tmp_path / "runs"
+    make_run(runs, "10-good")
+    make_run(runs, "11-gatefail", status="gate-failed",
+             gate={"status": "failed", "passed": False, "counts": {"pass": 18, "fail": 2}})
+    make_run(runs, "12-stale", status="running", pid=dead_pid(), gate=None, cell="ep4")
+    make_run(runs, "13-tiny", recipe="nemotron3_nano_tiny", cell="cpu")
+    (make_run(runs, "09-broken") / "run.json").write_text("{not json")
+    (runs / "not-a-run").mkdir()
+    return runs, clean_env(RECIPE_BUNDLE_ROOT=str(root))
+
+
+def test_runs_lists_time_recipe_cell_status_gate_and_blessed(runs):
+    runs_dir, env = runs
+    p = recipe("runs", "--runs-dir", str(runs_dir), env=env)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split() == ["started", "(UTC)", "recipe", "cell", "status", "gate", "blessed", "run"]
+    rows = {line.split()[-1]: line for line in lines[1:]}
+    assert set(rows) == {"09-broken", "10-good", "11-gatefail", "12-stale", "13-tiny"}
+    assert rows["10-good"].split() == ["2026-08-21T10:00:00Z", "nemotron3_nano", "default", "succeeded", "passed",
+                                       "yes", "10-good"]
+    assert "gate-failed" in rows["11-gatefail"] and "failed (2 of 20 rules)" in rows["11-gatefail"]
+    assert "interrupted (stale)" in rows["12-stale"] and "ep4" in rows["12-stale"]
+    assert " yes " not in rows["13-tiny"] and "nemotron3_nano_tiny" in rows["13-tiny"]
+    assert "unreadable" in rows["09-broken"] and "not valid JSON" in rows["09-broken"]
+    # newest last, by start time; a record without one first
+    assert [line.split()[-1] for line in lines[1:]] == ["09-broken", "10-good", "11-gatefail", "12-stale", "13-tiny"]
+
+
+def test_runs_json_and_recipe_filter_and_runs_dir_from_the_environment(runs):
+    runs_dir, env = runs
+    p = recipe("runs", "--json", "--recipe", "nemotron3_nano", env={**env, "RECIPE_RUNS_DIR": str(runs_dir)})
+    assert p.returncode == 0, p.stderr
+    d = {r["run"]: r for r in json.loads(p.stdout)}
+    assert set(d) == {"10-good", "11-gatefail", "12-stale"}
+    assert d["10-good"]["blessed"] is True and d["11-gatefail"]["blessed"] is False
+    assert d["12-stale"]["status"] == "interrupted (stale)" and d["12-stale"]["gate"] == "-"
+    assert d["10-good"]["run_dir"] == str(runs_dir / "10-good")
+
+
+def test_runs_of_an_empty_or_absent_runs_dir(tmp_path):
+    p = recipe("runs", "--runs-dir", str(tmp_path / "none"))
+    assert p.returncode == 0 and p.stdout == "" and "no runs in" in p.stderr
+    assert json.loads(recipe("runs", "--runs-dir", str(tmp_path / "none"), "--json").stdout) == []
+
+
+def test_logs_by_directory_or_by_name(runs):
+    runs_dir, env = runs
+    assert recipe("logs", str(runs_dir / "10-good"), env=env).stdout == "log of 10-good\n"
+    p = recipe("logs", "11-gatefail", "--runs-dir", str(runs_dir), env=env)
+    assert p.returncode == 0 and p.stdout == "log of 11-gatefail\n"
+    p = recipe("logs", "no-such-run", "--runs-dir", str(runs_dir), env=env)
+    assert p.returncode == EXIT_MISSING and p.stderr.count("\n") == 1 and "recipe runs" in p.stderr
+
+
+def test_follow_of_a_stale_running_record_ends_at_once(runs):
+    runs_dir, env = runs
+    t0 = time.monotonic()
+    p = recipe("logs", "--follow", str(runs_dir / "12-stale"), env=env, timeout=30)
+    assert p.returncode == 0 and p.stdout == "log of 12-stale\n"
+    assert time.monotonic() - t0 < 15
+
+
+def test_follow_prints_what_a_live_run_writes_until_its_record_leaves_running(tmp_path):
+    d = make_run(tmp_path / "runs", "20-live", status="running", pid=os.getpid(), gate=None)
+    log = d / "logs" / "run.log"
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "logs", "-f", str(d)], env=clean_env(),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "log of 20-live\n"
+        with open(log, "a") as f:
+            f.write("step 1 of 3\n")
+        assert proc.stdout.readline() == "step 1 of 3\n"
+        time.sleep(1.5)
+        assert proc.poll() is None, "stopped following a run that is still running"
+        with open(log, "a") as f:
+            f.write("done\n")
+        rec = json.loads((d / "run.json").read_text())
+        (d / "run.json.tmp").write_text(json.dumps({**rec, "status": "succeeded"}))
+        (d / "run.json.tmp").replace(d / "run.json")          # as RunRecord.save does: atomically
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert proc.returncode == 0, err
+    assert out == "done\n"
+
+
+def test_runs_whose_stdout_closes_exits_quietly(runs):
+    runs_dir, env = runs
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "runner.cli", "runs", "--runs-dir", str(runs_dir)], stdout=w,
+                           stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, timeout=60, check=False)
+    finally:
+        os.close(w)
+    assert (p.returncode, p.stderr) == (141, "")
