@@ -48,7 +48,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     run_id = run_dir.name if run_dir else new_run_id(recipe.name, opts.cell.name)
     target = run_dir_for(run_dir, runs_dir, run_id)
     launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend, extra_env=launch_env(run_id),
-                          skip=set(skip), rehash=rehash)
+                          skip=set(skip), rehash=rehash, gate=not no_gate)
     checks = backends.preflight(launch)
 
     if dry_run:
@@ -66,4 +66,4 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
         claim_run_dir(target, role)
     else:
         create_run_dir(target.parent, run_id, role)
-    return runflow.run_launch(launch, checks, gate=not no_gate)
+    return runflow.run_launch(launch, checks)

@@ -153,9 +153,10 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     return result.passed
 
 
-def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extra_record) -> int:
+def run_launch(launch: Launch, checks: list[pf.Check], **extra_record) -> int:
     """Run a launch whose preflight passed; returns the process exit code."""
     be = backend(launch.backend)
+    gate = launch.gate
     if be.WRAPS_INNER_RUN:
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
         # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
@@ -163,7 +164,8 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
                     "host": hostinfo.host(), "started_at": now()}
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
         rc, interrupted = be.run(launch)
-        inner = next(iter(sorted(launch.run_dir.rglob("run.json"))), None)
+        inner = be.inner_record(launch)
+        inner = inner if inner.is_file() else None
         summary = _read_inner(inner)
         launcher.update(ended_at=now(), exit_code=rc, interrupted=interrupted,
                         inner_record=str(inner.relative_to(launch.run_dir)) if inner else None,

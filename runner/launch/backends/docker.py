@@ -32,7 +32,7 @@ from runner.errors import EXIT_PREFLIGHT, UsageError
 from runner.image import recipe_image as ri
 from runner.image.ref import is_pinned
 from runner.launch import preflight as pf
-from runner.launch.backends import check_names
+from runner.launch.backends import inner_run_options
 from runner.launch.resolve import Launch
 from runner.launch.script import run_script
 from runner.paths import bundle_root
@@ -123,14 +123,13 @@ def inner_run_dir(launch: Launch) -> Path:
     return Path(launch.run_dir) / "container"
 
 
+def inner_record(launch: Launch) -> Path:
+    return inner_run_dir(launch) / "run.json"
+
+
 def inner_args(launch: Launch) -> list[str]:
-    args = ["run", launch.recipe.name, "--backend", "local", "--run-dir", f"{RUN_ROOT}/{launch.run_id}",
-            "--inputs", INPUTS, "--output-dir", OUTPUT, *launch.forward_args]
-    for name in sorted(launch.skip & set(check_names("local"))):  # the outer-only checks stay outside
-        args += ["--skip-preflight", name]
-    if launch.rehash:
-        args.append("--rehash")
-    return args
+    return ["run", launch.recipe.name, "--backend", "local", "--run-dir", f"{RUN_ROOT}/{launch.run_id}",
+            "--inputs", INPUTS, "--output-dir", OUTPUT, *inner_run_options(launch, paths=False)]
 
 
 def check_mounts(launch: Launch) -> None:
