@@ -88,3 +88,15 @@ def test_slurm_passes_the_host_model_dir(tmp_path):
 def test_the_inner_record_is_where_each_backend_says(tmp_path):
     assert dk.inner_record(launch_for(tmp_path, "docker", {})) == tmp_path / "run" / "container" / "run.json"
     assert slurm.inner_record(launch_for(tmp_path, "slurm", {})) == tmp_path / "run" / "run.json"
+
+
+def test_lint_judges_the_launchs_own_argv(tmp_path):
+    """The lint preflight reads the plan the run launches, not a second rendering: an argv without
+    routing replay in this launch's plan is what lint reports."""
+    from runner.launch.preflight import check_lint
+
+    lc = launch_for(tmp_path, "local", {})
+    assert check_lint(lc).status == "ok"
+    lc.plan.argv = [w for w in lc.plan.argv if w != "--use-rollout-routing-replay"]
+    c = check_lint(lc)
+    assert c.status == "fail" and "--use-rollout-routing-replay" in c.detail

@@ -9,6 +9,7 @@ import click
 
 from runner.errors import EXIT_REFUSED, RecipeError
 from runner.launch import backends
+from runner.launch import preflight as pf
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
 from runner.records import replay
@@ -48,7 +49,7 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
         raise RecipeError(f"refusing to replay {run_dir.name}: the recipe now renders a different launch: "
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
     checks = backends.preflight(launch)
-    if runflow.pf.failed(checks):
+    if pf.failed(checks):
         return runflow.report_cannot_run(launch, checks)
     create_run_dir(target.parent, run_id)
     click.echo(f"replay: {run_dir.name} -> {run_id}; it will run {launch.recipe.path('run_script')}, which runs:",

@@ -9,6 +9,7 @@ import click
 
 from runner.errors import EXIT_OK
 from runner.launch import backends
+from runner.launch import preflight as pf
 from runner.launch import run as runflow
 from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
 from runner.launch.ports import launch_env
@@ -57,7 +58,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
         for cmd in runflow.would_run(launch):
             click.echo(shlex.join(cmd))
         return EXIT_OK
-    if runflow.pf.failed(checks):
+    if pf.failed(checks):
         return runflow.report_cannot_run(launch, checks)
 
     # The wrapper of a docker/slurm run and the local run it starts inside claim separately.

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from runner import hostinfo
-from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError
+from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError, StdoutClosed
 from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.launch import preflight as pf
@@ -223,7 +223,7 @@ def finalize_on_error(record: RunRecord, e: BaseException, stage: str) -> None:
     failed = "gate-failed" if stage == "gate" else "failed"
     if isinstance(e, KeyboardInterrupt):
         status, code, why = "interrupted", EXIT_INTERRUPTED, f"signal during the {stage}"
-    elif isinstance(e, BrokenPipeError) or type(e).__name__ == "StdoutClosed":
+    elif isinstance(e, BrokenPipeError | StdoutClosed):
         status, code, why = "interrupted", EXIT_INTERRUPTED, "stdout closed"
     elif isinstance(e, RecipeError):
         status, code, why = failed, e.code, e.message
