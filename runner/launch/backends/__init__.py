@@ -38,6 +38,10 @@ class Backend(Protocol):
     def inner_record(self, launch: Launch) -> Path:
         """A wrapping backend only: where the inner run's run.json lands in the run directory."""
 
+    def describe(self, launch: Launch) -> tuple[dict, str]:
+        """A wrapping backend only: for `recipe plan --backend NAME`, the fields it adds to the JSON plan
+        and the text it prints (what runs around the run script)."""
+
     def commands(self, launch: Launch) -> list[list[str]]:
         """What run() would execute, for the dry run and for "cannot run" reports."""
 

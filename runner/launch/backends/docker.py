@@ -183,6 +183,12 @@ def commands(launch: Launch) -> list[list[str]]:
     return [*([build_command(choice)] if needs_build else []), command(launch, choice=choice)]
 
 
+def describe(launch: Launch) -> tuple[dict, str]:
+    """For `recipe plan --backend docker`: the recipe image's build where needed, then docker run."""
+    cmds = commands(launch)
+    return {"backend_commands": cmds, "backend_command": cmds[-1]}, "\n".join(shlex.join(c) for c in cmds)
+
+
 def script_text(launch: Launch, choice: ImageChoice | None = None, image_id: str | None = None) -> str:
     """The exact command as a script: the run directory keeps what ran (names of secrets only)."""
     return ("#!/usr/bin/env bash\n# Written by `recipe run --backend docker`; runs the recipe image.\n"

@@ -130,6 +130,12 @@ def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
         mounts=_mounts(rt, bundle), command_line=f"recipe run {launch.recipe.name} --backend slurm")
 
 
+def describe(launch) -> tuple[dict, str]:
+    """For `recipe plan --backend slurm`: the sbatch script the allocation runs."""
+    script = render(job_from_launch(launch))
+    return {"sbatch_script": script}, script
+
+
 def command(launch) -> list[str]:
     return ["bash", str(Path(launch.run_dir) / SCRIPT_NAME)]
 
