@@ -77,8 +77,8 @@ class ImageChoice:
     built: ri.ImageFacts | None = None  # the recipe image built on it earlier, if this engine has it
 
 
-# Choices made by preflight (labels read), so that the commands shown afterwards are the ones run.
-_CHOICES: dict[tuple[str, str], ImageChoice] = {}
+# The launch keeps the choice its preflight made (labels read), so the commands shown afterwards are the ones run.
+CHOICE_KEY = "docker.image"
 
 
 def known_bases(launch: Launch) -> set[str]:
@@ -99,8 +99,9 @@ def choose_image(launch: Launch, probe: bool = True) -> ImageChoice:
     ref = launch.image
     bundle = ri.bundle_digest(bundle_root())
     if not probe:
-        if (ref, bundle) in _CHOICES:
-            return _CHOICES[(ref, bundle)]
+        made = launch.found.get(CHOICE_KEY)
+        if made is not None and (made.configured, made.bundle) == (ref, bundle):
+            return made
         if ref in known_bases(launch):
             return ImageChoice(ref, "unknown", bundle, ri.auto_tag(bundle, ref))
         return ImageChoice(ref, "unknown", bundle, ref)
@@ -110,7 +111,7 @@ def choose_image(launch: Launch, probe: bool = True) -> ImageChoice:
     if k == ri.BASE:
         choice.built = ri.find_built(docker_bin(), bundle, ref)
         choice.run_ref = ri.auto_tag(bundle, ref)
-    _CHOICES[(ref, bundle)] = choice
+    launch.found[CHOICE_KEY] = choice
     return choice
 
 
