@@ -15,7 +15,7 @@ import sys
 import click
 
 from runner import __version__
-from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STDOUT_CLOSED, RecipeError
+from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STDOUT_CLOSED, RecipeError, StdoutClosed
 
 # verb -> (module under runner.commands, attribute, one-line help shown by `recipe --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -52,15 +52,6 @@ Typical session:
   recipe plan nemotron3_nano           the exact argv and environment a run would use
   recipe run nemotron3_nano            preflight, then launch
 """
-
-
-class StdoutClosed(Exception):
-    """stdout's reader went away (`recipe ... | head -1`). Not an OSError, so that click does not turn it
-    into a silent exit 1."""
-
-    def __init__(self, verb: str | None = None):
-        super().__init__(verb)
-        self.verb = verb
 
 
 class LazyGroup(click.Group):

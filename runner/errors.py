@@ -27,3 +27,12 @@ class RecipeError(Exception):
 class UsageError(RecipeError):
     def __init__(self, message: str):
         super().__init__(message, EXIT_USAGE)
+
+
+class StdoutClosed(Exception):
+    """stdout's reader went away (`recipe ... | head -1`). Not an OSError, so that click does not turn it
+    into a silent exit 1."""
+
+    def __init__(self, verb: str | None = None):
+        super().__init__(verb)
+        self.verb = verb

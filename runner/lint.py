@@ -209,8 +209,9 @@ def default_hf_config(recipe: Recipe) -> Path | None:
 
 def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_config: str | Path | None = None,
                 cell: str | None = None, *, nodes: int | None = None,
-                gpus_per_node: int | None = None) -> LintReport:
-    """Lint `recipe`; nodes/gpus_per_node (default: the recipe's hardware) size the layout checks."""
+                gpus_per_node: int | None = None, argv: list[str] | None = None) -> LintReport:
+    """Lint `recipe`; nodes/gpus_per_node (default: the recipe's hardware) size the layout checks.
+    argv: the trainer argv of the launch being run (its plan's), judged as is; None renders it."""
     if isinstance(recipe, str):
         recipe = load_recipe(recipe)
     if cell is not None:
@@ -263,9 +264,8 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
     except ValueError as e:  # e.g. no --num-layers: the model rules already named it
         arch = None
         report.findings.append(Finding("error", "layout.model_args", f"{args_path}: {e}; layouts not checked"))
-    argv: list[str] | None = None
     try:
-        argv = train_argv(recipe, cell, nodes, gpus_per_node)
+        argv = train_argv(recipe, cell, nodes, gpus_per_node) if argv is None else argv
     except RecipeError as e:
         report.skipped["recipe"] = f"the run script's dry run failed: {e.message}"
     if argv is not None:

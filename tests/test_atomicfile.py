@@ -33,3 +33,14 @@ def test_replaces_an_existing_file_in_one_step(tmp_path):
     inode = f.stat().st_ino
     write_text_atomic(f, "b")
     assert f.read_text() == "b" and f.stat().st_ino != inode  # a new file renamed over, not rewritten
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_the_final_file_gets_the_users_umask_not_mkstemps_0600(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        f = tmp_path / "run.json"
+        write_text_atomic(f, "{}\n")
+    finally:
+        os.umask(old)
+    assert f.stat().st_mode & 0o777 == mode

@@ -211,7 +211,6 @@ def test_the_bearer_token_challenge_is_followed_anonymously(registry):
 def no_local_engine(tmp_path, monkeypatch):
     """No docker CLI here: the check must read the labels from the registry."""
     monkeypatch.setenv("RECIPE_DOCKER", str(tmp_path / "no-docker"))
-    dk._CHOICES.clear()
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     return lambda: build_launch(RunOptions.resolve(load_recipe("nemotron3_nano_tiny"),

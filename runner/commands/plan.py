@@ -9,12 +9,11 @@ from pathlib import Path
 import click
 
 from runner.commands.output import json_option
+from runner.launch import backends
 from runner.launch.backends import backend as backend_of
-from runner.launch.backends.slurm import job_from_launch
 from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
 from runner.launch.plan import Plan, argv_lines, plan_for
 from runner.launch.resolve import build_launch
-from runner.launch.sbatch import render
 from runner.model.layout import Layout
 from runner.recipe import load_recipe
 from runner.records.rundirs import plan_run_dir
@@ -46,7 +45,7 @@ def _print_text(p: Plan) -> None:
 @click.option("--run-dir", type=PathOpt, help="Run directory to show in the plan (default: "
               "$RECIPE_RUNS_DIR/NAME-plan, else ./runs/NAME-plan).")
 @json_option("Print the plan as JSON.", format_alias=True)
-@click.option("--backend", type=click.Choice(["local", "docker", "slurm"]), default="local", show_default=True,
+@click.option("--backend", type=click.Choice(backends.NAMES), default="local", show_default=True,
               help="Also show what this backend runs around the run script (docker run / the sbatch script).")
 @click.option("--gpus", type=int, help="Instead of the launch: the layouts legal on N GPUs in all (over --nodes), "
               "each with a per-GPU memory estimate.")
@@ -66,7 +65,7 @@ def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, b
         click.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_table(result))
         return
     opts = RunOptions.resolve(recipe, cli)
-    if backend != "local":
+    if backend_of(backend).WRAPS_INNER_RUN:
         _print_backend(opts, backend, as_json, run_dir)
         return
     p = plan_for(opts, run_dir=run_dir)
@@ -83,13 +82,8 @@ def _print_backend(opts: RunOptions, backend: str, as_json: bool, run_dir: Path 
     target = run_dir or plan_run_dir(opts.recipe.name)
     launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend)
     doc = {**launch.plan.as_dict(), "backend": backend}
-    if backend == "docker":  # the recipe image's build where needed, then docker run
-        doc["backend_commands"] = backend_of("docker").commands(launch)
-        doc["backend_command"] = doc["backend_commands"][-1]
-        text = "\n".join(shlex.join(c) for c in doc["backend_commands"])
-    else:
-
-        text = doc["sbatch_script"] = render(job_from_launch(launch))
+    fields, text = backend_of(backend).describe(launch)  # each backend says what it runs around the script
+    doc.update(fields)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:

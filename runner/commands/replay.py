@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
 
 from runner.errors import EXIT_REFUSED, RecipeError
 from runner.launch import backends
+from runner.launch import preflight as pf
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
 from runner.records import replay
@@ -30,7 +32,11 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     determinism tier, otherwise within the recipe's bands. Exit 0 when they agree, 1 when not.
     """
     run_dir = run_dir.resolve()
-    rec, recipe = replay.load(run_dir)
+    rec = replay.load_replayable(run_dir)
+    reasons = replay.untrusted_fields(rec, run_dir)
+    if reasons:
+        raise RecipeError(f"refusing to replay {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
+    recipe = replay.load_recipe(rec["recipe"])
     reasons = replay.check_unchanged(rec, recipe, allow_changed_recipe, allow_changed_image)
     if reasons:
         raise RecipeError(f"refusing to replay {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
@@ -38,15 +44,18 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     run_id = new_run_id(recipe.name, rec["cell"])
     target = run_dir_for(None, runs_dir or run_dir.parent, run_id)
     launch = replay.relaunch(rec, recipe, run_id, target, launch_env(run_id))
-    diffs = replay.launch_differences(rec, launch)
+    diffs = replay.entrypoint_differences(rec, launch) + replay.launch_differences(rec, launch)
     if diffs:
         raise RecipeError(f"refusing to replay {run_dir.name}: the recipe now renders a different launch: "
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
     checks = backends.preflight(launch)
-    if runflow.pf.failed(checks):
+    if pf.failed(checks):
         return runflow.report_cannot_run(launch, checks)
     create_run_dir(target.parent, run_id)
-    click.echo(f"replay: {run_dir.name} -> {run_id}", err=True)
+    click.echo(f"replay: {run_dir.name} -> {run_id}; it will run {launch.recipe.path('run_script')}, which runs:",
+               err=True)
+    for cmd in runflow.would_run(launch):
+        click.echo(f"  {shlex.join(cmd)}", err=True)
     rc = runflow.run_launch(launch, checks, replay_of={"run_id": rec["run_id"], "run_dir": str(run_dir)})
     comparison = None
     if load_record(target).get("status") in ("succeeded", "gate-failed"):

@@ -9,6 +9,7 @@ import click
 
 from runner.errors import EXIT_OK
 from runner.launch import backends
+from runner.launch import preflight as pf
 from runner.launch import run as runflow
 from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
 from runner.launch.ports import launch_env
@@ -50,7 +51,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     run_id = run_dir.name if run_dir else new_run_id(recipe.name, opts.cell.name)
     target = run_dir_for(run_dir, runs_dir, run_id)
     launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend, extra_env=launch_env(run_id),
-                          skip=set(skip), rehash=rehash)
+                          skip=set(skip), rehash=rehash, gate=not no_gate)
     checks = backends.preflight(launch)
 
     if dry_run or runflow.pf.failed(checks):
@@ -62,7 +63,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
         for cmd in runflow.would_run(launch):
             click.echo(shlex.join(cmd))
         return EXIT_OK
-    if runflow.pf.failed(checks):
+    if pf.failed(checks):
         return runflow.report_cannot_run(launch, checks)
 
     # The wrapper of a docker/slurm run and the local run it starts inside claim separately.
@@ -71,4 +72,4 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
         claim_run_dir(target, role)
     else:
         create_run_dir(target.parent, run_id, role)
-    return runflow.run_launch(launch, checks, gate=not no_gate)
+    return runflow.run_launch(launch, checks)

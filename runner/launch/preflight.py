@@ -106,7 +106,10 @@ def check_inputs(launch) -> Check:
 def check_lint(launch) -> Check:
     from runner.lint import lint_recipe
 
-    rep = lint_recipe(launch.recipe, cell=launch.cell.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node)
+    # The launch's own plan: lint judges exactly the argv this run starts (seeds, --deterministic, ...),
+    # never a second rendering from the environment.
+    rep = lint_recipe(launch.recipe, cell=launch.cell.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node,
+                      argv=launch.plan.argv)
     if rep.errors:
         return fail("lint", f"{len(rep.errors)} error(s): {rep.errors[0]}", f"recipe lint {launch.recipe.name}")
     return ok("lint", f"clean ({len(rep.warnings)} warning(s))")

@@ -25,6 +25,10 @@ class Launch:
     secret_names: list[str] = field(default_factory=list)
     skip: set[str] = field(default_factory=set)
     rehash: bool = False  # the inputs check reads every file, trusting nothing the verified-inputs cache says
+    gate: bool = True  # evaluate the expected-metrics gate after the run (--no-gate: False)
+    # What the backend's preflight found and its commands must then use (docker: the image chosen
+    # from its labels), keyed by backend; carried here rather than in module globals.
+    found: dict = field(default_factory=dict)
 
     @property
     def recipe(self) -> Recipe:
@@ -67,8 +71,8 @@ class Launch:
 
 def build_launch(opts: RunOptions, *, run_id: str, run_dir: Path, backend: str,
                  extra_env: dict[str, str] | None = None, skip: set[str] | None = None,
-                 rehash: bool = False) -> Launch:
+                 rehash: bool = False, gate: bool = True) -> Launch:
     run_dir = Path(run_dir).resolve()
     plan = plan_for(opts, run_dir=run_dir, run_id=run_id, extra_env=extra_env)
     return Launch(options=opts, plan=plan, run_id=run_id, run_dir=run_dir, backend=backend,
-                  secret_names=present_secret_names(), skip=set(skip or ()), rehash=rehash)
+                  secret_names=present_secret_names(), skip=set(skip or ()), rehash=rehash, gate=gate)

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from runner import hostinfo
-from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError
+from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError, StdoutClosed
 from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.launch import preflight as pf
@@ -153,9 +153,10 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     return result.passed
 
 
-def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extra_record) -> int:
+def run_launch(launch: Launch, checks: list[pf.Check], **extra_record) -> int:
     """Run a launch whose preflight passed; returns the process exit code."""
     be = backend(launch.backend)
+    gate = launch.gate
     if be.WRAPS_INNER_RUN:
         # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
         # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
@@ -163,7 +164,8 @@ def run_launch(launch: Launch, checks: list[pf.Check], gate: bool = True, **extr
                     "host": hostinfo.host(), "started_at": now()}
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
         rc, interrupted = be.run(launch)
-        inner = next(iter(sorted(launch.run_dir.rglob("run.json"))), None)
+        inner = be.inner_record(launch)
+        inner = inner if inner.is_file() else None
         summary = _read_inner(inner)
         launcher.update(ended_at=now(), exit_code=rc, interrupted=interrupted,
                         inner_record=str(inner.relative_to(launch.run_dir)) if inner else None,
@@ -221,7 +223,7 @@ def finalize_on_error(record: RunRecord, e: BaseException, stage: str) -> None:
     failed = "gate-failed" if stage == "gate" else "failed"
     if isinstance(e, KeyboardInterrupt):
         status, code, why = "interrupted", EXIT_INTERRUPTED, f"signal during the {stage}"
-    elif isinstance(e, BrokenPipeError) or type(e).__name__ == "StdoutClosed":
+    elif isinstance(e, BrokenPipeError | StdoutClosed):
         status, code, why = "interrupted", EXIT_INTERRUPTED, "stdout closed"
     elif isinstance(e, RecipeError):
         status, code, why = failed, e.code, e.message

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
 from runner.launch.options import RunOptions
 from runner.launch.resolve import Launch, build_launch
+from runner.paths import bundle_root
 from runner.recipe import Recipe, load_recipe
 from runner.records.record import (
+    ENV_PREFIXES,
     changed_recipe_files,
     load_record,
     recipe_digest,
@@ -36,6 +39,75 @@ REPLAYED_ENV_PREFIXES = ("NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED",
 # ...except the RECIPE_* that belong to one run or one host, which the replay chooses anew.
 NOT_REPLAYED = ("RECIPE_RUN", "RECIPE_OUTPUT_DIR", "RECIPE_RAY_", "RECIPE_BUNDLE_ROOT", "RECIPE_REQUIRE_",
                 "RECIPE_TEST_", "RECIPE_DEBUG")
+
+
+# A received run.json is untrusted input: variables that choose a program, a library or a search path
+# are never taken from it (a record setting RECIPE_PYTHON made replay run that program).
+PROGRAM_ENV = ("PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "BASH_ENV", "ENV",
+               "PROMPT_COMMAND", "SHELLOPTS", "BASHOPTS", "IFS", "RECIPE_PYTHON", "RECIPE_DOCKER",
+               "RECIPE_ENROOT", "RECIPE_SRUN", "RECIPE_SBATCH", "CUDA_HOME")
+PROGRAM_ENV_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_")
+PROGRAM_ENV_SUFFIXES = ("_PYTHON", "_BIN", "_EXE", "_CMD", "_PATH", "_HOME", "_PRELOAD", "_LIBRARY")
+RECIPE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def names_a_program(key: str) -> bool:
+    return key in PROGRAM_ENV or key.startswith(PROGRAM_ENV_PREFIXES) or key.endswith(PROGRAM_ENV_SUFFIXES)
+
+
+def replayed(key: str) -> bool:
+    """Whether replay re-applies this recorded variable (secrets never: recorded by name only)."""
+    return key.startswith(REPLAYED_ENV_PREFIXES) and not key.startswith(NOT_REPLAYED) and not is_secret(key)
+
+
+def untrusted_fields(rec: dict, run_dir: Path) -> list[str]:
+    """Refusal reasons, each naming the run.json field: what a run cannot legitimately have recorded.
+
+    Checked before anything of the record is applied or run. Each reason is one string so that more
+    (package versions, ...) can be appended by other checks.
+    """
+    reasons = []
+    name = rec.get("recipe")
+    if not isinstance(name, str) or not RECIPE_NAME.fullmatch(name) or ".." in name:
+        reasons.append(f"field 'recipe' {name!r} is not a recipe name (letters, digits, '_', '.', '-'; no '/' "
+                       "or '..')")
+    env = rec.get("environment", {})
+    if not isinstance(env, dict):
+        reasons.append("field 'environment' is not a mapping")
+        env = {}
+    for k, v in sorted(env.items()):
+        if not isinstance(k, str) or not isinstance(v, str) or any(c in k + v for c in "\0\n"):
+            reasons.append(f"field 'environment.{k}' is not a plain string")
+        elif not k.startswith(ENV_PREFIXES):
+            reasons.append(f"field 'environment.{k}': a run records only {', '.join(ENV_PREFIXES)} variables")
+        elif replayed(k) and names_a_program(k) and os.environ.get(k) != v:
+            reasons.append(f"field 'environment.{k}' names a program or search path ({v!r}); replay takes it "
+                           "from this checkout's environment, never from a record")
+    recorded = rec.get("run_dir")
+    if not isinstance(recorded, str) or Path(recorded).resolve() != run_dir.resolve():
+        reasons.append(f"field 'run_dir' {recorded!r} is not the directory the record was read from ({run_dir})")
+    inputs = rec.get("inputs_dir")
+    script_env = rec.get("script_env") if isinstance(rec.get("script_env"), dict) else {}
+    if not isinstance(inputs, str) or not Path(inputs).is_dir():
+        reasons.append(f"field 'inputs_dir' {inputs!r} is not a directory on this machine")
+    else:
+        for key in ("RECIPE_MODEL_DIR", "RECIPE_DATA_DIR"):
+            p = script_env.get(key)
+            if isinstance(p, str) and not Path(p).resolve().is_relative_to(Path(inputs).resolve()):
+                reasons.append(f"field 'script_env.{key}' {p!r} points outside the run's inputs_dir {inputs}")
+    return reasons
+
+
+def entrypoint_differences(rec: dict, launch: Launch) -> list[str]:
+    """The recorded interpreter and run script must be what this checkout renders, inside the bundle."""
+    entry = rec.get("entrypoint", [])
+    if entry != launch.plan.entrypoint:
+        return [f"field 'entrypoint' {entry!r} is not what this checkout renders ({launch.plan.entrypoint!r})"]
+    root = bundle_root().resolve()
+    for w in entry[1:]:
+        if w.startswith("/") and w.endswith(".sh") and not Path(w).resolve().is_relative_to(root):
+            return [f"field 'entrypoint' runs {w}, outside the bundle {root}"]
+    return []
 
 
 @dataclass
@@ -109,9 +181,10 @@ def launch_differences(rec: dict, launch: Launch) -> list[str]:
 
 
 def restore_environment(rec: dict) -> None:
-    """Re-apply the recorded environment (never secrets: those are recorded by name only)."""
+    """Re-apply the recorded environment (never secrets: those are recorded by name only; never a
+    program or search path: untrusted_fields refused those unless they equal this environment's)."""
     for k, v in rec.get("environment", {}).items():
-        if k.startswith(REPLAYED_ENV_PREFIXES) and not k.startswith(NOT_REPLAYED) and not is_secret(k):
+        if replayed(k) and not names_a_program(k):
             os.environ[k] = v
 
 

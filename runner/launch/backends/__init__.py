@@ -35,6 +35,13 @@ class Backend(Protocol):
     def checks(self, launch: Launch | None) -> dict[str, Callable[[], Check]]:
         """Its preflight checks by name, not yet run (checks(None) lists the names: nothing is evaluated)."""
 
+    def inner_record(self, launch: Launch) -> Path:
+        """A wrapping backend only: where the inner run's run.json lands in the run directory."""
+
+    def describe(self, launch: Launch) -> tuple[dict, str]:
+        """A wrapping backend only: for `recipe plan --backend NAME`, the fields it adds to the JSON plan
+        and the text it prints (what runs around the run script)."""
+
     def commands(self, launch: Launch) -> list[list[str]]:
         """What run() would execute, for the dry run and for "cannot run" reports."""
 
@@ -64,6 +71,22 @@ def check_names(name: str) -> tuple[str, ...]:
 def skippable() -> tuple[str, ...]:
     """Every check name some backend runs: what `--skip-preflight` accepts."""
     return tuple(dict.fromkeys(n for b in NAMES for n in check_names(b)))
+
+
+def inner_run_options(launch: Launch, paths: bool) -> list[str]:
+    """Every `recipe run` option of the run a wrapping backend (docker, slurm) starts inside: the
+    launch's options, the inner run's own --skip-preflight checks, --rehash, --no-gate. The one
+    builder, so that an option added to `recipe run` reaches every wrapped run or none.
+    paths: the inner run sees the host's paths (Slurm's shared file system), so --model-dir and
+    --data-dir go along; docker mounts the inputs at a fixed place instead."""
+    args = launch.options.to_argv(paths=paths)
+    for name in sorted(launch.skip & set(check_names("local"))):  # the outer-only checks stay outside
+        args += ["--skip-preflight", name]
+    if launch.rehash:
+        args.append("--rehash")
+    if not launch.gate:
+        args.append("--no-gate")
+    return args
 
 
 def in_image() -> bool:

@@ -32,7 +32,7 @@ from runner.errors import EXIT_PREFLIGHT, UsageError
 from runner.image import recipe_image as ri
 from runner.image.ref import is_pinned
 from runner.launch import preflight as pf
-from runner.launch.backends import check_names
+from runner.launch.backends import inner_run_options
 from runner.launch.resolve import Launch
 from runner.launch.script import run_script
 from runner.paths import bundle_root
@@ -77,8 +77,8 @@ class ImageChoice:
     built: ri.ImageFacts | None = None  # the recipe image built on it earlier, if this engine has it
 
 
-# Choices made by preflight (labels read), so that the commands shown afterwards are the ones run.
-_CHOICES: dict[tuple[str, str], ImageChoice] = {}
+# The launch keeps the choice its preflight made (labels read), so the commands shown afterwards are the ones run.
+CHOICE_KEY = "docker.image"
 
 
 def known_bases(launch: Launch) -> set[str]:
@@ -99,8 +99,9 @@ def choose_image(launch: Launch, probe: bool = True) -> ImageChoice:
     ref = launch.image
     bundle = ri.bundle_digest(bundle_root())
     if not probe:
-        if (ref, bundle) in _CHOICES:
-            return _CHOICES[(ref, bundle)]
+        made = launch.found.get(CHOICE_KEY)
+        if made is not None and (made.configured, made.bundle) == (ref, bundle):
+            return made
         if ref in known_bases(launch):
             return ImageChoice(ref, "unknown", bundle, ri.auto_tag(bundle, ref))
         return ImageChoice(ref, "unknown", bundle, ref)
@@ -110,7 +111,7 @@ def choose_image(launch: Launch, probe: bool = True) -> ImageChoice:
     if k == ri.BASE:
         choice.built = ri.find_built(docker_bin(), bundle, ref)
         choice.run_ref = ri.auto_tag(bundle, ref)
-    _CHOICES[(ref, bundle)] = choice
+    launch.found[CHOICE_KEY] = choice
     return choice
 
 
@@ -123,14 +124,13 @@ def inner_run_dir(launch: Launch) -> Path:
     return Path(launch.run_dir) / "container"
 
 
+def inner_record(launch: Launch) -> Path:
+    return inner_run_dir(launch) / "run.json"
+
+
 def inner_args(launch: Launch) -> list[str]:
-    args = ["run", launch.recipe.name, "--backend", "local", "--run-dir", f"{RUN_ROOT}/{launch.run_id}",
-            "--inputs", INPUTS, "--output-dir", OUTPUT, *launch.forward_args]
-    for name in sorted(launch.skip & set(check_names("local"))):  # the outer-only checks stay outside
-        args += ["--skip-preflight", name]
-    if launch.rehash:
-        args.append("--rehash")
-    return args
+    return ["run", launch.recipe.name, "--backend", "local", "--run-dir", f"{RUN_ROOT}/{launch.run_id}",
+            "--inputs", INPUTS, "--output-dir", OUTPUT, *inner_run_options(launch, paths=False)]
 
 
 def check_mounts(launch: Launch) -> None:
@@ -182,6 +182,12 @@ def commands(launch: Launch) -> list[list[str]]:
     choice = choose_image(launch, probe=False)
     needs_build = choice.run_ref != choice.configured and choice.built is None
     return [*([build_command(choice)] if needs_build else []), command(launch, choice=choice)]
+
+
+def describe(launch: Launch) -> tuple[dict, str]:
+    """For `recipe plan --backend docker`: the recipe image's build where needed, then docker run."""
+    cmds = commands(launch)
+    return {"backend_commands": cmds, "backend_command": cmds[-1]}, "\n".join(shlex.join(c) for c in cmds)
 
 
 def script_text(launch: Launch, choice: ImageChoice | None = None, image_id: str | None = None) -> str:

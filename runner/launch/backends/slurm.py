@@ -19,7 +19,7 @@ from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, 
 from runner.image import enroot
 from runner.image.ref import is_pinned, parse_image
 from runner.launch import preflight as pf
-from runner.launch.backends import check_names
+from runner.launch.backends import inner_run_options
 from runner.launch.sbatch import IMAGE_BUNDLE_DIR, SbatchJob, default_job_lib, render
 from runner.launch.script import run_script
 from runner.paths import bundle_root
@@ -113,11 +113,8 @@ def runtime() -> str:
     return os.environ.get("RECIPE_CONTAINER_RUNTIME", "pyxis")
 
 
-def inner_skips(launch) -> list[str]:
-    """--skip-preflight options the inner `recipe run --backend local` should repeat (its own checks only)."""
-
-    inner = set(check_names("local"))
-    return [w for name in sorted(launch.skip) if name in inner for w in ("--skip-preflight", name)]
+def inner_record(launch) -> Path:
+    return Path(launch.run_dir) / "run.json"  # the job's run uses this same --run-dir
 
 
 def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
@@ -128,9 +125,15 @@ def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
         image=container_image(launch.image, rt, None), image_ref=launch.image, bundle_dir=bundle,
         recipe_cmd=recipe_cmd(rt, bundle), job_lib=default_job_lib(bundle),
         runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
-        output_dir=str(launch.output_dir), run_args=launch.options.to_argv(paths=True) + inner_skips(launch),
+        output_dir=str(launch.output_dir), run_args=inner_run_options(launch, paths=True),
         run_dir=str(launch.run_dir),
         mounts=_mounts(rt, bundle), command_line=f"recipe run {launch.recipe.name} --backend slurm")
+
+
+def describe(launch) -> tuple[dict, str]:
+    """For `recipe plan --backend slurm`: the sbatch script the allocation runs."""
+    script = render(job_from_launch(launch))
+    return {"sbatch_script": script}, script
 
 
 def command(launch) -> list[str]:
