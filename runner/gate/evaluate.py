@@ -352,25 +352,43 @@ def compare_bands(a: Series, b: Series, expected: Expected) -> GateResult:
 
 # -- output ----------------------------------------------------------------------------------
 
-def format_table(result: GateResult, width: int = 48) -> str:
-    """A plain-text table: rule, observed, bound, verdict, why."""
+def format_table(result: GateResult, width: int = 48, columns: int | None = None) -> str:
+    """A plain-text table: rule, observed, bound, verdict, why, fitted to `columns` (default: the
+    terminal's width, COLUMNS, or 100 on a pipe). The first four cells are clipped at `width`
+    characters (narrower if the screen is); `why` wraps within what is left, under its column."""
+    from runner.console import elide, wrap
+    from runner.console import width as console_width
+
+    columns = columns or console_width()
     head = ("rule", "observed", "bound", "verdict", "why")
     rows = [(r.rule.name, r.observed, r.rule.bound_text(), r.verdict.upper(), r.rule.why) for r in result.rows]
-
-    def clip(s: str) -> str:
-        return s if len(s) <= width else s[: width - 1] + "…"
-
-    cells = [tuple(clip(c) for c in row[:4]) + (row[4],) for row in [head, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 3)
+    widths = [min(width, max(len(row[i]) for row in [head, *rows])) for i in range(4)]
+    # Leave `why` at least MIN_WHY columns: narrow the widest of the first four until it fits.
+    while sum(widths) + 8 + MIN_WHY > columns and max(widths) > MIN_CELL:
+        widest = widths.index(max(widths))
+        widths[widest] -= 1
+    indent = sum(widths) + 8
+    why_width = max(MIN_WHY, columns - indent)
+    lines = []
+    for n, row in enumerate([head, *rows]):
+        cells = "  ".join(elide(c, w).ljust(w) for c, w in zip(row[:4], widths, strict=True))
+        why = wrap(row[4], why_width)
+        lines.append(f"{cells}  {why[0]}".rstrip())
+        lines += [" " * indent + w for w in why[1:]]
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 3)
     verdict = "PASSED" if result.passed else "FAILED"
     counts = ", ".join(f"{v} {k}" for k, v in result.as_dict()["counts"].items())
-    lines.append(f"gate {verdict} ({counts}) - {result.expected_path}")
-    lines += [f"note: {n}" for n in result.notes[:MAX_NOTES]]
+    lines += wrap(f"gate {verdict} ({counts}) - {result.expected_path}", columns, indent=2)
+    for n in result.notes[:MAX_NOTES]:
+        lines += wrap(f"note: {n}", columns, indent=6)
     if len(result.notes) > MAX_NOTES:
         lines.append(f"note: ... and {len(result.notes) - MAX_NOTES} more (gate.json lists them all)")
     return "\n".join(lines)
+
+
+MIN_WHY = 24    # columns kept for the `why` text
+MIN_CELL = 8    # the narrowest any of the first four columns gets
 
 
 def write_gate_json(result: GateResult, path: str | Path) -> Path:
