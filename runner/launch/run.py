@@ -65,9 +65,11 @@ def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
     say(f"recipe: cannot run {launch.recipe.name} (cell {launch.cell.name}, backend {launch.backend}) "
         f"on this machine; {len(bad)} preflight check(s) failed:")
     print_checks(checks)
-    # No run directory exists for a refused run: the full commands go to the user's cache.
+    # No run directory exists for a refused run: the full commands go to the user's cache, one file
+    # per recipe, cell and backend (the latest refusal's), so that refusals do not pile up there.
     commands = [shlex.join(cmd) for cmd in would_run(launch)]
-    full = console.save_full_text(f"refused/{launch.run_id}.commands.txt", "\n".join(commands) + "\n")
+    full = console.save_full_text(f"refused/{launch.recipe.name}-{launch.cell.name}-{launch.backend}.commands.txt",
+                                  "\n".join(commands) + "\n")
     click.echo("\nIt would have run:", err=True)
     for cmd in commands:
         click.echo("  " + console.elide(cmd, columns - 2), err=True)
