@@ -355,7 +355,8 @@ def compare_bands(a: Series, b: Series, expected: Expected) -> GateResult:
 def format_table(result: GateResult, width: int = 48, columns: int | None = None) -> str:
     """A plain-text table: rule, observed, bound, verdict, why, fitted to `columns` (default: the
     terminal's width, COLUMNS, or 100 on a pipe). The first four cells are clipped at `width`
-    characters (narrower if the screen is); `why` wraps within what is left, under its column."""
+    characters (narrower where the screen is); `why` wraps in its column, or, where that column
+    would be narrower than MIN_WHY, on indented lines under its row."""
     from runner.console import elide, wrap
     from runner.console import width as console_width
 
@@ -363,20 +364,24 @@ def format_table(result: GateResult, width: int = 48, columns: int | None = None
     head = ("rule", "observed", "bound", "verdict", "why")
     rows = [(r.rule.name, r.observed, r.rule.bound_text(), r.verdict.upper(), r.rule.why) for r in result.rows]
     widths = [min(width, max(len(row[i]) for row in [head, *rows])) for i in range(4)]
-    # Leave `why` at least MIN_WHY columns: narrow the widest of the first four until it fits.
-    while sum(widths) + 8 + MIN_WHY > columns and max(widths) > MIN_CELL:
-        widest = widths.index(max(widths))
-        widths[widest] -= 1
+    # The four cells themselves must fit: narrow the widest until they do.
+    while sum(widths) + 6 > columns and max(widths) > MIN_CELL:
+        widths[widths.index(max(widths))] -= 1
     indent = sum(widths) + 8
-    why_width = max(MIN_WHY, columns - indent)
+    beside = columns - indent >= MIN_WHY
     lines = []
     for n, row in enumerate([head, *rows]):
         cells = "  ".join(elide(c, w).ljust(w) for c, w in zip(row[:4], widths, strict=True))
-        why = wrap(row[4], why_width)
-        lines.append(f"{cells}  {why[0]}".rstrip())
-        lines += [" " * indent + w for w in why[1:]]
+        if beside:
+            why = wrap(row[4], columns - indent)
+            lines.append(f"{cells}  {why[0]}".rstrip())
+            lines += [" " * indent + w for w in why[1:]]
+        else:
+            lines.append(cells.rstrip())
+            if n:
+                lines += ["    " + w for w in wrap(row[4], columns - 4)]
         if n == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 3)
+            lines.append("  ".join("-" * w for w in widths) + ("  ---" if beside else ""))
     verdict = "PASSED" if result.passed else "FAILED"
     counts = ", ".join(f"{v} {k}" for k, v in result.as_dict()["counts"].items())
     lines += wrap(f"gate {verdict} ({counts}) - {result.expected_path}", columns, indent=2)
@@ -387,7 +392,7 @@ def format_table(result: GateResult, width: int = 48, columns: int | None = None
     return "\n".join(lines)
 
 
-MIN_WHY = 24    # columns kept for the `why` text
+MIN_WHY = 36    # a `why` column narrower than this goes under its row instead
 MIN_CELL = 8    # the narrowest any of the first four columns gets
 
 
