@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -40,12 +39,19 @@ def style(text: str, err: bool = False, **kw) -> str:
 
 
 def width(stream=None) -> int:
-    """Columns to fit: COLUMNS if set, else the terminal's, else DEFAULT_WIDTH (a pipe or file)."""
+    """Columns to fit: COLUMNS if set, else the terminal the stream is on, else the terminal of
+    stdin (`recipe run ... | tail` from a shell), else DEFAULT_WIDTH (CI, a file)."""
     cols = os.environ.get("COLUMNS", "")
     if cols.isdigit() and int(cols) > 0:
         return max(MIN_WIDTH, int(cols))
-    if is_terminal(stream or sys.stderr):
-        return max(MIN_WIDTH, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns)
+    stream = stream or sys.stderr
+    for get_fd in (stream.fileno, sys.stdin.fileno):
+        try:
+            size = os.get_terminal_size(get_fd()).columns
+        except (OSError, ValueError, AttributeError):
+            continue
+        if size > 0:
+            return max(MIN_WIDTH, size)
     return DEFAULT_WIDTH
 
 
