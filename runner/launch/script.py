@@ -42,11 +42,12 @@ def scrub(line: str, secrets: list[str]) -> str:
 
 def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = True,
                on_start=None, on_interrupt=None, watcher: Watcher | None = None, on_failure=None,
-               progress: Progress | None = None) -> tuple[int, bool]:
+               progress: Progress | None = None, tool_log: bool = False) -> tuple[int, bool]:
     """Run `bash script` with env; return (exit code, interrupted). on_start(pid) once it runs;
     on_interrupt(reason) when it is being ended (a signal, or stdout closed under `| head`);
     on_failure(match) when a line of its log matched the watcher (the script is then ended, and
-    that is not an interruption); progress: the run's steps, shown while it runs."""
+    that is not an interruption); progress: the run's steps, shown while it runs; tool_log: give
+    the script a descriptor for its tools' chatter (TOOL_FD_ENV), logged but not echoed."""
     full_env = dict(os.environ)
     full_env.update(env)
     # `python3` and `ray` in the script resolve to this interpreter's environment first.
@@ -116,14 +117,18 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
                 return 130, True
             # Tools' chatter (Ray's start-up banner, `ray job submit`'s) comes on a descriptor of its
             # own (recipes/lib/launch.sh recipe_tool_fd): into run.log, not onto the console.
-            tool_r, tool_w = os.pipe()
-            full_env[TOOL_FD_ENV] = str(tool_w)
+            # A descriptor number inherited from further up means nothing here: never pass it on.
+            full_env.pop(TOOL_FD_ENV, None)
+            tool_r, tool_w = os.pipe() if tool_log else (None, None)
+            if tool_w is not None:
+                full_env[TOOL_FD_ENV] = str(tool_w)
             try:
                 proc = subprocess.Popen(["bash", str(script)], env=full_env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                                        pass_fds=(tool_w,))
+                                        pass_fds=() if tool_w is None else (tool_w,))
             finally:
-                os.close(tool_w)
+                if tool_w is not None:
+                    os.close(tool_w)
             procs.append(proc)
             if interrupted.is_set():  # a signal that arrived while starting
                 stop("signal while starting")
@@ -131,7 +136,8 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
                 on_start(proc.pid)
             tools = threading.Thread(target=_log_tool_lines, args=(tool_r, lambda ln: log_line(log, ln)),
                                      daemon=True, name="tool-log")
-            tools.start()
+            if tool_r is not None:
+                tools.start()
             assert proc.stdout is not None
             gone = threading.Event()
 
@@ -159,7 +165,8 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
                 stdout_to_devnull()
             rc = proc.wait()
             stop_progress.set()
-            tools.join(TOOL_DRAIN_S)  # Ray's group was stopped by the script's trap; a straggler is not waited on
+            if tool_r is not None:
+                tools.join(TOOL_DRAIN_S)  # Ray's group was stopped by the script's trap; a straggler is not waited on
             if echo and not gone.is_set():
                 _final_progress(progress, out)
     finally:
@@ -183,8 +190,11 @@ def _final_progress(progress: Progress | None, out: StatusLine) -> None:
 
 def _log_tool_lines(fd: int, log_line) -> None:
     with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            log_line(line)
+        try:
+            for line in f:
+                log_line(line)
+        except ValueError:   # a straggler's line after run.log was closed (TOOL_DRAIN_S): dropped
+            return
 
 
 def stdout_to_devnull() -> None:

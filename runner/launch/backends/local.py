@@ -70,5 +70,5 @@ def run(launch: Launch, on_start: Callable[[int], None] | None = None,
         on_failure: Callable[[Match], None] | None = None) -> tuple[int, bool]:
     return run_script(launch.recipe.path("run_script"), launch.script_env, launch.run_dir / "logs" / "run.log",
                       on_start=on_start, on_interrupt=on_interrupt, on_failure=on_failure,
-                      watcher=watcher_for(launch.recipe.framework),
+                      watcher=watcher_for(launch.recipe.framework), tool_log=True,
                       progress=Progress(launch.run_dir / "events", launch.options.num_rollout))
