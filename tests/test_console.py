@@ -177,3 +177,10 @@ def test_progress_counts_steps_as_they_are_written(tmp_path):
     f.write(event(3))
     f.close()
     assert prog.poll() and prog.text().endswith("all steps done")
+
+
+def test_steps_landing_within_one_poll_still_get_a_line_each(bundle, tmp_path):
+    """The echo recipe without pauses writes all three steps at once: three lines all the same."""
+    p = recipe("run", "echo", "--runs-dir", str(tmp_path / "runs"), cwd=bundle, env=env_for(bundle))
+    assert p.returncode == 0, p.stderr
+    assert re.findall(r"^recipe: step (\d)/3, elapsed", p.stderr, re.M) == ["1", "2", "3"], p.stderr

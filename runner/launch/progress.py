@@ -39,6 +39,7 @@ class Progress:
         self.partial: dict[Path, bytes] = {}
         self.max_step = {"rollout/step": -1, "train/step": -1}
         self.seen: list[tuple[int, float]] = []   # (steps done, when first seen)
+        self.shown = 0   # the last step given a plain line (off a terminal)
 
     @property
     def done(self) -> int:
@@ -98,16 +99,19 @@ class Progress:
         per_step = (t1 - t0) / (n1 - n0) if n1 > n0 else (t1 - self.started) / n1
         return per_step * (self.total - done)
 
-    def text(self) -> str:
+    def text(self, step: int | None = None) -> str:
+        """The progress line; `step` names an earlier step reached in the same poll (a line per
+        step off a terminal), shown with the current time and estimate."""
+        done = self.done if step is None else step
         elapsed = clock(self.now() - self.started)
         left = self.remaining_s()
-        if self.done >= self.total:
+        if done >= self.total:
             tail = "all steps done"
         elif left is None:
             tail = "estimate after the first step"
         else:
             tail = f"about {clock(left)} left"
-        return f"step {self.done}/{self.total}, elapsed {elapsed}, {tail}"
+        return f"step {done}/{self.total}, elapsed {elapsed}, {tail}"
 
 
 class StatusLine:
@@ -156,12 +160,19 @@ def follow(progress: Progress, status: StatusLine | None, stop: threading.Event,
 
     def loop() -> None:
         while not stop.wait(every_s):
-            grew = progress.poll()
+            progress.poll()
             if status is not None:
                 status.set(f"recipe: {progress.text()}")
-            elif grew and plain:
-                plain(progress.text())
+            elif plain:
+                plain_lines(progress, plain)
 
     t = threading.Thread(target=loop, daemon=True, name="progress")
     t.start()
     return t
+
+
+def plain_lines(progress: Progress, plain) -> None:
+    """One line for each step done since the last line: several steps may land within one poll."""
+    for step in range(progress.shown + 1, progress.done + 1):
+        plain(progress.text(step))
+    progress.shown = max(progress.shown, progress.done)

@@ -25,7 +25,7 @@ from pathlib import Path
 import click
 
 from runner.console import color_enabled, is_terminal, strip_ansi
-from runner.launch.progress import Progress, StatusLine, follow
+from runner.launch.progress import Progress, StatusLine, follow, plain_lines
 from runner.launch.watch import Watcher
 from runner.secrets import secret_values
 
@@ -140,6 +140,7 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
                 tools.start()
             assert proc.stdout is not None
             gone = threading.Event()
+            follower = None
 
             def stdout_closed():
                 # `recipe run ... | head -1`: nobody reads the run's output any more. End the script
@@ -152,8 +153,8 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
             if echo:
                 watch_stdout(proc, stdout_closed)
                 if progress is not None:
-                    follow(progress, out if out.enabled else None, stop_progress,
-                           plain=lambda text: click.echo(f"recipe: {text}", err=True))
+                    follower = follow(progress, out if out.enabled else None, stop_progress,
+                                      plain=lambda text: click.echo(f"recipe: {text}", err=True))
             for line in proc.stdout:
                 line = log_line(log, line)
                 if echo and not gone.is_set():
@@ -165,6 +166,8 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
                 stdout_to_devnull()
             rc = proc.wait()
             stop_progress.set()
+            if follower is not None:
+                follower.join(5)   # its last lines first, then _final_progress's
             if tool_r is not None:
                 tools.join(TOOL_DRAIN_S)  # Ray's group was stopped by the script's trap; a straggler is not waited on
             if echo and not gone.is_set():
@@ -182,10 +185,12 @@ def _final_progress(progress: Progress | None, out: StatusLine) -> None:
     """The last word on progress: the status line is replaced by a plain line that stays."""
     if progress is None:
         return
-    grew = progress.poll()
+    progress.poll()
     out.clear()
-    if out.enabled or grew:
+    if out.enabled:
         click.echo(f"recipe: {progress.text()}", err=True)
+    else:
+        plain_lines(progress, lambda text: click.echo(f"recipe: {text}", err=True))
 
 
 def _log_tool_lines(fd: int, log_line) -> None:
