@@ -91,14 +91,18 @@ def test_help_imports_nothing_heavy():
 
 
 def test_run_on_a_machine_without_gpus_says_what_is_missing(tmp_path):
-    p = recipe("run", "nemotron3_nano", "--backend", "local", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    p = recipe("run", "nemotron3_nano", "--backend", "local", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path,
+               env=clean_env(XDG_CACHE_HOME=str(tmp_path / "cache")))
     assert p.returncode == 3, p.stderr
     assert "cannot run nemotron3_nano" in p.stderr
     assert "ok  lint" in p.stderr
     assert "fail  gpus" in p.stderr and "need 8 x H200" in p.stderr
     assert "fail  inputs" in p.stderr and "recipe fetch nemotron3_nano" in p.stderr
     assert "It would have run:" in p.stderr
-    assert "/root/miles/train.py" in p.stderr and "--moe-router-topk-scaling-factor 2.5" in p.stderr
+    assert "  setsid ray start" in p.stderr   # elided to the width; the full commands are in a file it names
+    full = tmp_path / "cache" / "recipe-bundle" / "refused" / "nemotron3_nano-default-local.commands.txt"
+    assert f"(full commands: {full})" in " ".join(p.stderr.split())
+    assert "/root/miles/train.py" in full.read_text() and "--moe-router-topk-scaling-factor 2.5" in full.read_text()
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "runs").exists(), "a run that never started must not leave a run directory"
 

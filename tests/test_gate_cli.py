@@ -47,12 +47,13 @@ def bundle(tmp_path) -> tuple[Path, dict[str, str]]:
 
 
 def test_check_passes_healthy_and_fails_router_scale(tmp_path):
-    ok = recipe("check", str(EVENTS / "healthy"), "--recipe", "nemotron3_nano")
+    wide = clean_env(COLUMNS="300")   # one line per rule, `why` beside it (narrower: under it)
+    ok = recipe("check", str(EVENTS / "healthy"), "--recipe", "nemotron3_nano", env=wide)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "gate PASSED" in ok.stdout
     header = ok.stdout.splitlines()[0].split()
     assert header == ["rule", "observed", "bound", "verdict", "why"]
-    bad = recipe("check", str(EVENTS / "router_scale_1"), "--recipe", "nemotron3_nano")
+    bad = recipe("check", str(EVENTS / "router_scale_1"), "--recipe", "nemotron3_nano", env=wide)
     assert bad.returncode == EXIT_FAIL
     row = next(line for line in bad.stdout.splitlines() if line.startswith("logprob_diff_below_0.02"))
     assert "FAIL" in row and "x < 0.02 every step" in row and "router scale" in row

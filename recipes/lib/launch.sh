@@ -39,6 +39,27 @@ recipe_require_int() {
   done
 }
 
+# recipe_tool_fd: the descriptor for tools' chatter (Ray's start-up and submit banners), or nothing.
+# `recipe run` passes RECIPE_TOOL_LOG_FD, a pipe whose lines go to logs/run.log but not to the
+# console; run by hand (unset, or not an open descriptor) the chatter stays on stdout as before.
+recipe_tool_fd() {
+  local fd=${RECIPE_TOOL_LOG_FD:-}
+  [[ "$fd" =~ ^[0-9]{1,4}$ ]] || return 0
+  { true >&"$fd"; } 2>/dev/null && printf '%s' "$fd"
+  return 0
+}
+
+# recipe_tool CMD...: recipe_cmd for a tool whose output is chatter (see recipe_tool_fd).
+recipe_tool() {
+  local fd
+  fd=$(recipe_tool_fd)
+  if recipe_dry_run || [[ -z "$fd" ]]; then
+    recipe_cmd "$@"
+    return
+  fi
+  "$@" >&"$fd" 2>&1
+}
+
 # Run a command, or print it in dry-run mode.
 recipe_cmd() {
   if recipe_dry_run; then
@@ -199,7 +220,13 @@ recipe_ray_start() {
     return 0
   fi
   # setsid: Ray and everything it spawns share one new process group, ended by its id.
-  setsid "${args[@]}" &
+  local fd
+  fd=$(recipe_tool_fd)
+  if [[ -n "$fd" ]]; then
+    setsid "${args[@]}" >&"$fd" 2>&1 &
+  else
+    setsid "${args[@]}" &
+  fi
   RECIPE_RAY_PID=$!
   recipe_log "ray $role started (process group $RECIPE_RAY_PID)"
 }
@@ -275,7 +302,7 @@ recipe_ray_wait() {
 recipe_ray_job() {
   local url=$1 id=$2 env_json=$3
   shift 4
-  recipe_cmd ray job submit --address "$url" --submission-id "$id" --no-wait \
+  recipe_tool ray job submit --address "$url" --submission-id "$id" --no-wait \
     --runtime-env-json "$env_json" -- "$@"
   RECIPE_RAY_JOB=$id
   RECIPE_RAY_JOB_URL=$url

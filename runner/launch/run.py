@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import shlex
 import signal
+import sys
 from pathlib import Path
 
 import click
 
-from runner import hostinfo
+from runner import console, hostinfo
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError, StdoutClosed
 from runner.gate import evaluate as gate
 from runner.gate import metrics
@@ -38,12 +39,16 @@ STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_b
 
 
 def print_checks(checks: list[pf.Check]) -> None:
+    """The preflight table on stderr: coloured on a terminal (not under NO_COLOR), each detail
+    wrapped to the width under its column."""
+    columns = console.width(sys.stderr)
     for c in checks:
-        mark = click.style(f"{c.status:>7}", fg=STATUS_STYLE.get(c.status))
-        detail = c.detail.replace("\n", "\n" + " " * 19)  # a check's further lines under its first
-        click.echo(f"  {mark}  {c.name:<7} {detail}", err=True)
+        mark = console.style(f"{c.status:>7}", err=True, fg=STATUS_STYLE.get(c.status))
+        lines = [w for part in c.detail.split("\n") for w in console.wrap(part, columns - 19)]
+        click.echo(f"  {mark}  {c.name:<7} " + ("\n" + " " * 19).join(lines), err=True)
         if c.status == "fail" and c.fix:
-            click.echo(f"           {'':<7} fix: {c.fix}", err=True)
+            fix = console.wrap(f"fix: {c.fix}", columns - 19, indent=5)
+            click.echo(" " * 19 + ("\n" + " " * 19).join(fix), err=True)
 
 
 def would_run(launch: Launch) -> list[list[str]]:
@@ -52,14 +57,27 @@ def would_run(launch: Launch) -> list[list[str]]:
 
 def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
     bad = pf.failed(checks)
-    click.echo(f"recipe: cannot run {launch.recipe.name} (cell {launch.cell.name}, backend {launch.backend}) "
-               f"on this machine; {len(bad)} preflight check(s) failed:", err=True)
+    columns = console.width(sys.stderr)
+
+    def say(text: str) -> None:
+        click.echo("\n".join(console.wrap(text, columns)), err=True)
+
+    say(f"recipe: cannot run {launch.recipe.name} (cell {launch.cell.name}, backend {launch.backend}) "
+        f"on this machine; {len(bad)} preflight check(s) failed:")
     print_checks(checks)
+    # No run directory exists for a refused run: the full commands go to the user's cache, one file
+    # per recipe, cell and backend (the latest refusal's), so that refusals do not pile up there.
+    commands = [shlex.join(cmd) for cmd in would_run(launch)]
+    full = console.save_full_text(f"refused/{launch.recipe.name}-{launch.cell.name}-{launch.backend}.commands.txt",
+                                  "\n".join(commands) + "\n")
     click.echo("\nIt would have run:", err=True)
-    for cmd in would_run(launch):
-        click.echo(f"  {shlex.join(cmd)}", err=True)
-    click.echo(f"\n(`recipe plan {launch.recipe.name} --cell {launch.cell.name}` shows the full plan; "
-               "`--skip-preflight CHECK` overrides a check.)", err=True)
+    for cmd in commands:
+        click.echo("  " + console.elide(cmd, columns - 2), err=True)
+    if full:
+        say(f"(full commands: {full})")
+    click.echo("", err=True)
+    say(f"(`recipe plan {launch.recipe.name} --cell {launch.cell.name}` shows the full plan; "
+        "`--skip-preflight CHECK` overrides a check.)")
     return EXIT_PREFLIGHT
 
 
@@ -189,9 +207,16 @@ def run_launch(launch: Launch, checks: list[pf.Check], **extra_record) -> int:
 
 def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list[str]) -> int:
     reasons: list[str] = []
+    watched: list = []   # a runner/launch/watch.py Match: the log said the run is lost
     # The script's process group id, so that whoever finds this run stuck can end exactly it.
     rc, interrupted = backend(launch.backend).run(launch, on_start=lambda pid: record.update(script_pgid=pid),
-                                                  on_interrupt=reasons.append)
+                                                  on_interrupt=reasons.append, on_failure=watched.append)
+    if watched:
+        record.finish("failed", EXIT_FAIL, script_exit_code=rc, error=watched[0].message(),
+                      watch_match=watched[0].as_dict())
+        click.echo(f"recipe: run {launch.run_id} stopped: {watched[0].message()}", err=True)
+        click.echo(f"recipe: log: {launch.run_dir / 'logs' / 'run.log'}", err=True)
+        return EXIT_FAIL
     if interrupted:
         record.finish("interrupted", EXIT_INTERRUPTED, script_exit_code=rc,
                       interrupted_by=reasons[0] if reasons else "signal")

@@ -1,5 +1,11 @@
 """Run a recipe's run script as a child process: log to the run directory, forward signals.
 
+logs/run.log gets every line of the script and of the tools it runs, colour codes stripped. The
+console gets the script's own lines and the trainer's log, in colour only on a terminal without
+NO_COLOR; tools' banners (Ray's) reach only run.log (see TOOL_FD_ENV). A watched line
+(runner/launch/watch.py) ends the script's process group; progress (runner/launch/progress.py)
+is a status line on a terminal and a line per step elsewhere.
+
 The script runs in its own process group; on SIGINT/SIGTERM we signal that group (the script's
 trap then stops its Ray job and the Ray it started) and wait, escalating to SIGKILL of the same
 group only after a grace period. Nothing is ever killed by name.
@@ -16,9 +22,16 @@ import sys
 import threading
 from pathlib import Path
 
+import click
+
+from runner.console import color_enabled, is_terminal, strip_ansi
+from runner.launch.progress import Progress, StatusLine, follow, plain_lines
+from runner.launch.watch import Watcher
 from runner.secrets import secret_values
 
 GRACE_S = 60
+TOOL_FD_ENV = "RECIPE_TOOL_LOG_FD"
+TOOL_DRAIN_S = 5
 
 
 def scrub(line: str, secrets: list[str]) -> str:
@@ -28,9 +41,13 @@ def scrub(line: str, secrets: list[str]) -> str:
 
 
 def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = True,
-               on_start=None, on_interrupt=None) -> tuple[int, bool]:
+               on_start=None, on_interrupt=None, watcher: Watcher | None = None, on_failure=None,
+               progress: Progress | None = None, tool_log: bool = False) -> tuple[int, bool]:
     """Run `bash script` with env; return (exit code, interrupted). on_start(pid) once it runs;
-    on_interrupt(reason) when it is being ended (a signal, or stdout closed under `| head`)."""
+    on_interrupt(reason) when it is being ended (a signal, or stdout closed under `| head`);
+    on_failure(match) when a line of its log matched the watcher (the script is then ended, and
+    that is not an interruption); progress: the run's steps, shown while it runs; tool_log: give
+    the script a descriptor for its tools' chatter (TOOL_FD_ENV), logged but not echoed."""
     full_env = dict(os.environ)
     full_env.update(env)
     # `python3` and `ray` in the script resolve to this interpreter's environment first.
@@ -38,14 +55,13 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
     secrets = secret_values()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     interrupted = threading.Event()
+    failed = threading.Event()
+    plain = not color_enabled(sys.stdout)
+    out = StatusLine(sys.stdout, enabled=is_terminal(sys.stdout) and progress is not None)
 
     procs: list[subprocess.Popen] = []
 
-    def stop(reason: str) -> None:
-        first = not interrupted.is_set()
-        interrupted.set()
-        if first and on_interrupt:
-            on_interrupt(reason)
+    def end_group() -> None:
         if not procs:
             return
         proc = procs[0]
@@ -65,24 +81,66 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
 
         threading.Thread(target=escalate, daemon=True).start()
 
+    def stop(reason: str) -> None:
+        first = not interrupted.is_set()
+        interrupted.set()
+        if first and on_interrupt:
+            on_interrupt(reason)
+        end_group()
+
     def forward(signum, _frame):
         # Handlers are in place before the child starts, so a signal can never be lost in between.
         stop(signal.Signals(signum).name)
 
+    log_lock = threading.Lock()
+
+    def log_line(log, line: str) -> None:
+        """Every line of the script and of its tools goes to run.log, colour codes stripped; a
+        watched line ends the run."""
+        line = scrub(line, secrets)
+        bare = strip_ansi(line)
+        with log_lock:
+            log.write(bare)
+        match = watcher.feed(bare) if watcher else None
+        if match and not failed.is_set() and not interrupted.is_set():
+            failed.set()
+            if on_failure:
+                on_failure(match)
+            end_group()
+        return line
+
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop_progress = threading.Event()
     try:
         with open(log_path, "a", buffering=1) as log:
             if interrupted.is_set():
                 return 130, True
-            proc = subprocess.Popen(["bash", str(script)], env=full_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            # Tools' chatter (Ray's start-up banner, `ray job submit`'s) comes on a descriptor of its
+            # own (recipes/lib/launch.sh recipe_tool_fd): into run.log, not onto the console.
+            # A descriptor number inherited from further up means nothing here: never pass it on.
+            full_env.pop(TOOL_FD_ENV, None)
+            tool_r, tool_w = os.pipe() if tool_log else (None, None)
+            if tool_w is not None:
+                full_env[TOOL_FD_ENV] = str(tool_w)
+            try:
+                proc = subprocess.Popen(["bash", str(script)], env=full_env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                        pass_fds=() if tool_w is None else (tool_w,))
+            finally:
+                if tool_w is not None:
+                    os.close(tool_w)
             procs.append(proc)
             if interrupted.is_set():  # a signal that arrived while starting
                 stop("signal while starting")
             if on_start:
                 on_start(proc.pid)
+            tools = threading.Thread(target=_log_tool_lines, args=(tool_r, lambda ln: log_line(log, ln)),
+                                     daemon=True, name="tool-log")
+            if tool_r is not None:
+                tools.start()
             assert proc.stdout is not None
             gone = threading.Event()
+            follower = None
 
             def stdout_closed():
                 # `recipe run ... | head -1`: nobody reads the run's output any more. End the script
@@ -94,22 +152,54 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
 
             if echo:
                 watch_stdout(proc, stdout_closed)
+                if progress is not None:
+                    follower = follow(progress, out if out.enabled else None, stop_progress,
+                                      plain=lambda text: click.echo(f"recipe: {text}", err=True))
             for line in proc.stdout:
-                line = scrub(line, secrets)
-                log.write(line)
+                line = log_line(log, line)
                 if echo and not gone.is_set():
                     try:
-                        sys.stdout.write(line)
-                        sys.stdout.flush()
+                        out.write(strip_ansi(line) if plain else line)
                     except BrokenPipeError:
                         stdout_closed()
             if gone.is_set():
                 stdout_to_devnull()
             rc = proc.wait()
+            stop_progress.set()
+            if follower is not None:
+                follower.join(5)   # its last lines first, then _final_progress's
+            if tool_r is not None:
+                tools.join(TOOL_DRAIN_S)  # Ray's group was stopped by the script's trap; a straggler is not waited on
+            if echo and not gone.is_set():
+                _final_progress(progress, out)
     finally:
+        stop_progress.set()
         for s, h in old.items():
             signal.signal(s, h)
+    if failed.is_set():
+        return rc, False
     return rc, interrupted.is_set()
+
+
+def _final_progress(progress: Progress | None, out: StatusLine) -> None:
+    """The last word on progress: the status line is replaced by a plain line that stays."""
+    if progress is None:
+        return
+    progress.poll()
+    out.clear()
+    if out.enabled:
+        click.echo(f"recipe: {progress.text()}", err=True)
+    else:
+        plain_lines(progress, lambda text: click.echo(f"recipe: {text}", err=True))
+
+
+def _log_tool_lines(fd: int, log_line) -> None:
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        try:
+            for line in f:
+                log_line(line)
+        except ValueError:   # a straggler's line after run.log was closed (TOOL_DRAIN_S): dropped
+            return
 
 
 def stdout_to_devnull() -> None:

@@ -48,7 +48,9 @@ class Backend(Protocol):
     def run(self, launch: Launch, on_start: Callable[[int], None] | None = None,
             on_interrupt: Callable[[str], None] | None = None) -> tuple[int, bool]:
         """Run it in the foreground; (exit code, interrupted). on_start(pid) once the child runs;
-        on_interrupt(why) says what ended it early (a signal, stdout closed)."""
+        on_interrupt(why) says what ended it early (a signal, stdout closed). A backend that runs
+        the script itself (not WRAPS_INNER_RUN) also takes on_failure(match): its log showed a
+        line runner/launch/watch.py knows to be fatal, and it ended the script."""
 
 
 def backend(name: str) -> Backend:

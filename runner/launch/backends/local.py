@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runner.launch import preflight as pf
+from runner.launch.progress import Progress
 from runner.launch.resolve import Launch
 from runner.launch.script import run_script
+from runner.launch.watch import Match, watcher_for
 
 NAME = "local"
 WRAPS_INNER_RUN = False
@@ -64,6 +66,9 @@ def commands(launch: Launch) -> list[list[str]]:
 
 
 def run(launch: Launch, on_start: Callable[[int], None] | None = None,
-        on_interrupt: Callable[[str], None] | None = None) -> tuple[int, bool]:
+        on_interrupt: Callable[[str], None] | None = None,
+        on_failure: Callable[[Match], None] | None = None) -> tuple[int, bool]:
     return run_script(launch.recipe.path("run_script"), launch.script_env, launch.run_dir / "logs" / "run.log",
-                      on_start=on_start, on_interrupt=on_interrupt)
+                      on_start=on_start, on_interrupt=on_interrupt, on_failure=on_failure,
+                      watcher=watcher_for(launch.recipe.framework), tool_log=True,
+                      progress=Progress(launch.run_dir / "events", launch.options.num_rollout))

@@ -2,7 +2,10 @@
 # Test recipe: writes miles-format metric events derived from the seed. TEST_SLEEP makes it wait
 # (to be interrupted); TEST_BAD=1 makes the loss NaN (to fail the gate); TEST_CORRUPT=1 writes a
 # line that is not JSON before the last one (the gate cannot read the events); TEST_EXTRA_EVENTS=N
-# adds N more events (a gate that takes a while to read them).
+# adds N more events (a gate that takes a while to read them). TEST_SAY prints that line first (a
+# log line the runner may watch for; %b escapes such as \033 are expanded); TEST_TOOL_SAY prints
+# its line through launch.sh's recipe_tool (a tool's banner); TEST_STEP_SLEEP=S waits S seconds
+# before each step's events.
 set -euo pipefail
 : "${RECIPE_RUN_DIR:?}" "${RECIPE_SEED:=7}" "${RECIPE_NUM_ROLLOUT:=3}"
 if [[ "${RECIPE_DRY_RUN:-0}" == 1 ]]; then
@@ -12,6 +15,12 @@ if [[ "${RECIPE_DRY_RUN:-0}" == 1 ]]; then
 fi
 mkdir -p "$RECIPE_RUN_DIR/events"
 echo "echo recipe: seed $RECIPE_SEED; token seen by the script: ${WANDB_API_KEY:-none}"
+if [[ -n "${TEST_SAY:-}" ]]; then printf '%b\n' "$TEST_SAY"; fi
+if [[ -n "${TEST_TOOL_SAY:-}" ]]; then
+  # shellcheck source=../../../recipes/lib/launch.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/../lib/launch.sh"
+  recipe_tool printf '%b\n' "$TEST_TOOL_SAY"
+fi
 if [[ -n "${TEST_SLEEP:-}" ]]; then
   : >"$RECIPE_RUN_DIR/started"
   sleep "$TEST_SLEEP"
@@ -29,10 +38,13 @@ with open(path, "w") as f:
         f.write(json.dumps({"type": "metric", "metrics": {"rollout/step": i % 3, "rollout/extra": i},
                             "source": {"process": "main"}}) + "\n")
     for step in range(n):
+        if env.get("TEST_STEP_SLEEP"):
+            time.sleep(float(env["TEST_STEP_SLEEP"]))
         loss = float("nan") if bad else rng.random()
         for metrics in ({"train/step": step, "train/loss": None if bad else loss, "train/grad_norm": rng.random()},
                         {"rollout/step": step, "rollout/response_len/mean": 10 + rng.random(),
                          "perf/step_time": time.time()}):
             f.write(json.dumps({"type": "metric", "metrics": metrics, "timestamp": time.time(),
                                 "source": {"process": "main"}}) + "\n")
+        f.flush()
 PY

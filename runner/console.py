@@ -1,0 +1,92 @@
+"""What the console can show: colour only on a terminal and never under NO_COLOR, the terminal's
+width, ANSI codes stripped, long text elided. click only (rich stays optional)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+
+# CSI sequences (colours, cursor moves, erase) and OSC sequences (titles, hyperlinks).
+ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+DEFAULT_WIDTH = 100
+MIN_WIDTH = 40
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI_RE.sub("", text)
+
+
+def is_terminal(stream=None) -> bool:
+    stream = stream or sys.stdout
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def color_enabled(stream=None) -> bool:
+    """Colour on a terminal only, and never when NO_COLOR is set to anything non-empty (no-color.org)."""
+    return not os.environ.get("NO_COLOR") and is_terminal(stream)
+
+
+def style(text: str, err: bool = False, **kw) -> str:
+    """click.style, or the plain text where colour is off for that stream."""
+    return click.style(text, **kw) if color_enabled(sys.stderr if err else sys.stdout) else text
+
+
+def width(stream=None) -> int:
+    """Columns to fit: COLUMNS if set, else the terminal the stream is on, else the terminal of
+    stdin (`recipe run ... | tail` from a shell), else DEFAULT_WIDTH (CI, a file)."""
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return max(MIN_WIDTH, int(cols))
+    stream = stream or sys.stderr
+    for get_fd in (stream.fileno, sys.stdin.fileno):
+        try:
+            size = os.get_terminal_size(get_fd()).columns
+        except (OSError, ValueError, AttributeError):
+            continue
+        if size > 0:
+            return max(MIN_WIDTH, size)
+    return DEFAULT_WIDTH
+
+
+def elide(text: str, limit: int) -> str:
+    """text cut to limit characters, its end replaced by `…` where cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)] + "…"
+
+
+def wrap(text: str, limit: int, indent: int = 0) -> list[str]:
+    """text in lines of at most limit characters, continuation lines indented by indent spaces;
+    breaks at spaces only, so a path or command word stays whole (and may overrun)."""
+    import textwrap
+
+    limit = max(limit, indent + 10)
+    return textwrap.wrap(text, limit, subsequent_indent=" " * indent, break_long_words=False,
+                         break_on_hyphens=False) or [""]
+
+
+def cache_dir() -> Path:
+    """Where the console puts full texts it elided when there is no run directory to hold them."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "recipe-bundle"
+
+
+def save_full_text(relpath: str, text: str) -> Path | None:
+    """text written (atomically) under cache_dir(); None if it cannot be written (the caller then
+    says where else the text can be had)."""
+    from runner.atomicfile import write_text_atomic
+
+    path = cache_dir() / relpath
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+    except (OSError, RuntimeError):
+        return None
+    return path

@@ -1,0 +1,186 @@
+"""Issue 21, the console while a run runs: tools' banners only in logs/run.log, no colour off a
+terminal or under NO_COLOR, tables and command lists fitted to the width, progress from the events.
+
+Runs go through the real CLI on the one-second echo test recipe, with stdout a pipe or a pty."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from conftest import RECIPE_BIN, ROOT, clean_env, make_bundle, recipe
+from test_records import only_run
+
+from runner.gate import evaluate as gate
+from runner.gate import metrics
+from runner.launch.progress import Progress
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")   # a colour code
+GREEN = r"\033[32mgreen words\033[0m"
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    return make_bundle(tmp_path, ROOT / "tests" / "data" / "echo_recipe", "echo")
+
+
+def env_for(bundle: Path, **extra: str) -> dict[str, str]:
+    env = clean_env(RECIPE_BUNDLE_ROOT=str(bundle), **extra)
+    env.pop("NO_COLOR", None)
+    env.pop("COLUMNS", None)
+    env.update(extra)
+    return env
+
+
+def in_pty(args: list[str], env: dict[str, str], cwd: Path, cols: int = 80, timeout: float = 120) -> tuple[int, str]:
+    """Run args with stdin/stdout/stderr on a pty of `cols` columns; (exit code, all it wrote)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:   # EIO: every writer closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=30), out.decode(errors="replace")
+
+
+def test_piped_run_shows_a_line_per_step_and_no_colour(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    p = recipe("run", "echo", "--runs-dir", str(runs), cwd=bundle,
+               env=env_for(bundle, TEST_SAY=GREEN, TEST_STEP_SLEEP="1.2"))
+    assert p.returncode == 0, p.stderr
+    assert "\x1b" not in p.stdout + p.stderr
+    assert "green words" in p.stdout
+    steps = re.findall(r"^recipe: step (\d)/3, elapsed \d+:\d\d, (.*)$", p.stderr, re.M)
+    assert [s for s, _ in steps] == ["1", "2", "3"], p.stderr
+    assert steps[1][1].startswith("about ") and steps[2][1] == "all steps done"
+    log = (only_run(runs) / "logs" / "run.log").read_text()
+    assert "green words" in log and "\x1b" not in log   # run.log: colour codes stripped
+
+
+def test_terminal_run_keeps_a_status_line_and_colour(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    rc, out = in_pty([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)], env_for(bundle, TEST_SAY=GREEN,
+                     TEST_STEP_SLEEP="1.2"), bundle)
+    assert rc == 0, out
+    assert "\x1b[32mgreen words\x1b[0m" in out          # the script's own colour, on a terminal
+    assert re.search(r"\r\x1b\[2Krecipe: step [12]/3, elapsed", out), out   # redrawn in place
+    assert "recipe: step 3/3, elapsed" in out and "all steps done\r\n" in out  # the last one stays
+    drawn = [d for line in out.split("\r\n") for d in line.split("\r\x1b[2K") if d.startswith("recipe: step")]
+    assert drawn and all(len(d) <= 80 for d in drawn), drawn   # the status line never wraps
+
+
+def test_no_color_is_honoured_on_a_terminal(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    rc, out = in_pty([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)],
+                     env_for(bundle, TEST_SAY=GREEN, NO_COLOR="1"), bundle)
+    assert rc == 0, out
+    assert "green words" in out and not SGR.search(out), out
+    # the preflight table: coloured on a terminal, plain under NO_COLOR
+    rc, coloured = in_pty([*RECIPE_BIN, "run", "echo", "--dry-run"], env_for(bundle), bundle)
+    assert rc == 0 and SGR.search(coloured) and "ok  lint" in SGR.sub("", coloured), coloured
+    rc, plain = in_pty([*RECIPE_BIN, "run", "echo", "--dry-run"], env_for(bundle, NO_COLOR="1"), bundle)
+    assert rc == 0 and "ok  lint" in plain and not SGR.search(plain), plain
+
+
+def test_a_tools_banner_reaches_run_log_only(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    banner = r"\033[1m--------------------\nRay runtime started.\n--------------------\033[0m"
+    p = recipe("run", "echo", "--runs-dir", str(runs), cwd=bundle, env=env_for(bundle, TEST_TOOL_SAY=banner))
+    assert p.returncode == 0, p.stderr
+    assert "Ray runtime started" not in p.stdout + p.stderr
+    assert "echo recipe: seed 7" in p.stdout            # the run's own lines still show
+    log = (only_run(runs) / "logs" / "run.log").read_text()
+    assert "\nRay runtime started.\n" in log and "\x1b" not in log
+
+
+def test_the_gate_table_fits_80_columns(monkeypatch):
+    expected = gate.load_expected(ROOT / "recipes" / "nemotron3_nano_tiny" / "expected_metrics.toml")
+    result = gate.evaluate(expected, metrics.Series())
+    wide = gate.format_table(result, columns=400)
+    assert max(len(line) for line in wide.splitlines()) > 120   # the rules' why texts are long
+    monkeypatch.setenv("COLUMNS", "80")
+    table = gate.format_table(result)
+    rows = table.split("\ngate ")[0].splitlines()
+    assert len(rows) > len(result.rows) + 2   # why texts wrapped onto lines of their own
+    assert max(len(line) for line in rows) <= 80, table
+    for r in result.rows:   # every rule still named, every why still there word for word
+        assert r.rule.name[:8] in table
+        assert " ".join(r.rule.why.split()) in " ".join(" ".join(table.split("\n")).split())
+
+
+def test_a_refusal_elides_its_commands_and_names_the_full_text(tmp_path):
+    cache = tmp_path / "cache"
+    p = recipe("run", "nemotron3_nano", cwd=tmp_path,
+               env=clean_env(COLUMNS="80", XDG_CACHE_HOME=str(cache), RECIPE_RUNS_DIR=str(tmp_path / "runs")))
+    assert p.returncode == 3, p.stderr
+    shown = p.stderr.split("It would have run:\n")[1].split("\n\n")[0].splitlines()
+    commands = [line for line in shown if line.startswith("  ")]
+    assert commands and all(len(line) <= 80 for line in commands), shown
+    assert any(line.endswith("…") for line in commands)
+    m = re.search(r"\(full commands:\s+(\S+)\)", p.stderr)
+    assert m, p.stderr
+    full = Path(m.group(1)).read_text().splitlines()
+    assert len(full) == len(commands) and max(len(c) for c in full) > 80
+    for line, cmd in zip(commands, full, strict=True):
+        assert cmd.startswith(line.strip().rstrip("…"))
+    assert str(cache) in m.group(1)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run dir made
+
+
+def test_progress_counts_steps_as_they_are_written(tmp_path):
+    events = tmp_path / "events"
+    events.mkdir()
+    now = [100.0]
+    prog = Progress(events, total=4, now=lambda: now[0])
+    assert not prog.poll() and prog.text() == "step 0/4, elapsed 0:00, estimate after the first step"
+
+    def event(step: int) -> str:
+        return json.dumps({"type": "metric", "metrics": {"rollout/step": step, "rollout/x": 1.0}}) + "\n"
+
+    f = (events / "main.jsonl").open("w")
+    now[0] = 130.0           # 30 s of start-up, then the first step
+    f.write(event(0))
+    f.write(event(1)[:10])   # half a line: not counted until it is whole
+    f.flush()
+    assert prog.poll() and prog.done == 1
+    assert prog.text() == "step 1/4, elapsed 0:30, about 1:30 left"
+    now[0] = 140.0
+    f.write(event(1)[10:])
+    f.flush()
+    assert prog.poll() and prog.done == 2
+    assert prog.text() == "step 2/4, elapsed 0:40, about 0:20 left"   # 10 s a step since the first
+    (events / "metrics.jsonl").write_text(event(9))    # not an event file
+    assert not prog.poll() and prog.done == 2
+    f.write(event(3))
+    f.close()
+    assert prog.poll() and prog.text().endswith("all steps done")
+
+
+def test_steps_landing_within_one_poll_still_get_a_line_each(bundle, tmp_path):
+    """The echo recipe without pauses writes all three steps at once: three lines all the same."""
+    p = recipe("run", "echo", "--runs-dir", str(tmp_path / "runs"), cwd=bundle, env=env_for(bundle))
+    assert p.returncode == 0, p.stderr
+    assert re.findall(r"^recipe: step (\d)/3, elapsed", p.stderr, re.M) == ["1", "2", "3"], p.stderr

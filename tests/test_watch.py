@@ -1,0 +1,112 @@
+"""Issue 19 §3: a run whose log shows miles' plugins failing to load is ended at once, failed/1,
+with the line as its reason; any other warning lets it run on."""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, clean_env, make_bundle, recipe, required
+from test_records import group_ends, only_run
+
+from runner.launch.watch import FRAMEWORK_PATTERNS, MILES_PATTERNS, watcher_for
+
+VENDOR = ROOT.parent / "shared" / "vendor" / "upstream"
+# The three warnings as miles writes them (the `%s` filled in), in Python logging's default format.
+MILES_LINES = [
+    "WARNING:root:miles megatron.bridge plugins failed to load: No module named 'megatron.bridge'",
+    "WARNING:miles_plugins.megatron_bridge:miles nemotron_h plugin failed to load: cannot import name 'X'",
+    "WARNING:miles_plugins.megatron_bridge.nemotron_h:miles nemotron_h shim _build_bridge_subclass not applied: boom",
+]
+
+
+def bundle_of(tmp_path: Path, framework: str) -> Path:
+    root = make_bundle(tmp_path, ROOT / "tests" / "data" / "echo_recipe", "echo")
+    toml = root / "recipes" / "echo" / "recipe.toml"
+    toml.write_text(toml.read_text().replace('framework = "test"', f'framework = "{framework}"'))
+    return root
+
+
+def run_echo(bundle: Path, runs: Path, **env: str):
+    return recipe("run", "echo", "--runs-dir", str(runs), env=clean_env(RECIPE_BUNDLE_ROOT=str(bundle), **env),
+                  cwd=bundle, timeout=120)
+
+
+@pytest.mark.parametrize("line", MILES_LINES)
+def test_a_miles_plugin_failure_ends_the_run_failed_with_its_reason(tmp_path, line):
+    runs = tmp_path / "runs"
+    # The script would sleep 60 s after the line: only the watcher can end it sooner.
+    p = run_echo(bundle_of(tmp_path, "miles"), runs, TEST_SAY=f"(MegatronTrainRayActor pid=42) {line}",
+                 TEST_SLEEP="60")
+    assert p.returncode == 1, p.stderr
+    rec = json.loads((only_run(runs) / "run.json").read_text())
+    assert rec["status"] == "failed" and rec["exit_code"] == 1
+    assert line in rec["watch_match"]["line"] and line in rec["error"]
+    assert rec["ended_at"] and "interrupted_by" not in rec
+    assert group_ends(rec["script_pgid"])   # the script and its sleep are gone
+    assert "stopped: miles'" in p.stderr and line in p.stderr
+    assert "gate" not in rec   # never gated: the run is lost
+
+
+def test_an_unrelated_warning_lets_the_run_finish(tmp_path):
+    runs = tmp_path / "runs"
+    # A sibling warning of the same module that does not decide how the model is built.
+    p = run_echo(bundle_of(tmp_path, "miles"), runs,
+                 TEST_SAY="WARNING:miles_plugins.megatron_bridge:miles Qwen3-VL THD packed mRoPE patch not applied: x")
+    assert p.returncode == 0, p.stderr
+    rec = json.loads((only_run(runs) / "run.json").read_text())
+    assert rec["status"] == "succeeded" and "watch_match" not in rec
+
+
+def test_another_frameworks_run_is_not_watched_for_miles_lines(tmp_path):
+    runs = tmp_path / "runs"
+    p = run_echo(bundle_of(tmp_path, "test"), runs, TEST_SAY=MILES_LINES[0])
+    assert p.returncode == 0, p.stderr
+    assert json.loads((only_run(runs) / "run.json").read_text())["status"] == "succeeded"
+
+
+def vendored_warnings() -> list[str]:
+    """The format strings of the three warnings, read from the vendored miles sources."""
+    tars = sorted(VENDOR.glob("miles-78527b91*.tar.gz"))
+    if not tars:
+        if required():
+            pytest.fail(f"CI=true but no vendored miles under {VENDOR}")
+        pytest.skip(f"no vendored miles under {VENDOR}")
+    wanted = {"miles/backends/megatron_utils/__init__.py": "plugins failed to load",
+              "miles_plugins/megatron_bridge/__init__.py": "nemotron_h plugin failed to load",
+              "miles_plugins/megatron_bridge/nemotron_h.py": "shim %s not applied"}
+    found = []
+    with tarfile.open(tars[0]) as tf:
+        for member in tf.getmembers():
+            for suffix, marker in wanted.items():
+                if member.name.endswith(suffix):
+                    text = tf.extractfile(member).read().decode()
+                    found += [m for m in re.findall(r'warning\(\s*"([^"]*)"', text) if marker in m]
+    assert len(found) == 3, found
+    return found
+
+
+def test_the_patterns_match_the_warnings_in_the_vendored_miles():
+    fmts = vendored_warnings()
+    for fmt in fmts:
+        # Logged as miles does: each %s filled in (the shim's is the function's name).
+        line = "WARNING:x:" + fmt.replace("%s", "_build_bridge_subclass", 1).replace("%s", "some error")
+        w = watcher_for("miles")
+        assert w.feed(line), f"no pattern matches {line!r}"
+    # and every pattern stands for one of them
+    for pattern, _ in MILES_PATTERNS:
+        assert any(re.search(pattern, f.replace("%s", "_build_bridge_subclass", 1)) for f in fmts), pattern
+
+
+def test_the_watcher_takes_the_table_it_is_given():
+    table = {"other": [(r"fatal thing", "the other framework's reason")]}
+    w = watcher_for("other", table)
+    assert w.feed("ok line") is None
+    m = w.feed("a fatal thing happened")
+    assert m and m.reason == "the other framework's reason" and m.line == "a fatal thing happened"
+    assert w.feed("a fatal thing again") is None   # once
+    assert watcher_for("trl").feed(MILES_LINES[0]) is None
+    assert set(FRAMEWORK_PATTERNS) == {"miles"}
