@@ -55,7 +55,7 @@ def recipe_findings(argv: list[str], moe: bool) -> list[Finding]:
                            flag="--kl-loss-coef", actual=a.get("--kl-loss-coef", "0 (default)")))
     if "--use-miles-router" in a:
         # miles 78527b91: miles/ray/rollout/router_manager.py starts MilesRouter for this flag, else the
-        # sgl-router; scripts/run_nemotron_3_nano.py there passes only --use-rollout-routing-replay.
+        # sgl-router; upstream's own launcher script there passes only --use-rollout-routing-replay.
         out.append(Finding("note", "recipe.miles_router", "--use-miles-router puts miles' Python HTTP router "
                            "(MilesRouter) in front of the SGLang engines instead of the Rust sgl-router; it is "
                            "not routing replay (that is --use-rollout-routing-replay), and upstream's own "
