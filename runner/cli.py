@@ -48,9 +48,9 @@ READ_ONLY = frozenset({"list", "show", "plan", "lint", "doctor", "verify", "diff
 EPILOG = """\b
 Typical session:
   recipe list                          what recipes exist
-  recipe show nemotron3_nano           pins, cells, files
-  recipe plan nemotron3_nano           the exact argv and environment a run would use
-  recipe run nemotron3_nano            preflight, then launch
+  recipe show NAME                     pins, cells, files
+  recipe plan NAME                     the exact argv and environment a run would use
+  recipe run NAME                      preflight, then launch
 """
 
 

@@ -2,10 +2,15 @@
 
 Four groups of rules, each reported as applicable or not:
 - provenance: the shipped config.json is the pinned revision's (sha256 against the manifest);
-- model: every frozen Megatron model flag agrees with the model's config.json (runner/model/rules.py);
-- recipe: the full train argv avoids known traps of miles (R3, pause mode, ref model, KL);
-- layout: each cell obeys Megatron's divisibility rules and fits in GPU memory (runner/model/memory.py).
-Errors make `recipe lint` exit 1 (and `recipe run` refuse); warnings and notes do not.
+- model: every frozen model flag agrees with the model's config.json: the model family's rules
+  (runner/model/family.py), restated by the framework adapter for what reaches the model;
+- recipe: the full train argv avoids the framework's known traps (runner/frameworks/);
+- layout: each cell obeys the divisibility rules and fits in GPU memory (the family's memory model).
+A recipe whose family has no module is told so ("no model rules for <family>"), never skipped
+silently. Errors make `recipe lint` exit 1 (and `recipe run` refuse); warnings and notes do not.
+
+The argv judged is the launch's own when the caller passes it (`plan=` or `argv=`: what the run
+launches); otherwise the run script's dry run for the cell renders it here.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RecipeError, UsageError
+from runner.frameworks import framework_of
+from runner.frameworks.base import Framework
 from runner.inputs.layout import inputs_root, model_dir
 from runner.launch.train_argv import train_argv
-from runner.model.memory import GIB, GPU_MEMORY_BYTES, MemorySettings, estimate_memory, load_hf_config
+from runner.model.family import family_name, has_memory_model, load_family, no_rules
+from runner.model.finding import Finding
+from runner.model.memory import capacity_bytes
 from runner.model.parallel import Architecture, layout_errors, layout_warnings
-from runner.model.rules import Finding, is_megatron_args, is_nemotron_h, model_findings
-from runner.model.shape import ModelShape
-from runner.recipe import Recipe, args_to_dict, load_recipe, read_args_file
+from runner.model.planner import family_architecture, load_hf_config
+from runner.recipe import Recipe, load_recipe, read_args_file
 
 __all__ = ["Finding", "LintReport", "lint_recipe", "format_report"]
 
@@ -109,73 +117,25 @@ def provenance_findings(recipe: Recipe, cfg_path: Path, shipped: bool) -> tuple[
                     field="config.json", expected=pinned, actual=actual)], None
 
 
-# -- recipe-level rules (miles) -----------------------------------------------------------------
-def _num(v: Any) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def recipe_findings(argv: list[str], moe: bool) -> list[Finding]:
-    a = args_to_dict(argv)
-    out: list[Finding] = []
-    r3 = "--use-rollout-routing-replay" in a
-    if moe and not r3:
-        out.append(Finding("error", "recipe.r3", "MoE model without --use-rollout-routing-replay: training "
-                           "re-routes every token on its own, so train and rollout log-probs drift (~0.28 "
-                           "upstream without R3, 0.013-0.014 with it)", flag="--use-rollout-routing-replay"))
-    if r3:
-        mode = a.get("--pause-generation-mode")
-        in_flight = "--partial-rollout" in a or "--fully-async" in a or "--colocate" not in a
-        if mode == "retract":
-            out.append(Finding("warning", "recipe.pause_mode", "R3 with --pause-generation-mode retract: "
-                               "retracted requests are recomputed after the weight update and can pair log-probs "
-                               "with recomputed routes; use abort or in_place",
-                               flag="--pause-generation-mode", expected="abort|in_place", actual="retract"))
-        elif mode is None:
-            sev = "warning" if in_flight else "note"
-            why = ("requests can be in flight at a weight update here" if in_flight else
-                   "harmless while rollout is colocated and synchronous (nothing in flight at a weight update)")
-            out.append(Finding(sev, "recipe.pause_mode", f"R3 with the default --pause-generation-mode "
-                               f"(retract in miles v0.1.0): {why}; set abort or in_place explicitly",
-                               flag="--pause-generation-mode", expected="abort|in_place", actual=None))
-    if a.get("--megatron-to-hf-mode") == "bridge":
-        hf, ref = a.get("--hf-checkpoint"), a.get("--ref-load")
-        if isinstance(ref, str) and isinstance(hf, str) and Path(hf) != Path(ref):
-            out.append(Finding("warning", "recipe.ref_load", f"bridge mode with --hf-checkpoint {hf} but "
-                               f"--ref-load {ref}: the KL reference is not the policy's starting point",
-                               flag="--ref-load", expected=hf, actual=ref))
-    if "--use-kl-loss" in a and _num(a.get("--kl-loss-coef", 0.0)) == 0.0:
-        out.append(Finding("note", "recipe.kl_zero", "--use-kl-loss with --kl-loss-coef 0: the KL term adds "
-                           "nothing, but the reference model is still loaded and run every step",
-                           flag="--kl-loss-coef", actual=a.get("--kl-loss-coef", "0 (default)")))
-    if "--use-miles-router" in a:
-        # miles 78527b91: miles/ray/rollout/router_manager.py starts MilesRouter for this flag, else the
-        # sgl-router; scripts/run_nemotron_3_nano.py there passes only --use-rollout-routing-replay.
-        out.append(Finding("note", "recipe.miles_router", "--use-miles-router puts miles' Python HTTP router "
-                           "(MilesRouter) in front of the SGLang engines instead of the Rust sgl-router; it is "
-                           "not routing replay (that is --use-rollout-routing-replay), and upstream's own "
-                           "launcher at miles v0.1.0 no longer passes it", flag="--use-miles-router"))
-    if "--use-rollout-logprobs" in a:
-        out.append(Finding("warning", "recipe.rollout_logprobs", "--use-rollout-logprobs: training uses "
-                           "SGLang's log-probs, so train/train_rollout_logprob_abs_diff is 0 by construction and "
-                           "the train/rollout acceptance check measures nothing", flag="--use-rollout-logprobs"))
-    return out
-
-
 # -- layouts and memory -------------------------------------------------------------------------
 def layout_findings(recipe: Recipe, cells: list[str], arch: Architecture, world: int, argv: list[str] | None,
-                    hf: dict[str, Any] | None) -> list[Finding]:
+                    hf: dict[str, Any] | None, family: Any = None, fw: Framework | None = None) -> list[Finding]:
     out: list[Finding] = []
     shape = None
-    if hf is not None and argv is not None:
+    if family is None:
+        out.append(Finding("note", "layout.memory", "memory not estimated: no model family module for this "
+                           "model (see the model group)"))
+    elif not has_memory_model(family):
+        out.append(Finding("note", "layout.memory", f"memory not estimated: model family {family.NAME} "
+                           "provides no memory model"))
+    elif family is not None and hf is not None and argv is not None:
         try:
-            shape = ModelShape.from_hf_config(hf)
+            shape = family.shape(hf)
         except ValueError as e:
             out.append(Finding("warning", "layout.memory", f"memory not estimated: {e}"))
     hw = recipe.hardware
-    capacity = GPU_MEMORY_BYTES.get(hw.gpu) or int(float(hw.min_gpu_memory_gib or 80) * GIB)
+    capacity = capacity_bytes(hw.gpu, hw.min_gpu_memory_gib)
+    fw = fw or framework_of(recipe)
     for name in cells:
         cell = recipe.cells[name]
         lay = cell.layout
@@ -186,7 +146,7 @@ def layout_findings(recipe: Recipe, cells: list[str], arch: Architecture, world:
                 layout_warnings(arch, lay, world)]
         if errs or shape is None or argv is None:
             continue
-        m = estimate_memory(shape, lay, world, MemorySettings.from_argv(argv, cell.max_tokens_per_gpu), capacity)
+        m = family.estimate_memory(shape, lay, world, fw.memory_settings(argv, cell.max_tokens_per_gpu), capacity)
         detail = (f"predicted peak {m.peak:.1f} GiB per GPU of {m.capacity:.1f} (weights {m.weights:.1f}, grads "
                   f"{m.grads:.1f}, optimizer {m.optimizer:.1f}, activations {m.activations:.1f}, rollout phase "
                   f"{m.rollout_phase:.1f}; `recipe plan {recipe.name} --gpus {world}` for the model)")
@@ -208,15 +168,20 @@ def default_hf_config(recipe: Recipe) -> Path | None:
 
 
 def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_config: str | Path | None = None,
-                cell: str | None = None, *, nodes: int | None = None,
-                gpus_per_node: int | None = None, argv: list[str] | None = None) -> LintReport:
+                cell: str | None = None, *, nodes: int | None = None, gpus_per_node: int | None = None,
+                argv: list[str] | None = None, plan: Any = None) -> LintReport:
     """Lint `recipe`; nodes/gpus_per_node (default: the recipe's hardware) size the layout checks.
-    argv: the trainer argv of the launch being run (its plan's), judged as is; None renders it."""
+
+    plan (a runner.launch.plan.Plan) or argv: the train argv the launch runs; lint then judges
+    exactly that instead of rendering the cell's dry run again.
+    """
     if isinstance(recipe, str):
         recipe = load_recipe(recipe)
     if cell is not None:
         recipe.cell(cell)  # unknown cell: a usage error naming the valid ones
-    framework = recipe.framework
+    if plan is not None and argv is None:
+        argv = list(plan.argv)
+    fw = framework_of(recipe)
     args_path = Path(args_file) if args_file else recipe.path("model_args")
     cfg_path = Path(hf_config) if hf_config else default_hf_config(recipe)
     if hf_config and not Path(hf_config).is_file():
@@ -227,7 +192,7 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
     try:
         model_args = read_args_file(args_path)
     except UsageError:
-        if args_file or framework == "miles":
+        if args_file or fw.PREFLIGHT and "args" in fw.PREFLIGHT:
             raise
         model_args = []
     cfg = load_hf_config(cfg_path) if cfg_path else None
@@ -243,34 +208,38 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
         else:
             report.checked.append("provenance")
 
-    # model args vs config.json
-    megatron = is_megatron_args(model_args)
-    nemotron = cfg is not None and is_nemotron_h(cfg)
-    if megatron and nemotron:
-        report.findings += model_findings(model_args, cfg)
-        report.checked.append("model")
+    # the model family's rules: model args vs config.json
+    flags = fw.model_args_are_flags(model_args)
+    fam_name = family_name(recipe.model_family, cfg)
+    family = load_family(fam_name) if cfg is not None else None
+    if not flags:
+        report.skipped["model"] = f"framework {fw.NAME!r}: the model args are not trainer model flags"
+    elif cfg is None:
+        report.skipped["model"] = "no config.json to compare with"
+    elif family is None:
+        report.skipped["model"] = no_rules(fam_name)
     else:
-        report.skipped["model"] = ("model args are not Megatron flags" if not megatron else
-                                   "no NemotronH config.json to compare with")
+        if argv is None:
+            argv = _render(recipe, cell, nodes, gpus_per_node, report)
+        report.findings += fw.adjust_model_findings(family.model_findings(model_args, cfg), argv, cfg)
+        report.checked.append("model")
 
-    # recipe-level and layout rules need miles and a Megatron model
-    if framework != "miles" or not megatron:
-        why = f"framework {framework!r}, not miles" if framework != "miles" else "model args are not Megatron flags"
+    # framework traps and layout rules need the framework's own model flags
+    if not flags:
+        why = f"framework {fw.NAME!r}: no trainer model flags to size layouts from"
         report.skipped["recipe"] = why
         report.skipped["layout"] = why
         return report
     try:
-        arch: Architecture | None = Architecture.from_model_args(model_args, cfg if nemotron else None)
+        arch: Architecture | None = family_architecture(family, model_args, cfg)
     except ValueError as e:  # e.g. no --num-layers: the model rules already named it
         arch = None
         report.findings.append(Finding("error", "layout.model_args", f"{args_path}: {e}; layouts not checked"))
-    try:
-        argv = train_argv(recipe, cell, nodes, gpus_per_node) if argv is None else argv
-    except RecipeError as e:
-        report.skipped["recipe"] = f"the run script's dry run failed: {e.message}"
+    if argv is None and "recipe" not in report.skipped:
+        argv = _render(recipe, cell, nodes, gpus_per_node, report)
     if argv is not None:
         moe = arch.num_experts > 0 if arch else "--num-experts" in model_args
-        report.findings += recipe_findings(argv, moe=moe)
+        report.findings += fw.lint_traps(argv, model_args, cfg, moe=moe)
         report.checked.append("recipe")
     if arch is None:
         return report
@@ -280,6 +249,16 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
         report.skipped["layout"] = "the recipe runs on no GPUs"
         return report
     report.findings += layout_findings(recipe, [cell] if cell else list(recipe.cells), arch, world, argv,
-                                       cfg if nemotron else None)
+                                       cfg, family, fw)
     report.checked.append("layout")
     return report
+
+
+def _render(recipe: Recipe, cell: str | None, nodes: int | None, gpus_per_node: int | None,
+            report: LintReport) -> list[str] | None:
+    """The run script's dry run for the cell; None (and the recipe group skipped, saying why) if it fails."""
+    try:
+        return train_argv(recipe, cell, nodes, gpus_per_node)
+    except RecipeError as e:
+        report.skipped["recipe"] = f"the run script's dry run failed: {e.message}"
+        return None

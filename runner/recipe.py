@@ -120,6 +120,7 @@ class Recipe:
     default_cell: str
     files: dict[str, str] = field(default_factory=dict)
     host_extras: tuple[str, ...] = ()  # pip extras of this bundle the job's interpreter needs (CPU recipes)
+    model_family: str = ""  # [model] family: the family module under recipes/lib/families (default: model_type)
 
     @property
     def image(self) -> str:
@@ -327,7 +328,13 @@ def load_recipe_dir(path: Path) -> Recipe:
         raise UsageError(f"{f}: no [cells.<name>] tables; a recipe needs at least one parallelism cell")
     if default not in cells:
         raise UsageError(f"{f}: default_cell = {default!r} is not one of: {', '.join(cells)}")
-    return Recipe(name=name, dir=path, title=top.str("title", ""), framework=top.str("framework", ""),
+    framework = top.str("framework", "")
+    from runner.frameworks import names as framework_names  # the registry: names only, no adapter imported
+
+    if framework not in framework_names():
+        raise UsageError(f"{f}: field 'framework' must be one of {', '.join(framework_names())}, got {framework!r}")
+    return Recipe(name=name, dir=path, title=top.str("title", ""), framework=framework,
                   image_pin=image_pin, commits=commits, model=model, dataset=data_src, inputs_root=inputs_root,
                   hardware=hardware, run_defaults=run_defaults, determinism=determinism, cells=cells,
-                  default_cell=default, files=files, host_extras=top.strs("host_extras", ()))
+                  default_cell=default, files=files, host_extras=top.strs("host_extras", ()),
+                  model_family=m.str("family", ""))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, clean_env, recipe
 
-from runner.lint import lint_recipe, recipe_findings
+from runner.frameworks.miles_traps import recipe_findings
+from runner.lint import lint_recipe
 from runner.recipe import load_recipe
 
 NANO_DIR = ROOT / "recipes" / "nemotron3_nano"
@@ -21,7 +22,10 @@ def test_shipped_recipe_lints_clean_against_the_real_config():
     assert report.checked == ["provenance", "model", "recipe", "layout"]
     assert report.skipped == {}
     # what the shipped recipe does on purpose is still said, as notes
-    assert {f.rule for f in report.notes} == {"recipe.kl_zero", "recipe.pause_mode", "recipe.miles_router"}
+    assert {f.rule for f in report.notes} == {"recipe.kl_zero", "recipe.pause_mode", "recipe.miles_router",
+                                              # bridge mode: what of model_args.txt reaches the model
+                                              "bridge.model_from_config", "bridge.pre_softmax",
+                                              "bridge.load_balancing", "model.scaling_factor"}
 
 
 def test_cli_clean_exit_0_and_json():
@@ -52,7 +56,8 @@ def _config(tmp_path: Path, **changes) -> Path:
 # (how to plant it, the rule, words the message must contain)
 PLANTED = [
     ("scaling factor removed", lambda t: {"args_file": _args(t, "--moe-router-topk-scaling-factor 2.5\n", "")},
-     "model.scaling_factor", ["--moe-router-topk-scaling-factor", "routed_scaling_factor", "2.5", "1.0", "drift"]),
+     "model.scaling_factor", ["--moe-router-topk-scaling-factor", "routed_scaling_factor", "2.5", "1.0",
+                              "bridge mode", "does not reach"]),
     ("top-k 5", lambda t: {"args_file": _args(t, "--moe-router-topk 6", "--moe-router-topk 5")},
      "model.topk", ["--moe-router-topk 5", "num_experts_per_tok", "6", "drift"]),
     ("query groups 8", lambda t: {"args_file": _args(t, "--num-query-groups 2", "--num-query-groups 8")},
@@ -108,7 +113,7 @@ def test_planted_mistake_fails_the_cli_with_exit_1(tmp_path):
     p = recipe("lint", "nemotron3_nano", "--args", str(args))
     assert p.returncode == 1
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("error"))
-    assert "model.scaling_factor" in line and "routed_scaling_factor = 2.5" in line and "drift" in line
+    assert "model.scaling_factor" in line and "routed_scaling_factor = 2.5" in line and "does not reach" in line
     assert "1 error(s)" in p.stdout
 
 
@@ -238,7 +243,7 @@ def test_non_miles_recipe_skips_miles_rules(tmp_path, monkeypatch):
     assert report.ok and report.findings == []
     assert set(report.skipped) == {"provenance", "model", "recipe", "layout"}
     p = recipe("lint", "toy_trl", env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
-    assert p.returncode == 0 and "not applicable: framework 'trl', not miles" in p.stdout
+    assert p.returncode == 0 and "not applicable: framework 'trl': no trainer model flags" in p.stdout
 
 
 def test_a_missing_layer_count_is_judged_not_skipped(tmp_path):
@@ -262,3 +267,100 @@ def test_config_without_layer_pattern_warns_and_still_checks_experts(tmp_path):
     planted = lint_recipe("nemotron3_nano", args_file=_args(tmp_path, "--num-experts 128", "--num-experts 64"),
                           hf_config=_config(tmp_path, hybrid_override_pattern=None))
     assert "model.num_experts" in {f.rule for f in planted.errors}
+
+
+# -- what reaches the model in bridge mode (miles 78527b91 model_provider.py) ----------------------------
+def test_without_bridge_mode_the_scaling_rule_says_drift_and_no_bridge_notes(tmp_path):
+    from runner.launch.train_argv import train_argv
+
+    argv = [w for w in train_argv(load_recipe("nemotron3_nano"), None) if w != "bridge"]
+    argv = [w if w != "--megatron-to-hf-mode" else "--no-bridge-marker" for w in argv]
+    report = lint_recipe("nemotron3_nano", args_file=_args(tmp_path, "--moe-router-topk-scaling-factor 2.5\n", ""),
+                         argv=argv)
+    (err,) = report.errors
+    assert err.rule == "model.scaling_factor" and "drift" in err.message and "bridge" not in err.message
+    assert not [f for f in report.findings if f.rule.startswith("bridge.")]
+
+
+def test_bridge_notes_name_the_flags_the_model_does_not_share():
+    from runner.frameworks.miles_bridge import COPIED_FLAGS, bridge_notes, not_reaching
+
+    model_args = ["--num-layers", "52", "--moe-router-pre-softmax", "--moe-router-load-balancing-type",
+                  "seq_aux_loss", "--moe-router-score-function", "sigmoid", "--recompute-granularity", "full"]
+    argv = ["--megatron-to-hf-mode", "bridge", *model_args]
+    notes = {f.rule: f for f in bridge_notes(argv, model_args)}
+    assert set(notes) == {"bridge.model_from_config", "bridge.pre_softmax", "bridge.load_balancing"}
+    assert "no effect" in notes["bridge.pre_softmax"].message
+    assert "aux_loss" in notes["bridge.load_balancing"].message and "coefficient is 0" in notes[
+        "bridge.load_balancing"].message
+    assert "--recompute-granularity" in COPIED_FLAGS and not_reaching(model_args) == [
+        "--num-layers", "--moe-router-pre-softmax", "--moe-router-load-balancing-type", "--moe-router-score-function"]
+    # aux_loss (the provider's own) or a set coefficient: said accordingly
+    assert "bridge.load_balancing" not in {f.rule for f in bridge_notes(
+        ["--megatron-to-hf-mode", "bridge", "--moe-router-load-balancing-type", "aux_loss"], [])}
+    set_coeff = ["--megatron-to-hf-mode", "bridge", "--moe-router-load-balancing-type", "seq_aux_loss",
+                 "--moe-aux-loss-coeff", "0.01"]
+    (lb,) = [f for f in bridge_notes(set_coeff, []) if f.rule == "bridge.load_balancing"]
+    assert "--moe-aux-loss-coeff 0.01 is copied" in lb.message
+
+
+def test_copied_flags_match_the_vendored_miles(tmp_path):
+    """COPIED_FLAGS is read against the real _apply_bridge_runtime_config of the vendored miles."""
+    import re
+    import tarfile
+
+    from conftest import ROOT
+
+    from runner.frameworks.miles_bridge import COPIED_FLAGS
+
+    tars = sorted((ROOT.parent / "shared" / "vendor" / "upstream").glob("miles-78527b91*.tar.gz"))
+    if not tars:
+        pytest.skip("the vendored miles tarball is not here (../shared/vendor/upstream)")
+    with tarfile.open(tars[0]) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith("miles/backends/megatron_utils/model_provider.py"))
+        src = tf.extractfile(member).read().decode()
+    body = src[src.index("def _apply_bridge_runtime_config"):src.index("class LinearForLastLayer")]
+    fields = set(re.findall(r"provider\.(\w+) = ", body))
+    assert fields == set(COPIED_FLAGS.values()) | {"cpu_offloading"}  # cpu_offloading: derived, no flag of its own
+
+
+def test_lint_judges_the_argv_it_is_given():
+    from runner.launch.train_argv import train_argv
+
+    argv = train_argv(load_recipe("nemotron3_nano"), None)
+    given = lint_recipe("nemotron3_nano", argv=[*argv, "--use-rollout-logprobs"])
+    assert "recipe.rollout_logprobs" in {f.rule for f in given.warnings}
+    assert "recipe.rollout_logprobs" not in {f.rule for f in lint_recipe("nemotron3_nano").warnings}
+
+
+def _fake_recipe(tmp_path, name, framework, model_type):
+    d = tmp_path / "recipes" / name
+    d.mkdir(parents=True)
+    (d / "recipe.toml").write_text(
+        f'schema = 1\nname = "{name}"\nframework = "{framework}"\n[files]\nmodel_args = "model_args.txt"\n'
+        'run_script = "run.sh"\nexpected_metrics = "expected_metrics.toml"\nmanifest = "inputs.sha256"\n'
+        '[image]\nreference = "none"\n[hardware]\nnodes = 1\ngpus_per_node = 8\ngpu = "H100"\n'
+        '[run]\nnum_rollout = 1\nseed = 1\nrollout_seed = 1\n[cells]\ndefault = "a"\n'
+        '[cells.a]\ntp = 1\npp = 1\ncp = 1\nep = 1\netp = 1\nmax_tokens_per_gpu = 256\n')
+    (d / "model_args.txt").write_text("--num-layers 4\n--num-attention-heads 8\n--hidden-size 64\n")
+    (d / "hf_config.json").write_text(json.dumps({"model_type": model_type, "num_hidden_layers": 4}))
+    (d / "run.sh").write_text("#!/bin/sh\nexit 0\n")
+    return d
+
+
+def test_a_family_without_rules_is_told_so(tmp_path, monkeypatch):
+    _fake_recipe(tmp_path, "toy_qwen", "miles", "qwen3_moe")
+    monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(tmp_path))
+    report = lint_recipe(load_recipe("toy_qwen"))
+    assert report.skipped["model"].startswith("no model rules for qwen3_moe")
+    p = recipe("lint", "toy_qwen", env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
+    assert "not applicable: no model rules for qwen3_moe" in p.stdout
+    p = recipe("plan", "toy_qwen", "--gpus", "8", env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
+    assert p.returncode == 2 and "no model rules for qwen3_moe" in p.stderr
+
+
+def test_an_unknown_framework_is_a_usage_error_naming_the_field(tmp_path):
+    _fake_recipe(tmp_path, "toy_x", "deepspeed", "qwen3_moe")
+    p = recipe("lint", "toy_x", env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
+    assert p.returncode == 2 and "field 'framework'" in p.stderr and "'deepspeed'" in p.stderr
+    assert "Traceback" not in p.stderr

@@ -1,12 +1,16 @@
 """Parameter counts from config.json, against the published total and transformers' real NemotronH."""
 
 import json
+import sys
 
 import pytest
 from conftest import importorskip
 
-from runner.model.shape import ModelShape, layer_pattern
+from runner.model.family import load_family
 from runner.paths import recipes_dir
+
+NH = load_family("nemotron_h")  # recipes/lib/families/nemotron_h, loaded by path
+ModelShape, layer_pattern = NH.ModelShape, sys.modules[NH.__name__ + ".shape"].layer_pattern
 
 CONFIG = json.loads((recipes_dir() / "nemotron3_nano" / "hf_config.json").read_text())
 NANO = ModelShape.from_hf_config(CONFIG)

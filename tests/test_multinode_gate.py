@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from runner.frameworks.miles import ADAPTER as MILES
 from runner.gate.metrics import Series
 from runner.launch.options import RunOptions
 from runner.launch.resolve import build_launch
-from runner.launch.run import missing_train_metrics
 from runner.recipe import load_recipe
+
+
+def missing_train_metrics(launch, series):
+    notes = MILES.gate_notes(launch, series)
+    return notes[0] if notes else None
 
 
 def launch(tmp_path, nodes: int):

@@ -6,9 +6,12 @@ from dataclasses import replace
 import pytest
 
 from runner.errors import UsageError
+from runner.frameworks.miles import ADAPTER as MILES
 from runner.launch.train_argv import train_argv
-from runner.model.memory import GIB, MemorySettings, format_table, plan_layouts
+from runner.model.family import load_family
+from runner.model.memory import GIB
 from runner.model.parallel import Architecture, Layout, layout_errors, layout_warnings
+from runner.model.planner import family_architecture, format_table, plan_layouts
 from runner.recipe import load_recipe
 
 RECIPE = load_recipe("nemotron3_nano")
@@ -79,7 +82,7 @@ def test_memory_follows_the_argv(on8):
     kept = plan_layouts(RECIPE, 8, argv=[*ARGV, "--offload-rollout-level", "kv_cache"])
     default = RECIPE.cell(None).layout
     base, more = on8.row(default).memory, kept.row(default).memory
-    assert more.sglang_paused - base.sglang_paused == pytest.approx(58.8, abs=0.1)
+    assert more.rollout_paused - base.rollout_paused == pytest.approx(58.8, abs=0.1)
     assert not kept.row(default).fits
     # optimizer on the CPU: no Adam state on the GPU
     cpu = plan_layouts(RECIPE, 8, argv=[*ARGV, "--optimizer-cpu-offload"])
@@ -88,8 +91,8 @@ def test_memory_follows_the_argv(on8):
 
 
 def test_settings_read_from_the_rendered_argv():
-    s = MemorySettings.from_argv(ARGV)
-    assert (s.sglang_mem_fraction, s.colocate, s.offload_train, s.fp32_grads, s.distributed_optimizer,
+    s = MILES.memory_settings(ARGV)
+    assert (s.rollout_mem_fraction, s.colocate, s.offload_train, s.fp32_grads, s.distributed_optimizer,
             s.full_recompute, s.gpus_per_engine) == (0.7, True, True, True, True, True, 1)
 
 
@@ -104,12 +107,16 @@ def test_bad_gpu_counts_are_usage_errors(gpus, nodes):
         plan_layouts(RECIPE, gpus, nodes, argv=ARGV)
 
 
-# -- Megatron rules added for this model (runner/model/parallel.py) -----------------------------------
-NANO = Architecture.from_model_args(RECIPE.model_args(), json.loads((RECIPE.dir / "hf_config.json").read_text()))
+# -- the family's own rules (recipes/lib/families/nemotron_h/parallel.py) ---------------------------
+NH = load_family("nemotron_h")
+CFG = json.loads((RECIPE.dir / "hf_config.json").read_text())
+NANO = family_architecture(NH, RECIPE.model_args(), CFG)
 
 
-def test_hybrid_fields_come_from_config():
-    assert (NANO.mamba_num_heads, NANO.mamba_num_groups, NANO.moe_ffn_hidden_size) == (64, 8, 1856)
+def test_hybrid_rules_come_from_config():
+    assert NANO.moe_ffn_hidden_size == 1856
+    assert NANO.family_rules is not None and NANO.family_rules(Layout(16, 1, 1, 1, 1, True))
+    assert Architecture.from_model_args(RECIPE.model_args()).family_rules is None
 
 
 def test_query_groups_may_divide_tp_but_not_the_reverse_mismatch():
@@ -125,9 +132,10 @@ def test_group_query_attention_flag_decides_the_groups():
 
 @pytest.mark.parametrize("arch,layout,needle", [
     (NANO, Layout(16, 1, 1, 1, 1, True), "8 Mamba groups (n_groups) are not divisible by TP=16"),
-    (replace(NANO, mamba_num_heads=12, mamba_num_groups=6), Layout(2, 1, 2, 1, 1, True),
-     "the 3 Mamba groups per TP rank are not divisible by CP=2"),
-    (replace(NANO, mamba_num_heads=12, mamba_num_groups=6), Layout(1, 1, 8, 1, 1, False),
+    (family_architecture(NH, RECIPE.model_args(), {**CFG, "mamba_num_heads": 12, "n_groups": 6}),
+     Layout(2, 1, 2, 1, 1, True), "the 3 Mamba groups per TP rank are not divisible by CP=2"),
+    (family_architecture(NH, RECIPE.model_args(), {**CFG, "mamba_num_heads": 12, "n_groups": 6}),
+     Layout(1, 1, 8, 1, 1, False),
      "12 Mamba heads are not divisible by TP*CP = 8"),
     (replace(NANO, moe_ffn_hidden_size=1856), Layout(1, 1, 1, 1, 128, False), "not divisible by ETP=128"),
 ])
@@ -151,3 +159,53 @@ def test_recipe_plan_gpus_prints_the_table_and_json(run_recipe):
     assert (d["gpus"], d["nodes"]) == (16, 2) and "calibration" in d
     bad = run_recipe("plan", "nemotron3_nano", "--gpus", "12", "--nodes", "5")
     assert bad.returncode == 2 and "--gpus 12 cannot be spread evenly over --nodes 5" in bad.stderr
+
+
+# -- a dense NemotronH (the 4B sibling's published config fields, no MoE) ---------------------------
+DENSE_4B = {"model_type": "nemotron_h", "architectures": ["NemotronHForCausalLM"], "hidden_size": 3136,
+            "intermediate_size": 12544, "vocab_size": 131072, "num_hidden_layers": 42,
+            "hybrid_override_pattern": "M-M-M-MM-M-M*-M-M*-M-M-M*-M-M-MM*-MMM-M-M-", "mamba_num_heads": 96,
+            "mamba_head_dim": 80, "n_groups": 8, "ssm_state_size": 128, "conv_kernel": 4,
+            "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128}
+DENSE_ARGS = ["--num-layers", "42", "--hidden-size", "3136", "--ffn-hidden-size", "12544",
+              "--num-attention-heads", "40", "--group-query-attention", "--num-query-groups", "8"]
+TP2_PP2 = Layout(2, 2, 1, 1, 1, True)
+
+
+def test_dense_config_has_no_experts_and_its_layer_counts():
+    shape = NH.shape(DENSE_4B)
+    assert (shape.experts, shape.expert_params()) == (0, 0)
+    assert [shape.pattern.count(c) for c in "M-*E"] == [21, 17, 4, 0]
+    # 3,973,556,832 parameters are published for the 4B; the count from config fields lands within 1%
+    # (tie_word_embeddings and the norms' exact layout are not among the published fields)
+    assert abs(shape.total_params() - 3_973_556_832) / 3_973_556_832 < 0.01, shape.total_params()
+
+
+def test_dense_rules_reject_ep_and_accept_tp2_pp2():
+    arch = family_architecture(NH, DENSE_ARGS, DENSE_4B)
+    assert layout_errors(arch, TP2_PP2, 8) == []
+    assert any("EP=2 on a dense model" in e for e in layout_errors(arch, Layout(2, 2, 1, 2, 1, True), 8))
+    assert any("96 Mamba heads are not divisible by TP=" in e or "Mamba groups" in e
+               for e in layout_errors(arch, Layout(16, 1, 1, 1, 1, True), 16))
+
+
+@pytest.mark.parametrize("gpu,capacity", [("H100", 79.05), ("H200", 139.8)])
+def test_dense_tp2_pp2_ep1_plans_on_h100_and_h200(gpu, capacity):
+    result = plan_layouts(RECIPE, 8, 1, argv=ARGV, model_args=DENSE_ARGS, hf_config=DENSE_4B, gpu=gpu)
+    assert result.capacity_gib == pytest.approx(capacity, abs=0.1)
+    assert result.expert_params == 0
+    assert all(r.layout.ep == 1 for r in result.rows if r.valid)
+    row = result.row(TP2_PP2)
+    assert row is not None and row.valid and row.fits, row
+    assert row.memory.peak <= capacity
+
+
+def test_plan_of_a_family_without_memory_model_says_so(monkeypatch):
+    import types
+
+    import runner.model.planner as planner
+
+    bare = types.SimpleNamespace(NAME="bare", layout_rules=lambda cfg: (lambda lay: []))
+    monkeypatch.setattr(planner, "load_family", lambda name: bare)
+    with pytest.raises(UsageError, match="model family nemotron_h provides no memory model"):
+        plan_layouts(RECIPE, 8, argv=ARGV)

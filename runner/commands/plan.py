@@ -59,7 +59,7 @@ def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, b
     recipe = load_recipe(name)
     cli = pop_cli(kw)
     if gpus is not None:
-        from runner.model.memory import format_table, plan_layouts
+        from runner.model.planner import format_table, plan_layouts
 
         result = plan_layouts(recipe, gpus, cli["nodes"])
         click.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_table(result))

@@ -2,8 +2,8 @@
 
 Compares the commits of the source trees (/root/miles, /sgl-workspace/sglang, /root/Megatron-LM;
 read from .git without git), the Megatron-Bridge commit and the installed package versions with
-the lock, imports the CUDA kernels the recipe needs when a GPU is present, and imports the NemotronH
-bridge plugin. `recipe run` calls run_doctor() in its image preflight and stores the table.
+the lock, imports the CUDA kernels the recipe needs when a GPU is present, and imports the model
+family's bridge plugin. `recipe run` calls run_doctor() in its image preflight and stores the table.
 
 Test hooks: RECIPE_DOCTOR_ROOT prefixes every install path (fake roots), RECIPE_DOCTOR_SITE
 (os.pathsep list) replaces sys.path for package metadata, RECIPE_IMAGE_LOCK names another lock.

@@ -13,8 +13,8 @@ before a byte is read (symlinks are checked against the real tree in `resolve_in
 A file of a Hub repo may also carry its git blob id (the Hub's tree listing gives it for every
 file; for a non-LFS file it is the only hash the Hub publishes):
 
-    # size: 12893 model/configuration_nemotron_h.py
-    # git-blob: unknown model/configuration_nemotron_h.py
+    # size: 12893 model/configuration_x.py
+    # git-blob: unknown model/configuration_x.py
 
 An entry with a `# git-blob:` line and no checksum line is *pinned by revision only*: its sha256
 is not recorded yet (sha256sum skips it, as it skips every comment; `recipe verify` reports it as

@@ -5,7 +5,7 @@ pinned commit and its git blob id, sha1(b"blob <size>\\0" + content), is checked
 the manifest records or, where the manifest says `unknown`, the one the Hub names for that path at
 that commit. Its sha256 is then recorded here, in `<inputs root>/.recipe-fetch/pinned.json`:
 
-    {"model/configuration_nemotron_h.py": {"repo": ..., "revision": ..., "size": 12893,
+    {"model/configuration_x.py": {"repo": ..., "revision": ..., "size": 12893,
                                            "git_blob": "<40 hex>", "sha256": "<64 hex>"}}
 
 `recipe verify` checks the file against that sha256 (and says the entry is pinned by revision,

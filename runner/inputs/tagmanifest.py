@@ -4,7 +4,7 @@ It covers every file in the recipe directory (recipe.toml, model_args.txt, run.s
 expected_metrics.toml, hf_config.json, the inputs manifest, ...) and the shared recipes/lib files
 the run scripts source, with paths relative to the recipes directory:
 
-    cd recipes && sha256sum -c --strict nemotron3_nano/recipe.sha256
+    cd recipes && sha256sum -c --strict NAME/recipe.sha256
 
 so a copy of the recipe inside an image can be checked for edits. Regenerate with
 `recipe lock NAME --recipe-files` after editing any recipe file.

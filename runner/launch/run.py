@@ -134,24 +134,6 @@ def _read_inner(path: Path | None) -> dict:
         return {}
 
 
-def missing_train_metrics(launch: Launch, series: metrics.Series) -> str | None:
-    """After a multi-node run without a single train/* value: say where those events went.
-
-    miles logs train/* from one rank: TP rank 0 and DP rank 0 on the *last* pipeline stage. With
-    several nodes and PP > 1 that rank runs on a later node, and its actor_*.jsonl is written to
-    <run dir>/events as that node sees it. The sbatch job proves the run directory is shared before
-    Ray starts; a run started otherwise may have left them on that node's disk.
-    """
-    if launch.nodes < 2 or any(m.startswith("train/") for m in series.metrics()):
-        return None
-    events = launch.run_dir / "events"
-    return (f"no train/* metric in {events} after a {launch.nodes}-node run: miles writes train/* from the "
-            f"rank with TP 0 and DP 0 on the last pipeline stage (PP={launch.cell.layout.pp}), which runs on a "
-            f"node other than the head when PP > 1; its actor_*.jsonl went to {events} on that node. Run with a "
-            "--runs-dir that every node shares (the sbatch job checks it), or copy that node's events/ here and "
-            f"`recipe check {launch.run_dir}`")
-
-
 def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     """Collect metrics.jsonl and evaluate the recipe's expected metrics; None if there is nothing to gate."""
 
@@ -162,9 +144,9 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
         record.update(gate={"status": "absent", "detail": f"{expected_path.name} not found"})
         return None
     result = gate.evaluate(gate.load_expected(expected_path), series)
-    where = missing_train_metrics(launch, series)
-    if where:
-        result.notes.insert(0, where)
+    from runner.frameworks import framework_of
+
+    result.notes[:0] = framework_of(launch.recipe).gate_notes(launch, series)
     gate.write_gate_json(result, launch.run_dir / "gate.json")
     click.echo(gate.format_table(result), err=True)
     record.update(gate=result.as_dict())

@@ -1,1 +1,1 @@
-"""The model: Megatron flag rules against config.json, the layer shape, parallel layouts, memory planner."""
+"""The model, generically: parallel layouts and their rules, the memory vocabulary, the planner, the family loader."""

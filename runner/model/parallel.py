@@ -1,26 +1,22 @@
-"""Megatron's divisibility rules for a parallel layout, checked from the frozen model args.
+"""Megatron's generic divisibility rules for a parallel layout, checked from the frozen model args.
 
 The architecture numbers come from the recipe's model args file (the same flags the trainer
-gets), so the check cannot disagree with what would actually be launched. A hybrid (Mamba)
-model's SSM head and group counts are not trainer flags (the bridge reads them from config.json),
-so they come from the HF config when one is given.
+gets), so the check cannot disagree with what would actually be launched. Rules a model family
+adds (its own mixers' head and group counts, read from config.json) come from the family module
+(runner/model/family.py) as `Architecture.family_rules`.
 
 Rules, as the pinned Megatron-LM (radixark miles-main 37f9161) enforces them:
 - TP*PP*CP divides the world; EP*ETP divides the GPUs of one pipeline stage (expert folding).
 - attention heads % TP == 0; query groups a multiple *or a divisor* of TP (fewer KV heads than TP
   ranks are replicated, TransformerConfig.__post_init__).
-- layers % PP == 0. A hybrid model's stage takes a contiguous slice of the layer pattern
-  (MambaStack._select_layers_for_pipeline_parallel); stages need not hold equal numbers of each
-  layer type, so this is no divisibility rule, but the memory of the stages differs (planner).
-- Mamba: SSM heads % TP, SSM groups % TP (MambaMixer); with CP, (heads/TP) % CP and the local
-  group count and CP divide one another (MambaContextParallel).
+- layers % PP == 0.
 - experts % EP; MoE FFN size % ETP.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from runner.model.layout import Layout
 from runner.recipe import args_to_dict
@@ -33,11 +29,11 @@ class Architecture:
     num_query_groups: int
     num_experts: int  # 0 for a dense model
     moe_ffn_hidden_size: int = 0  # 0: unknown or dense
-    mamba_num_heads: int = 0  # 0: not a hybrid model, or no HF config given
-    mamba_num_groups: int = 0
+    # the model family's own rules (runner/model/family.py); not part of equality
+    family_rules: Callable[[Layout], list[str]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_model_args(cls, argv: list[str], hf_config: dict[str, Any] | None = None) -> Architecture:
+    def from_model_args(cls, argv: list[str]) -> Architecture:
         a = args_to_dict(argv)
 
         def num(flag: str, default: int | None = None) -> int:
@@ -49,23 +45,13 @@ class Architecture:
         heads = num("--num-attention-heads")
         # Without --group-query-attention Megatron ignores --num-query-groups (one group per head).
         groups = num("--num-query-groups", heads) if "--group-query-attention" in a else heads
-        arch = cls(
+        return cls(
             num_layers=num("--num-layers"),
             num_attention_heads=heads,
             num_query_groups=groups,
             num_experts=num("--num-experts", 0),
             moe_ffn_hidden_size=num("--moe-ffn-hidden-size", int(a.get("--ffn-hidden-size", 0) or 0)),
         )
-        return arch.with_hf_config(hf_config) if hf_config else arch
-
-    def with_hf_config(self, hf: dict[str, Any]) -> Architecture:
-        """Add the SSM head/group counts of a hybrid model from its config.json."""
-        pattern = hf.get("hybrid_override_pattern") or ""
-        types = hf.get("layers_block_type") or []
-        if "M" not in pattern and not any(t in ("mamba", "linear_attention") for t in types):
-            return self
-        return replace(self, mamba_num_heads=int(hf.get("mamba_num_heads") or 0),
-                       mamba_num_groups=int(hf.get("n_groups") or 0))
 
 
 __all__ = ["Architecture", "Layout", "layout_errors", "layout_warnings"]
@@ -96,28 +82,8 @@ def layout_errors(arch: Architecture, lay: Layout, world: int) -> list[str]:
         errs.append(f"EP={lay.ep} on a dense model (no --num-experts)")
     if lay.sp and lay.tp == 1:
         errs.append("sequence parallel needs TP > 1 (Megatron would silently turn it off)")
-    errs += _mamba_errors(arch, lay)
-    return errs
-
-
-def _mamba_errors(arch: Architecture, lay: Layout) -> list[str]:
-    heads, groups = arch.mamba_num_heads, arch.mamba_num_groups
-    if not heads or not groups:
-        return []
-    errs: list[str] = []
-    if heads % lay.tp:
-        errs.append(f"{heads} Mamba heads are not divisible by TP={lay.tp}")
-    if groups % lay.tp:
-        errs.append(f"{groups} Mamba groups (n_groups) are not divisible by TP={lay.tp}")
-    if errs or lay.cp == 1:
-        return errs
-    heads_tp, groups_tp = heads // lay.tp, groups // lay.tp
-    if heads_tp % lay.cp:
-        errs.append(f"{heads} Mamba heads are not divisible by TP*CP = {lay.tp * lay.cp}")
-    if groups_tp < lay.cp and lay.cp % groups_tp:
-        errs.append(f"CP={lay.cp} is not a multiple of the {groups_tp} Mamba groups per TP rank")
-    elif groups_tp >= lay.cp and groups_tp % lay.cp:
-        errs.append(f"the {groups_tp} Mamba groups per TP rank are not divisible by CP={lay.cp}")
+    if arch.family_rules is not None:
+        errs += arch.family_rules(lay)
     return errs
 
 

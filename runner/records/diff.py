@@ -8,7 +8,7 @@
     format_text(d)                -> two tables
 
 Provenance: one row per field that differs, field names as dotted paths (`argv --seed`,
-`job_env NCCL_DEBUG`, `recipe_files nemotron3_nano/run.sh`, `host.driver`). A run's own places
+`job_env NCCL_DEBUG`, `recipe_files NAME/run.sh`, `host.driver`). A run's own places
 and id (run directory, output directory, run id) are replaced by <RUN_DIR>, <OUTPUT_DIR>, <RUN_ID>
 before comparing, and what is chosen anew for every run (ports, temp dirs, times, pids) is left
 out, so that two launches of one recipe with the same flags differ in nothing here.

@@ -13,13 +13,14 @@ import importlib
 import os
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from runner.errors import UsageError
 from runner.recipe import Recipe
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from runner.launch.preflight import Check
     from runner.launch.resolve import Launch
 
@@ -92,8 +93,13 @@ def inner_run_options(launch: Launch, paths: bool) -> list[str]:
 
 
 def in_image() -> bool:
-    """Inside the recipe image (its Dockerfile sets RECIPE_IN_IMAGE) or a miles install at the usual place."""
-    return os.environ.get("RECIPE_IN_IMAGE") == "1" or Path("/root/miles/train.py").is_file()
+    """Inside the recipe image (its Dockerfile sets RECIPE_IN_IMAGE) or a framework installed where its
+    image puts it (each adapter knows where: runner/frameworks/)."""
+    if os.environ.get("RECIPE_IN_IMAGE") == "1":
+        return True
+    from runner.frameworks import adapter, names
+
+    return any(adapter(n).installed_here() for n in names())
 
 
 def resolve(requested: str, recipe: Recipe, notes: list[str] | None = None) -> str:

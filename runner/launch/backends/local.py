@@ -15,7 +15,7 @@ WRAPS_INNER_RUN = False
 
 
 def check_image(launch: Launch) -> pf.Check:
-    """Are we inside the pinned image (miles and friends at the pinned commits)?"""
+    """Are we inside the pinned image (the framework and its stack at the pinned commits)?"""
     if launch.recipe.image == "none":
         return pf.na("image", "recipe pins no image (runs on the host's Python)")
     from runner.image import doctor  # the image self-check
@@ -31,18 +31,12 @@ def check_image(launch: Launch) -> pf.Check:
     return check
 
 
-def check_args(launch: Launch) -> pf.Check:
-    """miles' own parser on the plan's argv and job env (runner/launch/argcheck.py)."""
-    from runner.launch.argcheck import check_args as run_check
+def framework_check(name: str, launch: Launch) -> pf.Check:
+    """A check the recipe's framework adapter owns (runner/frameworks/): `args`, `model`, `packages`."""
+    from runner.frameworks import framework_of
 
-    return run_check(launch.recipe, launch.plan)
-
-
-def check_packages(launch: Launch) -> pf.Check:
-    """The job's interpreter has the recipe's host extras; the run script's programs are on PATH."""
-    from runner.launch.packages import check_packages as run_check
-
-    return run_check(launch.recipe, launch.plan)
+    check = framework_of(launch.recipe).preflight_check(name, launch)
+    return check if check is not None else pf.na(name, f"framework {launch.recipe.framework!r} has no {name} check")
 
 
 def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
@@ -56,8 +50,9 @@ def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
         "disk": host["disk"],
         "ports": lambda: pf.check_ports(launch.script_env),
         "inputs": host["inputs"],
-        "args": lambda: check_args(launch),
-        "packages": lambda: check_packages(launch),
+        "args": lambda: framework_check("args", launch),
+        "model": lambda: framework_check("model", launch),
+        "packages": lambda: framework_check("packages", launch),
     }
 
 

@@ -9,37 +9,18 @@ what SGLang computes in rollout, and train/rollout log-probs drift.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from runner.model.shape import layer_pattern
+from runner.model.finding import Finding
 from runner.recipe import args_to_dict
+
+from .shape import layer_pattern
 
 # transformers NemotronHConfig defaults, for fields a config.json may leave out
 HF_DEFAULTS = {"routed_scaling_factor": 1.0, "n_group": 1, "topk_group": 1, "norm_topk_prob": True,
                "tie_word_embeddings": False, "n_shared_experts": 1}
 
 DRIFT = "train/rollout log-probs drift"
-
-
-@dataclass
-class Finding:
-    severity: str  # "error" | "warning" | "note"
-    rule: str
-    message: str
-    flag: str | None = None
-    field: str | None = None
-    expected: Any = None
-    actual: Any = None
-
-
-_MEGATRON_MODEL_FLAGS = {"--num-layers", "--hidden-size", "--num-attention-heads", "--ffn-hidden-size",
-                         "--num-experts", "--kv-channels", "--num-query-groups", "--moe-router-topk"}
-
-
-def is_megatron_args(argv: list[str]) -> bool:
-    """Megatron model flags (any of them: a file missing --num-layers is still judged, not skipped)."""
-    return bool(_MEGATRON_MODEL_FLAGS.intersection(argv))
 
 
 def is_nemotron_h(cfg: dict[str, Any]) -> bool:

@@ -1,0 +1,58 @@
+"""The framework seam, and the adapter of a recipe that is only its run script (`framework = "script"`).
+
+Each method's default is what the runner may assume of a trainer it knows nothing about: no
+framework preflight checks, no lint traps, no memory settings beyond the defaults, metrics keyed
+as the gate's collector reads them, and no notes for the gate.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from runner.model.memory import MemorySettings
+
+if TYPE_CHECKING:
+    from runner.gate.metrics import Series
+    from runner.launch.preflight import Check
+    from runner.launch.resolve import Launch
+    from runner.model.finding import Finding
+
+
+class Framework:
+    NAME = "script"
+    # preflight checks this framework adds to every backend's list (names `--skip-preflight` takes)
+    PREFLIGHT: tuple[str, ...] = ()
+    # metric domains the trainer writes, and the step key each is placed by (runner/gate/metrics.py)
+    METRIC_DOMAINS: tuple[str, ...] = ()
+    STEP_KEYS: dict[str, str] = {}
+
+    def preflight_check(self, name: str, launch: Launch) -> Check | None:
+        """Run check `name` for `launch`; None when this framework has no such check."""
+        return None
+
+    def model_args_are_flags(self, model_args: list[str]) -> bool:
+        """Does the recipe's model args file hold this framework's model flags (lint compares them)?"""
+        return False
+
+    def lint_traps(self, argv: list[str], model_args: list[str], cfg: dict[str, Any] | None,
+                   moe: bool) -> list[Finding]:
+        """Known traps of this framework in the full train argv."""
+        return []
+
+    def adjust_model_findings(self, findings: list[Finding], argv: list[str] | None) -> list[Finding]:
+        """Restate the model rules' findings for what reaches the model in this launch (argv)."""
+        return findings
+
+    def memory_settings(self, argv: list[str], max_tokens_per_gpu: int | None = None) -> MemorySettings:
+        return MemorySettings(max_tokens_per_gpu=max_tokens_per_gpu or MemorySettings.max_tokens_per_gpu)
+
+    def gate_notes(self, launch: Launch, series: Series) -> list[str]:
+        """Lines the gate prints first, about where this framework's metrics went."""
+        return []
+
+    def installed_here(self) -> bool:
+        """Is this framework installed at the place its image puts it (we run inside that image)?"""
+        return False
+
+
+ADAPTER = Framework()
