@@ -12,7 +12,9 @@ import pytest
 from conftest import ROOT, clean_env, make_bundle, recipe, required
 from test_records import group_ends, only_run
 
-from runner.launch.watch import FRAMEWORK_PATTERNS, MILES_PATTERNS, watcher_for
+from runner.frameworks import adapter, names
+from runner.frameworks.miles_log import MILES_PATTERNS
+from runner.launch.watch import watcher_for
 
 VENDOR = ROOT.parent / "shared" / "vendor" / "upstream"
 # The three warnings as miles writes them (the `%s` filled in), in Python logging's default format.
@@ -26,7 +28,7 @@ MILES_LINES = [
 def bundle_of(tmp_path: Path, framework: str) -> Path:
     root = make_bundle(tmp_path, ROOT / "tests" / "data" / "echo_recipe", "echo")
     toml = root / "recipes" / "echo" / "recipe.toml"
-    toml.write_text(toml.read_text().replace('framework = "test"', f'framework = "{framework}"'))
+    toml.write_text(toml.read_text().replace('framework = "script"', f'framework = "{framework}"'))
     return root
 
 
@@ -63,7 +65,7 @@ def test_an_unrelated_warning_lets_the_run_finish(tmp_path):
 
 def test_another_frameworks_run_is_not_watched_for_miles_lines(tmp_path):
     runs = tmp_path / "runs"
-    p = run_echo(bundle_of(tmp_path, "test"), runs, TEST_SAY=MILES_LINES[0])
+    p = run_echo(bundle_of(tmp_path, "trl"), runs, TEST_SAY=MILES_LINES[0])
     assert p.returncode == 0, p.stderr
     assert json.loads((only_run(runs) / "run.json").read_text())["status"] == "succeeded"
 
@@ -109,4 +111,4 @@ def test_the_watcher_takes_the_table_it_is_given():
     assert m and m.reason == "the other framework's reason" and m.line == "a fatal thing happened"
     assert w.feed("a fatal thing again") is None   # once
     assert watcher_for("trl").feed(MILES_LINES[0]) is None
-    assert set(FRAMEWORK_PATTERNS) == {"miles"}
+    assert [n for n in names() if adapter(n).FATAL_LOG_LINES] == ["miles"]

@@ -25,6 +25,8 @@ class Framework:
     # metric domains the trainer writes, and the step key each is placed by (runner/gate/metrics.py)
     METRIC_DOMAINS: tuple[str, ...] = ()
     STEP_KEYS: dict[str, str] = {}
+    # (regex, reason): a job log line that means the run is lost; the runner ends the run at the first
+    FATAL_LOG_LINES: tuple[tuple[str, str], ...] = ()
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         """Run check `name` for `launch`; None when this framework has no such check."""

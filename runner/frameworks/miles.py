@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.frameworks import miles_bridge as bridge
 from runner.frameworks.base import Framework
+from runner.frameworks.miles_log import MILES_PATTERNS
 from runner.frameworks.miles_traps import recipe_findings
 from runner.model.finding import Finding
 from runner.model.memory import MemorySettings
@@ -44,6 +45,7 @@ class Miles(Framework):
     METRIC_DOMAINS = ("train/", "rollout/", "perf/", "eval/")
     # train/* by train/step, eval/* by eval/step, everything else by rollout/step
     STEP_KEYS = {"train/": "train/step", "eval/": "eval/step", "": "rollout/step"}
+    FATAL_LOG_LINES = tuple(MILES_PATTERNS)  # plugin-load failures miles only warns about
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         # Each check's module is imported only when it runs (they pull in the job's interpreter).

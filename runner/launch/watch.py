@@ -5,36 +5,15 @@ plugins inside try/except and only logs when they fail, after which the model is
 stock bridge (for Nemotron-H: other router scaling, or no MoE at all). Such a run would burn hours
 and then look like a numerics problem. The runner ends it at the first such line.
 
-The patterns belong to the framework, not to the runner: FRAMEWORK_PATTERNS maps a recipe's
-`framework` (recipe.toml) to its (pattern, reason) table. A framework adapter can own its table;
-the watcher only takes the table it is given.
+The patterns belong to the framework, not to the runner: each framework adapter
+(runner/frameworks/) holds its (pattern, reason) table as FATAL_LOG_LINES; the watcher only takes
+the table it is given.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-# -- miles ---------------------------------------------------------------------------------------
-# Quoted from miles 78527b9102b3a5f15891128cbec3ac6c2dc4089e (github.com/radixark/miles):
-#   miles/backends/megatron_utils/__init__.py:23-26
-#       logging.warning("miles megatron.bridge plugins failed to load: %s", _e)
-#   miles_plugins/megatron_bridge/__init__.py:74-77
-#       logger.warning("miles nemotron_h plugin failed to load: %s", _e)
-#   miles_plugins/megatron_bridge/nemotron_h.py:211-217 (fn is _build_bridge_subclass)
-#       logger.warning("miles nemotron_h shim %s not applied: %s", fn.__name__, e)
-MILES_PATTERNS: list[tuple[str, str]] = [
-    (r"miles megatron\.bridge plugins failed to load: ",
-     "miles' Megatron-Bridge plugins failed to load: the model would be built without miles' bridges"),
-    (r"miles nemotron_h plugin failed to load: ",
-     "miles' Nemotron-H bridge plugin failed to load: the model would be built by the stock bridge"),
-    (r"miles nemotron_h shim \S+ not applied: ",
-     "miles' Nemotron-H bridge subclass was not registered: the model would be built by the stock bridge"),
-]
-
-FRAMEWORK_PATTERNS: dict[str, list[tuple[str, str]]] = {
-    "miles": MILES_PATTERNS,
-}
 
 MAX_LINE = 400  # the matched line as kept in run.json
 
@@ -73,5 +52,9 @@ class Watcher:
 
 
 def watcher_for(framework: str, table: dict[str, list[tuple[str, str]]] | None = None) -> Watcher:
-    """The watcher for a recipe's framework (no patterns, nothing ever matches, for the others)."""
-    return Watcher((FRAMEWORK_PATTERNS if table is None else table).get(framework, []))
+    """The watcher for a recipe's framework: its adapter's FATAL_LOG_LINES, or `table`'s entry if given."""
+    if table is not None:
+        return Watcher(table.get(framework, []))
+    from runner.frameworks import adapter
+
+    return Watcher(list(adapter(framework).FATAL_LOG_LINES))
