@@ -1,0 +1,145 @@
+"""The `args` preflight (runner/launch/argcheck.py, as it is) against the REAL upstream parser.
+
+miles 78527b91 and radixark/Megatron-LM 37f91617, unpacked by ci/upstream_env.sh with a venv of what
+`miles.utils.arguments.parse_args()` needs on CPU (ci/upstream/requirements.txt). The plan points at
+them the way a user would: RECIPE_MILES_DIR / RECIPE_MEGATRON_DIR, the run script's own variables;
+the job interpreter is that venv's python3 (the runner's interpreter stands in for the image's, whose
+directory argcheck puts first on the job's PATH, as run_script does).
+
+Shimmed, test-only (ci/upstream/recipe_upstream_gpu_shim.py, loaded only in that venv): three GPU
+queries answer as on the image's H200 — torch.cuda.get_device_capability() -> (9, 0), Megatron's
+get_device_arch_version() -> 9, is_te_min_version() as for Transformer Engine 2.17.0. Nothing else.
+
+Remote code: config.json's auto_map names configuration_nemotron_h.py, whose real file (12,893 bytes)
+is not available here. The test writes one that re-exports transformers' own NemotronHConfig. That
+proves the shipped config.json (byte-exact) loads through the trust_remote_code path and passes miles'
+hf_validate_args against model_args.txt as transformers' class reads it; it does NOT prove the real
+remote file reads it the same way (the image loads the real file).
+
+Differs from the image: SGLang's server args here are sglang 0.5.16 from PyPI, not the image's
+sglang-miles cb05a44f; torch is 2.14.1 CPU-capable, not the image's 2.11.0; Python 3.11, not 3.12.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, required
+
+from runner.launch import argcheck
+from runner.launch.options import RunOptions
+from runner.launch.resolve import build_launch
+from runner.recipe import load_recipe
+
+UPSTREAM = Path(os.environ.get("RECIPE_TEST_UPSTREAM_DIR", "/opt/recipe-upstream/current"))
+MILES = UPSTREAM / "src" / "miles-78527b91"
+MEGATRON = UPSTREAM / "src" / "Megatron-LM-37f91617"
+PYTHON = UPSTREAM / "venv" / "bin" / "python3"
+NANO = ROOT / "recipes" / "nemotron3_nano"
+CELLS = sorted(load_recipe("nemotron3_nano").cells)
+
+if not (PYTHON.exists() and MILES.is_dir() and MEGATRON.is_dir()):
+    why = f"the upstream test environment is not at {UPSTREAM} (run ci/upstream_env.sh)"
+    if required():
+        pytest.fail(f"CI=true but {why}", pytrace=False)
+    pytest.skip(why, allow_module_level=True)
+
+REMOTE_CONFIG = ("# Written by tests/test_upstream_args.py: NOT the model's real remote code.\n"
+                 "from transformers.models.nemotron_h.configuration_nemotron_h import NemotronHConfig  # noqa: F401\n")
+
+
+def make_inputs(tmp_path: Path, config: bytes | None = None, remote_code: bool = True) -> Path:
+    model = tmp_path / "inputs" / "model"
+    model.mkdir(parents=True)
+    (tmp_path / "inputs" / "data").mkdir()
+    (model / "config.json").write_bytes(config or (NANO / "hf_config.json").read_bytes())  # byte-exact
+    if remote_code:
+        (model / "configuration_nemotron_h.py").write_text(REMOTE_CONFIG)
+    return tmp_path / "inputs"
+
+
+def launch(tmp_path, monkeypatch, inputs: Path | None = None, **kw):
+    monkeypatch.setenv("RECIPE_MILES_DIR", str(MILES))
+    monkeypatch.setenv("RECIPE_MEGATRON_DIR", str(MEGATRON))
+    opts = RunOptions.resolve(load_recipe("nemotron3_nano"), {"inputs_dir": inputs or make_inputs(tmp_path), **kw})
+    return build_launch(opts, run_id="r-1", run_dir=tmp_path / "run", backend="local")
+
+
+def check(lc, monkeypatch):
+    # The job's `python3` is the upstream venv's, as the image's is in the image.
+    monkeypatch.setattr(sys, "executable", str(PYTHON))
+    return argcheck.check_args(lc.recipe, lc.plan)
+
+
+@pytest.mark.parametrize("variant", ["plain", "deterministic", "nodes2"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_upstream_parser_accepts_every_cell(tmp_path, monkeypatch, cell, variant):
+    kw = {"cell": cell, **({"deterministic": True} if variant == "deterministic" else {}),
+          **({"nodes": 2} if variant == "nodes2" else {})}
+    lc = launch(tmp_path, monkeypatch, **kw)
+    assert lc.plan.job_env["PYTHONPATH"].split(":")[:2] == [str(MILES), str(MEGATRON)]
+    c = check(lc, monkeypatch)
+    assert c.status == "ok", c.detail
+    assert c.data["interpreter"] == str(PYTHON) and c.data["result"] == {"status": "ok"}
+
+
+def test_upstream_unknown_flag(tmp_path, monkeypatch):
+    lc = launch(tmp_path, monkeypatch)
+    lc.plan.argv += ["--use-mile-router"]
+    c = check(lc, monkeypatch)
+    assert c.status == "fail" and c.data["lines"] == ["unknown flag --use-mile-router"]
+
+
+def test_upstream_bad_choice(tmp_path, monkeypatch):
+    lc = launch(tmp_path, monkeypatch)
+    lc.plan.argv[lc.plan.argv.index("--optimizer") + 1] = "adamw"
+    (line,) = check(lc, monkeypatch).data["lines"]
+    assert line.startswith("bad value: argument --optimizer: invalid choice: 'adamw'"), line
+
+
+def test_upstream_bad_integer(tmp_path, monkeypatch):
+    lc = launch(tmp_path, monkeypatch)
+    lc.plan.argv[lc.plan.argv.index("--num-rollout") + 1] = "ten"
+    (line,) = check(lc, monkeypatch).data["lines"]
+    assert line == "bad value: argument --num-rollout: invalid int value: 'ten'", line
+
+
+def test_upstream_no_cuda_device_max_connections(tmp_path, monkeypatch):
+    lc = launch(tmp_path, monkeypatch)  # the default cell has TP2; the shim says Hopper
+    del lc.plan.job_env["CUDA_DEVICE_MAX_CONNECTIONS"]
+    monkeypatch.delenv("CUDA_DEVICE_MAX_CONNECTIONS", raising=False)
+    (line,) = check(lc, monkeypatch).data["lines"]
+    assert line.startswith("failed validation (") and "CUDA_DEVICE_MAX_CONNECTIONS" in line, line
+
+
+def test_upstream_deterministic_without_nccl_algo(tmp_path, monkeypatch):
+    lc = launch(tmp_path, monkeypatch, deterministic=True)
+    del lc.plan.job_env["NCCL_ALGO"]
+    monkeypatch.delenv("NCCL_ALGO", raising=False)
+    (line,) = check(lc, monkeypatch).data["lines"]
+    assert "NCCL_ALGO" in line, line
+
+
+def test_upstream_layout_that_does_not_divide_the_world(tmp_path, monkeypatch):
+    lc = launch(tmp_path, monkeypatch)
+    lc.plan.argv[lc.plan.argv.index("--actor-num-gpus-per-node") + 1] = "6"
+    (line,) = check(lc, monkeypatch).data["lines"]
+    assert "world size (6) is not divisible" in line, line
+
+
+def test_upstream_model_dir_without_its_remote_configuration_code(tmp_path, monkeypatch):
+    lc = launch(tmp_path, monkeypatch, inputs=make_inputs(tmp_path, remote_code=False))
+    (line,) = check(lc, monkeypatch).data["lines"]
+    assert line.startswith("failed validation (") and "configuration_nemotron_h.py" in line, line
+
+
+def test_upstream_hf_config_that_disagrees_with_the_model_flags(tmp_path, monkeypatch):
+    cfg = json.loads((NANO / "hf_config.json").read_text())
+    cfg["hidden_size"] += 8
+    lc = launch(tmp_path, monkeypatch, inputs=make_inputs(tmp_path, json.dumps(cfg).encode()))
+    (line,) = check(lc, monkeypatch).data["lines"]
+    assert "hidden_size" in line, line
