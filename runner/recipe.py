@@ -120,6 +120,7 @@ class Recipe:
     default_cell: str
     files: dict[str, str] = field(default_factory=dict)
     host_extras: tuple[str, ...] = ()  # pip extras of this bundle the job's interpreter needs (CPU recipes)
+    record_packages: tuple[str, ...] = ()  # distributions whose versions run.json records (asked of the job)
 
     @property
     def image(self) -> str:
@@ -330,4 +331,5 @@ def load_recipe_dir(path: Path) -> Recipe:
     return Recipe(name=name, dir=path, title=top.str("title", ""), framework=top.str("framework", ""),
                   image_pin=image_pin, commits=commits, model=model, dataset=data_src, inputs_root=inputs_root,
                   hardware=hardware, run_defaults=run_defaults, determinism=determinism, cells=cells,
-                  default_cell=default, files=files, host_extras=top.strs("host_extras", ()))
+                  default_cell=default, files=files, host_extras=top.strs("host_extras", ()),
+                  record_packages=top.strs("record_packages", ()))
