@@ -121,6 +121,7 @@ class Recipe:
     files: dict[str, str] = field(default_factory=dict)
     host_extras: tuple[str, ...] = ()  # pip extras of this bundle the job's interpreter needs (CPU recipes)
     model_family: str = ""  # [model] family: the family module under recipes/lib/families (default: model_type)
+    record_packages: tuple[str, ...] = ()  # distributions whose versions run.json records (asked of the job)
 
     @property
     def image(self) -> str:
@@ -337,4 +338,4 @@ def load_recipe_dir(path: Path) -> Recipe:
                   image_pin=image_pin, commits=commits, model=model, dataset=data_src, inputs_root=inputs_root,
                   hardware=hardware, run_defaults=run_defaults, determinism=determinism, cells=cells,
                   default_cell=default, files=files, host_extras=top.strs("host_extras", ()),
-                  model_family=m.str("family", ""))
+                  model_family=m.str("family", ""), record_packages=top.strs("record_packages", ()))

@@ -11,6 +11,7 @@ from runner.errors import EXIT_REFUSED, RecipeError
 from runner.launch import backends
 from runner.launch import preflight as pf
 from runner.launch import run as runflow
+from runner.launch.packages import recorded_versions
 from runner.launch.ports import launch_env
 from runner.records import replay
 from runner.records.record import create_run_dir, load_record
@@ -23,7 +24,10 @@ from runner.records.rundirs import new_run_id, run_dir_for
               help="Where the replay's run directory goes (default: beside the original).")
 @click.option("--allow-changed-recipe", is_flag=True, help="Replay even if the recipe's files changed.")
 @click.option("--allow-changed-image", is_flag=True, help="Replay even if the pinned image changed.")
-def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool, allow_changed_image: bool) -> int:
+@click.option("--allow-changed-packages", is_flag=True,
+              help="Replay a bitwise run even if the job's package versions differ from the record.")
+def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool, allow_changed_image: bool,
+               allow_changed_packages: bool) -> int:
     """Re-execute exactly what RUN_DIR/run.json records, into a new run directory, and compare.
 
     \b
@@ -48,6 +52,13 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     if diffs:
         raise RecipeError(f"refusing to replay {run_dir.name}: the recipe now renders a different launch: "
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
+    across = replay.package_differences(rec, recorded_versions(recipe, launch.plan))
+    if across and rec.get("determinism") == "bitwise" and not allow_changed_packages:
+        raise RecipeError(f"refusing to replay {run_dir.name}: the job's packages differ from the record "
+                          f"({'; '.join(across)}); a bitwise comparison across versions says nothing about "
+                          "the recipe; --allow-changed-packages to replay anyway", EXIT_REFUSED)
+    for line in across:
+        click.echo(f"replay: comparing across versions: {line}", err=True)
     checks = backends.preflight(launch)
     if pf.failed(checks):
         return runflow.report_cannot_run(launch, checks)
@@ -61,5 +72,7 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     if load_record(target).get("status") in ("succeeded", "gate-failed"):
         comparison = replay.compare(run_dir, target, recipe, rec.get("determinism", "statistical"))
         replay.print_comparison(comparison, str(run_dir), target)
-        replay.write_replay_json(target, str(run_dir), comparison, rc)
+        replay.write_replay_json(target, str(run_dir), comparison, rc, across)
+        if across:
+            click.echo(f"replay: this comparison is across versions ({len(across)} package(s) differ)", err=True)
     return replay.outcome(rc, comparison)

@@ -80,12 +80,32 @@ def same_release(found: str, pin: str) -> bool:
     return found == pin or found.split("+", 1)[0] == pin  # 2.13.0+cpu is torch==2.13.0
 
 
+def job_interpreter(plan: Plan) -> tuple[str, str | None]:
+    """(the plan's interpreter word, its path on the run script's PATH or None)."""
+    word = plan.entrypoint[0] if plan.entrypoint else "python3"
+    return word, (shutil.which(word, path=run_path()) if "/" not in word else word)
+
+
+def recorded_versions(recipe, plan: Plan) -> dict | None:
+    """run.json's `packages`: the versions of the recipe's `record_packages`, asked of the job's own
+    interpreter (in the image, the image's python); None when the recipe names none."""
+    names = sorted(recipe.record_packages)
+    if not names:
+        return None
+    word, interpreter = job_interpreter(plan)
+    if interpreter is None:
+        return {"interpreter": word, "versions": {}, "error": f"{word!r} is not on the run script's PATH"}
+    try:
+        return {"interpreter": interpreter, "versions": installed(interpreter, names)}
+    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as e:
+        return {"interpreter": interpreter, "versions": {}, "error": str(e)}
+
+
 def check_packages(recipe, plan: Plan) -> pf.Check:
     path = run_path()
     missing_programs = [p for p in programs(plan.commands) if shutil.which(p, path=path) is None]
     extras = list(recipe.host_extras)
-    interp_word = plan.entrypoint[0] if plan.entrypoint else "python3"
-    interpreter = shutil.which(interp_word, path=path) if "/" not in interp_word else interp_word
+    interp_word, interpreter = job_interpreter(plan)
     problems, data = [], {"interpreter": interpreter or interp_word, "extras": extras, "programs_missing":
                           missing_programs}
     if missing_programs:

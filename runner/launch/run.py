@@ -24,6 +24,7 @@ from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.launch import preflight as pf
 from runner.launch.backends import backend
+from runner.launch.packages import recorded_versions
 from runner.launch.resolve import Launch
 from runner.records.record import (
     RunRecord,
@@ -117,6 +118,8 @@ def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
         "inputs_verification": inputs.as_dict() if inputs else None,
         "doctor": next((c.data for c in checks if c.name == "image" and c.data), None),
         "host": hostinfo.host(),
+        # Asked of the job's interpreter where the job runs here; a docker or Slurm run's inner record has them.
+        "packages": recorded_versions(r, launch.plan) if launch.backend == "local" else None,
     }
 
 

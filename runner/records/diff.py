@@ -133,6 +133,19 @@ def provenance_diff(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[dict[str
     return rows, same
 
 
+def package_versions(record: dict[str, Any]) -> dict[str, Any]:
+    """{distribution: version or None} that run.json's `packages` records (the job's interpreter's)."""
+    v = get(record, "packages.versions")
+    return v if isinstance(v, dict) else {}
+
+
+def packages_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per recorded package whose version differs (absent on one side shows as <absent>)."""
+    pa, pb = package_versions(a), package_versions(b)
+    return [{"package": k, "a": pa.get(k, MISSING), "b": pb.get(k, MISSING)}
+            for k in sorted(set(pa) | set(pb)) if pa.get(k, MISSING) != pb.get(k, MISSING)]
+
+
 # -- metrics ----------------------------------------------------------------------------------------
 
 def rel_diff(a: float, b: float) -> float:
@@ -198,6 +211,8 @@ def diff(a: Side, b: Side, expected: Expected | None) -> dict[str, Any]:
             "b": {"label": b.label, "run_id": b.record.get("run_id"), "run_dir": b.run_dir},
             "expected": str(expected.path) if expected else None,
             "provenance_compared": not missing, "provenance": rows, "provenance_same": same,
+            "packages_recorded": [x.label for x in (a, b) if package_versions(x.record)],
+            "packages": packages_diff(a.record, b.record) if not missing else [],
             "metrics": metrics_diff(a.series, b.series, expected),
             "notes": a.notes + b.notes}
 
@@ -221,6 +236,17 @@ def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
+def _packages_text(d: dict[str, Any]) -> list[str]:
+    pk, recorded = d.get("packages", []), d.get("packages_recorded", [])
+    if len(recorded) < 2:
+        return [f"packages: not compared ({'only one side records' if recorded else 'neither side records'} "
+                "package versions)", ""]
+    lines = [f"packages: {len(pk)} version(s) differ"]
+    if pk:
+        lines += _table(("package", "A", "B"), [(r["package"], _cell(r["a"]), _cell(r["b"])) for r in pk])
+    return [*lines, ""]
+
+
 def format_text(d: dict[str, Any]) -> str:
     # `recipe diff BASE OTHER`: the base (B) first, as the user typed it
     lines = [f"B (base):  {d['b']['label']}", f"A (other): {d['a']['label']}", ""]
@@ -232,6 +258,7 @@ def format_text(d: dict[str, Any]) -> str:
     if prov:
         lines += _table(("field", "A", "B"), [(_cell(r["field"], 48), _cell(r["a"]), _cell(r["b"])) for r in prov])
     lines.append("")
+    lines += _packages_text(d)
     rows = []
     for m in d["metrics"]:
         if "only_in" in m:

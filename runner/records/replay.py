@@ -152,6 +152,14 @@ def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: 
     return reasons
 
 
+def package_differences(rec: dict, now: dict | None) -> list[str]:
+    """'torch: recorded 2.13.0+cpu, now 2.14.1' for each recorded package whose version differs now."""
+    before = (rec.get("packages") or {}).get("versions") or {}
+    after = (now or {}).get("versions") or {}
+    return [f"{k}: recorded {before.get(k)}, now {after.get(k)}" for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k)]
+
+
 def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: dict[str, str]) -> Launch:
     env = rec["script_env"]
     opts = RunOptions.resolve(recipe, {
@@ -235,8 +243,11 @@ def load_replayable(run_dir: Path) -> dict:
     return rec
 
 
-def write_replay_json(replay_dir: Path, original: str, c: Comparison, rc: int) -> None:
-    write_json_atomic(replay_dir / "replay.json", {"original": original, "run_exit_code": rc, **c.as_dict()})
+def write_replay_json(replay_dir: Path, original: str, c: Comparison, rc: int,
+                      across_versions: list[str] | None = None) -> None:
+    extra = {"across_versions": across_versions} if across_versions else {}
+    write_json_atomic(replay_dir / "replay.json", {"original": original, "run_exit_code": rc, **c.as_dict(),
+                                                  **extra})
 
 
 def outcome(rc: int, c: Comparison | None) -> int:
