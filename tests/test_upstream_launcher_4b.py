@@ -123,3 +123,18 @@ def test_30b_differs_from_upstream_only_where_documented(miles_tree, monkeypatch
     got = _without_bundle_flags(list(plan.argv))
     got.remove("--use-miles-router")
     assert got == want[2:]
+
+
+def test_4b_run_script_requires_what_recipe_toml_states():
+    """The 4B's run.sh re-defaults nothing recipe.toml states: a missing RECIPE_TP is exit 2, named."""
+    import subprocess
+    plan = render_plan(load_recipe("nemotron3_nano_4b"), None, inputs_dir=Path("/in"), output_dir=Path("/out"),
+                       run_dir=Path("/run"), run_id="t")
+    env = {"PATH": os.environ["PATH"], "RECIPE_DRY_RUN": "1", "NCCL_NVLS_ENABLE": "0", **plan.script_env}
+    script = ROOT / "recipes" / "nemotron3_nano_4b" / "run.sh"
+    ok = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    env.pop("RECIPE_TP")
+    bad = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "RECIPE_TP is not set" in bad.stderr

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # nemotron3_nano_4b: GRPO of the dense Nemotron-3-Nano-4B-BF16 with miles, run on the head node inside
-# the pinned image. `recipe run` sets the RECIPE_* variables below; by hand, the defaults are the
-# recipe's default cell on 1 node x 8 H100 or H200. RECIPE_DRY_RUN=1 prints each command instead.
+# the pinned image. `recipe run` sets the RECIPE_* variables below from recipe.toml; by hand,
+# set them (`recipe plan nemotron3_nano_4b` prints them). RECIPE_DRY_RUN=1 prints each command instead.
 #
 # The shared miles GRPO blocks live in ../lib/miles_grpo.sh; this file holds only what differs,
 # as the 4B row of upstream's `_RECIPES` (scripts/run_nemotron_3_nano.py, miles 78527b91).
@@ -14,19 +14,11 @@ source "$here/../lib/launch.sh"
 # shellcheck source=../lib/miles_grpo.sh
 source "$here/../lib/miles_grpo.sh"
 
-# ---- inputs -------------------------------------------------------------------------------
-: "${RECIPE_INPUTS_DIR:=/root/miles_data/nemotron3_nano}"
-: "${RECIPE_MODEL_DIR:=$RECIPE_INPUTS_DIR/model}"
-: "${RECIPE_DATA_DIR:=$RECIPE_INPUTS_DIR/data}"
-: "${RECIPE_OUTPUT_DIR:=/root/miles_data/nemotron3_nano_4b_output}"
-: "${RECIPE_RUN_DIR:=$RECIPE_OUTPUT_DIR/run}"
-: "${RECIPE_RUN_ID:=nemotron3_nano_4b-$$}"
-# parallelism cell (default: TP2 PP2 CP1 EP1 ETP1 + SP; dense, so EP/ETP stay 1)
-: "${RECIPE_TP:=2}" "${RECIPE_PP:=2}" "${RECIPE_CP:=1}" "${RECIPE_EP:=1}" "${RECIPE_ETP:=1}"
-: "${RECIPE_SP:=1}" "${RECIPE_MAX_TOKENS_PER_GPU:=9216}"
-: "${RECIPE_NODES:=1}" "${RECIPE_GPUS_PER_NODE:=8}"
-: "${RECIPE_NUM_ROLLOUT:=10}" "${RECIPE_SEED:=1234}" "${RECIPE_ROLLOUT_SEED:=42}"
-: "${RECIPE_DETERMINISTIC:=0}"
+# ---- values recipe.toml states (`recipe run` passes them; nothing is re-defaulted here) ----
+recipe_require RECIPE_MODEL_DIR RECIPE_DATA_DIR RECIPE_OUTPUT_DIR RECIPE_RUN_DIR RECIPE_RUN_ID \
+  RECIPE_TP RECIPE_PP RECIPE_CP RECIPE_EP RECIPE_ETP RECIPE_SP RECIPE_MAX_TOKENS_PER_GPU \
+  RECIPE_NODES RECIPE_GPUS_PER_NODE RECIPE_NUM_ROLLOUT RECIPE_SEED RECIPE_ROLLOUT_SEED RECIPE_DETERMINISTIC
+# Where the image has miles and Megatron, and the optional cluster/wandb settings.
 : "${RECIPE_MILES_DIR:=/root/miles}" "${RECIPE_MEGATRON_DIR:=/root/Megatron-LM}"
 : "${MASTER_ADDR:=127.0.0.1}"
 # RECIPE_RAY_ADDRESS: join an existing cluster (multi-node); otherwise a head is started here.
