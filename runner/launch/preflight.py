@@ -128,7 +128,9 @@ def check_gpus(need_per_node: int, model: str | None, min_mem_gib: float | None)
         return fail("gpus", f"{len(gpus)} GPU(s) visible, need {want}",
                     "run on a full node, or pick a cell/--gpus-per-node that fits (recipe plan NAME --gpus N)")
     names = {g["name"] for g in gpus}
-    if model and not all(model in n for n in names):
+    # recipe.toml's `gpu` may name alternatives verified alike: "H100/H200".
+    models = [m.strip() for m in (model or "").split("/") if m.strip()]
+    if models and not all(any(m in n for m in models) for n in names):
         return fail("gpus", f"GPUs are {', '.join(sorted(names))}, the recipe was verified on {model}",
                     f"run on {model} nodes, or --skip-preflight gpus to try anyway")
     if min_mem_gib:
