@@ -34,7 +34,8 @@ def base_install_fixture(tmp_path_factory) -> dict[str, str]:
 
 
 def cli(base_install: dict[str, str], *args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in base_install.items() if k != "python"}
+    # wide: the tests read a check's whole detail from one line (the console wraps to the width)
+    env = {k: v for k, v in base_install.items() if k != "python"} | {"COLUMNS": "400"}
     env.update(extra)
     return subprocess.run([base_install["python"], "-m", "runner.cli", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=120)

@@ -65,8 +65,8 @@ def test_bootstrap_installs_the_lock_with_require_hashes(tmp_path):
 def bundle(tmp_path):
     b = make_bundle(tmp_path, ROOT / "tests" / "data" / "echo_recipe", "echo")
     toml = b / "recipes" / "echo" / "recipe.toml"
-    toml.write_text(toml.read_text().replace('framework = "test"\n',
-                                             f'framework = "test"\nrecord_packages = {json.dumps(RECORDED)}\n'))
+    toml.write_text(toml.read_text().replace('framework = "script"\n',
+                                             f'framework = "script"\nrecord_packages = {json.dumps(RECORDED)}\n'))
     assert recipe("lock", "echo", "--recipe-files", env=clean_env(RECIPE_BUNDLE_ROOT=str(b)), cwd=b).returncode == 0
     return b
 

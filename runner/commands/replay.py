@@ -52,6 +52,10 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     if diffs:
         raise RecipeError(f"refusing to replay {run_dir.name}: the recipe now renders a different launch: "
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
+    # A machine that cannot run it at all (packages missing, no GPU) says so with its fixes first (exit 3).
+    checks = backends.preflight(launch)
+    if pf.failed(checks):
+        return runflow.report_cannot_run(launch, checks)
     across = replay.package_differences(rec, recorded_versions(recipe, launch.plan))
     if across and rec.get("determinism") == "bitwise" and not allow_changed_packages:
         raise RecipeError(f"refusing to replay {run_dir.name}: the job's packages differ from the record "
@@ -59,9 +63,6 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
                           "the recipe; --allow-changed-packages to replay anyway", EXIT_REFUSED)
     for line in across:
         click.echo(f"replay: comparing across versions: {line}", err=True)
-    checks = backends.preflight(launch)
-    if pf.failed(checks):
-        return runflow.report_cannot_run(launch, checks)
     create_run_dir(target.parent, run_id)
     click.echo(f"replay: {run_dir.name} -> {run_id}; it will run {launch.recipe.path('run_script')}, which runs:",
                err=True)
