@@ -163,8 +163,10 @@ def bundle(tmp_path):
 
 
 def test_run_preflight_and_doctor_report_a_flag_the_parser_rejects(tmp_path, bundle):
-    run = bundle / "recipes" / "nemotron3_nano" / "run.sh"
-    run.write_text(run.read_text().replace("  --colocate\n", "  --colocate\n  --no-such-flag 7\n"))
+    run = bundle / "recipes" / "lib" / "miles_grpo.sh"  # the shared misc block holds --colocate
+    planted = run.read_text().replace("    --colocate\n", "    --colocate\n    --no-such-flag 7\n", 1)
+    assert planted != run.read_text()
+    run.write_text(planted)
     inputs = make_inputs(tmp_path)
     env = clean_env(RECIPE_BUNDLE_ROOT=str(bundle), RECIPE_MILES_DIR=str(FAKE), RECIPE_INPUTS_DIR=str(inputs))
     p = recipe("run", "nemotron3_nano", "--backend", "local", "--dry-run", "--runs-dir", str(tmp_path / "runs"),
@@ -174,7 +176,7 @@ def test_run_preflight_and_doctor_report_a_flag_the_parser_rejects(tmp_path, bun
     p = recipe("doctor", "nemotron3_nano", "--json", env=env, cwd=tmp_path)
     rows = [r for r in json.loads(p.stdout)["rows"] if r["kind"] == "args"]
     assert [(r["status"], r["detail"]) for r in rows] == [("error", "unknown flag --no-such-flag 7")]
-    run.write_text(run.read_text().replace("  --no-such-flag 7\n", ""))
+    run.write_text(run.read_text().replace("    --no-such-flag 7\n", ""))
     p = recipe("doctor", "nemotron3_nano", "--json", env=env, cwd=tmp_path)
     rows = [r for r in json.loads(p.stdout)["rows"] if r["kind"] == "args"]
     assert [r["status"] for r in rows] == ["ok"]
