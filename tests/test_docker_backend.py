@@ -181,7 +181,8 @@ def test_tiny_recipe_runs_from_the_cpu_base_alone(docker_engine: Engine, cpu_ima
     bundle = ri.bundle_digest(ROOT)
     tag = ri.auto_tag(bundle, cpu_image.base_ref)
     docker_engine.run("image", "rm", tag, check=False)  # a first run on this node: nothing to reuse
-    extra = {"RECIPE_IMAGE": cpu_image.base_ref, **docker_engine.env}
+    # Wide console: the preflight wraps its text to the width, and the phrases below are asserted whole.
+    extra = {"RECIPE_IMAGE": cpu_image.base_ref, "COLUMNS": "400", **docker_engine.env}
     if not memlock_raisable():
         extra["RECIPE_DOCKER_MEMLOCK"] = "host"
     env = clean_env(**extra)
