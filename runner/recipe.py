@@ -122,6 +122,8 @@ class Recipe:
     host_extras: tuple[str, ...] = ()  # pip extras of this bundle the job's interpreter needs (CPU recipes)
     model_family: str = ""  # [model] family: the family module under recipes/lib/families (default: model_type)
     record_packages: tuple[str, ...] = ()  # distributions whose versions run.json records (asked of the job)
+    # the table named after the framework ([miles] ...): read by that framework's adapter only
+    framework_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def image(self) -> str:
@@ -266,6 +268,13 @@ class _Table:
         return _Table(self.file, key if not self.name else f"{self.name}.{key}", self.data[key])
 
 
+def _framework_table(data: Any, f: Path, framework: str) -> dict[str, Any]:
+    """The recipe's [<framework>] table, kept whole for that framework's adapter to read."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{f}: [{framework}] must be a table (the {framework} adapter's settings), got {data!r}")
+    return dict(data)
+
+
 def _cell(t: _Table, name: str) -> Cell:
     diff = t.data.get("measured_logprob_abs_diff")
     if diff is not None and (not isinstance(diff, list) or len(diff) != 2
@@ -338,4 +347,5 @@ def load_recipe_dir(path: Path) -> Recipe:
                   image_pin=image_pin, commits=commits, model=model, dataset=data_src, inputs_root=inputs_root,
                   hardware=hardware, run_defaults=run_defaults, determinism=determinism, cells=cells,
                   default_cell=default, files=files, host_extras=top.strs("host_extras", ()),
-                  model_family=m.str("family", ""), record_packages=top.strs("record_packages", ()))
+                  model_family=m.str("family", ""), record_packages=top.strs("record_packages", ()),
+                  framework_options=_framework_table(top.data.get(framework, {}), f, framework))

@@ -10,11 +10,10 @@ Shimmed, test-only (ci/upstream/recipe_upstream_gpu_shim.py, loaded only in that
 queries answer as on the image's H200 — torch.cuda.get_device_capability() -> (9, 0), Megatron's
 get_device_arch_version() -> 9, is_te_min_version() as for Transformer Engine 2.17.0. Nothing else.
 
-Remote code: config.json's auto_map names configuration_nemotron_h.py, whose real file (12,893 bytes)
-is not available here. The test writes one that re-exports transformers' own NemotronHConfig. That
-proves the shipped config.json (byte-exact) loads through the trust_remote_code path and passes miles'
-hf_validate_args against model_args.txt as transformers' class reads it; it does NOT prove the real
-remote file reads it the same way (the image loads the real file).
+Remote code: see tests/upstream_stack.py (a configuration_nemotron_h.py that re-exports transformers'
+NemotronHConfig stands in for the real remote file, which is not available here): the shipped
+config.json (byte-exact) loads through the trust_remote_code path and passes miles' hf_validate_args
+against model_args.txt as transformers' class reads it; the real remote file may read it otherwise.
 
 Differs from the image: SGLang's server args here are sglang 0.5.16 from PyPI, not the image's
 sglang-miles cb05a44f; torch is 2.14.1 CPU-capable, not the image's 2.11.0; Python 3.11, not 3.12.
@@ -23,55 +22,17 @@ sglang-miles cb05a44f; torch is 2.14.1 CPU-capable, not the image's 2.11.0; Pyth
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, required
+from upstream_stack import MEGATRON, MILES, NANO, PYTHON, launch, make_inputs
 
 from runner.launch import argcheck
-from runner.launch.options import RunOptions
-from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe
 
-UPSTREAM = Path(os.environ.get("RECIPE_TEST_UPSTREAM_DIR", "/opt/recipe-upstream/current"))
-MILES = UPSTREAM / "src" / "miles-78527b91"
-MEGATRON = UPSTREAM / "src" / "Megatron-LM-37f91617"
-PYTHON = UPSTREAM / "venv" / "bin" / "python3"
-NANO = ROOT / "recipes" / "nemotron3_nano"
 CELLS = sorted(load_recipe("nemotron3_nano").cells)
-
-if not (PYTHON.exists() and MILES.is_dir() and MEGATRON.is_dir()):
-    why = f"the upstream test environment is not at {UPSTREAM} (run ci/upstream_env.sh)"
-    if required():
-        pytest.fail(f"CI=true but {why}", pytrace=False)
-    pytest.skip(why, allow_module_level=True)
-
-REMOTE_CONFIG = ("# Written by tests/test_upstream_args.py: NOT the model's real remote code.\n"
-                 "from transformers.models.nemotron_h.configuration_nemotron_h import NemotronHConfig  # noqa: F401\n")
-
-
-def make_inputs(tmp_path: Path, config: bytes | None = None, remote_code: bool = True) -> Path:
-    model = tmp_path / "inputs" / "model"
-    model.mkdir(parents=True)
-    (tmp_path / "inputs" / "data").mkdir()
-    (model / "config.json").write_bytes(config or (NANO / "hf_config.json").read_bytes())  # byte-exact
-    if remote_code:
-        (model / "configuration_nemotron_h.py").write_text(REMOTE_CONFIG)
-    return tmp_path / "inputs"
-
-
-def launch(tmp_path, monkeypatch, inputs: Path | None = None, **kw):
-    monkeypatch.setenv("RECIPE_MILES_DIR", str(MILES))
-    monkeypatch.setenv("RECIPE_MEGATRON_DIR", str(MEGATRON))
-    opts = RunOptions.resolve(load_recipe("nemotron3_nano"), {"inputs_dir": inputs or make_inputs(tmp_path), **kw})
-    return build_launch(opts, run_id="r-1", run_dir=tmp_path / "run", backend="local")
 
 
 def check(lc, monkeypatch):
-    # The job's `python3` is the upstream venv's, as the image's is in the image.
-    monkeypatch.setattr(sys, "executable", str(PYTHON))
     return argcheck.check_args(lc.recipe, lc.plan)
 
 

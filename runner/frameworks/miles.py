@@ -54,12 +54,8 @@ class Miles(Framework):
 
             return check_args(launch.recipe, launch.plan)
         if name == "model":
-            try:
-                from runner.launch.modelcheck import check_model  # the `model` preflight (issue 19 §2)
-            except ImportError:
-                from runner.launch import preflight as pf
+            from runner.frameworks.miles_model import check_model
 
-                return pf.na("model", "this runner has no `model` preflight module (runner/launch/modelcheck.py)")
             return check_model(launch.recipe, launch.plan)
         if name == "packages":
             from runner.launch.packages import check_packages

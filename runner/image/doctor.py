@@ -237,6 +237,41 @@ def args_rows(recipe) -> list[Row]:
     return [Row("args", name, "accepted by miles", "rejected", ERROR, line) for line in lines]
 
 
+def model_rows(recipe) -> list[Row]:
+    """`recipe doctor NAME`: the model the stack builds in bridge mode against the recipe
+    (runner/frameworks/miles_model.py), one row per compared field and per problem."""
+    from runner.frameworks import framework_of
+    from runner.launch.plan import render_plan
+
+    fw = framework_of(recipe)
+    if "model" not in fw.PREFLIGHT:
+        return []
+    check = fw.preflight_check("model", _DoctorLaunch(recipe, render_plan(recipe)))
+    data = check.data or {}
+    if check.status in ("skipped", "n/a") or not data.get("rows"):
+        found = "not checked" if check.status in ("skipped", "n/a") else "not built"
+        status = SKIPPED if check.status in ("skipped", "n/a") else ERROR
+        return [Row("model", f"{recipe.name} model", "built as the recipe states", found, status, check.detail)]
+    rows = [Row("model", r["field"], repr(r["claimed"]), repr(r["built"]),
+                {"ok": OK, "accepted": OK, "differs": ERROR}[r["status"]],
+                r["source"] + (f"; accepted: {r['why']}" if r["why"] else "")) for r in data["rows"]]
+    bridge = (data.get("bridge") or {}).get("name") or "?"
+    want = recipe.framework_options.get("bridge") or bridge
+    rows.insert(0, Row("model", "bridge", want, bridge, OK if bridge == want else ERROR,
+                       (data.get("bridge") or {}).get("module", "")))
+    # the problems that are not one field's: a plugin that failed to load, a failed finalize()
+    rows += [Row("model", "plugin" if line.startswith("plugin:") else "finalize", "no problem", "problem", ERROR, line)
+             for line in data.get("lines", []) if line.startswith(("plugin:", "finalize()"))]
+    return rows
+
+
+@dataclass
+class _DoctorLaunch:
+    """What a framework's preflight check reads of a launch: the recipe and its rendered plan."""
+    recipe: object
+    plan: object
+
+
 def run_doctor(recipe=None, with_args: bool = False) -> DoctorReport:
     path = lock_path(recipe)
     lock = load_lock(path)
@@ -259,4 +294,5 @@ def run_doctor(recipe=None, with_args: bool = False) -> DoctorReport:
         report.rows.append(check_import("plugin", module))
     if with_args and recipe is not None:
         report.rows.extend(args_rows(recipe))
+        report.rows.extend(model_rows(recipe))
     return report

@@ -109,12 +109,13 @@ def job_process_env(plan: Plan, environ: dict[str, str] | None = None) -> dict[s
 
 
 def run_parser(interpreter: str, script: str, argv: list[str], env: dict[str, str],
-               timeout: float) -> tuple[dict, str]:
-    """(result, last lines of the child's output). The child runs in a session of its own, so a
-    timeout ends it and anything it started by its process group id."""
+               timeout: float, child: str = CHILD) -> tuple[dict, str]:
+    """(result, last lines of the child's output). The child (CHILD, or another program taking the
+    same OUT_JSON SCRIPT ARGV...) runs in a session of its own, so a timeout ends it and anything it
+    started by its process group id."""
     with tempfile.TemporaryDirectory(prefix="recipe-argcheck-") as tmp:
         out = Path(tmp) / "result.json"
-        proc = subprocess.Popen([interpreter, "-c", CHILD, str(out), script, *argv], env=env, cwd=tmp,
+        proc = subprocess.Popen([interpreter, "-c", child, str(out), script, *argv], env=env, cwd=tmp,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                                 start_new_session=True)
         try:

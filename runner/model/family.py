@@ -11,6 +11,8 @@ so the recipes directory needs no install. What the runner calls (docs/adapters.
   shape(cfg) -> obj with total_params(), expert_params()   (ValueError naming the field)
   estimate_memory(shape, layout, world, MemorySettings, capacity_bytes) -> MemoryEstimate
   CALIBRATION                            one line saying what the memory model was fitted to
+  provider_claims(cfg) -> [(field, value, source)]   optional: what config.json states beyond the
+                                         model flags, for a framework's `model` preflight
 
 A family may leave out the memory model (shape/estimate_memory): lint still runs its rules and
 `recipe plan --gpus` says that the family has none.

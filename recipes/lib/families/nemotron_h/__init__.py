@@ -18,7 +18,7 @@ from . import memory as _memory
 from .parallel import mamba_layout_errors, ssm_counts
 from .rules import is_nemotron_h
 from .rules import model_findings as _model_findings
-from .shape import ModelShape
+from .shape import ModelShape, layer_pattern
 
 NAME = "nemotron_h"
 CALIBRATION = _memory.CALIBRATION
@@ -47,3 +47,23 @@ def shape(cfg: dict[str, Any]) -> ModelShape:
 def estimate_memory(model: ModelShape, lay: Layout, world: int, settings: MemorySettings,
                     capacity_bytes: int) -> MemoryEstimate:
     return _memory.estimate_memory(model, lay, world, settings, capacity_bytes)
+
+
+# Megatron provider field -> the config.json key that states it, for the fields no model flag
+# carries (the `model` preflight compares them with what the bridge built; docs/adapters.md).
+_PROVIDER_FIELDS = {
+    "hybrid_override_pattern": "hybrid_override_pattern",
+    "mamba_num_heads": "mamba_num_heads",
+    "mamba_head_dim": "mamba_head_dim",
+    "mamba_num_groups": "n_groups",
+    "mamba_state_dim": "ssm_state_size",
+    "seq_length": "max_position_embeddings",
+}
+
+
+def provider_claims(cfg: dict[str, Any], where: str = "hf_config.json") -> list[tuple[str, Any, str]]:
+    """(provider field, value, source) for what the recipe's config.json states beyond the model flags."""
+    out = [(field, cfg[key], f"{where} {key}") for field, key in _PROVIDER_FIELDS.items() if key in cfg]
+    if "hybrid_override_pattern" not in cfg and layer_pattern(cfg):
+        out.insert(0, ("hybrid_override_pattern", layer_pattern(cfg), f"{where} layers_block_type"))
+    return out
