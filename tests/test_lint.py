@@ -9,7 +9,7 @@ from conftest import ROOT, clean_env, recipe
 
 from runner.frameworks.miles_traps import recipe_findings
 from runner.lint import lint_recipe
-from runner.recipe import load_recipe
+from runner.recipe import list_recipes, load_recipe
 
 NANO_DIR = ROOT / "recipes" / "nemotron3_nano"
 MODEL_ARGS = (NANO_DIR / "model_args.txt").read_text()
@@ -364,3 +364,14 @@ def test_an_unknown_framework_is_a_usage_error_naming_the_field(tmp_path):
     p = recipe("lint", "toy_x", env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
     assert p.returncode == 2 and "field 'framework'" in p.stderr and "'deepspeed'" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_every_shipped_recipe_lints_without_errors_and_says_what_it_skipped(name):
+    report = lint_recipe(name)
+    assert report.errors == [], [f.message for f in report.errors]
+    # each group is either checked or skipped with its reason: never silently left out
+    assert set(report.checked) | set(report.skipped) == {"provenance", "model", "recipe", "layout"}
+    assert all(report.skipped.values())
+    if load_recipe(name).framework == "miles":  # Megatron model flags: the family's rules ran
+        assert "model" in report.checked and "layout" in report.checked

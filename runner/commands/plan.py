@@ -49,7 +49,11 @@ def _print_text(p: Plan) -> None:
               help="Also show what this backend runs around the run script (docker run / the sbatch script).")
 @click.option("--gpus", type=int, help="Instead of the launch: the layouts legal on N GPUs in all (over --nodes), "
               "each with a per-GPU memory estimate.")
-def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, backend: str, **kw) -> None:
+@click.option("--gpu", "gpu_model", type=click.Choice(["H100", "H200"]),
+              help="With --gpus: the card to size for (default: the recipe's [hardware] gpu; a recipe "
+              "for either, such as \"H100/H200\", is sized for its smallest stated memory).")
+def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, backend: str,
+             gpu_model: str | None, **kw) -> None:
     """Print the fully resolved launch of recipe NAME, with no side effects.
 
     Shows the trainer's argv, the job environment and every command the run script would
@@ -58,10 +62,12 @@ def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, b
     """
     recipe = load_recipe(name)
     cli = pop_cli(kw)
+    if gpu_model and gpus is None:
+        raise click.UsageError("--gpu sizes the layout table: give --gpus N with it")
     if gpus is not None:
         from runner.model.planner import format_table, plan_layouts
 
-        result = plan_layouts(recipe, gpus, cli["nodes"])
+        result = plan_layouts(recipe, gpus, cli["nodes"], gpu=gpu_model)
         click.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_table(result))
         return
     opts = RunOptions.resolve(recipe, cli)

@@ -58,6 +58,7 @@ class PlannerResult:
     expert_params: int
     settings: MemorySettings
     calibration: str = ""
+    config_source: str = "config.json"  # the file the shape was counted from
     rows: list[LayoutRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -160,7 +161,9 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
     capacity = capacity_bytes(gpu, hw.min_gpu_memory_gib)
     result = PlannerResult(recipe=recipe.name, gpus=gpus, nodes=nodes, gpu=gpu, capacity_gib=gib(capacity),
                            total_params=shape.total_params(), expert_params=shape.expert_params(),
-                           settings=settings, calibration=getattr(family, "CALIBRATION", ""))
+                           settings=settings, calibration=getattr(family, "CALIBRATION", ""),
+                           config_source="the given config" if hf_config is not None
+                           else recipe_hf_config_path(recipe).name)
     if not settings.colocate:
         result.notes.append("not colocated: rollout engines run on other GPUs; only the trainer is estimated")
     if not settings.full_recompute:
@@ -211,7 +214,7 @@ def format_table(result: PlannerResult, max_over: int = 6) -> str:
         f"# {result.recipe} on {result.gpus} GPU(s) = {result.nodes} node(s) x {result.gpus // result.nodes} "
         f"{result.gpu} ({result.capacity_gib:.1f} GiB each)",
         f"# model: {result.total_params:,} parameters ({result.expert_params:,} in routed experts), "
-        f"counted from config.json",
+        f"counted from {result.config_source}",
         f"# GiB per GPU, heaviest pipeline stage; max_tokens_per_gpu {s.max_tokens_per_gpu}, "
         f"rollout mem_fraction_static {s.rollout_mem_fraction:g}, colocate={s.colocate}, "
         f"offload train/rollout={s.offload_train}/{s.offload_rollout_weights}, "
