@@ -7,6 +7,13 @@ Format (schema 1)
 -----------------
     schema = 1
 
+    # Optional: start from another file's rules (a path relative to this file), e.g. the rules
+    # shared by the recipes of one framework. A [[rule]] here with the name of one of its rules
+    # replaces that rule whole, in its place; other rules here are added after them; `drop`
+    # removes rules by name. Its [domains] apply here too, and may be narrowed again.
+    extends = "../lib/miles_grpo_expected.toml"
+    drop = ["rule_name"]
+
     # Optional. Narrows the value range a metric can take; used only to reject, at load time,
     # rules that could never fail (or never pass). Built-in ranges (KNOWN_DOMAINS) cover the
     # miles metrics; an entry here may only narrow them, never widen them.
@@ -184,6 +191,7 @@ class Expected:
     path: Path
     rules: tuple[Rule, ...]
     domains: dict[str, tuple[float, float]] = field(default_factory=dict)
+    extends: tuple[Path, ...] = ()  # the files this one extends, nearest first
 
     def domain(self, metric: str) -> tuple[float, float]:
         return domain_of(metric, self.domains)
@@ -211,8 +219,9 @@ def domain_of(metric: str, overrides: dict[str, tuple[float, float]] | None = No
 
 # -- loading ---------------------------------------------------------------------------------
 
-def load_expected(path: str | Path) -> Expected:
-    """Read and validate an expected-metrics file; any problem is a one-line UsageError."""
+def load_expected(path: str | Path, _chain: tuple[Path, ...] = ()) -> Expected:
+    """Read and validate an expected-metrics file (and the file it extends); any problem is a
+    one-line UsageError naming the file."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -222,10 +231,10 @@ def load_expected(path: str | Path) -> Expected:
         raise UsageError(f"{path}: is a directory, not an expected-metrics file") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
-    return parse_expected_text(raw, path)
+    return parse_expected_text(raw, path, _chain)
 
 
-def parse_expected_text(raw: bytes, path: Path) -> Expected:
+def parse_expected_text(raw: bytes, path: Path, _chain: tuple[Path, ...] = ()) -> Expected:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -238,35 +247,80 @@ def parse_expected_text(raw: bytes, path: Path) -> Expected:
         raise UsageError(f"{path}: not valid TOML ({one_line(str(e))[:80]})") from None
     except RecursionError:
         raise UsageError(f"{path}: not valid TOML (nested too deeply)") from None
-    return parse_expected(data, path)
+    return parse_expected(data, path, _chain)
 
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def parse_expected(data: dict[str, Any], path: Path) -> Expected:
+def parse_expected(data: dict[str, Any], path: Path, _chain: tuple[Path, ...] = ()) -> Expected:
     if data.get("schema") != SCHEMA:
         raise UsageError(f"{path}: field 'schema' must be {SCHEMA}, got {data.get('schema')!r}")
-    unknown = set(data) - {"schema", "domains", "rule"}
+    unknown = set(data) - {"schema", "domains", "rule", "extends", "drop"}
     if unknown:
         raise UsageError(f"{path}: unknown top-level key {_short(sorted(unknown)[0])} "
-                         "(expected: schema, [domains], [[rule]])")
-    domains = _parse_domains(data.get("domains", {}), path)
+                         "(expected: schema, extends, drop, [domains], [[rule]])")
+    base = _base(data, path, _chain)
+    domains = {**(base.domains if base else {}), **_parse_domains(data.get("domains", {}), path)}
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list):
         raise UsageError(f"{path}: field 'rule': expected an array of tables ([[rule]]), got {_toml_type(raw_rules)}")
-    if not raw_rules:
+    if not raw_rules and base is None:
         raise UsageError(f"{path}: no [[rule]] entries; an expected-metrics file needs at least one rule")
-    rules: list[Rule] = []
+    own: list[Rule] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_rules):
         rule = _parse_rule(raw, i, path, domains)
         if rule.name in seen:
             raise UsageError(f"{path}: rule '{rule.name}': field 'name': duplicate rule name")
         seen.add(rule.name)
-        rules.append(rule)
-    return Expected(path=path, rules=tuple(rules), domains=domains)
+        own.append(rule)
+    rules = own if base is None else _merge(base, own, _drop(data, path, base, seen))
+    if not rules:
+        raise UsageError(f"{path}: field 'drop' leaves no rule; an expected-metrics file needs at least one")
+    return Expected(path=path, rules=tuple(rules), domains=domains,
+                    extends=(base.path, *base.extends) if base else ())
+
+
+def _base(data: dict[str, Any], path: Path, chain: tuple[Path, ...]) -> Expected | None:
+    """The file named by `extends` (relative to this one), loaded and validated on its own."""
+    if "extends" not in data:
+        if "drop" in data:
+            raise UsageError(f"{path}: field 'drop' needs 'extends' (it removes rules of the extended file)")
+        return None
+    ext = data["extends"]
+    if not isinstance(ext, str) or not ext.strip():
+        raise UsageError(f"{path}: field 'extends': expected a path relative to this file, got {_short(ext)}")
+    here = path.resolve()
+    target = (path.parent / ext).resolve()
+    if target in (*chain, here):
+        raise UsageError(f"{path}: field 'extends': {ext} extends back to this file (a cycle)")
+    if len(chain) >= 4:
+        raise UsageError(f"{path}: field 'extends': more than 4 files deep")
+    return load_expected(path.parent / ext, (*chain, here))
+
+
+def _drop(data: dict[str, Any], path: Path, base: Expected, own: set[str]) -> set[str]:
+    drop = data.get("drop", [])
+    if not isinstance(drop, list) or not all(isinstance(n, str) for n in drop):
+        raise UsageError(f"{path}: field 'drop': expected an array of rule names, got {_short(drop)}")
+    names = {r.name for r in base.rules}
+    for n in drop:
+        if n not in names:
+            raise UsageError(f"{path}: field 'drop': no rule {_short(n)} in {base.path}")
+        if n in own:
+            raise UsageError(f"{path}: rule '{n}': both dropped and redefined; do one")
+    return set(drop)
+
+
+def _merge(base: Expected, own: list[Rule], drop: set[str]) -> list[Rule]:
+    """The base's rules in order, each replaced whole by this file's rule of the same name; then
+    this file's new rules. A replaced completion rule stays where it was."""
+    mine = {r.name: r for r in own}
+    merged = [mine.get(r.name, r) for r in base.rules if r.name not in drop]
+    base_names = {r.name for r in base.rules}
+    return merged + [r for r in own if r.name not in base_names]
 
 
 def _toml_type(v: Any) -> str:
