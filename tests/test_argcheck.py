@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, clean_env, recipe
 
-from runner.launch import argcheck
+from runner.frameworks import miles_args as argcheck
 from runner.launch.options import RunOptions
 from runner.launch.resolve import build_launch
 from runner.recipe import load_recipe

@@ -1,4 +1,4 @@
-"""The `args` preflight (runner/launch/argcheck.py, as it is) against the REAL upstream parser.
+"""The `args` preflight (runner/frameworks/miles_args.py, as it is) against the REAL upstream parser.
 
 miles 78527b91 and radixark/Megatron-LM 37f91617, unpacked by ci/upstream_env.sh with a venv of what
 `miles.utils.arguments.parse_args()` needs on CPU (ci/upstream/requirements.txt). The plan points at
@@ -26,7 +26,7 @@ import json
 import pytest
 from upstream_stack import MEGATRON, MILES, NANO, PYTHON, launch, make_inputs
 
-from runner.launch import argcheck
+from runner.frameworks import miles_args as argcheck
 from runner.recipe import load_recipe
 
 CELLS = sorted(load_recipe("nemotron3_nano").cells)

@@ -50,7 +50,7 @@ class Miles(Framework):
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         # Each check's module is imported only when it runs (they pull in the job's interpreter).
         if name == "args":
-            from runner.launch.argcheck import check_args
+            from runner.frameworks.miles_args import check_args
 
             return check_args(launch.recipe, launch.plan)
         if name == "model":

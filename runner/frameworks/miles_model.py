@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.frameworks import miles_args
 from runner.frameworks.miles_bridge import COPIED_FLAGS
 from runner.frameworks.miles_log import MILES_PATTERNS
-from runner.launch import argcheck
 from runner.launch import preflight as pf
 
 NAME = "model"
@@ -228,18 +228,18 @@ def plugin_problems(warnings: list[str]) -> list[str]:
 def check_model(recipe, plan, environ: dict[str, str] | None = None) -> pf.Check:
     from runner.model.family import family_name, load_family
 
-    env = argcheck.job_process_env(plan, environ)
+    env = miles_args.job_process_env(plan, environ)
     interpreter = shutil.which(plan.entrypoint[0], path=env.get("PATH")) if plan.entrypoint else None
     if len(plan.entrypoint) < 2 or interpreter is None:
         return _skipped("the job's interpreter is not on PATH" if plan.entrypoint else "no trainer entry point",
                         interpreter)
-    hf = argcheck._flag(plan.argv, "--hf-checkpoint")
+    hf = miles_args.flag_value(plan.argv, "--hf-checkpoint")
     if not hf or not (Path(hf) / "config.json").is_file():
         return _skipped(f"--hf-checkpoint {hf} has no config.json yet (the bridge reads it; see the inputs check)",
                         interpreter)
     timeout = float(os.environ.get("RECIPE_MODEL_CHECK_TIMEOUT", DEFAULT_TIMEOUT_S))
     t0 = time.monotonic()
-    result, tail = argcheck.run_parser(interpreter, plan.entrypoint[1], plan.argv, env, timeout, child=CHILD)
+    result, tail = miles_args.run_parser(interpreter, plan.entrypoint[1], plan.argv, env, timeout, child=CHILD)
     seconds = round(time.monotonic() - t0, 1)
     status = result.get("status")
     data: dict[str, Any] = {"ran": True, "interpreter": interpreter, "seconds": seconds, "status": status,

@@ -222,19 +222,22 @@ def variant_rows(lock: dict[str, Any]) -> list[Row]:
 
 
 def args_rows(recipe) -> list[Row]:
-    """`recipe doctor NAME`: miles' own parser on the recipe's default launch (runner/launch/argcheck.py),
-    one row per problem it reports."""
-    from runner.launch.argcheck import check_args
+    """`recipe doctor NAME`: the framework's `args` check on the recipe's default launch (miles: its
+    own parser, runner/frameworks/miles_args.py), one row per problem it reports."""
+    from runner.frameworks import framework_of
     from runner.launch.plan import render_plan
 
-    check = check_args(recipe, render_plan(recipe))
+    fw = framework_of(recipe)
+    if "args" not in fw.PREFLIGHT:
+        return []
+    check = fw.preflight_check("args", _DoctorLaunch(recipe, render_plan(recipe)))
     name = f"{recipe.name} argv"
     if check.status == "ok":
-        return [Row("args", name, "accepted by miles", "accepted", OK, check.detail)]
+        return [Row("args", name, f"accepted by {recipe.framework}", "accepted", OK, check.detail)]
     if check.status in ("skipped", "n/a"):
-        return [Row("args", name, "accepted by miles", "not checked", SKIPPED, check.detail)]
+        return [Row("args", name, f"accepted by {recipe.framework}", "not checked", SKIPPED, check.detail)]
     lines = (check.data or {}).get("lines") or [check.detail]
-    return [Row("args", name, "accepted by miles", "rejected", ERROR, line) for line in lines]
+    return [Row("args", name, f"accepted by {recipe.framework}", "rejected", ERROR, line) for line in lines]
 
 
 def model_rows(recipe) -> list[Row]:

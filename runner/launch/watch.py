@@ -2,7 +2,7 @@
 
 Some frameworks log a fatal problem as a warning and carry on: miles imports its Megatron-Bridge
 plugins inside try/except and only logs when they fail, after which the model is built by the
-stock bridge (for Nemotron-H: other router scaling, or no MoE at all). Such a run would burn hours
+stock bridge (another router scaling, or no MoE at all). Such a run would burn hours
 and then look like a numerics problem. The runner ends it at the first such line.
 
 The patterns belong to the framework, not to the runner: each framework adapter

@@ -144,7 +144,7 @@ def check_args(recipe, plan: Plan, environ: dict[str, str] | None = None) -> pf.
     interpreter = shutil.which(plan.entrypoint[0], path=env.get("PATH"))
     if interpreter is None:
         return skipped(f"the job's interpreter {plan.entrypoint[0]!r} is not on PATH", plan)
-    hf = _flag(plan.argv, "--hf-checkpoint")
+    hf = flag_value(plan.argv, "--hf-checkpoint")
     if hf and not (Path(hf) / "config.json").is_file():
         return skipped(f"--hf-checkpoint {hf} has no config.json yet (miles loads it while parsing; "
                        "see the inputs check)", plan, interpreter)
@@ -183,7 +183,7 @@ def skipped(why: str, plan: Plan, interpreter: str | None = None) -> pf.Check:
                     data={"ran": False, "reason": why, "interpreter": interpreter, "entrypoint": plan.entrypoint})
 
 
-def _flag(argv: list[str], flag: str) -> str | None:
+def flag_value(argv: list[str], flag: str) -> str | None:
     for i, word in enumerate(argv[:-1]):
         if word == flag:
             return argv[i + 1]
