@@ -30,8 +30,17 @@ def pip_sources() -> list[str]:
     flags: list[str] = []
     for key, value in re.findall(r"^\S*?(find-links|extra-index-url)='([^']*)'", out, re.M):
         for v in value.split():
+            local = v.removeprefix("file://")
+            if local.startswith("/") and not Path(local).exists():
+                continue  # pip ignores a missing local source with a warning; uv refuses it
             flags += ["--find-links" if key == "find-links" else "--extra-index-url", v]
-    return flags
+    return _dedupe_pairs(flags)
+
+
+def _dedupe_pairs(flags: list[str]) -> list[str]:
+    """Flag/value pairs, each once (pip's config may list a source twice)."""
+    pairs = list(dict.fromkeys(zip(flags[::2], flags[1::2], strict=True)))
+    return [w for pair in pairs for w in pair]
 
 
 def venv(where: Path) -> Path:
@@ -39,10 +48,14 @@ def venv(where: Path) -> Path:
     return where / "bin" / "python"
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float | None, str]:
+    """(seconds, "") or (None, the installer's last error line): a failed install is a row, not a crash."""
     t0 = time.monotonic()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.monotonic() - t0
+    p = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        lines = [x.strip() for x in p.stderr.splitlines() if x.strip() and not x.startswith("WARNING")]
+        return None, " / ".join(lines[:2]) or f"exit {p.returncode}"
+    return time.monotonic() - t0, ""
 
 
 def main() -> int:
@@ -58,18 +71,21 @@ def main() -> int:
         rows = []
         for state in ("cold", "warm"):
             py = venv(t / f"pip-{state}")
-            tp = timed([str(py), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps", "-r", str(LOCK)], env)
+            tp, pip_err = timed([str(py), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps",
+                                 "-r", str(LOCK)], env)
             py = venv(t / f"uv-{state}")
-            tu = timed([uv, "pip", "install", "-q", "--python", str(py), "--require-hashes", "--no-deps",
+            tu, uv_err = timed([uv, "pip", "install", "-q", "--python", str(py), "--require-hashes", "--no-deps",
                         "--index-strategy", "unsafe-best-match", *pip_sources(), "-r", str(LOCK)], env)
             got = subprocess.run([str(py), "-c", "import importlib.metadata as m; print(m.version('torch'))"],
                                  capture_output=True, text=True).stdout.strip()
-            rows.append((state, tp, tu, got))
+            rows.append((state, tp, tu, got, pip_err or uv_err))
     n = LOCK.read_text().count("--hash=")
     print(f"install of {LOCK.relative_to(ROOT)} ({n} wheels) into a fresh venv, uv {args.uv_version}")
-    print(f"{'cache':<6} {'pip s':>8} {'uv s':>8} {'uv/pip':>7}  torch (uv)")
-    for state, tp, tu, got in rows:
-        print(f"{state:<6} {tp:8.1f} {tu:8.1f} {tu / tp:7.2f}  {got}")
+    print(f"{'cache':<6} {'pip s':>8} {'uv s':>8} {'uv/pip':>7}  torch (uv) / error")
+    for state, tp, tu, got, err in rows:
+        cell = lambda x: f"{x:8.1f}" if x is not None else f"{'failed':>8}"  # noqa: E731
+        ratio = f"{tu / tp:7.2f}" if tp and tu else f"{'-':>7}"
+        print(f"{state:<6} {cell(tp)} {cell(tu)} {ratio}  {got or err}")
     return 0
 
 
