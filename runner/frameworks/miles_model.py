@@ -27,14 +27,15 @@ A difference the recipe knows about and accepts, with its reason, is listed in r
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.errors import UsageError
 from runner.frameworks import miles_args
 from runner.frameworks.miles_bridge import COPIED_FLAGS
 from runner.frameworks.miles_log import MILES_PATTERNS
@@ -214,8 +215,6 @@ def compare(result: dict, model_args: list[str], claims: list[tuple[str, Any, st
 
 def plugin_problems(warnings: list[str]) -> list[str]:
     """The warnings miles logs when its bridge plugin failed to load, restated."""
-    import re
-
     out = []
     for text in warnings:
         for pattern, reason in MILES_PATTERNS:
@@ -264,8 +263,8 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> pf.Check
                                  f"at {result.get('where')}"}[status]
         return _done(pf.fail(NAME, why, "--skip-preflight model to proceed anyway"), data)
 
-    family = load_family(family_name(recipe.model_family, _recipe_config(recipe)))
     cfg = _recipe_config(recipe)
+    family = load_family(family_name(recipe.model_family, cfg))
     claims = family.provider_claims(cfg) if cfg and family and hasattr(family, "provider_claims") else []
     options = recipe.framework_options
     accepted = {str(k): str(v) for k, v in (options.get("accepted_model_differences") or {}).items()}
@@ -296,10 +295,11 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> pf.Check
 
 def _recipe_config(recipe) -> dict | None:
     """The recipe's own copy of config.json (hf_config.json): what it claims, whatever was downloaded."""
-    path = recipe.dir / recipe.files.get("hf_config", "hf_config.json")
+    from runner.model.planner import load_hf_config, recipe_hf_config_path
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return load_hf_config(recipe_hf_config_path(recipe))
+    except UsageError:  # no copy shipped (or not a JSON object): no family claims to compare
         return None
 
 
