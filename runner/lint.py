@@ -25,12 +25,18 @@ from runner.errors import RecipeError, UsageError
 from runner.frameworks import framework_of
 from runner.frameworks.base import Framework
 from runner.inputs.layout import inputs_root, model_dir
-from runner.launch.train_argv import train_argv
-from runner.model.family import family_name, has_memory_model, load_family, no_rules
+from runner.model.family import (
+    family_architecture,
+    family_name,
+    has_memory_model,
+    load_family,
+    load_hf_config,
+    no_rules,
+)
 from runner.model.finding import Finding
 from runner.model.memory import capacity_bytes
 from runner.model.parallel import Architecture, layout_errors, layout_warnings
-from runner.model.planner import family_architecture, load_hf_config
+from runner.plan.dryrun import render_plan
 from runner.recipe import Recipe, load_recipe, read_args_file
 
 __all__ = ["Finding", "LintReport", "lint_recipe", "format_report"]
@@ -172,7 +178,7 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
                 argv: list[str] | None = None, plan: Any = None) -> LintReport:
     """Lint `recipe`; nodes/gpus_per_node (default: the recipe's hardware) size the layout checks.
 
-    plan (a runner.launch.plan.Plan) or argv: the train argv the launch runs; lint then judges
+    plan (a runner.plan.dryrun.Plan) or argv: the train argv the launch runs; lint then judges
     exactly that instead of rendering the cell's dry run again.
     """
     if isinstance(recipe, str):
@@ -258,7 +264,7 @@ def _render(recipe: Recipe, cell: str | None, nodes: int | None, gpus_per_node: 
             report: LintReport) -> list[str] | None:
     """The run script's dry run for the cell; None (and the recipe group skipped, saying why) if it fails."""
     try:
-        return train_argv(recipe, cell, nodes, gpus_per_node)
+        return render_plan(recipe, cell, nodes=nodes, gpus_per_node=gpus_per_node).argv
     except RecipeError as e:
         report.skipped["recipe"] = f"the run script's dry run failed: {e.message}"
         return None

@@ -4,18 +4,19 @@ A Recipe is read-only typed data: every table of recipe.toml becomes a frozen da
 once at load. A missing table, a table that is a scalar or a list, a field of the wrong type: exit 2
 with one line naming the file and the field. Nothing outside this module reads the raw TOML.
 Everything that decides *how* to launch (the argv, the job environment) lives in the recipe's run
-script; see runner/launch/plan.py.
+script; see runner/plan/dryrun.py.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
-from runner.model.layout import Layout
+from runner.layout import Layout
 from runner.paths import recipes_dir
 
 RECIPE_FILE = "recipe.toml"
@@ -338,11 +339,12 @@ def load_recipe_dir(path: Path) -> Recipe:
         raise UsageError(f"{f}: no [cells.<name>] tables; a recipe needs at least one parallelism cell")
     if default not in cells:
         raise UsageError(f"{f}: default_cell = {default!r} is not one of: {', '.join(cells)}")
+    # Which names have an adapter is the registry's to say (runner/frameworks/, a layer above this
+    # one): framework_of() refuses an unknown name, naming this field. Here only its form is checked.
     framework = top.str("framework", "")
-    from runner.frameworks import names as framework_names  # the registry: names only, no adapter imported
-
-    if framework not in framework_names():
-        raise UsageError(f"{f}: field 'framework' must be one of {', '.join(framework_names())}, got {framework!r}")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", framework):
+        raise UsageError(f"{f}: field 'framework' must name a framework adapter (for example \"miles\"), "
+                         f"got {framework!r}")
     return Recipe(name=name, dir=path, title=top.str("title", ""), framework=framework,
                   image_pin=image_pin, commits=commits, model=model, dataset=data_src, inputs_root=inputs_root,
                   hardware=hardware, run_defaults=run_defaults, determinism=determinism, cells=cells,

@@ -23,6 +23,7 @@ from test_records import only_run
 
 from runner.gate import evaluate as gate
 from runner.gate import metrics
+from runner.gate.expected import load_expected
 from runner.launch.progress import Progress
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")   # a colour code
@@ -117,7 +118,7 @@ def test_a_tools_banner_reaches_run_log_only(bundle, tmp_path):
 
 
 def test_the_gate_table_fits_80_columns(monkeypatch):
-    expected = gate.load_expected(ROOT / "recipes" / "nemotron3_nano_tiny" / "expected_metrics.toml")
+    expected = load_expected(ROOT / "recipes" / "nemotron3_nano_tiny" / "expected_metrics.toml")
     result = gate.evaluate(expected, metrics.Series())
     wide = gate.format_table(result, columns=400)
     assert max(len(line) for line in wide.splitlines()) > 120   # the rules' why texts are long

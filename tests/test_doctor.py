@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import clean_env, recipe
 
+from runner import doctor
 from runner.gitrefs import GitReadError, head_commit
-from runner.image import doctor
 
 MILES, SGL, MLM, BRIDGE = ("1" * 40, "2" * 40, "3" * 40, "4" * 40)
 

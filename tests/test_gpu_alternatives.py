@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from runner import hostinfo
 from runner.launch import preflight
 
 
@@ -13,6 +14,6 @@ def _gpus(name):
 @pytest.mark.parametrize("name, ok", [("NVIDIA H100 80GB HBM3", True), ("NVIDIA H200", True),
                                       ("NVIDIA A100-SXM4-80GB", False)])
 def test_gpu_alternatives(monkeypatch, name, ok):
-    monkeypatch.setattr(preflight.hostinfo, "gpus", lambda: _gpus(name))
+    monkeypatch.setattr(hostinfo, "gpus", lambda: _gpus(name))
     c = preflight.check_gpus(8, "H100/H200", 79)
     assert (c.status == "ok") is ok, c

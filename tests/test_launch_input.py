@@ -94,8 +94,8 @@ def test_run_script_escapes_control_characters_into_valid_json(tmp_path):
     env = clean_env(RECIPE_DRY_RUN="1", MASTER_ADDR="host\tname")
     p = subprocess.run(["bash", str(ROOT / "recipes" / "nemotron3_nano" / "run.sh")], env=env, capture_output=True,
                        timeout=60, check=False)
-    from runner.launch.plan import split_job
-    from runner.launch.shellwords import split
+    from runner.plan.dryrun import split_job
+    from runner.plan.shellwords import split
 
     cmds = [split(line[2:]) for line in p.stdout.split(b"\n") if line.startswith(b"+ ")]
     job_env, _, _ = split_job(cmds)

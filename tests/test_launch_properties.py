@@ -1,6 +1,6 @@
 """Properties of the launch's shell boundary, over arbitrary text (hypothesis):
 
-- bash's `printf %q` followed by runner/launch/shellwords.py gives back exactly the words that went
+- bash's `printf %q` followed by runner/plan/shellwords.py gives back exactly the words that went
   in, under a UTF-8 locale and under LANG=C (where non-ASCII comes out as $'\\ooo' bytes);
 - the reader, given any line at all, returns words or raises ShellWordsError, nothing else;
 - a run script's dry run, given arbitrary paths and names, never executes any of it, never ends
@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import RecipeError
-from runner.launch.options import RunOptions
-from runner.launch.plan import plan_for
-from runner.launch.shellwords import ShellWordsError, split
+from runner.plan.dryrun import plan_for
+from runner.plan.options import RunOptions
+from runner.plan.shellwords import ShellWordsError, split
 from runner.recipe import load_recipe
 
 # Pieces a shell would act on, mixed into arbitrary text.

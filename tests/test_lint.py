@@ -271,9 +271,9 @@ def test_config_without_layer_pattern_warns_and_still_checks_experts(tmp_path):
 
 # -- what reaches the model in bridge mode (miles 78527b91 model_provider.py) ----------------------------
 def test_without_bridge_mode_the_scaling_rule_says_drift_and_no_bridge_notes(tmp_path):
-    from runner.launch.train_argv import train_argv
+    from runner.plan.dryrun import render_plan
 
-    argv = [w for w in train_argv(load_recipe("nemotron3_nano"), None) if w != "bridge"]
+    argv = [w for w in render_plan(load_recipe("nemotron3_nano")).argv if w != "bridge"]
     argv = [w if w != "--megatron-to-hf-mode" else "--no-bridge-marker" for w in argv]
     report = lint_recipe("nemotron3_nano", args_file=_args(tmp_path, "--moe-router-topk-scaling-factor 2.5\n", ""),
                          argv=argv)
@@ -325,9 +325,9 @@ def test_copied_flags_match_the_vendored_miles(tmp_path):
 
 
 def test_lint_judges_the_argv_it_is_given():
-    from runner.launch.train_argv import train_argv
+    from runner.plan.dryrun import render_plan
 
-    argv = train_argv(load_recipe("nemotron3_nano"), None)
+    argv = render_plan(load_recipe("nemotron3_nano")).argv
     given = lint_recipe("nemotron3_nano", argv=[*argv, "--use-rollout-logprobs"])
     assert "recipe.rollout_logprobs" in {f.rule for f in given.warnings}
     assert "recipe.rollout_logprobs" not in {f.rule for f in lint_recipe("nemotron3_nano").warnings}

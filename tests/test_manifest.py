@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.errors import UsageError
 from runner.inputs import manifest as mf
 from runner.inputs.hub_pins import manifest_header
 from runner.recipe import load_recipe
@@ -42,12 +43,12 @@ def test_plain_sha256sum_output_parses_without_sizes(tmp_path):
 
 
 def test_size_line_without_checksum_line_is_an_error():
-    with pytest.raises(mf.UsageError, match="has no checksum line"):
+    with pytest.raises(UsageError, match="has no checksum line"):
         mf.parse(f"# size: 3 model/a\n{'0' * 64}  model/b\n", "m")
 
 
 def test_duplicate_path_is_an_error():
-    with pytest.raises(mf.UsageError, match="listed twice"):
+    with pytest.raises(UsageError, match="listed twice"):
         mf.parse(f"{'0' * 64}  a\n{'1' * 64}  a\n", "m")
 
 
@@ -167,7 +168,7 @@ def test_git_blob_lines_round_trip_and_make_an_entry_pinned_by_revision_only():
     ("# recipe-bundle inputs manifest\n# model.repo: a/b\n", "m: lists no file"),
 ])
 def test_malformed_manifests_name_the_file_and_line(text, why):
-    with pytest.raises(mf.UsageError) as e:
+    with pytest.raises(UsageError) as e:
         mf.parse(text, "m")
     assert why in e.value.message and e.value.code == 2 and "\n" not in e.value.message
 
@@ -190,7 +191,7 @@ def test_an_empty_or_header_only_manifest_fails_as_coreutils_fails_it(tmp_path, 
     man.write_text(text)
     coreutils = subprocess.run(["sha256sum", "-c", "--strict", str(man)], cwd=tmp_path, capture_output=True)
     assert coreutils.returncode == 1
-    with pytest.raises(mf.UsageError, match="lists no file"):
+    with pytest.raises(UsageError, match="lists no file"):
         mf.load(man)
 
 

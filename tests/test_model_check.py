@@ -10,6 +10,7 @@ from test_argcheck import launch
 
 from runner.errors import UsageError
 from runner.frameworks import miles_model as mm
+from runner.plan.dryrun import render_plan
 from runner.recipe import load_recipe
 
 NANO = load_recipe("nemotron3_nano")
@@ -132,17 +133,17 @@ def test_the_shipped_recipe_names_its_bridge_and_why_each_accepted_difference_is
 
 
 def test_doctor_shows_one_row_per_field_and_per_problem(monkeypatch):
+    from runner import doctor
+    from runner.checks import fail
     from runner.frameworks.miles import Miles
-    from runner.image import doctor
-    from runner.launch import preflight as pf
 
     rows = mm.compare(built(moe_router_topk_scaling_factor=1.0), MODEL_ARGS, [], {"moe_router_pre_softmax": "why"})
-    check = pf.fail("model", "differs", "fix")
+    check = fail("model", "differs", "fix")
     check.data = {"rows": [r.as_dict() for r in rows], "bridge": {"name": "NemotronHBridge", "module": "m"},
                   "lines": ["plugin: miles' plugins failed (logged: x)", "finalize() failed (E at f:1): boom",
                             rows[4].line()]}
     monkeypatch.setattr(Miles, "preflight_check", lambda self, name, launch: check)
-    got = doctor.model_rows(NANO)
+    got = doctor.model_rows(NANO, render_plan(NANO))
     assert (got[0].name, got[0].expected, got[0].found, got[0].status) == \
         ("bridge", "MilesNemotronHBridge", "NemotronHBridge", doctor.ERROR)
     by_name = {r.name: r for r in got}
@@ -155,18 +156,18 @@ def test_doctor_shows_one_row_per_field_and_per_problem(monkeypatch):
 
 
 def test_doctor_outside_the_image_says_not_checked():
-    from runner.image import doctor
+    from runner import doctor
 
-    (row,) = doctor.model_rows(NANO)
+    (row,) = doctor.model_rows(NANO, render_plan(NANO))
     assert row.status == doctor.SKIPPED and row.found == "not checked" and "not run" in row.detail
 
 
 def test_the_run_record_keeps_the_rows(tmp_path, monkeypatch):
-    from runner.launch import preflight as pf
+    from runner.checks import fail
     from runner.launch.run import provenance
 
     lc = launch(tmp_path, monkeypatch)
-    check = pf.fail("model", "differs", "fix")
+    check = fail("model", "differs", "fix")
     check.data = {"rows": [r.as_dict() for r in mm.compare(built(num_layers=48), MODEL_ARGS, [], {})]}
     (row,) = [c for c in provenance(lc, [check])["preflight"] if c["name"] == "model"]
     first = row["data"]["rows"][0]

@@ -12,9 +12,9 @@ from pathlib import Path
 from conftest import ROOT
 from fixtures_minimal import base_install_fixture, cli  # noqa: F401
 
-from runner.launch import packages
-from runner.launch.options import RunOptions
-from runner.launch.resolve import build_launch
+from runner.frameworks import packages
+from runner.plan.options import RunOptions
+from runner.plan.resolve import build_launch
 from runner.recipe import load_recipe
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.launch.plan import argv_lines, render_plan
+from runner.plan.dryrun import argv_lines, render_plan
 from runner.recipe import list_recipes, load_recipe
 
 SNAP = Path(__file__).parent / "snapshots"

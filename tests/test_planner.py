@@ -7,15 +7,15 @@ import pytest
 
 from runner.errors import UsageError
 from runner.frameworks.miles import ADAPTER as MILES
-from runner.launch.train_argv import train_argv
 from runner.model.family import load_family
 from runner.model.memory import GIB
 from runner.model.parallel import Architecture, Layout, layout_errors, layout_warnings
-from runner.model.planner import family_architecture, format_table, plan_layouts
+from runner.plan.dryrun import render_plan
+from runner.planner import family_architecture, format_table, plan_layouts
 from runner.recipe import load_recipe
 
 RECIPE = load_recipe("nemotron3_nano")
-ARGV = train_argv(RECIPE, None)
+ARGV = render_plan(RECIPE).argv
 TP4_EP2 = Layout(tp=4, pp=1, cp=1, ep=2, etp=1, sp=True)
 
 
@@ -203,7 +203,7 @@ def test_dense_tp2_pp2_ep1_plans_on_h100_and_h200(gpu, capacity):
 def test_plan_of_a_family_without_memory_model_says_so(monkeypatch):
     import types
 
-    import runner.model.planner as planner
+    import runner.planner as planner
 
     bare = types.SimpleNamespace(NAME="bare", layout_rules=lambda cfg: (lambda lay: []))
     monkeypatch.setattr(planner, "load_family", lambda name: bare)

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, recipe
 
 from runner.model.family import load_family
-from runner.model.planner import plan_layouts
+from runner.planner import plan_layouts
 from runner.recipe import load_recipe
 
 R4B = load_recipe("nemotron3_nano_4b")

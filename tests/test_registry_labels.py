@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from runner.image import bundle_digest as bd
 from runner.image import recipe_image as ri
 from runner.image.registry import RegistryError, image_labels, parse_reference
 from runner.launch.backends import docker as dk
-from runner.launch.options import RunOptions
-from runner.launch.resolve import build_launch
+from runner.plan.options import RunOptions
+from runner.plan.resolve import build_launch
 from runner.recipe import load_recipe
 
 V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -282,9 +283,9 @@ def test_the_checkout_digest_is_what_image_sh_stamps(tmp_path):
     """image.sh computes BUNDLE_DIGEST over the context it assembled; the runner over the checkout."""
     ctx = tmp_path / "ctx"
     (ctx / "bundle").mkdir(parents=True)
-    files = ri.bd.checkout_files(ROOT)
+    files = bd.checkout_files(ROOT)
     for rel, src in files.items():
-        name = next((n for n, p in ri.bd.DOCKER_FILES.items() if p == rel), None)
+        name = next((n for n, p in bd.DOCKER_FILES.items() if p == rel), None)
         dst = ctx / name if name and rel != "docker/image.lock" else ctx / "bundle" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)

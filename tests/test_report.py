@@ -10,6 +10,7 @@ import shutil
 import pytest
 from conftest import ROOT, recipe
 
+from runner.gate.expected import load_expected
 from runner.gate.units import axis_label
 
 EVENTS = ROOT / "tests" / "data" / "events"
@@ -69,7 +70,7 @@ def test_every_plot_has_axis_labels_with_units_and_the_run_id(tmp_path, monkeypa
     figures = []
     real_close = plt.close
     monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
-    exp = gate.load_expected(load_recipe("nemotron3_nano").path("expected_metrics"))
+    exp = load_expected(load_recipe("nemotron3_nano").path("expected_metrics"))
     series = collect(EVENTS / "healthy")
     write_report(exp, series, gate.evaluate(exp, series), tmp_path / "out", title="x", run=RECORD)
     labels = {}

@@ -1,4 +1,4 @@
-"""runner/launch/options.py: one precedence (CLI > RECIPE_* > recipe.toml), resolved once, and the
+"""runner/plan/options.py: one precedence (CLI > RECIPE_* > recipe.toml), resolved once, and the
 inner run's argv derived from it rather than listed by hand."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from conftest import ROOT, clean_env, recipe
 
 from runner.errors import UsageError
 from runner.launch import backends
-from runner.launch.options import ENV, RunOptions, pop_cli, run_options
+from runner.plan.options import ENV, RunOptions, pop_cli, run_options
 from runner.recipe import load_recipe
 
 NANO = load_recipe("nemotron3_nano")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import EXIT_CORRUPT, EXIT_MISSING, EXIT_USAGE
+from runner.errors import EXIT_CORRUPT, EXIT_MISSING, EXIT_USAGE, UsageError
 from runner.inputs import manifest as mf
 from runner.inputs.manifest import UnsafePathError
 from runner.inputs.verify import (
@@ -192,7 +192,7 @@ def test_symlink_inside_the_root_is_fine(tree, check):
 def test_malformed_manifest_line_names_the_line(tmp_path):
     man = tmp_path / "m.sha256"
     man.write_text("# header\nnot a checksum line\n")
-    with pytest.raises(mf.UsageError, match=r"m.sha256:2: expected '<64 hex sha256>"):
+    with pytest.raises(UsageError, match=r"m.sha256:2: expected '<64 hex sha256>"):
         verify_manifest(man, tmp_path)
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, required
 
-from runner.launch.options import RunOptions
-from runner.launch.resolve import build_launch
+from runner.plan.options import RunOptions
+from runner.plan.resolve import build_launch
 from runner.recipe import load_recipe
 
 UPSTREAM = Path(os.environ.get("RECIPE_TEST_UPSTREAM_DIR", "/opt/recipe-upstream/current"))

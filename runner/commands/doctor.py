@@ -19,7 +19,7 @@ def doctor_cmd(name: str | None, as_json: bool) -> int:
 
     Exit 0: everything matches; 1: a mismatch or a missing part; 3: not inside the pinned GPU image.
     """
-    from runner.image.doctor import run_doctor
+    from runner.doctor import run_doctor
     from runner.recipe import load_recipe
 
     # With NAME, miles' own parser also judges that recipe's launch (the `args` row).

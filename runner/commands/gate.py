@@ -10,8 +10,10 @@ import click
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_OK, EXIT_REFUSED, RecipeError, UsageError
 from runner.gate import evaluate as gate
 from runner.gate import metrics, reference
+from runner.gate.expected import load_expected
 from runner.gate.report import require_matplotlib, write_report
 from runner.recipe import load_recipe
+from runner.records.bless import check_blessable
 from runner.records.record import read_record
 
 PATH_ARG = click.Path(exists=True, path_type=Path)
@@ -56,7 +58,7 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
     metrics.check-<time>.jsonl to a run directory.
     """
     expected_path, run = _resolve_expected(path, recipe, expected)
-    exp = gate.load_expected(expected_path)
+    exp = load_expected(expected_path)
     series = _collect(path)
     result = gate.evaluate(exp, series)
     if write:
@@ -118,8 +120,8 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
     if run is not None and run.get("recipe") not in (None, name):
         raise UsageError(f"--recipe {name}: the run in {run_dir} is of recipe {run.get('recipe')!r}")
     r = load_recipe(name) if name else None
-    reference.check_blessable(run, run_dir, r, allow_skipped_preflight)
-    exp = gate.load_expected(r.path("expected_metrics"))
+    check_blessable(run, run_dir, r, allow_skipped_preflight)
+    exp = load_expected(r.path("expected_metrics"))
     current = reference.reference_path(exp.path)
     if current.exists() and not replace:
         prov = reference.reference_provenance(exp.path) or {}
@@ -167,7 +169,7 @@ def report_cmd(path: Path, recipe: str | None, expected: Path | None, out: Path 
     require_matplotlib()
 
     expected_path, run = _resolve_expected(path, recipe, expected)
-    exp = gate.load_expected(expected_path)
+    exp = load_expected(expected_path)
     series = _collect(path)
     result = gate.evaluate(exp, series)
     out = out or ((path if path.is_dir() else path.parent) / "report")

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from runner.errors import EXIT_MISSING, RecipeError
-from runner.launch.options import PathOpt
+from runner.plan.options import PathOpt
 
 POLL_S = 0.5
 RECORD_WAIT_S = 60.0

@@ -11,10 +11,10 @@ import click
 from runner.commands.output import json_option
 from runner.launch import backends
 from runner.launch.backends import backend as backend_of
-from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
-from runner.launch.plan import Plan, argv_lines, plan_for
-from runner.launch.resolve import build_launch
-from runner.model.layout import Layout
+from runner.layout import Layout
+from runner.plan.dryrun import Plan, argv_lines, plan_for
+from runner.plan.options import PathOpt, RunOptions, pop_cli, run_options
+from runner.plan.resolve import build_launch
 from runner.recipe import load_recipe
 from runner.records.rundirs import plan_run_dir
 
@@ -65,7 +65,7 @@ def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, b
     if gpu_model and gpus is None:
         raise click.UsageError("--gpu sizes the layout table: give --gpus N with it")
     if gpus is not None:
-        from runner.model.planner import format_table, plan_layouts
+        from runner.planner import format_table, plan_layouts
 
         result = plan_layouts(recipe, gpus, cli["nodes"], gpu=gpu_model)
         click.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_table(result))

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
+from runner.checks import failed
 from runner.errors import EXIT_REFUSED, RecipeError
-from runner.launch import backends
-from runner.launch import preflight as pf
+from runner.frameworks.packages import recorded_versions
+from runner.launch import backends, replay
 from runner.launch import run as runflow
-from runner.launch.packages import recorded_versions
 from runner.launch.ports import launch_env
-from runner.records import replay
+from runner.recipe import load_recipe
 from runner.records.record import create_run_dir, load_record
 from runner.records.rundirs import new_run_id, run_dir_for
 
@@ -40,7 +40,7 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     reasons = replay.untrusted_fields(rec, run_dir)
     if reasons:
         raise RecipeError(f"refusing to replay {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
-    recipe = replay.load_recipe(rec["recipe"])
+    recipe = load_recipe(rec["recipe"])
     reasons = replay.check_unchanged(rec, recipe, allow_changed_recipe, allow_changed_image)
     if reasons:
         raise RecipeError(f"refusing to replay {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
@@ -54,7 +54,7 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
     # A machine that cannot run it at all (packages missing, no GPU) says so with its fixes first (exit 3).
     checks = backends.preflight(launch)
-    if pf.failed(checks):
+    if failed(checks):
         return runflow.report_cannot_run(launch, checks)
     across = replay.package_differences(rec, recorded_versions(recipe, launch.plan))
     if across and rec.get("determinism") == "bitwise" and not allow_changed_packages:

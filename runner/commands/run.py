@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
+from runner.checks import failed
 from runner.errors import EXIT_OK
 from runner.launch import backends
-from runner.launch import preflight as pf
 from runner.launch import run as runflow
-from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
 from runner.launch.ports import launch_env
-from runner.launch.resolve import build_launch
+from runner.plan.options import PathOpt, RunOptions, pop_cli, run_options
+from runner.plan.resolve import build_launch
 from runner.recipe import load_recipe
 from runner.records.record import claim_run_dir, create_run_dir
 from runner.records.rundirs import new_run_id, run_dir_for
@@ -54,7 +54,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
                           skip=set(skip), rehash=rehash, gate=not no_gate)
     checks = backends.preflight(launch)
 
-    if dry_run or runflow.pf.failed(checks):
+    if dry_run or failed(checks):
         for note in notes:  # why auto did not pick docker: said where it explains a refusal
             click.echo(f"recipe: {note}", err=True)
     if dry_run:
@@ -63,7 +63,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
         for cmd in runflow.would_run(launch):
             click.echo(shlex.join(cmd))
         return EXIT_OK
-    if pf.failed(checks):
+    if failed(checks):
         return runflow.report_cannot_run(launch, checks)
 
     # The wrapper of a docker/slurm run and the local run it starts inside claim separately.

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from runner.commands.output import json_option
-from runner.launch.options import PathOpt
+from runner.plan.options import PathOpt
 
 
 def gate_verdict(rec: dict[str, Any]) -> str:

@@ -14,8 +14,8 @@ from runner.atomicfile import fsync_dir
 from runner.errors import EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
 from runner.image import enroot
 from runner.launch.backends.slurm import job_from_options, submit_script
-from runner.launch.options import PathOpt, RunOptions, pop_cli, run_options
 from runner.launch.sbatch import render
+from runner.plan.options import PathOpt, RunOptions, pop_cli, run_options
 from runner.recipe import load_recipe
 
 

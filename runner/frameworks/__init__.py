@@ -1,15 +1,18 @@
 """Framework adapters: what the runner must know of the trainer a recipe uses, behind one seam.
 
 recipe.toml `framework = "<name>"` chooses the adapter; an unknown name is a usage error naming
-that field (runner/recipe.py checks it at load). The registry maps names to modules, imported only
-when a recipe asks, so `recipe --help` imports none of them. What an adapter provides is the
-`Framework` class below (runner/frameworks/base.py); docs/adapters.md says how to add one.
+that field, raised by framework_of() (the recipe loader, a layer below, checks only its form).
+The registry maps names to modules, imported only when a recipe asks, so `recipe --help` imports
+none of them. What an adapter provides is the `Framework` class (runner/frameworks/base.py);
+docs/adapters.md says how to add one.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
+
+from runner.errors import UsageError
 
 if TYPE_CHECKING:
     from runner.frameworks.base import Framework
@@ -28,9 +31,13 @@ def names() -> tuple[str, ...]:
 
 
 def adapter(name: str) -> Framework:
-    """The adapter registered as `name`; KeyError for an unknown name (recipe.py reports it)."""
+    """The adapter registered as `name`; KeyError for an unknown name."""
     return importlib.import_module(REGISTRY[name]).ADAPTER
 
 
 def framework_of(recipe: Recipe) -> Framework:
+    """The recipe's adapter; a usage error naming recipe.toml's `framework` field if none is registered."""
+    if recipe.framework not in REGISTRY:
+        raise UsageError(f"{recipe.dir / 'recipe.toml'}: field 'framework' must be one of {', '.join(REGISTRY)}, "
+                         f"got {recipe.framework!r}")
     return adapter(recipe.framework)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from runner.model.memory import MemorySettings
 
 if TYPE_CHECKING:
+    from runner.checks import Check
     from runner.gate.metrics import Series
-    from runner.launch.preflight import Check
-    from runner.launch.resolve import Launch
     from runner.model.finding import Finding
+    from runner.plan.resolve import Launch
 
 
 class Framework:

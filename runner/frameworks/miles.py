@@ -19,9 +19,9 @@ from runner.model.memory import MemorySettings
 from runner.recipe import args_to_dict
 
 if TYPE_CHECKING:
+    from runner.checks import Check
     from runner.gate.metrics import Series
-    from runner.launch.preflight import Check
-    from runner.launch.resolve import Launch
+    from runner.plan.resolve import Launch
 
 # Megatron model flags (any of them: a file missing --num-layers is still judged, not skipped)
 _MODEL_FLAGS = {"--num-layers", "--hidden-size", "--num-attention-heads", "--ffn-hidden-size",
@@ -58,7 +58,7 @@ class Miles(Framework):
 
             return check_model(launch.recipe, launch.plan)
         if name == "packages":
-            from runner.launch.packages import check_packages
+            from runner.frameworks.packages import check_packages
 
             return check_packages(launch.recipe, launch.plan)
         return None

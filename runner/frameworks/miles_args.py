@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner.launch import preflight as pf
-from runner.launch.plan import Plan
+from runner.checks import Check, fail, na, ok
+from runner.plan.dryrun import Plan
 from runner.secrets import is_secret
 
 NAME = "args"
@@ -134,12 +134,12 @@ def run_parser(interpreter: str, script: str, argv: list[str], env: dict[str, st
             return {"status": "crashed", "exit_code": proc.returncode}, tail
 
 
-def check_args(recipe, plan: Plan, environ: dict[str, str] | None = None) -> pf.Check:
+def check_args(recipe, plan: Plan, environ: dict[str, str] | None = None) -> Check:
     framework = recipe.framework
     if framework != "miles":
-        return pf.na(NAME, f"framework {framework!r}: no miles parser to ask")
+        return na(NAME, f"framework {framework!r}: no miles parser to ask")
     if len(plan.entrypoint) < 2:
-        return pf.na(NAME, "the plan has no trainer entry point")
+        return na(NAME, "the plan has no trainer entry point")
     env = job_process_env(plan, environ)
     interpreter = shutil.which(plan.entrypoint[0], path=env.get("PATH"))
     if interpreter is None:
@@ -159,18 +159,18 @@ def check_args(recipe, plan: Plan, environ: dict[str, str] | None = None) -> pf.
         return skipped(f"miles is not importable by {interpreter} with PYTHONPATH={env.get('PYTHONPATH', '')!r} "
                        "(not inside the pinned image)", plan, interpreter)
     if status == "ok":
-        check = pf.ok(NAME, f"miles' parser accepts the argv ({len(plan.argv)} words) and its validation "
+        check = ok(NAME, f"miles' parser accepts the argv ({len(plan.argv)} words) and its validation "
                             f"passes with the job env ({seconds:g} s)")
     elif status == "timeout":
-        check = pf.fail(NAME, f"miles' parser did not finish within {timeout:g} s",
+        check = fail(NAME, f"miles' parser did not finish within {timeout:g} s",
                         "RECIPE_ARGS_CHECK_TIMEOUT=<seconds> to wait longer, or --skip-preflight args")
     elif status == "crashed":
-        check = pf.fail(NAME, f"the parser's interpreter died (exit {result.get('exit_code')}): "
+        check = fail(NAME, f"the parser's interpreter died (exit {result.get('exit_code')}): "
                               f"{(tail.splitlines() or ['no output'])[-1]}", "--skip-preflight args to proceed")
     else:
         lines = problem_lines(result)
         data["lines"] = lines
-        check = pf.fail(NAME, f"miles rejects the launch ({len(lines)} problem(s)):\n" +
+        check = fail(NAME, f"miles rejects the launch ({len(lines)} problem(s)):\n" +
                         "\n".join(lines),
                         f"`recipe plan {recipe.name}` shows the argv and job env miles was given; fix the run "
                         "script or model_args.txt (or the image, if its miles is not the pinned one)")
@@ -178,8 +178,8 @@ def check_args(recipe, plan: Plan, environ: dict[str, str] | None = None) -> pf.
     return check
 
 
-def skipped(why: str, plan: Plan, interpreter: str | None = None) -> pf.Check:
-    return pf.Check(NAME, "skipped", f"not run: {why}",
+def skipped(why: str, plan: Plan, interpreter: str | None = None) -> Check:
+    return Check(NAME, "skipped", f"not run: {why}",
                     data={"ran": False, "reason": why, "interpreter": interpreter, "entrypoint": plan.entrypoint})
 
 

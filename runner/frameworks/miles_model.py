@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.checks import Check, fail, na, ok
 from runner.errors import UsageError
 from runner.frameworks import miles_args
 from runner.frameworks.miles_bridge import COPIED_FLAGS
 from runner.frameworks.miles_log import MILES_PATTERNS
-from runner.launch import preflight as pf
 
 NAME = "model"
 DEFAULT_TIMEOUT_S = 600
@@ -224,7 +224,7 @@ def plugin_problems(warnings: list[str]) -> list[str]:
     return out
 
 
-def check_model(recipe, plan, environ: dict[str, str] | None = None) -> pf.Check:
+def check_model(recipe, plan, environ: dict[str, str] | None = None) -> Check:
     from runner.model.family import family_name, load_family
 
     env = miles_args.job_process_env(plan, environ)
@@ -248,10 +248,10 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> pf.Check
         return _skipped(f"{result.get('module')} is not importable by {interpreter} with PYTHONPATH="
                         f"{env.get('PYTHONPATH', '')!r} (not inside the pinned image)", interpreter)
     if status == "not-bridge":
-        return _done(pf.na(NAME, f"--megatron-to-hf-mode is {result.get('mode')!r}, not bridge: the model is built "
+        return _done(na(NAME, f"--megatron-to-hf-mode is {result.get('mode')!r}, not bridge: the model is built "
                                  "from the command line the args check judged"), data)
     if status == "timeout":
-        return _done(pf.fail(NAME, f"building the provider did not finish within {timeout:g} s",
+        return _done(fail(NAME, f"building the provider did not finish within {timeout:g} s",
                              "RECIPE_MODEL_CHECK_TIMEOUT=<seconds> to wait longer, or --skip-preflight model"), data)
     if status in ("crashed", "import-error", "args-rejected", "provider-error"):
         why = {"crashed": f"the interpreter died (exit {result.get('exit_code')}): "
@@ -261,7 +261,7 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> pf.Check
                "args-rejected": f"miles' parser rejects the argv (the args check says why): {result.get('message')}",
                "provider-error": f"the bridge could not build the provider: {result.get('error')} "
                                  f"at {result.get('where')}"}[status]
-        return _done(pf.fail(NAME, why, "--skip-preflight model to proceed anyway"), data)
+        return _done(fail(NAME, why, "--skip-preflight model to proceed anyway"), data)
 
     cfg = _recipe_config(recipe)
     family = load_family(family_name(recipe.model_family, cfg))
@@ -283,19 +283,19 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> pf.Check
     data["lines"] = problems
     notes = [r.line() for r in rows if r.status == "accepted"]
     if problems:
-        check = pf.fail(NAME, f"the model the stack builds differs from the recipe ({len(problems)} problem(s)):\n"
+        check = fail(NAME, f"the model the stack builds differs from the recipe ({len(problems)} problem(s)):\n"
                         + "\n".join(problems),
                         f"`recipe doctor {recipe.name}` shows every field; fix config.json (the inputs check), "
                         "the image's miles plugin or bridge, or the recipe")
     else:
-        check = pf.ok(NAME, f"{got or 'the bridge'} builds {len(rows)} field(s) as the recipe states "
+        check = ok(NAME, f"{got or 'the bridge'} builds {len(rows)} field(s) as the recipe states "
                             f"({WHERE}; {seconds:g} s)" + "".join(f"\nnote: {n}" for n in notes))
     return _done(check, data)
 
 
 def _recipe_config(recipe) -> dict | None:
     """The recipe's own copy of config.json (hf_config.json): what it claims, whatever was downloaded."""
-    from runner.model.planner import load_hf_config, recipe_hf_config_path
+    from runner.model.family import load_hf_config, recipe_hf_config_path
 
     try:
         return load_hf_config(recipe_hf_config_path(recipe))
@@ -303,10 +303,10 @@ def _recipe_config(recipe) -> dict | None:
         return None
 
 
-def _done(check: pf.Check, data: dict) -> pf.Check:
+def _done(check: Check, data: dict) -> Check:
     check.data = data
     return check
 
 
-def _skipped(why: str, interpreter: str | None) -> pf.Check:
-    return pf.Check(NAME, "skipped", f"not run: {why}", data={"ran": False, "reason": why, "interpreter": interpreter})
+def _skipped(why: str, interpreter: str | None) -> Check:
+    return Check(NAME, "skipped", f"not run: {why}", data={"ran": False, "reason": why, "interpreter": interpreter})

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from runner.frameworks.base import Framework
 
 if TYPE_CHECKING:
-    from runner.launch.preflight import Check
-    from runner.launch.resolve import Launch
+    from runner.checks import Check
+    from runner.plan.resolve import Launch
 
 
 class Trl(Framework):
@@ -21,7 +21,7 @@ class Trl(Framework):
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         if name == "packages":
-            from runner.launch.packages import check_packages
+            from runner.frameworks.packages import check_packages
 
             return check_packages(launch.recipe, launch.plan)
         return None

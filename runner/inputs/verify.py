@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from runner.errors import EXIT_CORRUPT, EXIT_MISSING, EXIT_OK
+from runner.errors import EXIT_CORRUPT, EXIT_MISSING, EXIT_OK, UsageError
 from runner.inputs import manifest as mf
 from runner.inputs import pinned as pin
 from runner.inputs.pinned import STAGING_DIR
@@ -222,7 +222,7 @@ def verify_manifest(manifest: str | os.PathLike | mf.Manifest, root: str | os.Pa
     if isinstance(manifest, mf.Manifest):
         m, where, text = manifest, "<manifest>", mf.render(manifest)
         if not m.entries:
-            raise mf.UsageError("manifest lists no file; an empty manifest checks nothing")
+            raise UsageError("manifest lists no file; an empty manifest checks nothing")
     else:
         where = str(Path(manifest).resolve())
         text = mf.read_text(manifest)

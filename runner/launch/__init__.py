@@ -1,2 +1,2 @@
-"""Launching a recipe: the resolved launch, its plan (the run script's dry run), preflight, the
-backends (local, docker, slurm), the run script as a child process, and the sbatch job."""
+"""Carrying out a launch that runner/plan/ has resolved: preflight, the backends (local, docker,
+slurm), the run script as a child process and its progress, the sbatch job, and replay."""

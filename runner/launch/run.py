@@ -19,13 +19,14 @@ from pathlib import Path
 import click
 
 from runner import console, hostinfo
+from runner.checks import Check, failed
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError, StdoutClosed
+from runner.frameworks.packages import recorded_versions
 from runner.gate import evaluate as gate
 from runner.gate import metrics
-from runner.launch import preflight as pf
+from runner.gate.expected import load_expected
 from runner.launch.backends import backend
-from runner.launch.packages import recorded_versions
-from runner.launch.resolve import Launch
+from runner.plan.resolve import Launch
 from runner.records.record import (
     RunRecord,
     load_record,
@@ -39,7 +40,7 @@ from runner.records.record import (
 STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
 
 
-def print_checks(checks: list[pf.Check]) -> None:
+def print_checks(checks: list[Check]) -> None:
     """The preflight table on stderr: coloured on a terminal (not under NO_COLOR), each detail
     wrapped to the width under its column."""
     columns = console.width(sys.stderr)
@@ -56,8 +57,8 @@ def would_run(launch: Launch) -> list[list[str]]:
     return backend(launch.backend).commands(launch)
 
 
-def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
-    bad = pf.failed(checks)
+def report_cannot_run(launch: Launch, checks: list[Check]) -> int:
+    bad = failed(checks)
     columns = console.width(sys.stderr)
 
     def say(text: str) -> None:
@@ -82,7 +83,7 @@ def report_cannot_run(launch: Launch, checks: list[pf.Check]) -> int:
     return EXIT_PREFLIGHT
 
 
-def provenance(launch: Launch, checks: list[pf.Check]) -> dict:
+def provenance(launch: Launch, checks: list[Check]) -> dict:
     r = launch.recipe
     inputs = next((c for c in checks if c.name == "inputs"), None)
     files = recipe_file_hashes(r)
@@ -146,7 +147,7 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     if not expected_path.is_file():
         record.update(gate={"status": "absent", "detail": f"{expected_path.name} not found"})
         return None
-    result = gate.evaluate(gate.load_expected(expected_path), series)
+    result = gate.evaluate(load_expected(expected_path), series)
     from runner.frameworks import framework_of
 
     result.notes[:0] = framework_of(launch.recipe).gate_notes(launch, series)
@@ -156,7 +157,7 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     return result.passed
 
 
-def run_launch(launch: Launch, checks: list[pf.Check], **extra_record) -> int:
+def run_launch(launch: Launch, checks: list[Check], **extra_record) -> int:
     """Run a launch whose preflight passed; returns the process exit code."""
     be = backend(launch.backend)
     gate = launch.gate
@@ -230,18 +231,18 @@ def finalize_on_error(record: RunRecord, e: BaseException, stage: str) -> None:
         return
     # No second signal may cut this write short; the process is on its way out, so they stay blocked.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    failed = "gate-failed" if stage == "gate" else "failed"
+    lost = "gate-failed" if stage == "gate" else "failed"
     if isinstance(e, KeyboardInterrupt):
         status, code, why = "interrupted", EXIT_INTERRUPTED, f"signal during the {stage}"
     elif isinstance(e, BrokenPipeError | StdoutClosed):
         status, code, why = "interrupted", EXIT_INTERRUPTED, "stdout closed"
     elif isinstance(e, RecipeError):
-        status, code, why = failed, e.code, e.message
+        status, code, why = lost, e.code, e.message
     elif isinstance(e, SystemExit):
         code = e.code if isinstance(e.code, int) else EXIT_FAIL
-        status, why = ("succeeded" if code == EXIT_OK else failed), f"exit {code}"
+        status, why = ("succeeded" if code == EXIT_OK else lost), f"exit {code}"
     else:
-        status, code, why = failed, EXIT_FAIL, f"internal error: {type(e).__name__}: {e}"
+        status, code, why = lost, EXIT_FAIL, f"internal error: {type(e).__name__}: {e}"
     fields = {"interrupted_by": why} if status == "interrupted" else {"error": why}
     if stage == "gate" and status != "interrupted":
         fields["gate"] = {"status": "error", "passed": False, "detail": why}

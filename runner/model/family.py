@@ -21,13 +21,18 @@ A family may leave out the memory model (shape/estimate_memory): lint still runs
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from runner.errors import UsageError
+from runner.model.parallel import Architecture
 from runner.paths import recipes_dir
+from runner.recipe import Recipe, read_text
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _loaded: dict[Path, ModuleType] = {}
@@ -78,3 +83,25 @@ def no_rules(name: str | None) -> str:
     if not name:
         return "no model rules: config.json has no model_type and recipe.toml names no [model] family"
     return f"no model rules for {name} (no {families_dir().name}/{name}/ module under recipes/lib)"
+
+
+def family_architecture(family: Any, model_args: list[str], cfg: dict[str, Any] | None) -> Architecture:
+    """Megatron's numbers from the model args, with the family's own layout rules when it has them."""
+    arch = Architecture.from_model_args(model_args)
+    if family is not None and cfg is not None and callable(getattr(family, "layout_rules", None)):
+        arch = replace(arch, family_rules=family.layout_rules(cfg))
+    return arch
+
+
+def load_hf_config(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(read_text(path, "config"))
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object (a config.json)")
+    return data
+
+
+def recipe_hf_config_path(recipe: Recipe) -> Path:
+    return recipe.dir / recipe.files.get("hf_config", "hf_config.json")

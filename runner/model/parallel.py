@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.model.layout import Layout
+from runner.layout import Layout
 from runner.recipe import args_to_dict
 
 

@@ -21,8 +21,8 @@ from runner.recipe import Recipe
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from runner.launch.preflight import Check
-    from runner.launch.resolve import Launch
+    from runner.checks import Check
+    from runner.plan.resolve import Launch
 
 NAMES = ("local", "docker", "slurm")
 
@@ -62,9 +62,9 @@ def backend(name: str) -> Backend:
 
 def preflight(launch: Launch) -> list[Check]:
     """Run the launch's backend checks, minus those --skip-preflight names."""
-    from runner.launch import preflight as pf
+    from runner.checks import run_checks
 
-    return pf.run_checks(backend(launch.backend).checks(launch), launch.skip)
+    return run_checks(backend(launch.backend).checks(launch), launch.skip)
 
 
 def check_names(name: str) -> tuple[str, ...]:

@@ -28,14 +28,16 @@ from pathlib import Path
 import click
 
 from runner.atomicfile import write_text_atomic
+from runner.checks import Check, fail, ok
 from runner.errors import EXIT_PREFLIGHT, UsageError
 from runner.image import recipe_image as ri
 from runner.image.ref import is_pinned
-from runner.launch import preflight as pf
+from runner.image.registry import RegistryError
 from runner.launch.backends import inner_run_options
-from runner.launch.resolve import Launch
+from runner.launch.preflight import host_checks
 from runner.launch.script import run_script
 from runner.paths import bundle_root
+from runner.plan.resolve import Launch
 from runner.records.record import write_json_atomic
 
 NAME = "docker"
@@ -83,7 +85,7 @@ CHOICE_KEY = "docker.image"
 
 def known_bases(launch: Launch) -> set[str]:
     """Images that are bases by construction: the recipe's pin and the image lock's base."""
-    from runner.image.doctor import load_lock, lock_path
+    from runner.image.lock import load_lock, lock_path
 
     bases = {launch.recipe.image}
     try:
@@ -201,7 +203,7 @@ def recipe_image(launch: Launch) -> tuple[ImageChoice, dict]:
     returns the choice and the record of it (image.json). Raises RuntimeError when it cannot."""
     try:
         choice = choose_image(launch, probe=True)
-    except ri.RegistryError as e:  # preflight skipped or the registry is gone: let docker run pull it
+    except RegistryError as e:  # preflight skipped or the registry is gone: let docker run pull it
         choice = choose_image(launch, probe=False)
         return choice, {"configured": choice.configured, "kind": "unknown", "labels_unreadable": str(e),
                         "recipe_image": choice.run_ref, "bundle_digest": choice.bundle}
@@ -251,15 +253,15 @@ def _docker(*args: str, timeout: float = 30) -> subprocess.CompletedProcess | No
         return None
 
 
-def check_docker(launch: Launch) -> pf.Check:
+def check_docker(launch: Launch) -> Check:
     exe = docker_bin()
     if not shutil.which(exe):
-        return pf.fail("docker", f"docker CLI '{exe}' not found on PATH",
+        return fail("docker", f"docker CLI '{exe}' not found on PATH",
                        "install Docker (apt-get install docker.io) or set RECIPE_DOCKER to its path")
     p = _docker("info", "--format", "{{json .}}")
     if p is None or p.returncode != 0:
         why = (p.stderr.strip().splitlines() or ["no answer"])[-1] if p else "no answer within 30 s"
-        return pf.fail("docker", f"docker daemon not reachable: {why}",
+        return fail("docker", f"docker daemon not reachable: {why}",
                        "start dockerd (or set DOCKER_HOST to a running engine's socket)")
     info = json.loads(p.stdout or "{}")
     detail = f"engine {info.get('ServerVersion', '?')} ({info.get('Driver', '?')} storage)"
@@ -267,26 +269,26 @@ def check_docker(launch: Launch) -> pf.Check:
         runtimes = set((info.get("Runtimes") or {}).keys())
         hook = shutil.which("nvidia-container-runtime-hook") or shutil.which("nvidia-container-cli")
         if "nvidia" not in runtimes and not hook:
-            return pf.fail("docker", f"{detail} has no NVIDIA runtime (runtimes: {', '.join(sorted(runtimes))})",
+            return fail("docker", f"{detail} has no NVIDIA runtime (runtimes: {', '.join(sorted(runtimes))})",
                            "install nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`")
         detail += ", NVIDIA runtime present"
-    return pf.ok("docker", detail)
+    return ok("docker", detail)
 
 
-def check_image(launch: Launch) -> pf.Check:
+def check_image(launch: Launch) -> Check:
     """The image must be pinned, readable (this engine, else its registry's config blob) and either a
     recipe image of this bundle or a base to build one on; its labels say which."""
     ref = launch.image
     if ref in ("", "none"):
-        return pf.fail("image", f"recipe {launch.recipe.name} pins no image",
+        return fail("image", f"recipe {launch.recipe.name} pins no image",
                        "set RECIPE_IMAGE=<registry/name@sha256:...> (a base, or an image built by docker/image.sh)")
     if not is_pinned(ref):
-        return pf.fail("image", f"image '{ref}' is not pinned by digest",
+        return fail("image", f"image '{ref}' is not pinned by digest",
                        "use NAME@sha256:<64 hex> (tags move; `docker/image.sh push` prints the digest ref)")
     try:
         c = choose_image(launch, probe=True)
-    except ri.RegistryError as e:
-        return pf.fail("image", f"{ref} is neither on this engine nor readable from its registry: {e}",
+    except RegistryError as e:
+        return fail("image", f"{ref} is neither on this engine nor readable from its registry: {e}",
                        f"docker login to its registry (or `docker pull {ref}`), then run again")
     facts = c.facts
     where = "present locally" if facts.where == "local" else "in its registry (docker pulls it)"
@@ -294,32 +296,32 @@ def check_image(launch: Launch) -> pf.Check:
     data = {"configured": ref, "kind": c.kind, "where": facts.where, "bundle_digest": c.bundle,
             "labels": labels, "run": c.run_ref}
     if c.kind == ri.THIS:
-        check = pf.ok("image", f"{ref}: {ri.THIS} (revision {labels.get(ri.L_REVISION, '?')[:12]}), {where}")
+        check = ok("image", f"{ref}: {ri.THIS} (revision {labels.get(ri.L_REVISION, '?')[:12]}), {where}")
     elif c.kind == ri.OTHER:
-        check = pf.fail("image", f"{ref} is a {ri.OTHER} (revision {labels.get(ri.L_REVISION, '?')}, bundle digest "
+        check = fail("image", f"{ref} is a {ri.OTHER} (revision {labels.get(ri.L_REVISION, '?')}, bundle digest "
                         f"{labels.get(ri.L_BUNDLE, 'not labelled')}; this checkout's is {c.bundle})",
                         f"drop --image/RECIPE_IMAGE to build this bundle's recipe image on the pinned base, or "
                         f"--image {labels.get(ri.L_BASE, '<its base>')} to build on its base, or run from a "
                         f"checkout of {labels.get(ri.L_REVISION, 'its revision')}")
     elif c.built is not None:
         data["recipe_image_id"] = c.built.image_id
-        check = pf.ok("image", f"{ref}: a base image (no recipe runner), {where}; reusing {c.run_ref} "
+        check = ok("image", f"{ref}: a base image (no recipe runner), {where}; reusing {c.run_ref} "
                                f"({(c.built.image_id or '?')[:19]}), this bundle built on it")
     elif (why := ri.can_build(bundle_root())) is not None:
-        check = pf.fail("image", f"{ref} is a base image (no recipe runner) and the recipe image cannot be built "
+        check = fail("image", f"{ref} is a base image (no recipe runner) and the recipe image cannot be built "
                                  f"here: {why}",
                         "build it where the bundle is checked out: docker/image.sh build TAG REF, push it, and "
                         "--image REPO@sha256:...")
     else:
-        check = pf.ok("image", f"{ref}: a base image (no recipe runner), {where}; `recipe run` first builds "
+        check = ok("image", f"{ref}: a base image (no recipe runner), {where}; `recipe run` first builds "
                                f"{c.run_ref} on it for this bundle (docker/image.sh build, once per bundle content "
                                "and base)")
     check.data = data
     return check
 
 
-def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
-    host = pf.host_checks(launch)
+def checks(launch: Launch | None) -> dict[str, Callable[[], Check]]:
+    host = host_checks(launch)
     return {
         "lint": host["lint"],
         "docker": lambda: check_docker(launch),

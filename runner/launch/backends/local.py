@@ -4,51 +4,52 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runner.launch import preflight as pf
+from runner.checks import Check, fail, na, ok
+from runner.launch.preflight import check_ports, check_shm, host_checks
 from runner.launch.progress import Progress
-from runner.launch.resolve import Launch
 from runner.launch.script import run_script
 from runner.launch.watch import Match, watcher_for
+from runner.plan.resolve import Launch
 
 NAME = "local"
 WRAPS_INNER_RUN = False
 
 
-def check_image(launch: Launch) -> pf.Check:
+def check_image(launch: Launch) -> Check:
     """Are we inside the pinned image (the framework and its stack at the pinned commits)?"""
     if launch.recipe.image == "none":
-        return pf.na("image", "recipe pins no image (runs on the host's Python)")
-    from runner.image import doctor  # the image self-check
+        return na("image", "recipe pins no image (runs on the host's Python)")
+    from runner import doctor  # the image self-check
 
     report = doctor.run_doctor(launch.recipe)
     if report.ok:
-        check = pf.ok("image", "inside the pinned image: commits and versions match the lock")
+        check = ok("image", "inside the pinned image: commits and versions match the lock")
     else:
-        check = pf.fail("image", f"not the pinned image: {report.summary()}",
+        check = fail("image", f"not the pinned image: {report.summary()}",
                         f"run inside {launch.recipe.image} (recipe run --backend docker, or Slurm with pyxis), "
                         "or --skip-preflight image if the stack is installed here on purpose")
     check.data = report.as_dict()  # the doctor's whole table goes into run.json
     return check
 
 
-def framework_check(name: str, launch: Launch) -> pf.Check:
+def framework_check(name: str, launch: Launch) -> Check:
     """A check the recipe's framework adapter owns (runner/frameworks/): `args`, `model`, `packages`."""
     from runner.frameworks import framework_of
 
     check = framework_of(launch.recipe).preflight_check(name, launch)
-    return check if check is not None else pf.na(name, f"framework {launch.recipe.framework!r} has no {name} check")
+    return check if check is not None else na(name, f"framework {launch.recipe.framework!r} has no {name} check")
 
 
-def checks(launch: Launch | None) -> dict[str, Callable[[], pf.Check]]:
-    host = pf.host_checks(launch)
+def checks(launch: Launch | None) -> dict[str, Callable[[], Check]]:
+    host = host_checks(launch)
     return {
         "lint": host["lint"],
         "gpus": host["gpus"],
         "driver": host["driver"],
         "image": lambda: check_image(launch),
-        "shm": lambda: pf.check_shm(launch.recipe.hardware.min_shm_gib),
+        "shm": lambda: check_shm(launch.recipe.hardware.min_shm_gib),
         "disk": host["disk"],
-        "ports": lambda: pf.check_ports(launch.script_env),
+        "ports": lambda: check_ports(launch.script_env),
         "inputs": host["inputs"],
         "args": lambda: framework_check("args", launch),
         "model": lambda: framework_check("model", launch),

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 from runner.atomicfile import write_text_atomic
+from runner.checks import Check, fail, na, ok
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.image import enroot
 from runner.image.ref import is_pinned, parse_image
-from runner.launch import preflight as pf
 from runner.launch.backends import inner_run_options
 from runner.launch.sbatch import IMAGE_BUNDLE_DIR, SbatchJob, default_job_lib, render
 from runner.launch.script import run_script
@@ -155,46 +155,46 @@ def run(launch, on_start=None, on_interrupt=None) -> tuple[int, bool]:
 
 # ---- preflight ------------------------------------------------------------------------------
 
-def check_slurm(in_allocation: bool = True) -> pf.Check:
+def check_slurm(in_allocation: bool = True) -> Check:
     missing = [c for c in ("sbatch", "srun", "scontrol") if not shutil.which(c)]
     if missing:
-        return pf.fail("slurm", f"{', '.join(missing)} not found on PATH",
+        return fail("slurm", f"{', '.join(missing)} not found on PATH",
                        "run on a Slurm login node or inside an allocation (salloc)")
     if in_allocation and not os.environ.get("SLURM_JOB_ID"):
-        return pf.fail("slurm", "not inside a Slurm allocation (SLURM_JOB_ID is unset)",
+        return fail("slurm", "not inside a Slurm allocation (SLURM_JOB_ID is unset)",
                        "salloc --nodes N --exclusive first, or use `recipe sbatch NAME --nodes N --submit`")
     where = f"allocation {os.environ['SLURM_JOB_ID']}" if in_allocation else "sbatch/srun present"
-    return pf.ok("slurm", where)
+    return ok("slurm", where)
 
 
-def check_pyxis(rt: str) -> pf.Check:
+def check_pyxis(rt: str) -> Check:
     if rt != "pyxis":
-        return pf.na("pyxis", f"container runtime {rt}")
+        return na("pyxis", f"container runtime {rt}")
     srun = shutil.which("srun")
     if not srun:
-        return pf.fail("pyxis", "srun not found", "install Slurm client commands")
+        return fail("pyxis", "srun not found", "install Slurm client commands")
     out = subprocess.run([srun, "--help"], capture_output=True, text=True, timeout=30, check=False)
     if "container-image" not in out.stdout + out.stderr:
-        return pf.fail("pyxis", "srun has no --container-image: the pyxis SPANK plugin is not loaded",
+        return fail("pyxis", "srun has no --container-image: the pyxis SPANK plugin is not loaded",
                        "install pyxis (https://github.com/NVIDIA/pyxis) in plugstack.conf, or "
                        "--container-runtime none where the stack is installed on the nodes")
-    return pf.ok("pyxis", "srun --container-image available")
+    return ok("pyxis", "srun --container-image available")
 
 
-def check_enroot(rt: str, image: str, enroot_bin: str = "enroot") -> pf.Check:
+def check_enroot(rt: str, image: str, enroot_bin: str = "enroot") -> Check:
     if rt != "pyxis":
-        return pf.na("enroot", f"container runtime {rt}")
+        return na("enroot", f"container runtime {rt}")
     if not shutil.which(enroot_bin):
-        return pf.Check("enroot", "warn", "enroot not on this host's PATH (the compute nodes need >= 4.0 for "
+        return Check("enroot", "warn", "enroot not on this host's PATH (the compute nodes need >= 4.0 for "
                         "digest images)", "or stage a .sqsh with `recipe image sqsh`")
     try:
         v = enroot.enroot_version(enroot_bin)
     except RecipeError as e:
-        return pf.fail("enroot", e.message, "check the enroot installation")
+        return fail("enroot", e.message, "check the enroot installation")
     if is_pinned(image) and v < enroot.MIN_DIGEST_VERSION:
-        return pf.fail("enroot", f"enroot {'.'.join(map(str, v))} cannot pull by digest (needs >= 4.0)",
+        return fail("enroot", f"enroot {'.'.join(map(str, v))} cannot pull by digest (needs >= 4.0)",
                        "upgrade enroot, or stage the image: `recipe image sqsh NAME` where enroot >= 4.0 runs")
-    return pf.ok("enroot", f"enroot {'.'.join(map(str, v))}")
+    return ok("enroot", f"enroot {'.'.join(map(str, v))}")
 
 
 def checks(launch) -> dict:

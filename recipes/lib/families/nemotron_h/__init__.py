@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from runner.layout import Layout
 from runner.model.finding import Finding
-from runner.model.layout import Layout
 from runner.model.memory import MemoryEstimate, MemorySettings
 
 from . import memory as _memory

@@ -18,7 +18,7 @@ per-process overheads, not per-card: an H100 uses the same constants with its ow
 
 from __future__ import annotations
 
-from runner.model.layout import Layout
+from runner.layout import Layout
 from runner.model.memory import MemoryEstimate, MemorySettings, gib
 
 from .shape import ModelShape

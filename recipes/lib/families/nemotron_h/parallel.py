@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.model.layout import Layout
+from runner.layout import Layout
 
 
 def ssm_counts(cfg: dict[str, Any]) -> tuple[int, int]:

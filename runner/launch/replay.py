@@ -18,9 +18,9 @@ import click
 
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
-from runner.launch.options import RunOptions
-from runner.launch.resolve import Launch, build_launch
 from runner.paths import bundle_root
+from runner.plan.options import RunOptions
+from runner.plan.resolve import Launch, build_launch
 from runner.recipe import Recipe, load_recipe
 from runner.records.record import (
     ENV_PREFIXES,

@@ -19,9 +19,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from runner.launch import preflight as pf
-from runner.launch.plan import Plan
+from runner.checks import Check, fail, ok
 from runner.paths import bundle_root
+from runner.plan.dryrun import Plan
 
 NAME = "packages"
 # Asks the job's interpreter for each distribution's version (None: not installed). stdlib only.
@@ -101,7 +101,7 @@ def recorded_versions(recipe, plan: Plan) -> dict | None:
         return {"interpreter": interpreter, "versions": {}, "error": str(e)}
 
 
-def check_packages(recipe, plan: Plan) -> pf.Check:
+def check_packages(recipe, plan: Plan) -> Check:
     path = run_path()
     missing_programs = [p for p in programs(plan.commands) if shutil.which(p, path=path) is None]
     extras = list(recipe.host_extras)
@@ -127,12 +127,12 @@ def check_packages(recipe, plan: Plan) -> pf.Check:
     data["problems"] = problems
     if not problems:
         what = f"{interpreter} has the {'/'.join(extras)} extra" if extras else "no host packages declared"
-        check = pf.ok(NAME, f"{what}; on PATH: {', '.join(programs(plan.commands))}")
+        check = ok(NAME, f"{what}; on PATH: {', '.join(programs(plan.commands))}")
     else:
         spec = f"{bundle_root()}[{','.join(extras)}]" if extras else None
         fix = (f"`just run {recipe.name}` bootstraps the {','.join(extras)} extra into .venv; or "
                f"{interpreter or 'python3'} -m pip install '{spec}'" if spec else
                "run inside the pinned image (recipe run --backend docker), where the stack is installed")
-        check = pf.fail(NAME, "; ".join(problems), fix)
+        check = fail(NAME, "; ".join(problems), fix)
     check.data = data
     return check

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.launch.options import RunOptions
-from runner.launch.plan import Plan, plan_for
+from runner.plan.dryrun import Plan, plan_for
+from runner.plan.options import RunOptions
 from runner.recipe import Cell, Recipe
 from runner.secrets import present_secret_names
 

@@ -8,17 +8,25 @@ provides no memory model cannot be planned: a usage error says so.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner.errors import UsageError
-from runner.model.family import family_name, has_memory_model, load_family, no_rules
-from runner.model.layout import Layout
+from runner.frameworks import framework_of
+from runner.layout import Layout
+from runner.model.family import (
+    family_architecture,
+    family_name,
+    has_memory_model,
+    load_family,
+    load_hf_config,
+    no_rules,
+    recipe_hf_config_path,
+)
 from runner.model.memory import MemoryEstimate, MemorySettings, capacity_bytes, gib
 from runner.model.parallel import Architecture, layout_errors, layout_warnings
-from runner.recipe import Recipe, read_text
+from runner.plan.dryrun import render_plan
+from runner.recipe import Recipe
 
 
 @dataclass
@@ -97,28 +105,6 @@ def candidate_layouts(world: int, gpus_per_node: int, arch: Architecture) -> lis
     return out
 
 
-def family_architecture(family: Any, model_args: list[str], cfg: dict[str, Any] | None) -> Architecture:
-    """Megatron's numbers from the model args, with the family's own layout rules when it has them."""
-    arch = Architecture.from_model_args(model_args)
-    if family is not None and cfg is not None and callable(getattr(family, "layout_rules", None)):
-        arch = replace(arch, family_rules=family.layout_rules(cfg))
-    return arch
-
-
-def load_hf_config(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(read_text(path, "config"))
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a JSON object (a config.json)")
-    return data
-
-
-def recipe_hf_config_path(recipe: Recipe) -> Path:
-    return recipe.dir / recipe.files.get("hf_config", "hf_config.json")
-
-
 def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: list[str] | None = None,
                  model_args: list[str] | None = None, hf_config: dict[str, Any] | None = None,
                  gpu: str | None = None) -> PlannerResult:
@@ -149,11 +135,8 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
         shape = family.shape(hf)
     except ValueError as e:
         raise UsageError(f"recipe {recipe.name}: cannot plan layouts: {e}") from None
-    if argv is None:
-        from runner.launch.train_argv import train_argv
-
-        argv = train_argv(recipe, None)
-    from runner.frameworks import framework_of
+    if argv is None:  # `recipe plan --gpus`: the first and only rendering of this plan
+        argv = render_plan(recipe, None).argv
 
     default_tokens = recipe.cell(None).max_tokens_per_gpu
     settings = framework_of(recipe).memory_settings(argv, default_tokens)

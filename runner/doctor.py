@@ -16,15 +16,16 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UsageError
+from runner.frameworks import framework_of
 from runner.gitrefs import GitReadError, head_commit
 from runner.image.enroot import container_labels
+from runner.image.lock import load_lock, lock_path
 from runner.paths import bundle_root
+from runner.plan.dryrun import render_plan
 
 # Row statuses. Only "mismatch", "missing" and "error" make a report not ok.
 OK, MISMATCH, MISSING, ERROR, RECORDED, SKIPPED = "ok", "mismatch", "missing", "error", "recorded", "skipped"
@@ -91,23 +92,6 @@ def _short(v: str) -> str:
     if len(hexd) in (40, 64) and all(c in "0123456789abcdef" for c in hexd):
         return v[:len(v) - len(hexd)] + hexd[:12]
     return v
-
-
-def lock_path(recipe=None) -> Path:
-    env = os.environ.get("RECIPE_IMAGE_LOCK")
-    if env:
-        return Path(env)
-    rel = (recipe.image_pin.lock if recipe is not None else None) or "docker/image.lock"
-    return bundle_root() / rel
-
-
-def load_lock(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read the image lock ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML ({e})") from None
 
 
 def rooted(path: str) -> Path:
@@ -221,16 +205,13 @@ def variant_rows(lock: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def args_rows(recipe) -> list[Row]:
+def args_rows(recipe, plan) -> list[Row]:
     """`recipe doctor NAME`: the framework's `args` check on the recipe's default launch (miles: its
     own parser, runner/frameworks/miles_args.py), one row per problem it reports."""
-    from runner.frameworks import framework_of
-    from runner.launch.plan import render_plan
-
     fw = framework_of(recipe)
     if "args" not in fw.PREFLIGHT:
         return []
-    check = fw.preflight_check("args", _DoctorLaunch(recipe, render_plan(recipe)))
+    check = fw.preflight_check("args", _DoctorLaunch(recipe, plan))
     name = f"{recipe.name} argv"
     if check.status == "ok":
         return [Row("args", name, f"accepted by {recipe.framework}", "accepted", OK, check.detail)]
@@ -240,16 +221,13 @@ def args_rows(recipe) -> list[Row]:
     return [Row("args", name, f"accepted by {recipe.framework}", "rejected", ERROR, line) for line in lines]
 
 
-def model_rows(recipe) -> list[Row]:
+def model_rows(recipe, plan) -> list[Row]:
     """`recipe doctor NAME`: the model the stack builds in bridge mode against the recipe
     (runner/frameworks/miles_model.py), one row per compared field and per problem."""
-    from runner.frameworks import framework_of
-    from runner.launch.plan import render_plan
-
     fw = framework_of(recipe)
     if "model" not in fw.PREFLIGHT:
         return []
-    check = fw.preflight_check("model", _DoctorLaunch(recipe, render_plan(recipe)))
+    check = fw.preflight_check("model", _DoctorLaunch(recipe, plan))
     data = check.data or {}
     if check.status in ("skipped", "n/a") or not data.get("rows"):
         found = "not checked" if check.status in ("skipped", "n/a") else "not built"
@@ -296,6 +274,7 @@ def run_doctor(recipe=None, with_args: bool = False) -> DoctorReport:
     for module in lock.get("plugins", {}).get("modules", []):
         report.rows.append(check_import("plugin", module))
     if with_args and recipe is not None:
-        report.rows.extend(args_rows(recipe))
-        report.rows.extend(model_rows(recipe))
+        plan = render_plan(recipe)  # once: both checks judge the same rendered launch
+        report.rows.extend(args_rows(recipe, plan))
+        report.rows.extend(model_rows(recipe, plan))
     return report

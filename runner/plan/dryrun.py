@@ -1,7 +1,7 @@
 """The resolved launch of a recipe, read from its run script's dry run.
 
 The run script is the only renderer of the launch: `plan_for` runs it with RECIPE_DRY_RUN=1 and
-reads back the commands it prints ("+ " and printf %q words, read exactly by launch/shellwords.py).
+reads back the commands it prints ("+ " and printf %q words, read exactly by plan/shellwords.py).
 So the argv that `recipe plan` shows is, by construction, the argv that `recipe run` executes.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import EXIT_USAGE, RecipeError, UsageError
-from runner.launch import shellwords
-from runner.launch.options import RunOptions
 from runner.model.parallel import Architecture, layout_errors
+from runner.plan import shellwords
+from runner.plan.options import RunOptions
 from runner.recipe import Cell, Recipe
 from runner.records.rundirs import plan_run_dir
 from runner.secrets import present_secret_names
