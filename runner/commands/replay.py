@@ -7,14 +7,13 @@ from pathlib import Path
 
 import click
 
-from runner.checks import failed
 from runner.errors import EXIT_REFUSED, RecipeError
 from runner.frameworks.packages import recorded_versions
-from runner.launch import backends, replay
+from runner.launch import replay
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
 from runner.recipe import load_recipe
-from runner.records.record import create_run_dir, load_record
+from runner.records.record import load_record
 from runner.records.rundirs import new_run_id, run_dir_for
 
 
@@ -52,23 +51,26 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     if diffs:
         raise RecipeError(f"refusing to replay {run_dir.name}: the recipe now renders a different launch: "
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
-    # A machine that cannot run it at all (packages missing, no GPU) says so with its fixes first (exit 3).
-    checks = backends.preflight(launch)
-    if failed(checks):
-        return runflow.report_cannot_run(launch, checks)
-    across = replay.package_differences(rec, recorded_versions(recipe, launch.plan))
-    if across and rec.get("determinism") == "bitwise" and not allow_changed_packages:
-        raise RecipeError(f"refusing to replay {run_dir.name}: the job's packages differ from the record "
-                          f"({'; '.join(across)}); a bitwise comparison across versions says nothing about "
-                          "the recipe; --allow-changed-packages to replay anyway", EXIT_REFUSED)
-    for line in across:
-        click.echo(f"replay: comparing across versions: {line}", err=True)
-    create_run_dir(target.parent, run_id)
-    click.echo(f"replay: {run_dir.name} -> {run_id}; it will run {launch.recipe.path('run_script')}, which runs:",
-               err=True)
-    for cmd in runflow.would_run(launch):
-        click.echo(f"  {shlex.join(cmd)}", err=True)
-    rc = runflow.run_launch(launch, checks, replay_of={"run_id": rec["run_id"], "run_dir": str(run_dir)})
+    across: list[str] = []
+
+    def before_claim(_checks) -> None:
+        # preflight passed (a machine that cannot run it at all said so with its fixes first: exit 3)
+        across[:] = replay.package_differences(rec, recorded_versions(recipe, launch.plan))
+        if across and rec.get("determinism") == "bitwise" and not allow_changed_packages:
+            raise RecipeError(f"refusing to replay {run_dir.name}: the job's packages differ from the record "
+                              f"({'; '.join(across)}); a bitwise comparison across versions says nothing about "
+                              "the recipe; --allow-changed-packages to replay anyway", EXIT_REFUSED)
+        for line in across:
+            click.echo(f"replay: comparing across versions: {line}", err=True)
+        click.echo(f"replay: {run_dir.name} -> {run_id}; it will run {launch.recipe.path('run_script')}, "
+                   "which runs:", err=True)
+        for cmd in runflow.would_run(launch):
+            click.echo(f"  {shlex.join(cmd)}", err=True)
+
+    rc = runflow.carry_out(launch, before_claim=before_claim,
+                           replay_of={"run_id": rec["run_id"], "run_dir": str(run_dir)})
+    if not (target / "run.json").is_file():  # refused before a run began (preflight): nothing to compare
+        return rc
     comparison = None
     if load_record(target).get("status") in ("succeeded", "gate-failed"):
         comparison = replay.compare(run_dir, target, recipe, rec.get("determinism", "statistical"))

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import click
 
-from runner.checks import failed
-from runner.errors import EXIT_OK
 from runner.launch import backends
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
 from runner.plan.options import PathOpt, RunOptions, pop_cli, run_options
 from runner.plan.resolve import build_launch
 from runner.recipe import load_recipe
-from runner.records.record import claim_run_dir, create_run_dir
 from runner.records.rundirs import new_run_id, run_dir_for
 
 
@@ -52,24 +48,4 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     target = run_dir_for(run_dir, runs_dir, run_id)
     launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend, extra_env=launch_env(run_id),
                           skip=set(skip), rehash=rehash, gate=not no_gate)
-    checks = backends.preflight(launch)
-
-    if dry_run or failed(checks):
-        for note in notes:  # why auto did not pick docker: said where it explains a refusal
-            click.echo(f"recipe: {note}", err=True)
-    if dry_run:
-        click.echo(f"recipe: dry run of {name} (cell {launch.cell.name}, backend {backend}); preflight:", err=True)
-        runflow.print_checks(checks)
-        for cmd in runflow.would_run(launch):
-            click.echo(shlex.join(cmd))
-        return EXIT_OK
-    if failed(checks):
-        return runflow.report_cannot_run(launch, checks)
-
-    # The wrapper of a docker/slurm run and the local run it starts inside claim separately.
-    role = "launcher" if backends.backend(backend).WRAPS_INNER_RUN else "run"
-    if run_dir:
-        claim_run_dir(target, role)
-    else:
-        create_run_dir(target.parent, run_id, role)
-    return runflow.run_launch(launch, checks)
+    return runflow.carry_out(launch, given_dir=bool(run_dir), dry_run=dry_run, notes=notes)

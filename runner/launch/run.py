@@ -1,12 +1,13 @@
 """One run, top to bottom: preflight, run directory and record, run script, metrics, gate.
 
-    recipe run NAME
-      -> build_launch (plan from the run script's dry run, ports, dirs)
-      -> backend preflight (every failure names its fix)
-      -> run directory + run.json ("running")
-      -> run script (logs/run.log), or the docker/slurm wrapper around it
-      -> metrics.jsonl + gate.json
-      -> run.json (final status, exit code)
+    recipe run NAME  (or recipe replay RUN_DIR, which turns its record into the same options)
+      -> build_launch (plan from the run script's dry run, ports, dirs)      runner/plan/resolve.py
+      -> carry_out, below, for both:
+         -> backend preflight (every failure names its fix; exit 3 with what it would have run)
+         -> run directory claimed, run.json ("running")
+         -> run script (logs/run.log), or the docker/slurm wrapper around it
+         -> metrics.jsonl + gate.json
+         -> run.json (final status, exit code)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -25,10 +27,12 @@ from runner.frameworks.packages import recorded_versions
 from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.gate.expected import load_expected
-from runner.launch.backends import backend
+from runner.launch.backends import backend, preflight
 from runner.plan.resolve import Launch
 from runner.records.record import (
     RunRecord,
+    claim_run_dir,
+    create_run_dir,
     load_record,
     now,
     recipe_digest,
@@ -155,6 +159,38 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
     click.echo(gate.format_table(result), err=True)
     record.update(gate=result.as_dict())
     return result.passed
+
+
+def carry_out(launch: Launch, *, given_dir: bool = False, dry_run: bool = False, notes: Sequence[str] = (),
+              before_claim: Callable[[list[Check]], None] | None = None, **extra_record) -> int:
+    """A built launch from preflight to gate, for `recipe run` and `recipe replay` alike.
+
+    Preflight; on failure, exit 3 naming what is missing and what it would have run (dry_run: show the
+    checks and the commands, exit 0). Then `before_claim` (replay: refuse a bitwise run across package
+    versions), claim the run directory (given_dir: the user named it), and run_launch.
+    """
+    checks = preflight(launch)
+    if dry_run or failed(checks):
+        for note in notes:  # why auto did not pick docker: said where it explains a refusal
+            click.echo(f"recipe: {note}", err=True)
+    if dry_run:
+        click.echo(f"recipe: dry run of {launch.recipe.name} (cell {launch.cell.name}, backend {launch.backend}); "
+                   "preflight:", err=True)
+        print_checks(checks)
+        for cmd in would_run(launch):
+            click.echo(shlex.join(cmd))
+        return EXIT_OK
+    if failed(checks):
+        return report_cannot_run(launch, checks)
+    if before_claim is not None:
+        before_claim(checks)
+    # The wrapper of a docker/slurm run and the local run it starts inside claim separately.
+    role = "launcher" if backend(launch.backend).WRAPS_INNER_RUN else "run"
+    if given_dir:
+        claim_run_dir(launch.run_dir, role)
+    else:
+        create_run_dir(launch.run_dir.parent, launch.run_id, role)
+    return run_launch(launch, checks, **extra_record)
 
 
 def run_launch(launch: Launch, checks: list[Check], **extra_record) -> int:
