@@ -241,8 +241,8 @@ def model_rows(recipe, plan) -> list[Row]:
     rows.insert(0, Row("model", "bridge", want, bridge, OK if bridge == want else ERROR,
                        (data.get("bridge") or {}).get("module", "")))
     # the problems that are not one field's: a plugin that failed to load, a failed finalize()
-    rows += [Row("model", "plugin" if line.startswith("plugin:") else "finalize", "no problem", "problem", ERROR, line)
-             for line in data.get("lines", []) if line.startswith(("plugin:", "finalize()"))]
+    rows += [Row("model", p["kind"], "no problem", "problem", ERROR, p["line"])
+             for p in data.get("problems", []) if p["kind"] in ("plugin", "finalize")]
     return rows
 
 

@@ -140,8 +140,9 @@ def test_doctor_shows_one_row_per_field_and_per_problem(monkeypatch):
     rows = mm.compare(built(moe_router_topk_scaling_factor=1.0), MODEL_ARGS, [], {"moe_router_pre_softmax": "why"})
     check = fail("model", "differs", "fix")
     check.data = {"rows": [r.as_dict() for r in rows], "bridge": {"name": "NemotronHBridge", "module": "m"},
-                  "lines": ["plugin: miles' plugins failed (logged: x)", "finalize() failed (E at f:1): boom",
-                            rows[4].line()]}
+                  "problems": [{"kind": "plugin", "line": "plugin: miles' plugins failed (logged: x)"},
+                               {"kind": "finalize", "line": "finalize() failed (E at f:1): boom"},
+                               {"kind": "field", "line": rows[4].line()}]}
     monkeypatch.setattr(Miles, "preflight_check", lambda self, name, launch: check)
     got = doctor.model_rows(NANO, render_plan(NANO))
     assert (got[0].name, got[0].expected, got[0].found, got[0].status) == \

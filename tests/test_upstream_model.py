@@ -72,6 +72,8 @@ def test_upstream_model_plugin_failing_on_import_fails_naming_the_plugin(tmp_pat
     assert any(x.startswith("bridge: NemotronHBridge") and "expects MilesNemotronHBridge" in x
                for x in c.data["lines"]), c.detail
     assert rows(c)["moe_router_topk_scaling_factor"]["built"] == 2.5  # the stock bridge still reads 2.5
+    kinds = {p["kind"] for p in c.data["problems"]}  # what `recipe doctor` reads, without parsing lines
+    assert {"plugin", "bridge"} <= kinds and [p["line"] for p in c.data["problems"]] == c.data["lines"]
 
 
 def test_upstream_model_config_with_routed_scaling_factor_1_fails_naming_the_field(tmp_path, monkeypatch):
@@ -88,6 +90,7 @@ def test_upstream_model_bridge_98dd9f95_without_the_plugin_fails(tmp_path, monke
     assert c.status == "fail"
     lines = c.data["lines"]
     assert any(x.startswith("finalize() failed") and "num_moe_experts must be non None" in x for x in lines), lines
+    assert "finalize" in {p["kind"] for p in c.data["problems"]}
     assert rows(c)["num_moe_experts"]["built"] is None and rows(c)["num_moe_experts"]["status"] == "differs"
     assert rows(c)["moe_router_score_function"]["built"] == "softmax"
 

@@ -270,17 +270,20 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> Check:
     accepted = {str(k): str(v) for k, v in (options.get("accepted_model_differences") or {}).items()}
     rows = compare(result, recipe.model_args(), claims, accepted, recipe.files.get("model_args", "model_args.txt"))
     data["rows"] = [r.as_dict() for r in rows]
-    problems = plugin_problems(result.get("warnings", []))
+    # each problem with its kind, so a reader (recipe doctor) need not parse the line
+    kinds = [("plugin", line) for line in plugin_problems(result.get("warnings", []))]
     want = options.get("bridge")
     got = (result.get("bridge") or {}).get("name")
     if want and got != want:
-        problems.append(f"bridge: {got} ({(result.get('bridge') or {}).get('module')}) builds the model; the recipe "
-                        f"expects {want} ([{recipe.framework}] bridge in recipe.toml)")
+        kinds.append(("bridge", f"bridge: {got} ({(result.get('bridge') or {}).get('module')}) builds the model; "
+                                f"the recipe expects {want} ([{recipe.framework}] bridge in recipe.toml)"))
     if result.get("finalize_error"):
         fe = result["finalize_error"]
-        problems.append(f"finalize() failed ({fe['type']} at {fe['where']}): {fe['message']}")
-    problems += [r.line() for r in rows if r.status == "differs"]
+        kinds.append(("finalize", f"finalize() failed ({fe['type']} at {fe['where']}): {fe['message']}"))
+    kinds += [("field", r.line()) for r in rows if r.status == "differs"]
+    problems = [line for _, line in kinds]
     data["lines"] = problems
+    data["problems"] = [{"kind": k, "line": line} for k, line in kinds]
     notes = [r.line() for r in rows if r.status == "accepted"]
     if problems:
         check = fail(NAME, f"the model the stack builds differs from the recipe ({len(problems)} problem(s)):\n"
