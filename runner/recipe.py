@@ -9,7 +9,9 @@ script; see runner/plan/dryrun.py.
 
 from __future__ import annotations
 
+import functools
 import re
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,13 +165,37 @@ def read_text(path: Path, what: str) -> str:
 
 
 def read_args_file(path: Path) -> list[str]:
-    """Flags from a one-flag-per-line file (same rules as the run scripts' bash reader)."""
-    words: list[str] = []
-    for line in read_text(path, "args file").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        words.extend(line.split())
-    return words
+    """Flags from a one-flag-per-line file, read by the run scripts' own bash reader
+    (recipe_read_args_file in recipes/lib/launch.sh): one owner of the format, so what lint and the
+    checks judge is what the run script passes. A refusal is a usage error with the reader's line."""
+    path = Path(path)
+    read_text(path, "args file")  # readable, and UTF-8 text throughout (comments too): a usage error naming it
+    lib = recipes_dir() / "lib" / "launch.sh"  # the helpers every run script of this bundle sources
+    if not lib.is_file():
+        raise UsageError(f"{lib}: missing; the bundle's run-script helpers read {path.name} "
+                         "(a bundle holds recipes/lib)")
+    st = path.stat()
+    return list(_bash_read_args(str(lib), str(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino))
+
+
+# Prints each flag NUL-terminated; none for a file of comments alone.
+_ARGS_READER = ('source "$1" && recipe_read_args_file "$2" flags && '
+                '{ ((${#flags[@]} == 0)) || printf "%s\\0" "${flags[@]}"; }')
+
+
+@functools.lru_cache(maxsize=64)
+def _bash_read_args(lib: str, path: str, *stamp: int) -> tuple[str, ...]:  # stamp: the file as it was read
+    p = subprocess.run(["bash", "-c", _ARGS_READER, "recipe_read_args_file", lib, path],
+                       capture_output=True, timeout=60, check=False)
+    if p.returncode != 0:
+        why = p.stderr.decode(errors="replace").strip().splitlines()
+        raise UsageError(why[-1].removeprefix("recipe: error: ") if why
+                         else f"{path}: the args reader failed (exit {p.returncode})")
+    try:
+        text = p.stdout.decode()
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: args file is not UTF-8 text (byte {e.start} of its flags)") from None
+    return tuple(text.split("\0")[:-1])
 
 
 def args_to_dict(argv: list[str]) -> dict[str, str | bool]:

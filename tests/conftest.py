@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +22,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
+
+
+@functools.cache
+def _script_env(name: str) -> tuple[tuple[str, str], ...]:
+    p = recipe("plan", name, "--format", "json")
+    assert p.returncode == 0, p.stderr
+    return tuple(json.loads(p.stdout)["script_env"].items())
+
+
+def plan_env(name: str, **extra: str) -> dict[str, str]:
+    """clean_env() with the RECIPE_* values `recipe run` gives NAME's run script (from recipe.toml,
+    through its plan), then `extra`: a run script run by hand the way the runner runs it."""
+    return clean_env(**{**dict(_script_env(name)), **extra})
 
 
 def recipe(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, clean_env, make_bundle, recipe
+from conftest import ROOT, clean_env, make_bundle, plan_env, recipe
 
 RECIPES = ("nemotron3_nano", "nemotron3_nano_tiny")
 
@@ -44,21 +44,21 @@ INT_VARS = ("RECIPE_NODES", "RECIPE_GPUS_PER_NODE", "RECIPE_TP", "RECIPE_NUM_ROL
 @pytest.mark.parametrize("var", INT_VARS)
 def test_run_script_never_evaluates_a_variable_as_code(name, var, tmp_path):
     canary = tmp_path / "pwned"
-    env = clean_env(RECIPE_DRY_RUN="1", RECIPE_RUN_DIR=str(tmp_path / "run"),
-                    **{var: f"BASH_VERSINFO[$(touch {canary})]"})
+    env = plan_env(name, RECIPE_DRY_RUN="1", RECIPE_RUN_DIR=str(tmp_path / "run"),
+                   **{var: f"BASH_VERSINFO[$(touch {canary})]"})
     p = subprocess.run(["bash", str(ROOT / "recipes" / name / "run.sh")], env=env, capture_output=True, text=True,
                        timeout=60, check=False)
     assert not canary.exists()
-    assert p.returncode == 2 and f"{var} must be a non-negative integer" in p.stderr, p.stderr
+    assert p.returncode == 2 and f"{var} must be an integer >= 0" in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("value", ["010", "-1", "1e3", " 8", "99999999999999999999"])
 def test_run_script_refuses_integers_bash_would_misread(value):
     """010 is octal 8 in $((...)), and 20 digits overflow: only plain decimal integers pass."""
-    env = clean_env(RECIPE_DRY_RUN="1", RECIPE_GPUS_PER_NODE=value)
+    env = plan_env("nemotron3_nano", RECIPE_DRY_RUN="1", RECIPE_GPUS_PER_NODE=value)
     p = subprocess.run(["bash", str(ROOT / "recipes" / "nemotron3_nano" / "run.sh")], env=env, capture_output=True,
                        text=True, timeout=60, check=False)
-    assert p.returncode == 2 and "RECIPE_GPUS_PER_NODE must be a non-negative integer" in p.stderr
+    assert p.returncode == 2 and "RECIPE_GPUS_PER_NODE must be an integer >= 0" in p.stderr
 
 
 def test_launch_lib_checks_the_ray_numbers_it_does_arithmetic_with(tmp_path):
@@ -68,7 +68,7 @@ def test_launch_lib_checks_the_ray_numbers_it_does_arithmetic_with(tmp_path):
     p = subprocess.run(["bash", "-c", script], env=clean_env(RECIPE_RAY_READY_TIMEOUT=f"a[$(touch {canary})]"),
                        capture_output=True, text=True, timeout=30, check=False)
     assert not canary.exists()
-    assert p.returncode == 2 and "RECIPE_RAY_READY_TIMEOUT must be a non-negative integer" in p.stderr
+    assert p.returncode == 2 and "RECIPE_RAY_READY_TIMEOUT must be an integer >= 0" in p.stderr
 
 
 # ---- the dry run's printf %q output is read exactly ---------------------------------------------
@@ -91,7 +91,7 @@ def test_newline_in_master_addr_is_a_one_line_usage_error():
 
 def test_run_script_escapes_control_characters_into_valid_json(tmp_path):
     """The job environment JSON stays valid whatever the script puts in it (a tab in a path)."""
-    env = clean_env(RECIPE_DRY_RUN="1", MASTER_ADDR="host\tname")
+    env = plan_env("nemotron3_nano", RECIPE_DRY_RUN="1", MASTER_ADDR="host\tname")
     p = subprocess.run(["bash", str(ROOT / "recipes" / "nemotron3_nano" / "run.sh")], env=env, capture_output=True,
                        timeout=60, check=False)
     from runner.plan.dryrun import split_job

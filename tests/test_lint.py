@@ -345,6 +345,7 @@ def _fake_recipe(tmp_path, name, framework, model_type):
     (d / "model_args.txt").write_text("--num-layers 4\n--num-attention-heads 8\n--hidden-size 64\n")
     (d / "hf_config.json").write_text(json.dumps({"model_type": model_type, "num_hidden_layers": 4}))
     (d / "run.sh").write_text("#!/bin/sh\nexit 0\n")
+    shutil.copytree(ROOT / "recipes" / "lib", tmp_path / "recipes" / "lib", dirs_exist_ok=True)  # a bundle's helpers
     return d
 
 

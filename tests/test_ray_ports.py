@@ -9,9 +9,10 @@ import subprocess
 import pytest
 from conftest import ROOT, clean_env
 
-from runner.launch.ports import PORT_HI, PORT_LO, RAY_SLOT0_SPAN, ray_ports
+from runner.launch.ports import PORT_LO, ray_ports, slot0
 from runner.launch.preflight import check_ports
 
+SPAN, PORT_HI = slot0().span, slot0().ceiling
 PORT_VARS = ("RECIPE_RAY_PORT", "RECIPE_RAY_DASHBOARD_PORT", "RECIPE_RAY_CLIENT_PORT", "RECIPE_RAY_NODE_MANAGER_PORT",
              "RECIPE_RAY_OBJECT_MANAGER_PORT", "RECIPE_RAY_AGENT_GRPC_PORT", "RECIPE_RAY_AGENT_HTTP_PORT",
              "RECIPE_RAY_METRICS_PORT", "RECIPE_RAY_RUNTIME_ENV_AGENT_PORT")
@@ -35,15 +36,16 @@ def test_a_local_run_uses_exactly_the_block_the_runner_picked():
     env = scheme("recipe_ray_defaults", RECIPE_RAY_PORT_BASE=str(base))
     used = ports_of(env)
     assert len(used) == len(PORT_VARS) + 200  # nothing shared between services
-    assert min(used) == base and max(used) == base + RAY_SLOT0_SPAN - 1
-    assert base + RAY_SLOT0_SPAN <= PORT_HI  # below the ephemeral range
+    assert min(used) == base and max(used) == base + SPAN - 1
+    assert base + SPAN <= PORT_HI  # below the ephemeral range
+    assert (SPAN, PORT_HI) == (400, 32768)  # what the runner read from launch.sh is the layout it documents
 
 
-@pytest.mark.parametrize("base", [PORT_LO, PORT_HI - RAY_SLOT0_SPAN - 1], ids=["lowest", "highest"])
+@pytest.mark.parametrize("base", [PORT_LO, PORT_HI - SPAN - 1], ids=["lowest", "highest"])
 def test_every_base_the_runner_can_draw_is_one_the_scheme_takes(base):
     # free_block draws bases from [PORT_LO, PORT_HI - span): both ends must run, not only a lucky draw
     env = scheme("recipe_ray_defaults", RECIPE_RAY_PORT_BASE=str(base))
-    assert min(ports_of(env)) == base and max(ports_of(env)) == base + RAY_SLOT0_SPAN - 1 < PORT_HI
+    assert min(ports_of(env)) == base and max(ports_of(env)) == base + SPAN - 1 < PORT_HI
 
 
 def test_eight_node_slots_of_one_job_never_share_a_port_and_stay_below_the_ephemeral_range():

@@ -3,6 +3,7 @@ inner run's argv derived from it rather than listed by hand."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -37,10 +38,15 @@ def test_environment_beats_recipe_and_command_line_beats_both():
 
 def test_every_option_has_its_variable_and_the_run_script_reads_it():
     """The RECIPE_* names the runner honours are the ones the run scripts read (image aside: the runner's)."""
-    for name in ("nemotron3_nano", "nemotron3_nano_tiny"):
-        text = (load_recipe(name).path("run_script")).read_text()
+    for name in ("nemotron3_nano", "nemotron3_nano_4b", "nemotron3_nano_tiny"):
+        script = load_recipe(name).path("run_script")
+        text = script.read_text()
+        # with the shared blocks it sources (recipes/lib/miles_grpo.sh reads the miles recipes' values)
+        sourced = re.findall(r'source "\$here/(\.\./lib/[\w.]+)"', text)
+        text += "".join((script.parent / rel).read_text() for rel in sourced)
         for key, var in ENV.items():
-            if key not in ("image", "cell"):
+            # the image and cell are the runner's; the inputs dir it turns into RECIPE_MODEL_DIR/DATA_DIR
+            if key not in ("image", "cell", "inputs_dir"):
                 assert var in text, (name, var)
 
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, clean_env, importorskip, load_tiny_module, recipe
+from conftest import ROOT, clean_env, importorskip, load_tiny_module, plan_env, recipe
 
 from runner.launch.ports import ray_ports
 from runner.recipe import args_to_dict, load_recipe
@@ -176,6 +176,10 @@ def test_events_parse_with_the_bundles_metric_reader(tmp_path):
 
 # ---- the run script ---------------------------------------------------------------------------------------
 
+def tiny_env(**extra: str) -> dict[str, str]:
+    return plan_env("nemotron3_nano_tiny", **extra)
+
+
 def dry_run(env: dict[str, str]) -> list[list[str]]:
     p = subprocess.run(["bash", str(TINY / "run.sh")], env={**env, "RECIPE_DRY_RUN": "1"}, capture_output=True,
                        text=True, check=True, timeout=60)
@@ -189,7 +193,7 @@ def job_of(cmds: list[list[str]]) -> tuple[dict[str, str], list[str]]:
 
 
 def test_dry_run_launches_grpo_with_the_recipe_constants(tmp_path):
-    cmds = dry_run(clean_env(RECIPE_RUN_DIR=str(tmp_path / "run"), RECIPE_OUTPUT_DIR=str(tmp_path / "out")))
+    cmds = dry_run(tiny_env(RECIPE_RUN_DIR=str(tmp_path / "run"), RECIPE_OUTPUT_DIR=str(tmp_path / "out")))
     assert list(tmp_path.iterdir()) == []  # dry run: no side effects
     start = next(c for c in cmds if "start" in c)
     assert start[start.index("--num-gpus") + 1] == "0"
@@ -216,14 +220,14 @@ def test_dry_run_equals_recipe_plan(tmp_path):
 
 
 def test_joining_a_cluster_starts_no_head():
-    cmds = dry_run(clean_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_NODES="2"))
+    cmds = dry_run(tiny_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_NODES="2"))
     assert not any(c[:1] == ["setsid"] for c in cmds)
     wait = next(c for c in cmds if any(w.endswith("ray_wait.py") for w in c))
     assert wait[wait.index("--nodes") + 1] == "2" and wait[wait.index("--gpus") + 1] == "0"
 
 
 def test_model_parallel_cells_are_refused():
-    p = subprocess.run(["bash", str(TINY / "run.sh")], env={**clean_env(RECIPE_TP="2"), "RECIPE_DRY_RUN": "1"},
+    p = subprocess.run(["bash", str(TINY / "run.sh")], env={**tiny_env(RECIPE_TP="2"), "RECIPE_DRY_RUN": "1"},
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "RECIPE_TP/PP/CP/EP/ETP must all be 1" in p.stderr
 
@@ -231,7 +235,7 @@ def test_model_parallel_cells_are_refused():
 # ---- the trainer --------------------------------------------------------------------------------------------
 
 def train_cmd(model_dir: Path, out: Path, *extra: str) -> list[str]:
-    _, job = job_of(dry_run(clean_env(RECIPE_MODEL_DIR=str(model_dir), RECIPE_RUN_DIR=str(out / "run"),
+    _, job = job_of(dry_run(tiny_env(RECIPE_MODEL_DIR=str(model_dir), RECIPE_RUN_DIR=str(out / "run"),
                                       RECIPE_OUTPUT_DIR=str(out))))
     return [PY, *job[1:], *extra]
 
@@ -269,7 +273,7 @@ def test_run_script_through_ray_passes_gate_and_reruns_bitwise(tmp_path):
 
     # Ray's socket paths must stay under 107 bytes: a short temp dir, not pytest's deep tmp_path.
     ray_tmp = tempfile.mkdtemp(prefix="tinyray-", dir="/tmp")
-    env = clean_env(RECIPE_RUN_DIR=str(tmp_path / "run"), RECIPE_OUTPUT_DIR=str(tmp_path / "out"),
+    env = tiny_env(RECIPE_RUN_DIR=str(tmp_path / "run"), RECIPE_OUTPUT_DIR=str(tmp_path / "out"),
                     RECIPE_RUN_ID="tiny-test", PATH=f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}",
                     RECIPE_RAY_TEMP_DIR=ray_tmp, RECIPE_RAY_NUM_CPUS="2", RECIPE_RAY_READY_TIMEOUT="60")
     env.update(ray_ports())

@@ -28,15 +28,25 @@ recipe_print_cmd() {
   printf '\n'
 }
 
-# recipe_require_int NAME...: each named variable must hold a plain decimal integer (no sign, no
-# leading zero, at most 15 digits). Checked before any $((...)): bash evaluates a variable's value
-# there as an expression, so `a[$(cmd)]` would run cmd, and 010 would be read as octal.
+# recipe_require_uint NAME VALUE [MIN [MAX]]: VALUE must be a plain decimal integer (no sign, no
+# leading zero, at most 15 digits), at least MIN (default 0) and, if given, at most MAX. The one
+# integer check of the shell side, made before any $((...)) sees the value: bash arithmetic
+# evaluates what a variable holds (`a[$(cmd)]` runs cmd) and reads 010 as octal. The runner's own
+# bounds on its options (64 nodes, ...) are the runner's (runner/plan/options.py), not repeated here.
+recipe_require_uint() {
+  local name=$1 value=$2 min=${3:-0} max=${4:-}
+  local want="an integer >= $min" ok=1
+  if [[ -n "$max" ]]; then want="an integer from $min to $max"; fi
+  [[ "$value" =~ ^(0|[1-9][0-9]{0,14})$ ]] || ok=0
+  if ((ok)) && ((value < min)); then ok=0; fi
+  if ((ok)) && [[ -n "$max" ]] && ((value > max)); then ok=0; fi
+  ((ok)) || recipe_die 2 "$name must be $want, got '$value'"
+}
+
+# recipe_require_int NAME...: recipe_require_uint for each named variable's value.
 recipe_require_int() {
   local name
-  for name in "$@"; do
-    [[ "${!name-}" =~ ^(0|[1-9][0-9]{0,14})$ ]] \
-      || recipe_die 2 "$name must be a non-negative integer, got '${!name-}'"
-  done
+  for name in "$@"; do recipe_require_uint "$name" "${!name-}"; done
 }
 
 # recipe_tool_fd: the descriptor for tools' chatter (Ray's start-up and submit banners), or nothing.
@@ -78,16 +88,22 @@ recipe_cmd() {
   "$@"
 }
 
-# Read an args file: one flag (with its value) per line; blank lines and '#' lines skipped.
-# Fills the array named by $2.
+# recipe_read_args_file FILE ARRAY: the flags of a one-flag-per-line file (model_args.txt) into the
+# array named ARRAY. Blank lines and lines whose first non-blank is # are skipped; every other line
+# is split on blanks. This is the one reader of the format: the runner reads the file through it
+# too (runner/recipe.py read_args_file), so lint and the launch cannot see different flags.
+# A carriage return is refused: read would keep it, glued to the last flag of its line.
 recipe_read_args_file() {
   local file=$1
   local -n _out=$2
-  local line
+  local line n=0
   local -a words
-  [[ -r "$file" ]] || recipe_die 2 "args file not readable: $file"
+  [[ -r "$file" && -f "$file" ]] || recipe_die 2 "$file: cannot read args file"
   _out=()
   while IFS= read -r line || [[ -n "$line" ]]; do
+    n=$((n + 1))
+    [[ "$line" != *$'\r'* ]] \
+      || recipe_die 2 "$file: line $n holds a carriage return (CRLF line endings?); save it with LF endings"
     [[ -z "${line//[[:space:]]/}" || "$line" =~ ^[[:space:]]*# ]] && continue
     read -r -a words <<<"$line"
     _out+=("${words[@]}")
@@ -144,6 +160,8 @@ recipe_forward_set() {
   local name
   shift
   for name in "$@"; do
+    # ${!name} below expands whatever name holds: only a variable name may reach it
+    [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || recipe_die 2 "'$name' is not an environment variable name"
     if [[ -n "${!name+x}" ]]; then
       export "${name?}"
       _names+=("$name")
@@ -167,11 +185,15 @@ recipe_nvlink_count() {
 #                                    runtime-env agent
 #   BASE+200+200*S .. BASE+399+200*S worker ports
 # A one-node run uses slot 0 only, BASE..BASE+399 (the runner picks a free BASE per run:
-# runner/launch/ports.py RAY_SLOT0_SPAN); a Slurm job derives BASE from its job id (sbatch_job.sh).
+# runner/launch/ports.py, which reads the span from here); a Slurm job derives BASE from its job id
+# (sbatch_job.sh).
+# The first port of Linux's default ephemeral range: every port of the scheme stays below it. The
+# runner reads this and the layout from here (runner/launch/ports.py) rather than restating them.
+RECIPE_RAY_PORT_CEILING=32768
 recipe_ray_ports() { # recipe_ray_ports BASE SLOT: export the ports of node slot SLOT
   recipe_require_uint "Ray node slot" "$2" 0 7
   # the slot's last worker port, BASE+399+200*SLOT, stays below the ephemeral range
-  recipe_require_uint "Ray port base (node slot $2)" "$1" 1024 $((32368 - 200 * 10#$2))
+  recipe_require_uint "Ray port base (node slot $2)" "$1" 1024 $((RECIPE_RAY_PORT_CEILING - 400 - 200 * $2))
   local base=$((10#$1)) slot=$((10#$2))
   local b=$((base + 10 + slot * 10))
   export RECIPE_RAY_PORT=$base RECIPE_RAY_DASHBOARD_PORT=$((base + 1)) RECIPE_RAY_CLIENT_PORT=$((base + 2))
@@ -360,12 +382,3 @@ recipe_cleanup() {
   recipe_ray_stop
 }
 
-# recipe_require_uint NAME VALUE [MIN [MAX]]: VALUE must be a plain decimal integer (in [MIN, MAX]);
-# checked before any $((...)) sees it, since bash arithmetic evaluates what a variable holds
-# (`a[$(cmd)]` runs cmd). Exit 2 naming NAME otherwise.
-recipe_require_uint() {
-  local name=$1 value=$2 min=${3:-0} max=${4:-999999999}
-  if [[ ! "$value" =~ ^[0-9]{1,9}$ ]] || ((10#$value < min || 10#$value > max)); then
-    recipe_die 2 "$name must be an integer from $min to $max, got '$value'"
-  fi
-}

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The miles GRPO argument blocks every miles recipe of the bundle shares, in the order of upstream's
 # launcher (scripts/run_nemotron_3_nano.py, miles 78527b91): model, ckpt, rollout, optimizer, grpo,
-# (wandb), perf, sglang, misc. A recipe's run.sh sets its RECIPE_* values and only what differs,
-# as that launcher's `_Recipe` table does, then calls miles_grpo_launch:
+# (wandb), perf, sglang, misc. A recipe's run.sh sets only what differs, as that launcher's
+# `_Recipe` table does, then calls miles_grpo_launch; the RECIPE_* values come from `recipe run`:
 #   GRPO_N_SAMPLES_PER_PROMPT  GRPO_ROLLOUT_MAX_RESPONSE_LEN  GRPO_GLOBAL_BATCH_SIZE
 #   GRPO_RECOMPUTE (0/1)       GRPO_LOG_PROBS_CHUNK_SIZE (empty: no chunking)
 #   GRPO_SGLANG_EXTRA (array: e.g. --use-rollout-routing-replay)
@@ -10,6 +10,19 @@
 
 miles_grpo_launch() {
   local here=$1
+  # The values recipe.toml states: `recipe run` passes them, and nothing re-defaults them here. By
+  # hand, set them (`recipe plan NAME` prints them).
+  recipe_require RECIPE_MODEL_DIR RECIPE_DATA_DIR RECIPE_OUTPUT_DIR RECIPE_RUN_DIR RECIPE_RUN_ID \
+    RECIPE_TP RECIPE_PP RECIPE_CP RECIPE_EP RECIPE_ETP RECIPE_SP RECIPE_MAX_TOKENS_PER_GPU \
+    RECIPE_NODES RECIPE_GPUS_PER_NODE RECIPE_NUM_ROLLOUT RECIPE_SEED RECIPE_ROLLOUT_SEED RECIPE_DETERMINISTIC \
+    RECIPE_FORWARD_ENV
+  # Where the image has miles and Megatron, and the optional cluster and wandb settings.
+  : "${RECIPE_MILES_DIR:=/root/miles}" "${RECIPE_MEGATRON_DIR:=/root/Megatron-LM}"
+  : "${MASTER_ADDR:=127.0.0.1}"
+  # RECIPE_RAY_ADDRESS: join an existing cluster (multi-node); otherwise a head is started here.
+  : "${RECIPE_RAY_ADDRESS:=}"
+  # RECIPE_WANDB_PROJECT turns on wandb; its key is read from WANDB_API_KEY by wandb itself.
+  : "${RECIPE_WANDB_PROJECT:=}" "${RECIPE_WANDB_GROUP:=$RECIPE_RUN_ID}"
   recipe_require_int RECIPE_TP RECIPE_PP RECIPE_CP RECIPE_EP RECIPE_ETP RECIPE_MAX_TOKENS_PER_GPU RECIPE_NODES \
     RECIPE_GPUS_PER_NODE RECIPE_NUM_ROLLOUT RECIPE_SEED RECIPE_ROLLOUT_SEED \
     GRPO_N_SAMPLES_PER_PROMPT GRPO_ROLLOUT_MAX_RESPONSE_LEN GRPO_GLOBAL_BATCH_SIZE
@@ -118,8 +131,11 @@ miles_grpo_launch() {
   export PYTHONPATH
   export no_proxy="127.0.0.1,localhost,$MASTER_ADDR"
   local -a job_env=(PYTHONPATH CUDA_DEVICE_MAX_CONNECTIONS NCCL_NVLS_ENABLE MASTER_ADDR PYTHONUNBUFFERED no_proxy)
-  # The network interfaces and NCCL's debug output, when set: on two nodes a wrong interface hangs.
-  recipe_forward_set job_env NCCL_SOCKET_IFNAME GLOO_SOCKET_IFNAME NCCL_DEBUG NCCL_DEBUG_FILE
+  # The network interfaces and NCCL's debug output, when set: the runner's list (FORWARDED_ENV in
+  # runner/plan/options.py), the same the docker backend passes into its container.
+  local -a forward
+  read -r -a forward <<<"$RECIPE_FORWARD_ENV"
+  recipe_forward_set job_env "${forward[@]}"
   if [[ "$RECIPE_DETERMINISTIC" == 1 ]]; then
     job_env+=(NCCL_ALGO NVTE_ALLOW_NONDETERMINISTIC_ALGO CUBLAS_WORKSPACE_CONFIG)
   fi

@@ -23,7 +23,7 @@ for v in RECIPE_RAY_READY_TIMEOUT RECIPE_RAY_PORT RECIPE_RAY_DASHBOARD_PORT RECI
 done
 case "$1" in
   head | worker)
-    recipe_require_uint NUM_GPUS "$3" 0 1024
+    recipe_require_uint NUM_GPUS "$3"
     if [[ "$1" == worker && ! "${4:-}" =~ ^[^:]+:[0-9]{1,5}$ ]]; then
       recipe_die 2 "ray_node.sh worker: HEAD_ADDRESS must be HOST:PORT, got '${4:-}'"
     fi
@@ -31,8 +31,8 @@ case "$1" in
     ;;
   wait)
     [[ $# -eq 4 ]] || recipe_die 2 "usage: ray_node.sh wait ADDRESS NODES TOTAL_GPUS"
-    recipe_require_uint NODES "$3" 1 4096
-    recipe_require_uint TOTAL_GPUS "$4" 0 1048576
+    recipe_require_uint NODES "$3" 1
+    recipe_require_uint TOTAL_GPUS "$4"
     recipe_ray_wait "$2" "$3" "$4"
     ;;
   *) recipe_die 2 "ray_node.sh: first argument must be head, worker or wait, got '$1'" ;;

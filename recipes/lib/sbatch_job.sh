@@ -36,8 +36,9 @@ die() { recipe_die 1 "$@"; }
 log() { recipe_log "$@"; }
 
 # ---- the parameters, checked before any arithmetic uses them ------------------------------
-recipe_require_uint NODES "$NODES" 1 64
-recipe_require_uint GPUS_PER_NODE "$GPUS_PER_NODE" 0 64
+# (their upper bounds are the runner's, which wrote them: runner/plan/options.py MAX_NODES, ...)
+recipe_require_uint NODES "$NODES" 1
+recipe_require_uint GPUS_PER_NODE "$GPUS_PER_NODE"
 recipe_require_uint READY_TIMEOUT "$READY_TIMEOUT" 1 86400
 [[ "$RUNTIME" == pyxis || "$RUNTIME" == none ]] || recipe_die 2 "RUNTIME must be pyxis or none, got '$RUNTIME'"
 export RECIPE_RAY_READY_TIMEOUT=${RECIPE_RAY_READY_TIMEOUT:-$READY_TIMEOUT}

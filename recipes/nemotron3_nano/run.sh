@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # nemotron3_nano: GRPO of Nemotron-3-Nano-30B-A3B-BF16 with miles, run on the head node inside
-# the pinned image. `recipe run` sets the RECIPE_* variables below; by hand, the defaults are the
-# recipe's default cell on 1 node x 8 H200. RECIPE_DRY_RUN=1 prints each command instead.
+# the pinned image. `recipe run` sets the RECIPE_* variables below from recipe.toml; by hand,
+# set them (`recipe plan nemotron3_nano` prints them). RECIPE_DRY_RUN=1 prints each command instead.
 #
 # The shared miles GRPO blocks live in ../lib/miles_grpo.sh; this file holds only what differs,
 # as the 30B row of upstream's `_RECIPES` (scripts/run_nemotron_3_nano.py, miles 78527b91).
@@ -13,26 +13,6 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib/launch.sh"
 # shellcheck source=../lib/miles_grpo.sh
 source "$here/../lib/miles_grpo.sh"
-
-# ---- inputs -------------------------------------------------------------------------------
-: "${RECIPE_INPUTS_DIR:=/root/miles_data/nemotron3_nano}"
-: "${RECIPE_MODEL_DIR:=$RECIPE_INPUTS_DIR/model}"
-: "${RECIPE_DATA_DIR:=$RECIPE_INPUTS_DIR/data}"
-: "${RECIPE_OUTPUT_DIR:=/root/miles_data/nemotron3_nano_output}"
-: "${RECIPE_RUN_DIR:=$RECIPE_OUTPUT_DIR/run}"
-: "${RECIPE_RUN_ID:=nemotron3_nano-$$}"
-# parallelism cell (default: TP2 PP2 CP1 EP2 ETP1 + SP)
-: "${RECIPE_TP:=2}" "${RECIPE_PP:=2}" "${RECIPE_CP:=1}" "${RECIPE_EP:=2}" "${RECIPE_ETP:=1}"
-: "${RECIPE_SP:=1}" "${RECIPE_MAX_TOKENS_PER_GPU:=1024}"
-: "${RECIPE_NODES:=1}" "${RECIPE_GPUS_PER_NODE:=8}"
-: "${RECIPE_NUM_ROLLOUT:=10}" "${RECIPE_SEED:=1234}" "${RECIPE_ROLLOUT_SEED:=42}"
-: "${RECIPE_DETERMINISTIC:=0}"
-: "${RECIPE_MILES_DIR:=/root/miles}" "${RECIPE_MEGATRON_DIR:=/root/Megatron-LM}"
-: "${MASTER_ADDR:=127.0.0.1}"
-# RECIPE_RAY_ADDRESS: join an existing cluster (multi-node); otherwise a head is started here.
-: "${RECIPE_RAY_ADDRESS:=}"
-# RECIPE_WANDB_PROJECT turns on wandb; its key is read from WANDB_API_KEY by wandb itself.
-: "${RECIPE_WANDB_PROJECT:=}" "${RECIPE_WANDB_GROUP:=$RECIPE_RUN_ID}"
 
 # ---- what differs from the shared blocks (upstream's 30B `_Recipe`) ------------------------
 GRPO_N_SAMPLES_PER_PROMPT=4 GRPO_ROLLOUT_MAX_RESPONSE_LEN=1024 GRPO_GLOBAL_BATCH_SIZE=128

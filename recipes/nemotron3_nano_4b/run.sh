@@ -14,18 +14,6 @@ source "$here/../lib/launch.sh"
 # shellcheck source=../lib/miles_grpo.sh
 source "$here/../lib/miles_grpo.sh"
 
-# ---- values recipe.toml states (`recipe run` passes them; nothing is re-defaulted here) ----
-recipe_require RECIPE_MODEL_DIR RECIPE_DATA_DIR RECIPE_OUTPUT_DIR RECIPE_RUN_DIR RECIPE_RUN_ID \
-  RECIPE_TP RECIPE_PP RECIPE_CP RECIPE_EP RECIPE_ETP RECIPE_SP RECIPE_MAX_TOKENS_PER_GPU \
-  RECIPE_NODES RECIPE_GPUS_PER_NODE RECIPE_NUM_ROLLOUT RECIPE_SEED RECIPE_ROLLOUT_SEED RECIPE_DETERMINISTIC
-# Where the image has miles and Megatron, and the optional cluster/wandb settings.
-: "${RECIPE_MILES_DIR:=/root/miles}" "${RECIPE_MEGATRON_DIR:=/root/Megatron-LM}"
-: "${MASTER_ADDR:=127.0.0.1}"
-# RECIPE_RAY_ADDRESS: join an existing cluster (multi-node); otherwise a head is started here.
-: "${RECIPE_RAY_ADDRESS:=}"
-# RECIPE_WANDB_PROJECT turns on wandb; its key is read from WANDB_API_KEY by wandb itself.
-: "${RECIPE_WANDB_PROJECT:=}" "${RECIPE_WANDB_GROUP:=$RECIPE_RUN_ID}"
-
 # ---- what differs from the shared blocks (upstream's 4B `_Recipe`) -------------------------
 # 8 samples x 4096 tokens, global batch 256; no recompute, no log-prob chunking, and no rollout
 # routing replay (dense: there is no router to replay). No --use-miles-router: upstream's launcher

@@ -13,21 +13,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/launch.sh
 source "$here/../lib/launch.sh"
 
-# ---- inputs -------------------------------------------------------------------------------
-: "${RECIPE_INPUTS_DIR:=$here/inputs}"
-: "${RECIPE_MODEL_DIR:=$RECIPE_INPUTS_DIR/model}"
-: "${RECIPE_DATA_DIR:=$RECIPE_INPUTS_DIR/data}"
-: "${RECIPE_OUTPUT_DIR:=${TMPDIR:-/tmp}/nemotron3_nano_tiny_output}"
-: "${RECIPE_RUN_DIR:=$RECIPE_OUTPUT_DIR/run}"
-: "${RECIPE_RUN_ID:=nemotron3_nano_tiny-$$}"
-# The one cell: a single CPU process (the parallelism variables are read for the shared contract).
-: "${RECIPE_TP:=1}" "${RECIPE_PP:=1}" "${RECIPE_CP:=1}" "${RECIPE_EP:=1}" "${RECIPE_ETP:=1}"
-: "${RECIPE_SP:=0}" "${RECIPE_MAX_TOKENS_PER_GPU:=512}"
-: "${RECIPE_NODES:=1}" "${RECIPE_GPUS_PER_NODE:=0}"
-: "${RECIPE_NUM_ROLLOUT:=10}" "${RECIPE_SEED:=1234}" "${RECIPE_ROLLOUT_SEED:=42}"
+# ---- values recipe.toml states (`recipe run` passes them; nothing is re-defaulted here) ----
+# The one cell is a single CPU process (the parallelism variables are read for the shared contract).
+recipe_require RECIPE_MODEL_DIR RECIPE_DATA_DIR RECIPE_OUTPUT_DIR RECIPE_RUN_DIR RECIPE_RUN_ID \
+  RECIPE_TP RECIPE_PP RECIPE_CP RECIPE_EP RECIPE_ETP RECIPE_SP RECIPE_MAX_TOKENS_PER_GPU \
+  RECIPE_NODES RECIPE_GPUS_PER_NODE RECIPE_NUM_ROLLOUT RECIPE_SEED RECIPE_ROLLOUT_SEED RECIPE_DETERMINISTIC
 # Torch's deterministic algorithms only when asked (recipe.toml [run] deterministic = false): with one
 # torch thread the run reproduces bit for bit either way (measured: identical values with and without).
-: "${RECIPE_DETERMINISTIC:=0}"
 : "${RECIPE_PYTHON:=python3}"
 : "${RECIPE_TORCH_THREADS:=1}"
 : "${MASTER_ADDR:=127.0.0.1}"

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, replace
 
 from runner import __version__
 from runner.errors import UsageError
+from runner.plan.options import checked
 
 RUNTIMES = ("pyxis", "none")
 JOB_SCRIPT = "sbatch_job.sh"  # in recipes/lib
 PARAMS_BEGIN = "# ---- parameters: every value is single-quoted data ----"
 PARAMS_END = "# ---- end of parameters ----"
-MAX_NODES = 64  # the job's port layout (recipes/lib/sbatch_job.sh)
 MAX_READY_TIMEOUT_S = 86400
 IMAGE_BUNDLE_DIR = "/opt/recipe-bundle"  # where the recipe-bundle image keeps the bundle (docker/Dockerfile)
 
@@ -77,12 +77,8 @@ def _plain_text(flag: str, v: str) -> None:
 
 
 def validate(job: SbatchJob) -> None:
-    if job.nodes < 1:
-        raise UsageError(f"--nodes must be >= 1, got {job.nodes}")
-    if job.nodes > MAX_NODES:
-        raise UsageError(f"--nodes {job.nodes}: the port layout supports up to {MAX_NODES} nodes")
-    if not 0 <= job.gpus_per_node <= 64:
-        raise UsageError(f"--gpus-per-node must be >= 0 and <= 64, got {job.gpus_per_node}")
+    checked("nodes", job.nodes, "--nodes")  # the options' own bounds: one rule for run, plan and sbatch
+    checked("gpus_per_node", job.gpus_per_node, "--gpus-per-node")
     if not 1 <= job.ready_timeout_s <= MAX_READY_TIMEOUT_S:
         raise UsageError(f"--ready-timeout must be 1 to {MAX_READY_TIMEOUT_S} seconds, got {job.ready_timeout_s}")
     if job.runtime not in RUNTIMES:

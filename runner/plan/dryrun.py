@@ -16,15 +16,14 @@ from pathlib import Path
 from runner.errors import EXIT_USAGE, RecipeError, UsageError
 from runner.model.parallel import Architecture, layout_errors
 from runner.plan import shellwords
-from runner.plan.options import RunOptions
+from runner.plan.options import FORWARDED_ENV, RunOptions
 from runner.recipe import Cell, Recipe
 from runner.records.rundirs import plan_run_dir
 from runner.secrets import present_secret_names
 
 # Variables of the caller's environment a run script may read (besides RECIPE_*).
-# The NCCL/Gloo interface and debug settings and PYTHONPATH go into the job environment when set.
-PASSTHROUGH = ("NCCL_NVLS_ENABLE", "MASTER_ADDR", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG",
-               "NCCL_DEBUG_FILE", "PYTHONPATH")
+# The forwarded NCCL/Gloo settings and PYTHONPATH go into the job environment when set.
+PASSTHROUGH = ("NCCL_NVLS_ENABLE", "MASTER_ADDR", *FORWARDED_ENV, "PYTHONPATH")
 
 
 @dataclass

@@ -34,7 +34,8 @@ from runner.inputs import layout as inputs_layout
 from runner.paths import user_path
 from runner.recipe import Cell, Recipe
 
-# Bounds "beyond reason": one Ray cluster of a recipe; the sbatch port layout also stops at 64 nodes.
+# Bounds "beyond reason" on one Ray cluster of a recipe; the one place they are stated (sbatch and
+# the shell helpers check only that a number is a number).
 MAX_NODES = 64
 MAX_GPUS_PER_NODE = 64
 MAX_NUM_ROLLOUT = 10**7
@@ -47,6 +48,10 @@ FLAG = {"cell": "--cell", "nodes": "--nodes", "gpus_per_node": "--gpus-per-node"
         "model_dir": "--model-dir", "data_dir": "--data-dir", "output_dir": "--output-dir", "seed": "--seed",
         "rollout_seed": "--rollout-seed", "num_rollout": "--num-rollout", "deterministic": "--deterministic",
         "image": "--image"}
+# The network interfaces and NCCL's debug output: passed on, where set, into the trainer's job
+# environment (the run script reads this list as RECIPE_FORWARD_ENV) and into a docker container.
+# On two nodes a wrong interface hangs NCCL. The one list of them.
+FORWARDED_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_DEBUG_FILE")
 # (minimum, maximum) of the integer options
 BOUNDS = {"nodes": (1, MAX_NODES), "gpus_per_node": (0, MAX_GPUS_PER_NODE), "seed": (0, 2**32 - 1),
           "rollout_seed": (0, 2**32 - 1), "num_rollout": (1, MAX_NUM_ROLLOUT)}
@@ -82,7 +87,7 @@ class RunOptions:
         given: dict[str, Any] = {}
         for key, var in ENV.items():
             if key in cli:
-                given[key] = _checked(key, cli[key], FLAG[key])
+                given[key] = checked(key, cli[key], FLAG[key])
             elif environ.get(var, "") != "":
                 given[key] = _from_env(key, var, environ[var])
         cell = recipe.cell(given.get("cell"))
@@ -120,6 +125,7 @@ class RunOptions:
             "RECIPE_SEED": str(self.seed),
             "RECIPE_ROLLOUT_SEED": str(self.rollout_seed),
             "RECIPE_DETERMINISTIC": "1" if self.deterministic else "0",
+            "RECIPE_FORWARD_ENV": " ".join(FORWARDED_ENV),
             **self.cell.env(),
         }
         for k, v in env.items():
@@ -153,7 +159,8 @@ def _abs(p: Any, what: str = "path") -> Path | None:
     return user_path(p, what) if p else None
 
 
-def _checked(key: str, value: Any, where: str) -> Any:
+def checked(key: str, value: Any, where: str) -> Any:
+    """`value` of option `key` (given as `where`), or a one-line usage error naming it and its bounds."""
     if key in BOUNDS:
         lo, hi = BOUNDS[key]
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -174,12 +181,12 @@ def _from_env(key: str, var: str, raw: str) -> Any:
             value: Any = int(raw.strip(), 10)
         except ValueError:
             raise UsageError(f"{var}={raw!r}: expected an integer") from None
-        return _checked(key, value, var)
+        return checked(key, value, var)
     if key == "deterministic":
         if raw not in ("0", "1"):
             raise UsageError(f"{var}={raw!r}: expected 0 or 1")
         return raw == "1"
-    return _checked(key, raw, var)
+    return checked(key, raw, var)
 
 
 # ---- the one set of click options behind `run`, `plan` and `sbatch` ----------------------------

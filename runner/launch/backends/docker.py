@@ -37,6 +37,7 @@ from runner.launch.backends import inner_run_options
 from runner.launch.preflight import host_checks
 from runner.launch.script import run_script
 from runner.paths import bundle_root
+from runner.plan.options import FORWARDED_ENV
 from runner.plan.resolve import Launch
 from runner.records.record import write_json_atomic
 
@@ -49,7 +50,6 @@ IMAGE_TITLE = "recipe-bundle"  # org.opencontainers.image.title of images docker
 SCRIPT_NAME = "docker_run.sh"
 IMAGE_RECORD = "image.json"  # in the run directory: which recipe image ran, built or reused, on which base
 # Job settings of the host that must reach the job inside the container (by name, when set).
-FORWARDED_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_DEBUG_FILE")
 # Host IPC and a 32 GB /dev/shm for NCCL and Ray's object store, unlimited locked memory for RDMA
 # registration, a 64 MiB stack, the host network for Ray's ports; --gpus depends on the recipe.
 RUN_FLAGS = ["--ipc=host", "--shm-size=32g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",

@@ -1,0 +1,63 @@
+"""model_args.txt has one reader, the run scripts' own (recipe_read_args_file in
+recipes/lib/launch.sh); the runner reads the file through it, so what lint, the planner and the
+checks judge is word for word what the run script passes to the trainer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from conftest import ROOT, clean_env, make_bundle, plan_env, recipe
+
+from runner.errors import UsageError
+from runner.recipe import read_args_file
+
+ODD = ("# a comment\n   # an indented comment\n\n--num-layers\t52\n  --a 'quoted words'  \\x\n"
+       "--last-line-has-no-newline 1")
+ODD_WORDS = ["--num-layers", "52", "--a", "'quoted", "words'", "\\x", "--last-line-has-no-newline", "1"]
+
+
+def test_the_runner_reads_what_the_bash_reader_reads(tmp_path):
+    f = tmp_path / "args.txt"
+    f.write_text(ODD)
+    assert read_args_file(f) == ODD_WORDS
+    (tmp_path / "comments.txt").write_text("# nothing\n\n   \n")
+    assert read_args_file(tmp_path / "comments.txt") == []
+
+
+def test_the_plan_passes_exactly_the_words_the_runner_reads(tmp_path):
+    root = make_bundle(tmp_path, ROOT / "recipes" / "nemotron3_nano", "nemotron3_nano")
+    f = root / "recipes" / "nemotron3_nano" / "model_args.txt"
+    f.write_text("  # odd but legal\n--odd-flag\t'two words'  \\x\n\n" + f.read_text() + "--no-newline 1")
+    words = read_args_file(f)
+    assert words[:4] == ["--odd-flag", "'two", "words'", "\\x"] and words[-2:] == ["--no-newline", "1"]
+    p = recipe("plan", "nemotron3_nano", "--format", "json", env=clean_env(RECIPE_BUNDLE_ROOT=str(root)))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["argv"][:len(words)] == words
+
+
+def test_a_carriage_return_is_refused_by_the_runner_and_the_run_script_alike(tmp_path):
+    root = make_bundle(tmp_path, ROOT / "recipes" / "nemotron3_nano", "nemotron3_nano")
+    f = root / "recipes" / "nemotron3_nano" / "model_args.txt"
+    f.write_bytes(f.read_bytes().replace(b"\n", b"\r\n"))
+    want = f"{f}: line 1 holds a carriage return (CRLF line endings?); save it with LF endings"
+    with pytest.raises(UsageError) as e:
+        read_args_file(f)
+    assert e.value.message == want
+    p = recipe("plan", "nemotron3_nano", env=clean_env(RECIPE_BUNDLE_ROOT=str(root)))
+    assert p.returncode == 2 and p.stderr.strip() == f"recipe: error: {want}", p.stderr
+    script = subprocess.run(["bash", str(root / "recipes" / "nemotron3_nano" / "run.sh")],
+                            env={**plan_env("nemotron3_nano"), "RECIPE_DRY_RUN": "1"}, capture_output=True, text=True,
+                            timeout=60)
+    assert script.returncode == 2 and script.stderr.strip() == f"recipe: error: {want}"
+
+
+def test_an_unreadable_file_and_a_bundle_without_helpers_are_named(tmp_path, monkeypatch):
+    with pytest.raises(UsageError, match=r"nope.txt: cannot read args file \(No such file"):
+        read_args_file(tmp_path / "nope.txt")
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "a.txt").write_text("--x\n")
+    monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(tmp_path))
+    with pytest.raises(UsageError, match=r"recipes/lib/launch.sh: missing; the bundle's run-script helpers"):
+        read_args_file(tmp_path / "a.txt")
