@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, clean_env, make_bundle, plan_env, recipe
 
-RECIPES = ("nemotron3_nano", "nemotron3_nano_tiny")
+from runner.recipe import list_recipes
+
+RECIPES = tuple(list_recipes())  # every shipped run script
 
 
 def one_line_error(p: subprocess.CompletedProcess, code: int = 2) -> str:
