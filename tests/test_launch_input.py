@@ -54,6 +54,16 @@ def test_run_script_never_evaluates_a_variable_as_code(name, var, tmp_path):
     assert p.returncode == 2 and f"{var} must be an integer >= 0" in p.stderr, p.stderr
 
 
+def test_a_forwarded_name_is_never_expanded_as_code(tmp_path):
+    """RECIPE_FORWARD_ENV names variables; bash's ${!name} would evaluate an array subscript in one."""
+    canary = tmp_path / "pwned"
+    env = plan_env("nemotron3_nano", RECIPE_DRY_RUN="1", RECIPE_FORWARD_ENV=f"NCCL_DEBUG a[$(touch {canary})]")
+    p = subprocess.run(["bash", str(ROOT / "recipes" / "nemotron3_nano" / "run.sh")], env=env, capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert not canary.exists()
+    assert p.returncode == 2 and "'a[$(touch" in p.stderr and "is not an environment variable name" in p.stderr
+
+
 @pytest.mark.parametrize("value", ["010", "-1", "1e3", " 8", "99999999999999999999"])
 def test_run_script_refuses_integers_bash_would_misread(value):
     """010 is octal 8 in $((...)), and 20 digits overflow: only plain decimal integers pass."""
