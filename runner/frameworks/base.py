@@ -7,6 +7,8 @@ as the gate's collector reads them, and no notes for the gate.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runner.model.memory import MemorySettings
@@ -16,6 +18,12 @@ if TYPE_CHECKING:
     from runner.gate.metrics import Series
     from runner.model.finding import Finding
     from runner.plan.resolve import Launch
+
+
+def fatal_reason(table: Sequence[tuple[str, str]], line: str) -> tuple[str, str] | None:
+    """The first (pattern, reason) of a FATAL_LOG_LINES table found in `line`: one matcher for the
+    run's log watcher (runner/launch/watch.py) and for checks that read the same lines."""
+    return next(((pattern, reason) for pattern, reason in table if re.search(pattern, line)), None)
 
 
 class Framework:

@@ -178,9 +178,10 @@ def check_args(recipe, plan: Plan, environ: dict[str, str] | None = None) -> Che
     return check
 
 
-def skipped(why: str, plan: Plan, interpreter: str | None = None) -> Check:
-    return Check(NAME, "skipped", f"not run: {why}",
-                    data={"ran": False, "reason": why, "interpreter": interpreter, "entrypoint": plan.entrypoint})
+def skipped(why: str, plan: Plan, interpreter: str | None = None, name: str = NAME) -> Check:
+    """A check of the job's interpreter (`args`, `model`) that could not run here, and why."""
+    return Check(name, "skipped", f"not run: {why}",
+                 data={"ran": False, "reason": why, "interpreter": interpreter, "entrypoint": plan.entrypoint})
 
 
 def flag_value(argv: list[str], flag: str) -> str | None:

@@ -28,7 +28,6 @@ A difference the recipe knows about and accepts, with its reason, is listed in r
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any
 from runner.checks import Check, fail, na, ok
 from runner.errors import UsageError
 from runner.frameworks import miles_args
+from runner.frameworks.base import fatal_reason
 from runner.frameworks.miles_bridge import COPIED_FLAGS
 from runner.frameworks.miles_log import MILES_PATTERNS
 
@@ -215,13 +215,8 @@ def compare(result: dict, model_args: list[str], claims: list[tuple[str, Any, st
 
 def plugin_problems(warnings: list[str]) -> list[str]:
     """The warnings miles logs when its bridge plugin failed to load, restated."""
-    out = []
-    for text in warnings:
-        for pattern, reason in MILES_PATTERNS:
-            if re.search(pattern, text):
-                out.append(f"plugin: {reason} (logged: {' '.join(text.split())})")
-                break
-    return out
+    found = [(fatal_reason(MILES_PATTERNS, text), text) for text in warnings]
+    return [f"plugin: {hit[1]} (logged: {' '.join(text.split())})" for hit, text in found if hit]
 
 
 def check_model(recipe, plan, environ: dict[str, str] | None = None) -> Check:
@@ -231,11 +226,11 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> Check:
     interpreter = shutil.which(plan.entrypoint[0], path=env.get("PATH")) if plan.entrypoint else None
     if len(plan.entrypoint) < 2 or interpreter is None:
         return _skipped("the job's interpreter is not on PATH" if plan.entrypoint else "no trainer entry point",
-                        interpreter)
+                        plan, interpreter)
     hf = miles_args.flag_value(plan.argv, "--hf-checkpoint")
     if not hf or not (Path(hf) / "config.json").is_file():
         return _skipped(f"--hf-checkpoint {hf} has no config.json yet (the bridge reads it; see the inputs check)",
-                        interpreter)
+                        plan, interpreter)
     timeout = float(os.environ.get("RECIPE_MODEL_CHECK_TIMEOUT", DEFAULT_TIMEOUT_S))
     t0 = time.monotonic()
     result, tail = miles_args.run_parser(interpreter, plan.entrypoint[1], plan.argv, env, timeout, child=CHILD)
@@ -246,7 +241,7 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> Check:
                             "warnings": result.get("warnings", [])}
     if status == "absent":
         return _skipped(f"{result.get('module')} is not importable by {interpreter} with PYTHONPATH="
-                        f"{env.get('PYTHONPATH', '')!r} (not inside the pinned image)", interpreter)
+                        f"{env.get('PYTHONPATH', '')!r} (not inside the pinned image)", plan, interpreter)
     if status == "not-bridge":
         return _done(na(NAME, f"--megatron-to-hf-mode is {result.get('mode')!r}, not bridge: the model is built "
                                  "from the command line the args check judged"), data)
@@ -311,5 +306,5 @@ def _done(check: Check, data: dict) -> Check:
     return check
 
 
-def _skipped(why: str, interpreter: str | None) -> Check:
-    return Check(NAME, "skipped", f"not run: {why}", data={"ran": False, "reason": why, "interpreter": interpreter})
+def _skipped(why: str, plan, interpreter: str | None) -> Check:
+    return miles_args.skipped(why, plan, interpreter, name=NAME)

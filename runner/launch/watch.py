@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from runner.frameworks.base import fatal_reason
+
 MAX_LINE = 400  # the matched line as kept in run.json
 
 
@@ -35,20 +37,22 @@ class Watcher:
     """Feed it log lines; the first line matching a pattern is returned as a Match, once."""
 
     def __init__(self, patterns: list[tuple[str, str]]) -> None:
-        self.patterns = [(re.compile(p), p, reason) for p, reason in patterns]
+        for p, _ in patterns:
+            re.compile(p)  # a bad pattern fails here, not on the first log line
+        self.patterns = list(patterns)
         self.matched: Match | None = None
 
     def feed(self, line: str) -> Match | None:
         if self.matched or not self.patterns:
             return None
-        for rx, pattern, reason in self.patterns:
-            if rx.search(line):
-                text = line.strip()
-                if len(text) > MAX_LINE:
-                    text = text[: MAX_LINE - 1] + "…"
-                self.matched = Match(reason, text, pattern)
-                return self.matched
-        return None
+        found = fatal_reason(self.patterns, line)
+        if found is None:
+            return None
+        text = line.strip()
+        if len(text) > MAX_LINE:
+            text = text[: MAX_LINE - 1] + "…"
+        self.matched = Match(found[1], text, found[0])
+        return self.matched
 
 
 def watcher_for(framework: str, table: dict[str, list[tuple[str, str]]] | None = None) -> Watcher:
