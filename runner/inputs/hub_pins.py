@@ -46,8 +46,9 @@ def manifest_header(recipe: Recipe) -> tuple[list[str], dict[str, str]]:
         header.update({"data.repo": data.repo, "data.repo_type": data.repo_type, "data.revision": data.revision,
                        "data.dir": data.dir})
     header["image"] = recipe.image
-    if recipe.commits.get("miles_commit"):
-        header["miles_commit"] = recipe.commits["miles_commit"]
+    own = f"{recipe.framework}_commit"  # the trainer's own pin in [pins], when recipe.toml states one
+    if recipe.commits.get(own):
+        header[own] = recipe.commits[own]
     return comments, header
 
 
