@@ -10,6 +10,7 @@ script; see runner/plan/dryrun.py.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 import tomllib
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UsageError
+from runner.errors import RecipeError, UsageError
 from runner.layout import Layout
 from runner.paths import recipes_dir
 
@@ -185,8 +186,14 @@ _ARGS_READER = ('source "$1" && recipe_read_args_file "$2" flags && '
 
 @functools.lru_cache(maxsize=64)
 def _bash_read_args(lib: str, path: str, *stamp: int) -> tuple[str, ...]:  # stamp: the file as it was read
-    p = subprocess.run(["bash", "-c", _ARGS_READER, "recipe_read_args_file", lib, path],
-                       capture_output=True, timeout=60, check=False)
+    # The environment a run script gets from the runner (PATH, HOME, LANG: the same locale decides what
+    # is blank), and no BASH_ENV, which bash -c would source first.
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    try:
+        p = subprocess.run(["bash", "-c", _ARGS_READER, "recipe_read_args_file", lib, path], env=env,
+                           capture_output=True, timeout=60, check=False)
+    except OSError as e:
+        raise RecipeError(f"cannot run bash to read {path} ({e.strerror}); the run scripts need bash too") from None
     if p.returncode != 0:
         why = p.stderr.decode(errors="replace").strip().splitlines()
         raise UsageError(why[-1].removeprefix("recipe: error: ") if why

@@ -61,3 +61,12 @@ def test_an_unreadable_file_and_a_bundle_without_helpers_are_named(tmp_path, mon
     monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(tmp_path))
     with pytest.raises(UsageError, match=r"recipes/lib/launch.sh: missing; the bundle's run-script helpers"):
         read_args_file(tmp_path / "a.txt")
+
+
+def test_the_reader_runs_in_the_run_scripts_environment_not_the_callers_bash_env(tmp_path, monkeypatch):
+    """bash -c sources $BASH_ENV first: a startup file that prints would have become flags."""
+    (tmp_path / "startup.sh").write_text("echo JUNK\n")
+    monkeypatch.setenv("BASH_ENV", str(tmp_path / "startup.sh"))
+    f = tmp_path / "args.txt"
+    f.write_text("--a 1\n")
+    assert read_args_file(f) == ["--a", "1"]
