@@ -10,14 +10,13 @@ script; see runner/plan/dryrun.py.
 from __future__ import annotations
 
 import functools
-import os
 import re
-import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import shellhelpers
 from runner.errors import RecipeError, UsageError
 from runner.layout import Layout
 from runner.paths import recipes_dir
@@ -170,13 +169,11 @@ def read_args_file(path: Path) -> list[str]:
     (recipe_read_args_file in recipes/lib/launch.sh): one owner of the format, so what lint and the
     checks judge is what the run script passes. A refusal is a usage error with the reader's line."""
     path = Path(path)
-    read_text(path, "args file")  # readable, and UTF-8 text throughout (comments too): a usage error naming it
-    lib = recipes_dir() / "lib" / "launch.sh"  # the helpers every run script of this bundle sources
-    if not lib.is_file():
-        raise UsageError(f"{lib}: missing; the bundle's run-script helpers read {path.name} "
-                         "(a bundle holds recipes/lib)")
-    st = path.stat()
-    return list(_bash_read_args(str(lib), str(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino))
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read args file ({e.strerror})") from None
+    return list(_bash_read_args(path.resolve(), st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
 
 
 # Prints each flag NUL-terminated; none for a file of comments alone.
@@ -185,13 +182,10 @@ _ARGS_READER = ('source "$1" && recipe_read_args_file "$2" flags && '
 
 
 @functools.lru_cache(maxsize=64)
-def _bash_read_args(lib: str, path: str, *stamp: int) -> tuple[str, ...]:  # stamp: the file as it was read
-    # The environment a run script gets from the runner (PATH, HOME, LANG: the same locale decides what
-    # is blank), and no BASH_ENV, which bash -c would source first.
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+def _bash_read_args(path: Path, *stamp: int) -> tuple[str, ...]:  # stamp: the file as it was read
+    read_text(path, "args file")  # readable, and UTF-8 text throughout (comments too): a usage error naming it
     try:
-        p = subprocess.run(["bash", "-c", _ARGS_READER, "recipe_read_args_file", lib, path], env=env,
-                           capture_output=True, timeout=60, check=False)
+        p = shellhelpers.call(_ARGS_READER, str(path))
     except OSError as e:
         raise RecipeError(f"cannot run bash to read {path} ({e.strerror}); the run scripts need bash too") from None
     if p.returncode != 0:

@@ -15,10 +15,9 @@ import os
 import random
 import re
 import socket
-import subprocess
 from dataclasses import dataclass
 
-from runner.paths import recipes_dir
+from runner import shellhelpers
 
 PORT_LO = 10000  # the lowest base this picker draws (the scheme itself allows 1024)
 _PROBE_BASE = 1024
@@ -39,13 +38,11 @@ class Slot0:
 @functools.cache
 def slot0() -> Slot0:
     """Slot 0 of the one scheme, as recipes/lib/launch.sh computes it."""
-    lib = recipes_dir() / "lib" / "launch.sh"
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}  # no BASH_ENV: nothing else prints
-    p = subprocess.run(["bash", "-c", _PROBE, "recipe_ray_ports", str(lib), str(_PROBE_BASE)], env=env,
-                       capture_output=True, text=True, timeout=30, check=False)
+    p = shellhelpers.call(_PROBE, str(_PROBE_BASE), timeout=30)
     if p.returncode != 0:
-        raise OSError(f"{lib}: recipe_ray_ports failed: {p.stderr.strip()[-300:] or f'exit {p.returncode}'}")
-    found = dict(line.split("=", 1) for line in p.stdout.split() if re.fullmatch(r"[A-Z_]+=[0-9]+", line))
+        why = p.stderr.decode(errors="replace").strip()[-300:]
+        raise OSError(f"{shellhelpers.launch_lib()}: recipe_ray_ports failed: {why or f'exit {p.returncode}'}")
+    found = dict(line.split("=", 1) for line in p.stdout.decode().split() if re.fullmatch(r"[A-Z_]+=[0-9]+", line))
     ports = {k: int(v) - _PROBE_BASE for k, v in found.items() if k != "CEILING"}
     workers = range(ports.pop("RECIPE_RAY_MIN_WORKER_PORT"), ports.pop("RECIPE_RAY_MAX_WORKER_PORT") + 1)
     return Slot0(offsets=tuple(sorted({*ports.values(), *workers})), ceiling=int(found["CEILING"]))

@@ -20,6 +20,7 @@ from runner.plan.options import FORWARDED_ENV, RunOptions
 from runner.recipe import Cell, Recipe
 from runner.records.rundirs import plan_run_dir
 from runner.secrets import present_secret_names
+from runner.shellhelpers import SCRIPT_ENV_KEYS
 
 # Variables of the caller's environment a run script may read (besides RECIPE_*).
 # The forwarded NCCL/Gloo settings and PYTHONPATH go into the job environment when set.
@@ -72,7 +73,7 @@ def dry_run(recipe: Recipe, env: dict[str, str]) -> list[list[str]]:
         raise UsageError(f"{script}: run script not found (recipe.toml [files] run_script)")
     # The same environment `recipe run` gives the script (script.run_script): the caller's RECIPE_*
     # settings (RECIPE_WANDB_PROJECT, RECIPE_MILES_DIR...) reach both, so the plan is the run.
-    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", *PASSTHROUGH)
+    base = {k: v for k, v in os.environ.items() if k in (*SCRIPT_ENV_KEYS, *PASSTHROUGH)
             or k.startswith("RECIPE_")}
     for k in PASSTHROUGH:
         if any(ch in base.get(k, "") for ch in "\n\r\0"):
