@@ -122,7 +122,8 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
         raise UsageError(f"--gpus {gpus} cannot be spread evenly over --nodes {nodes}")
     gpus_per_node = gpus // nodes
     model_args = recipe.model_args() if model_args is None else model_args
-    hf = hf_config if hf_config is not None else load_hf_config(recipe_hf_config_path(recipe))
+    cfg_path = recipe_hf_config_path(recipe)
+    hf = hf_config if hf_config is not None else load_hf_config(cfg_path)
     fam_name = family_name(recipe.model_family, hf)
     family = load_family(fam_name)
     if family is None:
@@ -145,8 +146,7 @@ def plan_layouts(recipe: Recipe, gpus: int, nodes: int | None = None, *, argv: l
     result = PlannerResult(recipe=recipe.name, gpus=gpus, nodes=nodes, gpu=gpu, capacity_gib=gib(capacity),
                            total_params=shape.total_params(), expert_params=shape.expert_params(),
                            settings=settings, calibration=getattr(family, "CALIBRATION", ""),
-                           config_source="the given config" if hf_config is not None
-                           else recipe_hf_config_path(recipe).name)
+                           config_source="the given config" if hf_config is not None else cfg_path.name)
     if not settings.colocate:
         result.notes.append("not colocated: rollout engines run on other GPUs; only the trainer is estimated")
     if not settings.full_recompute:

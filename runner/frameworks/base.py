@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from runner.plan.resolve import Launch
 
 
-def fatal_reason(table: Sequence[tuple[str, str]], line: str) -> tuple[str, str] | None:
+def fatal_reason(table: Sequence[tuple[str | re.Pattern, str]], line: str) -> tuple[str | re.Pattern, str] | None:
     """The first (pattern, reason) of a FATAL_LOG_LINES table found in `line`: one matcher for the
-    run's log watcher (runner/launch/watch.py) and for checks that read the same lines."""
+    run's log watcher (runner/launch/watch.py, which passes the patterns compiled) and for checks
+    that read the same lines."""
     return next(((pattern, reason) for pattern, reason in table if re.search(pattern, line)), None)
 
 

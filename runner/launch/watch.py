@@ -37,9 +37,7 @@ class Watcher:
     """Feed it log lines; the first line matching a pattern is returned as a Match, once."""
 
     def __init__(self, patterns: list[tuple[str, str]]) -> None:
-        for p, _ in patterns:
-            re.compile(p)  # a bad pattern fails here, not on the first log line
-        self.patterns = list(patterns)
+        self.patterns = [(re.compile(p), reason) for p, reason in patterns]  # compiled once, for every line
         self.matched: Match | None = None
 
     def feed(self, line: str) -> Match | None:
@@ -51,7 +49,7 @@ class Watcher:
         text = line.strip()
         if len(text) > MAX_LINE:
             text = text[: MAX_LINE - 1] + "…"
-        self.matched = Match(found[1], text, found[0])
+        self.matched = Match(found[1], text, found[0].pattern)
         return self.matched
 
 
