@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.frameworks import framework_of
+from runner.frameworks import framework_of, options_of
 from runner.gitrefs import GitReadError, head_commit
 from runner.image.enroot import container_labels
 from runner.image.lock import load_lock, lock_path
 from runner.paths import bundle_root
-from runner.plan.dryrun import render_plan
+from runner.plan.render import render_plan
 
 # Row statuses. Only "mismatch", "missing" and "error" make a report not ok.
 OK, MISMATCH, MISSING, ERROR, RECORDED, SKIPPED = "ok", "mismatch", "missing", "error", "recorded", "skipped"
@@ -237,7 +237,7 @@ def model_rows(recipe, plan) -> list[Row]:
                 {"ok": OK, "accepted": OK, "differs": ERROR}[r["status"]],
                 r["source"] + (f"; accepted: {r['why']}" if r["why"] else "")) for r in data["rows"]]
     bridge = (data.get("bridge") or {}).get("name") or "?"
-    want = recipe.framework_options.get("bridge") or bridge
+    want = options_of(recipe).bridge or bridge
     rows.insert(0, Row("model", "bridge", want, bridge, OK if bridge == want else ERROR,
                        (data.get("bridge") or {}).get("module", "")))
     # the problems that are not one field's: a plugin that failed to load, a failed finalize()

@@ -36,7 +36,7 @@ from runner.model.family import (
 from runner.model.finding import Finding
 from runner.model.memory import capacity_bytes
 from runner.model.parallel import Architecture, layout_errors, layout_warnings
-from runner.plan.dryrun import render_plan
+from runner.plan.render import render_plan
 from runner.recipe import Recipe, load_recipe, read_args_file
 
 __all__ = ["Finding", "LintReport", "lint_recipe", "format_report"]
@@ -166,7 +166,7 @@ def layout_findings(recipe: Recipe, cells: list[str], arch: Architecture, world:
 # -- the entry point ----------------------------------------------------------------------------
 def default_hf_config(recipe: Recipe) -> Path | None:
     """The recipe's shipped hf_config.json, else config.json in its inputs (a recipe may ship those)."""
-    shipped = recipe.dir / recipe.files.get("hf_config", "hf_config.json")
+    shipped = recipe.path("hf_config")
     if shipped.is_file():
         return shipped
     in_inputs = model_dir(recipe, inputs_root(recipe)) / "config.json"

@@ -21,6 +21,11 @@ def recipes_dir() -> Path:
     return bundle_root() / "recipes"
 
 
+def launch_lib() -> Path:
+    """The Ray lifecycle every rendered run script sources."""
+    return recipes_dir() / "lib" / "launch.sh"
+
+
 def user_path(p: str | os.PathLike, what: str) -> Path:
     """A path a user typed, `~` expanded and made absolute; `~nobody` is a usage error, not a crash."""
     try:

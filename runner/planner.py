@@ -25,7 +25,7 @@ from runner.model.family import (
 )
 from runner.model.memory import MemoryEstimate, MemorySettings, capacity_bytes, gib
 from runner.model.parallel import Architecture, layout_errors, layout_warnings
-from runner.plan.dryrun import render_plan
+from runner.plan.render import render_plan
 from runner.recipe import Recipe
 
 

@@ -16,7 +16,7 @@ from conftest import ROOT, clean_env, recipe
 
 from runner.frameworks import miles_args as argcheck
 from runner.plan.options import RunOptions
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch
 from runner.recipe import load_recipe
 
 FAKE = ROOT / "tests" / "data" / "fake_miles"

@@ -1,6 +1,7 @@
-"""model_args.txt has one reader, the run scripts' own (recipe_read_args_file in
-recipes/lib/launch.sh); the runner reads the file through it, so what lint, the planner and the
-checks judge is word for word what the run script passes to the trainer."""
+"""model_args.txt: the runner's reader (runner/recipe.py) and the run scripts' bash reader
+(recipe_read_args_file in recipes/lib/launch.sh) read the same words, because the runner refuses every
+line the two could read differently (a control character other than tab); what lint, the planner and
+the checks judge is word for word what the run script passes to the trainer."""
 
 from __future__ import annotations
 
@@ -53,14 +54,31 @@ def test_a_carriage_return_is_refused_by_the_runner_and_the_run_script_alike(tmp
     assert script.returncode == 2 and script.stderr.strip() == f"recipe: error: {want}"
 
 
-def test_an_unreadable_file_and_a_bundle_without_helpers_are_named(tmp_path, monkeypatch):
+def test_an_unreadable_file_is_named(tmp_path):
     with pytest.raises(UsageError, match=r"nope.txt: cannot read args file \(No such file"):
         read_args_file(tmp_path / "nope.txt")
-    (tmp_path / "recipes").mkdir()
-    (tmp_path / "a.txt").write_text("--x\n")
-    monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(tmp_path))
-    with pytest.raises(UsageError, match=r"recipes/lib/launch.sh: missing; the bundle's run-script helpers"):
-        read_args_file(tmp_path / "a.txt")
+
+
+@pytest.mark.parametrize("line,what", [
+    (b"--num-layers 2\x00--evil", "a NUL byte; remove it"),
+    (b"--a\x0b1", "the control character '\\x0b'"),
+    (b"--a 1\x1b[2J", "the control character '\\x1b'"),
+])
+def test_a_nul_byte_or_control_character_is_refused_naming_the_line(tmp_path, line, what):
+    """bash's `read` drops a NUL byte: `--num-layers 2<NUL>--evil` reached the trainer as `2--evil`."""
+    f = tmp_path / "args.txt"
+    f.write_bytes(b"# ok\n--hidden-size 8\n" + line + b"\n")
+    with pytest.raises(UsageError) as e:
+        read_args_file(f)
+    assert e.value.message == f"{f}: line 3 holds {what}"
+
+
+def test_a_nul_byte_in_a_cpu_recipes_args_stops_the_plan(tmp_path):
+    root = make_bundle(tmp_path, ROOT / "recipes" / "nemotron3_nano_tiny", "nemotron3_nano_tiny")
+    f = root / "recipes" / "nemotron3_nano_tiny" / "model_args.txt"
+    f.write_bytes(f.read_bytes() + b"--num-layers 2\x00--evil\n")
+    p = recipe("plan", "nemotron3_nano_tiny", env=clean_env(RECIPE_BUNDLE_ROOT=str(root)))
+    assert p.returncode == 2 and p.stderr.strip().endswith("holds a NUL byte; remove it"), p.stderr
 
 
 def test_the_reader_runs_in_the_run_scripts_environment_not_the_callers_bash_env(tmp_path, monkeypatch):

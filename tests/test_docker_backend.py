@@ -16,7 +16,7 @@ from fixtures_docker import CpuImage, Engine, cpu_image_fixture, docker_engine_f
 from runner.image import recipe_image as ri
 from runner.launch.backends import docker as dk
 from runner.plan.options import RunOptions
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch
 from runner.recipe import load_recipe
 
 DIGEST = "sha256:" + "ab" * 32

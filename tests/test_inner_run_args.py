@@ -16,7 +16,7 @@ from runner.launch.backends import docker as dk
 from runner.launch.backends import slurm
 from runner.launch.sbatch import render
 from runner.plan.options import RunOptions
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch
 from runner.recipe import load_recipe
 
 IMAGE = "registry.example/miles@sha256:" + "ab" * 32

@@ -17,11 +17,11 @@ import pytest
 from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from runner.plan.shellwords import ShellWordsError, split
 
 from runner.errors import RecipeError
-from runner.plan.dryrun import plan_for
 from runner.plan.options import RunOptions
-from runner.plan.shellwords import ShellWordsError, split
+from runner.plan.render import plan_for
 from runner.recipe import load_recipe
 
 # Pieces a shell would act on, mixed into arbitrary text.

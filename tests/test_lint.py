@@ -232,10 +232,11 @@ def test_non_miles_recipe_skips_miles_rules(tmp_path, monkeypatch):
     d = tmp_path / "recipes" / "toy_trl"
     d.mkdir(parents=True)
     (d / "recipe.toml").write_text(
-        'schema = 1\nname = "toy_trl"\nframework = "trl"\n[files]\nmodel_args = "model_args.txt"\n'
+        'schema = 1\nname = "toy_trl"\nframework = "trl"\ndefault_cell = "cpu"\n'
+        '[files]\nmodel_args = "model_args.txt"\n'
         'run_script = "run.sh"\nexpected_metrics = "expected_metrics.toml"\nmanifest = "inputs.sha256"\n'
         '[image]\nreference = "none"\n[hardware]\nnodes = 1\ngpus_per_node = 0\n'
-        '[run]\nnum_rollout = 1\nseed = 1\nrollout_seed = 1\n[cells]\ndefault = "cpu"\n'
+        '[run]\nnum_rollout = 1\nseed = 1\nrollout_seed = 1\n'
         '[cells.cpu]\ntp = 1\npp = 1\ncp = 1\nep = 1\netp = 1\nmax_tokens_per_gpu = 256\n')
     (d / "model_args.txt").write_text("--learning_rate 1e-5\n")
     monkeypatch.setenv("RECIPE_BUNDLE_ROOT", str(tmp_path))
@@ -271,7 +272,7 @@ def test_config_without_layer_pattern_warns_and_still_checks_experts(tmp_path):
 
 # -- what reaches the model in bridge mode (miles 78527b91 model_provider.py) ----------------------------
 def test_without_bridge_mode_the_scaling_rule_says_drift_and_no_bridge_notes(tmp_path):
-    from runner.plan.dryrun import render_plan
+    from runner.plan.render import render_plan
 
     argv = [w for w in render_plan(load_recipe("nemotron3_nano")).argv if w != "bridge"]
     argv = [w if w != "--megatron-to-hf-mode" else "--no-bridge-marker" for w in argv]
@@ -325,7 +326,7 @@ def test_copied_flags_match_the_vendored_miles(tmp_path):
 
 
 def test_lint_judges_the_argv_it_is_given():
-    from runner.plan.dryrun import render_plan
+    from runner.plan.render import render_plan
 
     argv = render_plan(load_recipe("nemotron3_nano")).argv
     given = lint_recipe("nemotron3_nano", argv=[*argv, "--use-rollout-logprobs"])
@@ -337,10 +338,11 @@ def _fake_recipe(tmp_path, name, framework, model_type):
     d = tmp_path / "recipes" / name
     d.mkdir(parents=True)
     (d / "recipe.toml").write_text(
-        f'schema = 1\nname = "{name}"\nframework = "{framework}"\n[files]\nmodel_args = "model_args.txt"\n'
+        f'schema = 1\nname = "{name}"\nframework = "{framework}"\ndefault_cell = "a"\n'
+        '[files]\nmodel_args = "model_args.txt"\n'
         'run_script = "run.sh"\nexpected_metrics = "expected_metrics.toml"\nmanifest = "inputs.sha256"\n'
         '[image]\nreference = "none"\n[hardware]\nnodes = 1\ngpus_per_node = 8\ngpu = "H100"\n'
-        '[run]\nnum_rollout = 1\nseed = 1\nrollout_seed = 1\n[cells]\ndefault = "a"\n'
+        '[run]\nnum_rollout = 1\nseed = 1\nrollout_seed = 1\n'
         '[cells.a]\ntp = 1\npp = 1\ncp = 1\nep = 1\netp = 1\nmax_tokens_per_gpu = 256\n')
     (d / "model_args.txt").write_text("--num-layers 4\n--num-attention-heads 8\n--hidden-size 64\n")
     (d / "hf_config.json").write_text(json.dumps({"model_type": model_type, "num_hidden_layers": 4}))

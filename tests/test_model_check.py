@@ -10,7 +10,7 @@ from test_argcheck import launch
 
 from runner.errors import UsageError
 from runner.frameworks import miles_model as mm
-from runner.plan.dryrun import render_plan
+from runner.plan.render import render_plan
 from runner.recipe import load_recipe
 
 NANO = load_recipe("nemotron3_nano")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from runner.frameworks.miles import ADAPTER as MILES
 from runner.gate.metrics import Series
 from runner.plan.options import RunOptions
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch
 from runner.recipe import load_recipe
 
 

@@ -14,7 +14,7 @@ from fixtures_minimal import base_install_fixture, cli  # noqa: F401
 
 from runner.frameworks import packages
 from runner.plan.options import RunOptions
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch
 from runner.recipe import load_recipe
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.plan.dryrun import argv_lines, render_plan
+from runner.plan.render import render_plan
+from runner.plan.spec import argv_lines
 from runner.recipe import list_recipes, load_recipe
 
 SNAP = Path(__file__).parent / "snapshots"

@@ -10,7 +10,7 @@ from runner.frameworks.miles import ADAPTER as MILES
 from runner.model.family import load_family
 from runner.model.memory import GIB
 from runner.model.parallel import Architecture, Layout, layout_errors, layout_warnings
-from runner.plan.dryrun import render_plan
+from runner.plan.render import render_plan
 from runner.planner import family_architecture, format_table, plan_layouts
 from runner.recipe import load_recipe
 

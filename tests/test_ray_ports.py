@@ -9,10 +9,10 @@ import subprocess
 import pytest
 from conftest import ROOT, clean_env
 
-from runner.launch.ports import PORT_LO, ray_ports, slot0
+from runner.launch.ports import CEILING, PORT_LO, SPAN, ray_ports
 from runner.launch.preflight import check_ports
 
-SPAN, PORT_HI = slot0().span, slot0().ceiling
+PORT_HI = CEILING
 PORT_VARS = ("RECIPE_RAY_PORT", "RECIPE_RAY_DASHBOARD_PORT", "RECIPE_RAY_CLIENT_PORT", "RECIPE_RAY_NODE_MANAGER_PORT",
              "RECIPE_RAY_OBJECT_MANAGER_PORT", "RECIPE_RAY_AGENT_GRPC_PORT", "RECIPE_RAY_AGENT_HTTP_PORT",
              "RECIPE_RAY_METRICS_PORT", "RECIPE_RAY_RUNTIME_ENV_AGENT_PORT")
@@ -38,7 +38,10 @@ def test_a_local_run_uses_exactly_the_block_the_runner_picked():
     assert len(used) == len(PORT_VARS) + 200  # nothing shared between services
     assert min(used) == base and max(used) == base + SPAN - 1
     assert base + SPAN <= PORT_HI  # below the ephemeral range
-    assert (SPAN, PORT_HI) == (400, 32768)  # what the runner read from launch.sh is the layout it documents
+    assert (SPAN, PORT_HI) == (400, 32768)  # the runner's constants are the layout launch.sh computes
+    ceiling = subprocess.run(["bash", "-c", f"source {ROOT}/recipes/lib/launch.sh; echo $RECIPE_RAY_PORT_CEILING"],
+                             env=clean_env(), capture_output=True, text=True, timeout=30, check=True).stdout
+    assert int(ceiling) == CEILING
 
 
 @pytest.mark.parametrize("base", [PORT_LO, PORT_HI - SPAN - 1], ids=["lowest", "highest"])

@@ -29,7 +29,7 @@ from runner.image import recipe_image as ri
 from runner.image.registry import RegistryError, image_labels, parse_reference
 from runner.launch.backends import docker as dk
 from runner.plan.options import RunOptions
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch
 from runner.recipe import load_recipe
 
 V2 = "application/vnd.docker.distribution.manifest.v2+json"

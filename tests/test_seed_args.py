@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.plan.dryrun import render_plan
+from runner.plan.render import render_plan
 from runner.recipe import load_recipe
 
 M, D, OUT, R = "/in/model", "/in/data", "/out", "/runs/r1"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.plan.dryrun import render_plan
+from runner.plan.render import render_plan
 from runner.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

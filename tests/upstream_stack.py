@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, required
 
 from runner.plan.options import RunOptions
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch
 from runner.recipe import load_recipe
 
 UPSTREAM = Path(os.environ.get("RECIPE_TEST_UPSTREAM_DIR", "/opt/recipe-upstream/current"))

@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # (layer, module prefixes). The longest matching prefix decides a module's layer.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("runner", "runner.errors", "runner.paths", "runner.atomicfile", "runner.secrets",
-              "runner.gitrefs", "runner.console", "runner.hostinfo", "runner.checks", "runner.layout",
-              "runner.shellhelpers")),
+              "runner.gitrefs", "runner.console", "runner.hostinfo", "runner.checks", "runner.layout")),
     ("recipe", ("runner.recipe",)),
     ("image", ("runner.image",)),
     ("inputs", ("runner.inputs",)),
@@ -30,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("runner.records",)),
     ("plan", ("runner.plan",)),
     ("frameworks", ("runner.frameworks",)),
+    ("render", ("runner.plan.render",)),  # asks the registry for the recipe's adapter
     ("analysis", ("runner.lint", "runner.planner", "runner.doctor")),
     ("launch", ("runner.launch",)),
     ("commands", ("runner.commands", "runner.cli")),

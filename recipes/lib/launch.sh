@@ -1,9 +1,10 @@
 # shellcheck shell=bash
-# Shared launch helpers for recipe run scripts and generated sbatch scripts.
+# The generic Ray lifecycle (start, readiness, submit, follow, stop) for the run scripts the runner
+# renders (runner/plan/script.py) and for the sbatch job's nodes. What a launch *is* (argv, job
+# environment) is rendered in Python and arrives here as literal arrays; nothing here decides it.
 #
-# - Every external command goes through `recipe_cmd` / `recipe_bg`, so RECIPE_DRY_RUN=1 prints
-#   the exact commands (one per line, "+ " then the words quoted with printf %q) instead of
-#   running them. `recipe plan` reads that output: the script is the one renderer of the launch.
+# - External commands of the sbatch job go through `recipe_cmd`, so RECIPE_DRY_RUN=1 prints them
+#   (one per line, "+ " then the words quoted with printf %q) instead of running them (its tests).
 # - Ray is started in a process group of its own and stopped by that group id: we end only the
 #   processes we started, never anything found by name.
 # - Secrets never become arguments. Ray's job driver inherits them from the environment of the
@@ -88,28 +89,6 @@ recipe_cmd() {
   "$@"
 }
 
-# recipe_read_args_file FILE ARRAY: the flags of a one-flag-per-line file (model_args.txt) into the
-# array named ARRAY. Blank lines and lines whose first non-blank is # are skipped; every other line
-# is split on blanks. This is the one reader of the format: the runner reads the file through it
-# too (runner/recipe.py read_args_file), so lint and the launch cannot see different flags.
-# A carriage return is refused: read would keep it, glued to the last flag of its line.
-recipe_read_args_file() {
-  local file=$1
-  local -n _out=$2
-  local line n=0
-  local -a words
-  [[ -r "$file" && -f "$file" ]] || recipe_die 2 "$file: cannot read args file"
-  _out=()
-  while IFS= read -r line || [[ -n "$line" ]]; do
-    n=$((n + 1))
-    [[ "$line" != *$'\r'* ]] \
-      || recipe_die 2 "$file: line $n holds a carriage return (CRLF line endings?); save it with LF endings"
-    [[ -z "${line//[[:space:]]/}" || "$line" =~ ^[[:space:]]*# ]] && continue
-    read -r -a words <<<"$line"
-    _out+=("${words[@]}")
-  done <"$file"
-}
-
 # JSON string escaping for the values that go into --runtime-env-json: backslash, quote, newline,
 # carriage return and tab are escaped; any other control character is refused (exit 2).
 recipe_json_str() {
@@ -137,43 +116,12 @@ recipe_runtime_env_json() {
   printf '}}'
 }
 
-# recipe_pythonpath ENTRY...: the ENTRYs, then the caller's PYTHONPATH entries, colon-joined, without
-# empty entries, duplicates or this bundle's own root (the runner's path, not the job's).
-recipe_pythonpath() {
-  local bundle entry out=""
-  local -a rest=()
-  local -A seen=()
-  bundle=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-  if [[ -n "${PYTHONPATH:-}" ]]; then IFS=: read -r -a rest <<<"$PYTHONPATH"; fi
-  for entry in "$@" "${rest[@]}"; do
-    [[ -z "$entry" || "${entry%/}" == "$bundle" || -n "${seen[$entry]:-}" ]] && continue
-    seen[$entry]=1
-    out+="${out:+:}$entry"
-  done
-  printf '%s' "$out"
-}
-
-# recipe_forward_set ARRAY NAME...: export each NAME that is set (even to "") and append it to the
-# array named ARRAY (the job environment's variable names).
-recipe_forward_set() {
-  local -n _names=$1
-  local name
-  shift
-  for name in "$@"; do
-    # ${!name} below expands whatever name holds: only a variable name may reach it
-    [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || recipe_die 2 "'$name' is not an environment variable name"
-    if [[ -n "${!name+x}" ]]; then
-      export "${name?}"
-      _names+=("$name")
-    fi
-  done
-}
-
-# NVLink probe: NCCL's NVLink SHARP (NVLS) only where NVLinks exist.
-recipe_nvlink_count() {
+# recipe_nvls_default: NCCL's NVLink SHARP (NVLS) only where NVLinks exist: 1 or 0. A run's plan
+# decides it in Python (runner/plan/jobenv.py); a recipe's frozen run.sh run by hand asks this.
+recipe_nvls_default() {
   local topo
   topo=$(nvidia-smi topo -m 2>/dev/null) || { echo 0; return 0; }
-  grep -o 'NV[0-9][0-9]*' <<<"$topo" | wc -l | tr -d ' '
+  if grep -qE '\bNV[0-9]+\b' <<<"$topo"; then echo 1; else echo 0; fi
 }
 
 # ---- Ray ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from runner.atomicfile import write_text_atomic
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, RecipeError, UsageError
 from runner.inputs import manifest as mf
 from runner.inputs.layout import inputs_root
@@ -252,9 +253,19 @@ def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_fil
 
 
 def _lock_recipe_files(recipe, check: bool) -> int:
+    """The recipe's frozen run.sh (its launch rendered for the default cell), then its tag manifest."""
     from runner.inputs import tagmanifest
+    from runner.plan.render import frozen_script
 
     path = tagmanifest.tag_manifest_path(recipe)
+    script, frozen = recipe.path("run_script"), frozen_script(recipe)
+    if frozen is not None and check and (not script.is_file() or script.read_text() != frozen):
+        raise RecipeError(f"{script} is not the launch this checkout renders; regenerate it: recipe lock "
+                          f"{recipe.name} --recipe-files", EXIT_FAIL)
+    if frozen is not None and not check and (not script.is_file() or script.read_text() != frozen):
+        write_text_atomic(script, frozen)
+        script.chmod(0o755)
+        click.echo(f"wrote {script}")
     if check:
         problems = tagmanifest.stale(recipe)
         for p in problems:

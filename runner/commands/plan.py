@@ -9,12 +9,13 @@ from pathlib import Path
 import click
 
 from runner.commands.output import json_option
+from runner.frameworks import framework_of
 from runner.launch import backends
 from runner.launch.backends import backend as backend_of
 from runner.layout import Layout
-from runner.plan.dryrun import Plan, argv_lines, plan_for
 from runner.plan.options import PathOpt, RunOptions, pop_cli, run_options
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch, plan_for
+from runner.plan.spec import Plan, argv_lines
 from runner.recipe import load_recipe
 from runner.records.rundirs import plan_run_dir
 
@@ -61,6 +62,7 @@ def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, b
     (RECIPE_DRY_RUN=1), so the two cannot disagree.
     """
     recipe = load_recipe(name)
+    framework_of(recipe)  # its [<framework>] table is the adapter's schema: checked before anything
     cli = pop_cli(kw)
     if gpu_model and gpus is None:
         raise click.UsageError("--gpu sizes the layout table: give --gpus N with it")

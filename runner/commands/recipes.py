@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import click
 
 from runner.commands.output import json_option
+from runner.frameworks import framework_of
 from runner.recipe import list_recipes, load_recipe
 
 
@@ -28,6 +28,7 @@ def list_cmd(as_json: bool) -> None:
 def show_cmd(name: str, as_json: bool) -> None:
     """Show recipe NAME: pins, hardware, parallelism cells and files."""
     r = load_recipe(name)
+    framework_of(r)  # its [<framework>] table is the adapter's schema
     root = r.dir.parent.parent
     files = {k: str((r.dir / v).relative_to(root)) for k, v in r.files.items()}
     doc = {
@@ -35,9 +36,9 @@ def show_cmd(name: str, as_json: bool) -> None:
         "title": r.title,
         "framework": r.framework,
         "pins": r.pins,
-        "hardware": asdict(r.hardware),
-        "run": asdict(r.run_defaults),
-        "determinism": asdict(r.determinism),
+        "hardware": r.hardware.model_dump(),
+        "run": r.run_defaults.model_dump(),
+        "determinism": r.determinism.model_dump(mode="json"),
         "default_cell": r.default_cell,
         "cells": {n: c.as_dict() for n, c in r.cells.items()},
         "files": files,

@@ -9,7 +9,7 @@ import click
 
 from runner.errors import EXIT_REFUSED, RecipeError
 from runner.frameworks.packages import recorded_versions
-from runner.launch import replay
+from runner.launch import backends, replay
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
 from runner.recipe import load_recipe
@@ -25,14 +25,19 @@ from runner.records.rundirs import new_run_id, run_dir_for
 @click.option("--allow-changed-image", is_flag=True, help="Replay even if the pinned image changed.")
 @click.option("--allow-changed-packages", is_flag=True,
               help="Replay a bitwise run even if the job's package versions differ from the record.")
+@click.option("--skip-preflight", "skip", multiple=True, type=click.Choice(backends.skippable()),
+              help="Skip one preflight check (repeatable). Only this flag skips a check: a record's "
+              "preflight_skipped is never taken over.")
 def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool, allow_changed_image: bool,
-               allow_changed_packages: bool) -> int:
+               allow_changed_packages: bool, skip: tuple[str, ...]) -> int:
     """Re-execute exactly what RUN_DIR/run.json records, into a new run directory, and compare.
 
     \b
-    Same argv, environment, seeds and cell; inputs re-verified; refused (exit 6) if the recipe's
-    files or image changed. Metrics are compared bit for bit for recipes of the "bitwise"
-    determinism tier, otherwise within the recipe's bands. Exit 0 when they agree, 1 when not.
+    The record's typed options (cell, nodes, seeds, rollouts, deterministic, inputs) are rendered
+    again by this checkout and must give the recorded launch; of its environment only the
+    numeric settings of REPLAYED_ENV (PYTHONHASHSEED, ...) are re-applied; inputs re-verified;
+    refused (exit 6) if the recipe's files or image changed. Metrics are compared bit for bit for
+    recipes of the "bitwise" determinism tier, otherwise within the recipe's bands. Exit 0 when they agree, 1 when not.
     """
     run_dir = run_dir.resolve()
     rec = replay.load_replayable(run_dir)
@@ -43,11 +48,14 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     reasons = replay.check_unchanged(rec, recipe, allow_changed_recipe, allow_changed_image)
     if reasons:
         raise RecipeError(f"refusing to replay {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
-    replay.restore_environment(rec)
+    applied = replay.restore_environment(rec)
+    if applied:
+        click.echo(f"replay: re-applies from the record: {', '.join(applied)}", err=True)
     run_id = new_run_id(recipe.name, rec["cell"])
     target = run_dir_for(None, runs_dir or run_dir.parent, run_id)
-    launch = replay.relaunch(rec, recipe, run_id, target, launch_env(run_id))
-    diffs = replay.entrypoint_differences(rec, launch) + replay.launch_differences(rec, launch)
+    launch = replay.relaunch(rec, recipe, run_id, target, launch_env(run_id), set(skip))
+    plan = replay.recorded_plan(run_dir, rec)
+    diffs = replay.entrypoint_differences(plan, launch) + replay.launch_differences(plan, launch)
     if diffs:
         raise RecipeError(f"refusing to replay {run_dir.name}: the recipe now renders a different launch: "
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)

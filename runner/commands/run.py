@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
+from runner.frameworks import framework_of
 from runner.launch import backends
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
 from runner.plan.options import PathOpt, RunOptions, pop_cli, run_options
-from runner.plan.resolve import build_launch
+from runner.plan.render import build_launch
 from runner.recipe import load_recipe
 from runner.records.rundirs import new_run_id, run_dir_for
 
@@ -41,6 +42,7 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     have run, and exits 3.
     """
     recipe = load_recipe(name)
+    framework_of(recipe)  # its [<framework>] table is the adapter's schema: checked before anything
     opts = RunOptions.resolve(recipe, pop_cli(kw))
     notes: list[str] = []
     backend = backends.resolve(backend, recipe, notes)

@@ -12,6 +12,7 @@ import click
 
 from runner.atomicfile import fsync_dir
 from runner.errors import EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
+from runner.frameworks import framework_of
 from runner.image import enroot
 from runner.launch.backends.slurm import job_from_options, submit_script
 from runner.launch.sbatch import render
@@ -50,7 +51,9 @@ def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str
     go to that `recipe run` (e.g. `-- --skip-preflight inputs`).
     """
 
-    opts = RunOptions.resolve(load_recipe(name), pop_cli(kw))
+    recipe = load_recipe(name)
+    framework_of(recipe)  # its [<framework>] table is the adapter's schema: checked before anything
+    opts = RunOptions.resolve(recipe, pop_cli(kw))
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("recipe") else ["sbatch", name, "..."]
     job = job_from_options(
         opts, runs_dir=runs_dir, partition=partition, account=account, time=time_, runtime=runtime,

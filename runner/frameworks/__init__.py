@@ -10,9 +10,10 @@ docs/adapters.md says how to add one.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
+from runner.recipe import framework_table
 
 if TYPE_CHECKING:
     from runner.frameworks.base import Framework
@@ -36,8 +37,16 @@ def adapter(name: str) -> Framework:
 
 
 def framework_of(recipe: Recipe) -> Framework:
-    """The recipe's adapter; a usage error naming recipe.toml's `framework` field if none is registered."""
+    """The recipe's adapter; a usage error naming recipe.toml's `framework` key if none is registered,
+    or a key of its [<framework>] table that the adapter's schema does not know."""
     if recipe.framework not in REGISTRY:
-        raise UsageError(f"{recipe.dir / 'recipe.toml'}: field 'framework' must be one of {', '.join(REGISTRY)}, "
+        raise UsageError(f"{recipe.dir / 'recipe.toml'}: key 'framework' must be one of {', '.join(REGISTRY)}, "
                          f"got {recipe.framework!r}")
-    return adapter(recipe.framework)
+    fw = adapter(recipe.framework)
+    framework_table(recipe, fw.TABLE)
+    return fw
+
+
+def options_of(recipe: Recipe) -> Any:
+    """The recipe's [<framework>] table, typed by its adapter's schema."""
+    return framework_table(recipe, framework_of(recipe).TABLE)

@@ -12,12 +12,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runner.model.memory import MemorySettings
+from runner.recipe import Table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from runner.checks import Check
     from runner.gate.metrics import Series
     from runner.model.finding import Finding
-    from runner.plan.resolve import Launch
+    from runner.plan.options import RunOptions
+    from runner.plan.spec import Job, Launch, Paths
+    from runner.recipe import Recipe
 
 
 def fatal_reason(table: Sequence[tuple[str | re.Pattern, str]], line: str) -> tuple[str | re.Pattern, str] | None:
@@ -29,6 +34,11 @@ def fatal_reason(table: Sequence[tuple[str | re.Pattern, str]], line: str) -> tu
 
 class Framework:
     NAME = "script"
+    # the schema of recipe.toml's [<NAME>] table (runner/recipe.py Table): no keys unless an adapter says
+    TABLE: type[Table] = Table
+    # True: render() writes the launch from typed values (the recipe's run.sh is then its frozen
+    # rendering); False: the recipe's own run script is the launch (this base adapter)
+    renders = False
     # preflight checks this framework adds to every backend's list (names `--skip-preflight` takes)
     PREFLIGHT: tuple[str, ...] = ()
     # metric domains the trainer writes, and the step key each is placed by (runner/gate/metrics.py)
@@ -36,6 +46,24 @@ class Framework:
     STEP_KEYS: dict[str, str] = {}
     # (regex, reason): a job log line that means the run is lost; the runner ends the run at the first
     FATAL_LOG_LINES: tuple[tuple[str, str], ...] = ()
+
+    def options(self, recipe: Recipe) -> Any:
+        """The recipe's [<NAME>] table, typed by TABLE."""
+        from runner.recipe import framework_table
+
+        return framework_table(recipe, self.TABLE)
+
+    def render(self, opts: RunOptions, paths: Paths, environ: Mapping[str, str], *,
+               inherit_env: bool = True) -> Job:
+        """The launch of these options: entry point, argument blocks, job environment.
+
+        A recipe that is only its run script (this base adapter) runs that script as its job, with
+        the RECIPE_* variables the runner exports; its own arguments are its business."""
+        from runner.plan.spec import Job
+
+        script = opts.recipe.path("run_script")
+        return Job(entrypoint=["bash", str(script)], blocks=[], job_env={}, mkdirs=[], ray_gpus_per_node=0,
+                   ray_total_gpus=0, via_ray=False)
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         """Run check `name` for `launch`; None when this framework has no such check."""
@@ -50,8 +78,10 @@ class Framework:
         """Known traps of this framework in the full train argv."""
         return []
 
-    def adjust_model_findings(self, findings: list[Finding], argv: list[str] | None) -> list[Finding]:
-        """Restate the model rules' findings for what reaches the model in this launch (argv)."""
+    def adjust_model_findings(self, findings: list[Finding], argv: list[str] | None,
+                              cfg: dict[str, Any] | None = None) -> list[Finding]:
+        """Restate the model rules' findings for what reaches the model in this launch (argv, and the
+        checkpoint's config.json where known)."""
         return findings
 
     def memory_settings(self, argv: list[str], max_tokens_per_gpu: int | None = None) -> MemorySettings:

@@ -8,7 +8,9 @@ metrics live and what the gate must say when `train/*` is missing, and where its
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
 
 from runner.frameworks import miles_bridge as bridge
 from runner.frameworks.base import Framework
@@ -16,12 +18,17 @@ from runner.frameworks.miles_log import MILES_PATTERNS
 from runner.frameworks.miles_traps import recipe_findings
 from runner.model.finding import Finding
 from runner.model.memory import MemorySettings
-from runner.recipe import args_to_dict
+from runner.plan.jobenv import clean, forwarded, nvls_enabled, pythonpath
+from runner.plan.spec import Job
+from runner.recipe import Table, args_to_dict
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from runner.checks import Check
     from runner.gate.metrics import Series
-    from runner.plan.resolve import Launch
+    from runner.plan.options import RunOptions
+    from runner.plan.spec import Launch, Paths
 
 # Megatron model flags (any of them: a file missing --num-layers is still judged, not skipped)
 _MODEL_FLAGS = {"--num-layers", "--hidden-size", "--num-attention-heads", "--ffn-hidden-size",
@@ -39,13 +46,101 @@ def _multi(argv: list[str], flag: str) -> list[str]:
     return out
 
 
+class MilesTable(Table):
+    """recipe.toml [miles]: what differs per recipe, as upstream's launcher states it in its typed
+    `_Recipe` row (miles 78527b91, its scripts/ launcher of the 30B and 4B; the cell carries the layout), and
+    what the `model` preflight holds the built model to."""
+
+    n_samples_per_prompt: Annotated[int, Field(strict=True, ge=1)]
+    rollout_max_response_len: Annotated[int, Field(strict=True, ge=1)]
+    global_batch_size: Annotated[int, Field(strict=True, ge=1)]
+    recompute: Annotated[bool, Field(strict=True)]  # full activation recompute, uniform, 1 layer
+    log_probs_chunk_size: Annotated[int, Field(strict=True, ge=1)] | None = None
+    use_rollout_routing_replay: Annotated[bool, Field(strict=True)] = False  # R3: MoE only
+    # miles' own HTTP router in front of the SGLang engines (not upstream's launcher at 78527b91)
+    use_miles_router: Annotated[bool, Field(strict=True)] = False
+    bridge: str = ""  # the bridge class miles' plugin registers ("": not checked)
+    # field = why the built model may differ from model_args.txt (shown as a note)
+    accepted_model_differences: dict[str, str] = {}
+
+
 class Miles(Framework):
     NAME = "miles"
+    TABLE = MilesTable
+    renders = True
     PREFLIGHT = ("args", "model", "packages")
     METRIC_DOMAINS = ("train/", "rollout/", "perf/", "eval/")
     # train/* by train/step, eval/* by eval/step, everything else by rollout/step
     STEP_KEYS = {"train/": "train/step", "eval/": "eval/step", "": "rollout/step"}
     FATAL_LOG_LINES = tuple(MILES_PATTERNS)  # plugin-load failures miles only warns about
+
+    def render(self, opts: RunOptions, paths: Paths, environ: Mapping[str, str], *,
+               inherit_env: bool = True) -> Job:
+        """The GRPO launch every miles recipe shares, in the order of upstream's launcher: model, ckpt,
+        rollout, optimizer, grpo, (wandb), perf, sglang, misc, determinism. The recipe's [miles] row
+        holds what differs; the cell the layout; the environment where the image has miles
+        (RECIPE_MILES_DIR, RECIPE_MEGATRON_DIR) and the optional wandb project (RECIPE_WANDB_PROJECT;
+        its key is read from WANDB_API_KEY by wandb itself)."""
+        row: MilesTable = self.options(opts.recipe)
+        cell, nodes, gpus = opts.cell, opts.nodes, opts.gpus_per_node
+        miles_dir = clean("RECIPE_MILES_DIR", environ.get("RECIPE_MILES_DIR") or "/root/miles")
+        megatron_dir = clean("RECIPE_MEGATRON_DIR", environ.get("RECIPE_MEGATRON_DIR") or "/root/Megatron-LM")
+        wandb = environ.get("RECIPE_WANDB_PROJECT", "")
+        perf = ["--tensor-model-parallel-size", str(cell.tp), *(["--sequence-parallel"] if cell.sp else []),
+                "--pipeline-model-parallel-size", str(cell.pp), "--context-parallel-size", str(cell.cp),
+                "--expert-model-parallel-size", str(cell.ep), "--expert-tensor-parallel-size", str(cell.etp)]
+        if row.recompute:
+            perf += ["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1"]
+        perf += ["--use-dynamic-batch-size", "--max-tokens-per-gpu", str(cell.max_tokens_per_gpu)]
+        if row.log_probs_chunk_size is not None:
+            perf += ["--log-probs-chunk-size", str(row.log_probs_chunk_size)]
+        sglang = ["--rollout-num-gpus-per-engine", "1", "--sglang-mem-fraction-static", "0.7"]
+        sglang += ["--use-miles-router"] if row.use_miles_router else []
+        # R3: training replays the experts SGLang chose, so train and rollout log-probs stay aligned
+        sglang += ["--use-rollout-routing-replay"] if row.use_rollout_routing_replay else []
+        blocks = [
+            ("model", opts.recipe.model_args()),
+            ("ckpt", ["--hf-checkpoint", paths.model_dir, "--ref-load", paths.model_dir,
+                      "--save", f"{paths.output_dir}/checkpoints", "--save-interval", "20",
+                      "--megatron-to-hf-mode", "bridge"]),
+            ("rollout", ["--prompt-data", f"{paths.data_dir}/{opts.recipe.dataset.file}",
+                         "--input-key", "prompt", "--label-key", "label", "--apply-chat-template", "--rollout-shuffle",
+                         "--rm-type", "deepscaler", "--num-rollout", str(opts.num_rollout),
+                         "--rollout-batch-size", "32", "--n-samples-per-prompt", str(row.n_samples_per_prompt),
+                         "--rollout-max-response-len", str(row.rollout_max_response_len),
+                         "--rollout-temperature", "1", "--global-batch-size", str(row.global_batch_size),
+                         "--balance-data"]),
+            ("optimizer", ["--optimizer", "adam", "--lr", "1e-6", "--lr-decay-style", "constant",
+                           "--weight-decay", "0.1", "--adam-beta1", "0.9", "--adam-beta2", "0.98"]),
+            ("grpo", ["--advantage-estimator", "grpo", "--use-kl-loss", "--kl-loss-coef", "0.00",
+                      "--kl-loss-type", "low_var_kl", "--entropy-coef", "0.00", "--eps-clip", "0.2",
+                      "--eps-clip-high", "0.28"]),
+            ("wandb", ["--use-wandb", "--wandb-project", clean("RECIPE_WANDB_PROJECT", wandb), "--wandb-group",
+                       clean("RECIPE_WANDB_GROUP", environ.get("RECIPE_WANDB_GROUP") or paths.run_id)]
+             if wandb else []),
+            ("perf", perf),
+            ("sglang", sglang),
+            ("misc", ["--attention-dropout", "0.0", "--hidden-dropout", "0.0", "--accumulate-allreduce-grads-in-fp32",
+                      "--attention-softmax-in-fp32", "--attention-backend", "auto", "--colocate",
+                      # node and GPU counts come from the launch, never silently from $SLURM_JOB_NUM_NODES
+                      "--actor-num-nodes", str(nodes), "--actor-num-gpus-per-node", str(gpus),
+                      "--num-gpus-per-node", str(gpus), "--rollout-num-gpus", str(nodes * gpus),
+                      # the bundle's own: explicit seeds, and every metric as JSON lines (no tracker needed)
+                      "--seed", str(opts.seed), "--rollout-seed", str(opts.rollout_seed),
+                      "--save-debug-event-data", f"{paths.run_dir}/events"]),
+            ("determinism", ["--deterministic-mode", "--sglang-enable-deterministic-inference"]
+             if opts.deterministic else []),
+        ]
+        master = environ.get("MASTER_ADDR") or "127.0.0.1"
+        env = {"PYTHONPATH": pythonpath([miles_dir, megatron_dir], environ, paths.bundle, inherit_env),
+               "CUDA_DEVICE_MAX_CONNECTIONS": "1", "NCCL_NVLS_ENABLE": nvls_enabled(environ),
+               "MASTER_ADDR": master, "PYTHONUNBUFFERED": "1", "no_proxy": f"127.0.0.1,localhost,{master}",
+               **forwarded(environ)}
+        if opts.deterministic:
+            env |= {"NCCL_ALGO": "Ring", "NVTE_ALLOW_NONDETERMINISTIC_ALGO": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+        return Job(entrypoint=["python3", f"{miles_dir}/train.py"], blocks=[(n, a) for n, a in blocks if a],
+                   job_env=env, mkdirs=[f"{paths.run_dir}/events", f"{paths.output_dir}/checkpoints"],
+                   ray_gpus_per_node=gpus, ray_total_gpus=nodes * gpus)
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         # Each check's module is imported only when it runs (they pull in the job's interpreter).

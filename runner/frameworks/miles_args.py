@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from runner.checks import Check, fail, na, ok
-from runner.plan.dryrun import Plan
+from runner.plan.spec import Plan
 from runner.secrets import is_secret
 
 NAME = "args"

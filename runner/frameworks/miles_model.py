@@ -36,7 +36,7 @@ from typing import Any
 
 from runner.checks import Check, fail, na, ok
 from runner.errors import UsageError
-from runner.frameworks import miles_args
+from runner.frameworks import miles_args, options_of
 from runner.frameworks.base import fatal_reason
 from runner.frameworks.miles_bridge import COPIED_FLAGS
 from runner.frameworks.miles_log import MILES_PATTERNS
@@ -261,13 +261,13 @@ def check_model(recipe, plan, environ: dict[str, str] | None = None) -> Check:
     cfg = _recipe_config(recipe)
     family = load_family(family_name(recipe.model_family, cfg))
     claims = family.provider_claims(cfg) if cfg and family and hasattr(family, "provider_claims") else []
-    options = recipe.framework_options
-    accepted = {str(k): str(v) for k, v in (options.get("accepted_model_differences") or {}).items()}
-    rows = compare(result, recipe.model_args(), claims, accepted, recipe.files.get("model_args", "model_args.txt"))
+    options = options_of(recipe)
+    accepted = dict(options.accepted_model_differences)
+    rows = compare(result, recipe.model_args(), claims, accepted, recipe.files["model_args"])
     data["rows"] = [r.as_dict() for r in rows]
     # each problem with its kind, so a reader (recipe doctor) need not parse the line
     kinds = [("plugin", line) for line in plugin_problems(result.get("warnings", []))]
-    want = options.get("bridge")
+    want = options.bridge
     got = (result.get("bridge") or {}).get("name")
     if want and got != want:
         kinds.append(("bridge", f"bridge: {got} ({(result.get('bridge') or {}).get('module')}) builds the model; "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from runner.checks import Check, fail, ok
 from runner.paths import bundle_root
-from runner.plan.dryrun import Plan
+from runner.plan.spec import Plan
 
 NAME = "packages"
 # Asks the job's interpreter for each distribution's version (None: not installed). stdlib only.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from runner import hostinfo
 from runner.checks import Check, fail, na, ok
-from runner.launch.ports import ports_in_use, slot0
+from runner.launch.ports import SPAN, ports_in_use
 
 
 def host_checks(launch) -> dict[str, Callable[[], Check]]:
@@ -141,7 +141,7 @@ def check_ports(env: dict[str, str]) -> Check:
     if "RECIPE_RAY_PORT_BASE" not in env:
         return na("ports", f"joining Ray at {env.get('RECIPE_RAY_ADDRESS', '(no address)')}: no ports of its own")
     base = int(env["RECIPE_RAY_PORT_BASE"])
-    last = base + slot0().span - 1
+    last = base + SPAN - 1
     busy = ports_in_use(base)
     if busy:
         shown = ", ".join(map(str, busy[:8])) + (f" and {len(busy) - 8} more" if len(busy) > 8 else "")

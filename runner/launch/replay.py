@@ -9,21 +9,23 @@ metrics it declares non-deterministic, such as perf/* timings), else within the 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
 from runner.paths import bundle_root
-from runner.plan.options import RunOptions
-from runner.plan.resolve import Launch, build_launch
+from runner.plan.options import REPLAYED_ENV, RunOptions
+from runner.plan.render import build_launch
+from runner.plan.spec import Launch
 from runner.recipe import Recipe, load_recipe
 from runner.records.record import (
-    ENV_PREFIXES,
     changed_recipe_files,
     load_record,
     recipe_digest,
@@ -33,38 +35,17 @@ from runner.records.record import (
 from runner.secrets import is_secret
 
 DEFAULT_NONDETERMINISTIC = ("perf/*",)
-# Recorded environment re-applied on replay; RECIPE_* come from the launch itself.
-REPLAYED_ENV_PREFIXES = ("NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED", "TORCH_", "OMP_", "MKL_",
-                         "RECIPE_")
-# ...except the RECIPE_* that belong to one run or one host, which the replay chooses anew.
-NOT_REPLAYED = ("RECIPE_RUN", "RECIPE_OUTPUT_DIR", "RECIPE_RAY_", "RECIPE_BUNDLE_ROOT", "RECIPE_REQUIRE_",
-                "RECIPE_TEST_", "RECIPE_DEBUG")
-
-
-# A received run.json is untrusted input: variables that choose a program, a library or a search path
-# are never taken from it (a record setting RECIPE_PYTHON made replay run that program).
-PROGRAM_ENV = ("PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "BASH_ENV", "ENV",
-               "PROMPT_COMMAND", "SHELLOPTS", "BASHOPTS", "IFS", "RECIPE_PYTHON", "RECIPE_DOCKER",
-               "RECIPE_ENROOT", "RECIPE_SRUN", "RECIPE_SBATCH", "CUDA_HOME")
-PROGRAM_ENV_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_")
-PROGRAM_ENV_SUFFIXES = ("_PYTHON", "_BIN", "_EXE", "_CMD", "_PATH", "_HOME", "_PRELOAD", "_LIBRARY")
 RECIPE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-def names_a_program(key: str) -> bool:
-    return key in PROGRAM_ENV or key.startswith(PROGRAM_ENV_PREFIXES) or key.endswith(PROGRAM_ENV_SUFFIXES)
-
-
-def replayed(key: str) -> bool:
-    """Whether replay re-applies this recorded variable (secrets never: recorded by name only)."""
-    return key.startswith(REPLAYED_ENV_PREFIXES) and not key.startswith(NOT_REPLAYED) and not is_secret(key)
+# a value replay may re-apply (REPLAYED_ENV): numbers and settings, never a path or a command
+REPLAYED_VALUE = re.compile(r"[A-Za-z0-9:._,=+-]{0,64}")
+UINT = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
 def untrusted_fields(rec: dict, run_dir: Path) -> list[str]:
     """Refusal reasons, each naming the run.json field: what a run cannot legitimately have recorded.
 
-    Checked before anything of the record is applied or run. Each reason is one string so that more
-    (package versions, ...) can be appended by other checks.
+    Checked before anything of the record is used. Only the variables of REPLAYED_ENV are ever taken
+    from a record's environment (restore_environment); the rest is not read at all.
     """
     reasons = []
     name = rec.get("recipe")
@@ -75,27 +56,59 @@ def untrusted_fields(rec: dict, run_dir: Path) -> list[str]:
     if not isinstance(env, dict):
         reasons.append("field 'environment' is not a mapping")
         env = {}
-    for k, v in sorted(env.items()):
-        if not isinstance(k, str) or not isinstance(v, str) or any(c in k + v for c in "\0\n"):
-            reasons.append(f"field 'environment.{k}' is not a plain string")
-        elif not k.startswith(ENV_PREFIXES):
-            reasons.append(f"field 'environment.{k}': a run records only {', '.join(ENV_PREFIXES)} variables")
-        elif replayed(k) and names_a_program(k) and os.environ.get(k) != v:
-            reasons.append(f"field 'environment.{k}' names a program or search path ({v!r}); replay takes it "
-                           "from this checkout's environment, never from a record")
+    for k in REPLAYED_ENV:
+        v = env.get(k)
+        if v is not None and (not isinstance(v, str) or not REPLAYED_VALUE.fullmatch(v)):
+            reasons.append(f"field 'environment.{k}' {str(v)[:40]!r} is not a plain setting "
+                           "(letters, digits and :._,=+- only)")
     recorded = rec.get("run_dir")
-    if not isinstance(recorded, str) or Path(recorded).resolve() != run_dir.resolve():
-        reasons.append(f"field 'run_dir' {recorded!r} is not the directory the record was read from ({run_dir})")
+    if not isinstance(recorded, str) or "\0" in recorded or Path(recorded).resolve() != run_dir.resolve():
+        reasons.append(f"field 'run_dir' {str(recorded)[:200]!r} is not the directory the record was read from "
+                       f"({run_dir})")
     inputs = rec.get("inputs_dir")
     script_env = rec.get("script_env") if isinstance(rec.get("script_env"), dict) else {}
-    if not isinstance(inputs, str) or not Path(inputs).is_dir():
-        reasons.append(f"field 'inputs_dir' {inputs!r} is not a directory on this machine")
+    if not isinstance(inputs, str) or "\0" in inputs or not Path(inputs).is_dir():
+        reasons.append(f"field 'inputs_dir' {str(inputs)[:200]!r} is not a directory on this machine")
     else:
         for key in ("RECIPE_MODEL_DIR", "RECIPE_DATA_DIR"):
             p = script_env.get(key)
-            if isinstance(p, str) and not Path(p).resolve().is_relative_to(Path(inputs).resolve()):
-                reasons.append(f"field 'script_env.{key}' {p!r} points outside the run's inputs_dir {inputs}")
+            if not isinstance(p, str) or "\0" in p or not Path(p).resolve().is_relative_to(Path(inputs).resolve()):
+                reasons.append(f"field 'script_env.{key}' {str(p)[:200]!r} is not a directory inside the run's "
+                               f"inputs_dir {inputs}")
     return reasons
+
+
+def recorded_options(rec: dict) -> dict[str, Any]:
+    """The typed options the record holds (RunOptions.resolve's flag names), or a one-line usage error
+    naming the field. Only these, and REPLAYED_ENV, are taken from a record."""
+    env = rec["script_env"] if isinstance(rec.get("script_env"), dict) else {}
+
+    def uint(field: str, value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if not isinstance(value, str) or not UINT.fullmatch(value):
+            raise RecipeError(f"run.json: field '{field}' {str(value)[:40]!r} is not a plain integer", 2)
+        return int(value)
+
+    def text(field: str, value: Any) -> str:
+        if not isinstance(value, str) or not value or any(c in value for c in "\0\n\r"):
+            raise RecipeError(f"run.json: field '{field}' {str(value)[:40]!r} is not a plain string", 2)
+        return value
+
+    deterministic = env.get("RECIPE_DETERMINISTIC")
+    if deterministic not in ("0", "1"):
+        raise RecipeError(f"run.json: field 'script_env.RECIPE_DETERMINISTIC' {str(deterministic)[:40]!r} "
+                          "is not 0 or 1", 2)
+    opts = {"cell": text("cell", rec.get("cell")), "nodes": uint("nodes", rec.get("nodes")),
+            "gpus_per_node": uint("gpus_per_node", rec.get("gpus_per_node")),
+            "inputs_dir": Path(text("inputs_dir", rec.get("inputs_dir"))),
+            "model_dir": Path(text("script_env.RECIPE_MODEL_DIR", env.get("RECIPE_MODEL_DIR"))),
+            "data_dir": Path(text("script_env.RECIPE_DATA_DIR", env.get("RECIPE_DATA_DIR"))),
+            "deterministic": deterministic == "1"}
+    for key, var in (("seed", "RECIPE_SEED"), ("rollout_seed", "RECIPE_ROLLOUT_SEED"),
+                     ("num_rollout", "RECIPE_NUM_ROLLOUT")):
+        opts[key] = uint(f"script_env.{var}", env.get(var))
+    return opts
 
 
 def entrypoint_differences(rec: dict, launch: Launch) -> list[str]:
@@ -160,19 +173,38 @@ def package_differences(rec: dict, now: dict | None) -> list[str]:
             if before.get(k) != after.get(k)]
 
 
-def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: dict[str, str]) -> Launch:
-    env = rec["script_env"]
-    opts = RunOptions.resolve(recipe, {
-        "cell": rec["cell"], "nodes": rec["nodes"], "gpus_per_node": rec["gpus_per_node"],
-        "inputs_dir": Path(rec["inputs_dir"]), "model_dir": Path(env["RECIPE_MODEL_DIR"]),
-        "data_dir": Path(env["RECIPE_DATA_DIR"]), "seed": int(env["RECIPE_SEED"]),
-        "rollout_seed": int(env["RECIPE_ROLLOUT_SEED"]), "num_rollout": int(env["RECIPE_NUM_ROLLOUT"]),
-        "deterministic": env.get("RECIPE_DETERMINISTIC") == "1"})
-    return build_launch(opts, run_id=run_id, run_dir=run_dir, backend="local", extra_env=extra_env,
-                        skip=set(rec.get("preflight_skipped", [])))
+def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: dict[str, str],
+             skip: set[str]) -> Launch:
+    """The launch of the record's typed options, rendered by this checkout. Skipped preflight checks
+    come from the replay's own command line (`skip`), never from the record's `preflight_skipped`."""
+    opts = RunOptions.resolve(recipe, recorded_options(rec))
+    return build_launch(opts, run_id=run_id, run_dir=run_dir, backend="local", extra_env=extra_env, skip=skip)
+
+
+def recorded_plan(run_dir: Path, rec: dict) -> dict:
+    """The run's plan.json (the launch frozen before it ran), else the same fields of run.json (runs
+    recorded before plan.json existed). Read as data: a regular file of bounded size, or a usage error."""
+    path = run_dir / "plan.json"
+    if not path.exists() and not path.is_symlink():
+        return rec
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 16 * 2**20:
+        raise RecipeError(f"{path}: not a regular file of at most 16 MiB; not a plan this runner wrote", 2)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise RecipeError(f"{path}: not valid JSON ({str(e)[:80]})", 2) from None
+    if not isinstance(doc, dict) or doc.get("version") != 1:
+        raise RecipeError(f"{path}: field 'version' {doc.get('version') if isinstance(doc, dict) else None!r} "
+                          "is not 1, the plan version this runner reads", 2)
+    for key, kind in (("argv", list), ("env", dict), ("entrypoint", list), ("run_dir", str), ("output_dir", str),
+                      ("run_id", str)):
+        if not isinstance(doc.get(key), kind):
+            raise RecipeError(f"{path}: field '{key}' is not a {kind.__name__}", 2)
+    return {**doc, "job_env": doc["env"]}
 
 
 def launch_differences(rec: dict, launch: Launch) -> list[str]:
+    """What this checkout renders now against the recorded plan (`rec`: recorded_plan's answer)."""
     old = (rec["run_dir"], rec["output_dir"], rec["run_id"])
     new = (str(launch.run_dir), str(launch.output_dir), launch.run_id)
     diffs = []
@@ -188,12 +220,14 @@ def launch_differences(rec: dict, launch: Launch) -> list[str]:
     return diffs
 
 
-def restore_environment(rec: dict) -> None:
-    """Re-apply the recorded environment (never secrets: those are recorded by name only; never a
-    program or search path: untrusted_fields refused those unless they equal this environment's)."""
-    for k, v in rec.get("environment", {}).items():
-        if replayed(k) and not names_a_program(k):
-            os.environ[k] = v
+def restore_environment(rec: dict) -> list[str]:
+    """Re-apply the recorded values of REPLAYED_ENV (checked by untrusted_fields), and nothing else of
+    the record's environment; returns the names applied."""
+    env = rec.get("environment", {})
+    applied = [k for k in REPLAYED_ENV if isinstance(env.get(k), str)]
+    for k in applied:
+        os.environ[k] = env[k]
+    return applied
 
 
 def compare(original: Path, replayed: Path, recipe: Recipe, tier: str) -> Comparison:

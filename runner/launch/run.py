@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 
 from runner import console, hostinfo
+from runner.atomicfile import write_text_atomic
 from runner.checks import Check, failed
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError, StdoutClosed
 from runner.frameworks.packages import recorded_versions
@@ -28,7 +29,9 @@ from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.gate.expected import load_expected
 from runner.launch.backends import backend, preflight
-from runner.plan.resolve import Launch
+from runner.paths import launch_lib
+from runner.plan.script import render_script
+from runner.plan.spec import Launch
 from runner.records.record import (
     RunRecord,
     claim_run_dir,
@@ -128,6 +131,19 @@ def provenance(launch: Launch, checks: list[Check]) -> dict:
     }
 
 
+def plan_document(launch: Launch) -> dict:
+    """plan.json: the resolved launch (typed options, the argv, the job and script environments, the
+    commands, the script that runs them), written into the run directory before the script starts."""
+    o = launch.options
+    return {**launch.plan.as_dict(), "image": launch.image, "backend": launch.backend,
+            "run_id": launch.run_id, "run_dir": str(launch.run_dir), "output_dir": str(launch.output_dir),
+            "run_script": str(launch.run_dir / "run.sh"),
+            "options": {"cell": o.cell.name, "nodes": o.nodes, "gpus_per_node": o.gpus_per_node,
+                        "inputs_dir": str(o.inputs_dir), "model_dir": str(o.model_dir), "data_dir": str(o.data_dir),
+                        "seed": o.seed, "rollout_seed": o.rollout_seed, "num_rollout": o.num_rollout,
+                        "deterministic": o.deterministic}}
+
+
 def _running_image() -> dict | None:
     from runner.image.recipe_image import running_image
 
@@ -212,6 +228,10 @@ def run_launch(launch: Launch, checks: list[Check], **extra_record) -> int:
                         inner_status=summary.get("status"), gate_passed=(summary.get("gate") or {}).get("passed"))
         write_json_atomic(launch.run_dir / "launcher.json", launcher)
         return EXIT_INTERRUPTED if interrupted else rc
+    # The launch, frozen before anything runs: plan.json (what every later reader compares with) and
+    # the one script that carries it out (runner/plan/script.py).
+    write_json_atomic(launch.run_dir / "plan.json", plan_document(launch))
+    write_text_atomic(launch.run_dir / "run.sh", render_script(launch.plan, lib=str(launch_lib())))
     # Made before the try and saved inside it: a signal at any instant after run.json first exists
     # finds a record that finalize_on_error can finish, so no run is left saying "running".
     record = RunRecord.running(launch.run_dir, **provenance(launch, checks), **extra_record)

@@ -104,4 +104,4 @@ def load_hf_config(path: Path) -> dict[str, Any]:
 
 
 def recipe_hf_config_path(recipe: Recipe) -> Path:
-    return recipe.dir / recipe.files.get("hf_config", "hf_config.json")
+    return recipe.path("hf_config")

@@ -1,4 +1,4 @@
 """What a launch is, before anything runs: the options and their one precedence (options.py), the
-run script's dry run read back as a Plan (dryrun.py, through shellwords.py), and the resolved
-Launch every backend receives (resolve.py). Checks, lint and the planner take this plan as given;
-runner/launch/ carries it out."""
+Plan and the Launch every backend receives (spec.py), the caller's environment a job takes
+(jobenv.py), the rendering by the recipe's framework adapter (render.py, a layer above the
+adapters) and the one script that runs a Plan (script.py)."""

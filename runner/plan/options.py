@@ -49,9 +49,14 @@ FLAG = {"cell": "--cell", "nodes": "--nodes", "gpus_per_node": "--gpus-per-node"
         "rollout_seed": "--rollout-seed", "num_rollout": "--num-rollout", "deterministic": "--deterministic",
         "image": "--image"}
 # The network interfaces and NCCL's debug output: passed on, where set, into the trainer's job
-# environment (the run script reads this list as RECIPE_FORWARD_ENV) and into a docker container.
+# environment (runner/plan/jobenv.py) and into a docker container.
 # On two nodes a wrong interface hangs NCCL. The one list of them.
 FORWARDED_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_DEBUG_FILE")
+# The caller's variables `recipe replay` re-applies from a record; every other recorded variable is
+# ignored (an allowlist: a record is data, and what it names may not choose a program, a library, a
+# search path or a check). Each of these changes the numbers a run computes and nothing else.
+REPLAYED_ENV = ("PYTHONHASHSEED", "RECIPE_TORCH_THREADS", "CUBLAS_WORKSPACE_CONFIG", "NCCL_ALGO",
+                "NVTE_ALLOW_NONDETERMINISTIC_ALGO", "NCCL_NVLS_ENABLE", "CUDA_DEVICE_MAX_CONNECTIONS")
 # (minimum, maximum) of the integer options
 BOUNDS = {"nodes": (1, MAX_NODES), "gpus_per_node": (0, MAX_GPUS_PER_NODE), "seed": (0, 2**32 - 1),
           "rollout_seed": (0, 2**32 - 1), "num_rollout": (1, MAX_NUM_ROLLOUT)}
@@ -110,6 +115,7 @@ class RunOptions:
 
     def script_env(self, run_dir: Path, run_id: str) -> dict[str, str]:
         """The RECIPE_* variables the run script reads for this launch."""
+        c = self.cell
         env = {
             "RECIPE_NAME": self.recipe.name,
             "RECIPE_CELL": self.cell.name,
@@ -125,8 +131,10 @@ class RunOptions:
             "RECIPE_SEED": str(self.seed),
             "RECIPE_ROLLOUT_SEED": str(self.rollout_seed),
             "RECIPE_DETERMINISTIC": "1" if self.deterministic else "0",
-            "RECIPE_FORWARD_ENV": " ".join(FORWARDED_ENV),
-            **self.cell.env(),
+            # the cell's layout, as the run scripts read it
+            "RECIPE_TP": str(c.tp), "RECIPE_PP": str(c.pp), "RECIPE_CP": str(c.cp), "RECIPE_EP": str(c.ep),
+            "RECIPE_ETP": str(c.etp), "RECIPE_SP": "1" if c.sp else "0",
+            "RECIPE_MAX_TOKENS_PER_GPU": str(c.max_tokens_per_gpu),
         }
         for k, v in env.items():
             if any(ch in v for ch in "\n\r\0"):

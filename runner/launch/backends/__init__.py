@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from runner.checks import Check
-    from runner.plan.resolve import Launch
+    from runner.launch.watch import Match
+    from runner.plan.spec import Launch
 
 NAMES = ("local", "docker", "slurm")
 
@@ -47,11 +48,12 @@ class Backend(Protocol):
         """What run() would execute, for the dry run and for "cannot run" reports."""
 
     def run(self, launch: Launch, on_start: Callable[[int], None] | None = None,
-            on_interrupt: Callable[[str], None] | None = None) -> tuple[int, bool]:
+            on_interrupt: Callable[[str], None] | None = None,
+            on_failure: Callable[[Match], None] | None = None) -> tuple[int, bool]:
         """Run it in the foreground; (exit code, interrupted). on_start(pid) once the child runs;
-        on_interrupt(why) says what ended it early (a signal, stdout closed). A backend that runs
-        the script itself (not WRAPS_INNER_RUN) also takes on_failure(match): its log showed a
-        line runner/launch/watch.py knows to be fatal, and it ended the script."""
+        on_interrupt(why) says what ended it early (a signal, stdout closed); on_failure(match): its
+        log showed a line runner/launch/watch.py knows to be fatal, and it ended the script (a
+        backend that WRAPS_INNER_RUN never calls it: the inner run watches its own log)."""
 
 
 def backend(name: str) -> Backend:

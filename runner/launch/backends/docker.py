@@ -38,7 +38,7 @@ from runner.launch.preflight import host_checks
 from runner.launch.script import run_script
 from runner.paths import bundle_root
 from runner.plan.options import FORWARDED_ENV
-from runner.plan.resolve import Launch
+from runner.plan.spec import Launch
 from runner.records.record import write_json_atomic
 
 NAME = "docker"
@@ -227,7 +227,7 @@ def recipe_image(launch: Launch) -> tuple[ImageChoice, dict]:
 
 
 def run(launch: Launch, on_start: Callable[[int], None] | None = None,
-        on_interrupt: Callable[[str], None] | None = None) -> tuple[int, bool]:
+        on_interrupt: Callable[[str], None] | None = None, on_failure: object = None) -> tuple[int, bool]:
     """Run the container in the foreground; SIGINT/SIGTERM reach the inner runner through docker's
     signal proxy, so the inner run script's trap stops its Ray job before the container exits."""
     for d in (launch.output_dir, inner_run_dir(launch)):

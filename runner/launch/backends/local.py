@@ -1,4 +1,4 @@
-"""The local backend: preflight this machine, then run the recipe's run script here."""
+"""The local backend: preflight this machine, then run the launch's rendered script here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from runner.launch.preflight import check_ports, check_shm, host_checks
 from runner.launch.progress import Progress
 from runner.launch.script import run_script
 from runner.launch.watch import Match, watcher_for
-from runner.plan.resolve import Launch
+from runner.plan.spec import Launch
 
 NAME = "local"
 WRAPS_INNER_RUN = False
@@ -64,7 +64,9 @@ def commands(launch: Launch) -> list[list[str]]:
 def run(launch: Launch, on_start: Callable[[int], None] | None = None,
         on_interrupt: Callable[[str], None] | None = None,
         on_failure: Callable[[Match], None] | None = None) -> tuple[int, bool]:
-    return run_script(launch.recipe.path("run_script"), launch.script_env, launch.run_dir / "logs" / "run.log",
+    """Run the script rendered into the run directory (run.sh, beside plan.json): it exports the plan's
+    variables itself."""
+    return run_script(launch.run_dir / "run.sh", {}, launch.run_dir / "logs" / "run.log",
                       on_start=on_start, on_interrupt=on_interrupt, on_failure=on_failure,
                       watcher=watcher_for(launch.recipe.framework), tool_log=True,
                       progress=Progress(launch.run_dir / "events", launch.options.num_rollout))

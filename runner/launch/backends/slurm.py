@@ -144,7 +144,7 @@ def commands(launch) -> list[list[str]]:
     return [command(launch)]
 
 
-def run(launch, on_start=None, on_interrupt=None) -> tuple[int, bool]:
+def run(launch, on_start=None, on_interrupt=None, on_failure=None) -> tuple[int, bool]:
     """Render the script into the run directory and run it with bash in this allocation."""
 
     path = Path(launch.run_dir) / SCRIPT_NAME

@@ -14,6 +14,8 @@ if [[ "${RECIPE_DRY_RUN:-0}" == 1 ]]; then
   exit 0
 fi
 mkdir -p "$RECIPE_RUN_DIR/events"
+# what the script was given, secrets left out (tests/test_replay_untrusted.py reads it)
+env | grep -Ev "^(WANDB_API_KEY|HF_TOKEN)=" >"$RECIPE_RUN_DIR/env.txt" || true
 echo "echo recipe: seed $RECIPE_SEED; token seen by the script: ${WANDB_API_KEY:-none}"
 if [[ -n "${TEST_SAY:-}" ]]; then printf '%b\n' "$TEST_SAY"; fi
 if [[ -n "${TEST_TOOL_SAY:-}" ]]; then
