@@ -106,6 +106,19 @@ def test_a_step_beyond_int64_is_refused_in_one_line_and_nothing_is_written(tmp_p
     assert "Traceback" not in r.stderr and not (tmp_path / "tb").exists()
 
 
+@pytest.mark.parametrize("run_id,folder", [("..", "run"), (".", "run"), ("a/../../b", "a_.._.._b")])
+def test_a_run_id_from_run_json_cannot_lead_out_of_the_log_directory(tmp_path, run_id, folder):
+    pytest.importorskip("tensorboard")
+    d = make_run(tmp_path)
+    record = json.loads((d / "run.json").read_text())
+    (d / "run.json").write_text(json.dumps({**record, "run_id": run_id}))
+    tb = tmp_path / "out" / "tb"
+    r = recipe("export", str(d), "--tensorboard", str(tb))
+    assert r.returncode == 0, r.stderr
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert written == [tb / folder / f"events.out.tfevents.{int(START)}.recipe"]
+
+
 def test_export_without_the_extra_names_it_in_one_line_exit_3(tmp_path):
     shadow = tmp_path / "shadow"
     (shadow / "tensorboard").mkdir(parents=True)

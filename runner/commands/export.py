@@ -86,7 +86,9 @@ def export_cmd(path: Path, tb_dir: Path) -> None:
         raise UsageError(f"{path / 'run.json'}: field 'started_at': expected an ISO time, got {started!r}") from None
     data = events_bytes(series, wall, path)
     # one name per run and start time, written whole: a re-export replaces it, TensorBoard never sees half
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "run"
+    # run_id is data: no "/" and no all-dots name ("..") that would lead out of DIR
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    safe = safe if safe.strip(".") else "run"
     out = tb_dir / safe / f"events.out.tfevents.{int(wall)}.recipe"
     try:
         write_bytes_atomic(out, data)
