@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,24 @@ def test_rerun_skips_verified_files_without_downloading(small_repos: SmallRepos,
     r = fetch(m, tmp_path / "in", small_repos)
     assert len(r.skipped) == len(m.entries) and not r.downloaded
     assert len(small_repos.hub.requests) == n  # not even the revision check
+
+
+def test_an_in_place_edit_with_its_mtime_put_back_is_repaired_by_the_next_fetch(small_repos: SmallRepos, tmp_path):
+    """The README's answer to exit 5 is `recipe fetch`: its skip-state must see what the verify cache sees."""
+    m = manifest_for(small_repos, small_repos.old_rev)
+    root = tmp_path / "in"
+    fetch(m, root, small_repos)
+    p = root / "model" / SHARD
+    good = p.read_bytes()
+    before = p.stat()
+    with open(p, "r+b") as f:  # same inode, same size, one byte changed
+        f.write(bytes([good[0] ^ 0xFF]))
+    os.utime(p, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = p.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    r = fetch(m, root, small_repos)
+    assert f"model/{SHARD}" in r.downloaded and f"model/{SHARD}" not in r.skipped
+    assert p.read_bytes() == good
 
 
 def test_cut_connection_is_resumed_with_a_range_request(small_repos: SmallRepos, tmp_path):

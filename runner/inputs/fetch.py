@@ -4,8 +4,9 @@ Each file streams into `<root>/.recipe-fetch/<path>.part` through a sha256 hashe
 to its final name only once its size and hash match the manifest, so a final name never holds
 unverified bytes and no second full read is needed. An interrupted download resumes with an HTTP
 Range request from the end of its .part file (whose bytes are re-hashed once, being from an
-earlier process). Files renamed into place are recorded in `.recipe-fetch/verified.json`
-(size, mtime, inode) so a re-run skips them without reading them again.
+earlier process). Files renamed into place are recorded in `.recipe-fetch/verified.json` with
+the verify cache's stamps (size, mtime, ctime, inode, device: see verify_cache.py), so a re-run
+skips them without reading them again while none has moved.
 
 A file the manifest pins by revision only (its sha256 not recorded yet: see manifest.py) is
 checked against its git blob id instead, computed while downloading: the manifest's, or where
@@ -29,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from runner.atomicfile import fsync_dir, write_text_atomic
@@ -39,6 +40,7 @@ from runner.inputs import pinned as pin
 from runner.inputs.hub_client import bounded_session, failure_code, http_lib, hub_errors, hub_token, timeout_s
 from runner.inputs.hub_client import one_line as _one_line
 from runner.inputs.verify import STAGING_DIR, hash_file
+from runner.inputs.verify_cache import Stamps
 
 __all__ = ["Source", "fetch_manifest", "sources_from_header", "check_revision", "file_url", "hub_errors",
            "hub_token", "_one_line", "SMALL_FILE_MAX"]
@@ -129,7 +131,8 @@ class FetchResult:
 
 
 class _State:
-    """verified.json: final files known to match, keyed by path -> [size, mtime_ns, inode, sha256]."""
+    """verified.json: final files known to match, path -> [size, mtime_ns, ctime_ns, inode, device, sha256].
+    ctime too, as in the verify cache: an in-place edit with its mtime put back must not be skipped."""
 
     def __init__(self, root: Path):
         self.path = root / STAGING_DIR / "verified.json"
@@ -141,7 +144,7 @@ class _State:
 
     @staticmethod
     def _key(st: os.stat_result, sha: str) -> list:
-        return [st.st_size, st.st_mtime_ns, st.st_ino, sha]
+        return [*astuple(Stamps.of(st)), sha]
 
     def known_good(self, rel: str, final: Path, sha: str) -> bool:
         try:
