@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,28 @@ def test_an_in_place_edit_with_its_mtime_put_back_is_repaired_by_the_next_fetch(
     r = fetch(m, root, small_repos)
     assert f"model/{SHARD}" in r.downloaded and f"model/{SHARD}" not in r.skipped
     assert p.read_bytes() == good
+
+
+def test_a_server_ignoring_range_and_cutting_at_the_same_byte_is_given_up_on(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    key = f"{MODEL_REPO}/{SHARD}"
+    small_repos.hub.no_range.add(key)
+    small_repos.hub.cut_always[key] = 50_000  # every answer starts at byte 0 and ends at byte 50000
+    got: list[RecipeError] = []
+
+    def go() -> None:
+        try:
+            fetch(m, tmp_path / "in", small_repos, retries=2)
+        except RecipeError as e:
+            got.append(e)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), f"still retrying after {len(small_repos.hub.gets(SHARD))} requests"
+    (err,) = got
+    assert err.code == EXIT_FAIL and "got no further than byte 50000" in err.message
+    assert len(small_repos.hub.gets(SHARD)) == 3  # the first try, then 2 retries that made no progress
 
 
 def test_cut_connection_is_resumed_with_a_range_request(small_repos: SmallRepos, tmp_path):

@@ -324,7 +324,9 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
             progress(offset)
     resumed = offset > 0
     downloaded = 0
-    failures = 0
+    # Only bytes past the furthest offset yet reached count as progress: a server that ignores the
+    # Range and drops the connection at the same byte would otherwise be retried forever.
+    failures, furthest = 0, offset
     limit = timeout_s()
     with open(part, "r+b" if part.exists() else "wb") as f:
         f.truncate(offset)
@@ -349,7 +351,8 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                         h.update(chunk)
                         offset += len(chunk)
                         downloaded += len(chunk)
-                        failures = 0
+                        if offset > furthest:
+                            failures, furthest = 0, offset
                         if progress:
                             progress(len(chunk))
                 if e.size is None:
@@ -361,7 +364,8 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                 if failures > retries:
                     f.flush()
                     raise FileFailure(e.path, f"download interrupted at byte {offset} of {e.size} "
-                                              f"({_one_line(err)}); run fetch again to resume") from None
+                                              f"({_one_line(err)}); {failures} attempt(s) in a row got no "
+                                              f"further than byte {furthest}; run fetch again to resume") from None
                 log(f"{e.path}: connection lost at byte {offset} ({_one_line(err)}); resuming from there")
                 time.sleep(min(0.2 * 2 ** failures, 5.0))
             except HfHubHTTPError as err:
