@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
-from fixtures_hub import DATA_FILE, DATA_REPO, MODEL_REPO, SmallRepos, hub_env, hub_fixture, small_repos_fixture
+from fixtures_hub import (
+    DATA_FILE,
+    DATA_REPO,
+    MODEL_REPO,
+    REPO_ROOT,
+    SmallRepos,
+    hub_env,
+    hub_fixture,
+    make_bundle,
+    small_repos_fixture,
+)
 
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
 from runner.inputs import manifest as mf
+from runner.inputs import tagmanifest
 from runner.inputs.fetch import Source, fetch_manifest, sources_from_header
 from runner.inputs.verify import STAGING_DIR, verify_manifest
+from runner.recipe import load_recipe_dir
 
 SHARD = "model-00002-of-00003.safetensors"
 
@@ -128,6 +142,47 @@ def test_a_server_ignoring_range_and_cutting_at_the_same_byte_is_given_up_on(sma
     (err,) = got
     assert err.code == EXIT_FAIL and "got no further than byte 50000" in err.message
     assert len(small_repos.hub.gets(SHARD)) == 3  # the first try, then 2 retries that made no progress
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupt_stops_fetch_between_chunks_and_the_next_fetch_resumes(small_repos, tmp_path, sig):
+    """`recipe fetch` on a slow server (1 kB per 0.1 s: 20 s and 30 s for two shards) exits 130 at once
+    on SIGTERM (scancel, docker stop) or Ctrl-C, not when the files in flight are complete."""
+    bundle = make_bundle(tmp_path, small_repos)
+    recipe_dir = bundle / "recipes" / "tiny_hub"
+    m = manifest_for(small_repos, small_repos.old_rev)
+    mf.write(m, recipe_dir / "inputs.sha256")
+    tagmanifest.write(load_recipe_dir(recipe_dir))
+    slow = ["model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"]
+    for name in slow:
+        small_repos.hub.slow[f"{MODEL_REPO}/{name}"] = 0.1
+    inputs = tmp_path / "inputs"
+    parts = [inputs / STAGING_DIR / "model" / (name + ".part") for name in slow]
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "fetch", "tiny_hub", "--inputs", str(inputs)],
+                            env=hub_env(small_repos.hub, tmp_path, bundle), cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not all(p.is_file() and p.stat().st_size >= 4096 for p in parts):
+            assert proc.poll() is None and time.monotonic() < deadline, "the slow downloads never started"
+            time.sleep(0.1)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=90)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert took < 5, f"fetch took {took:.1f} s to stop"
+    assert "partial downloads are kept" in err and "Traceback" not in err
+    kept = {p.name: p.stat().st_size for p in parts}
+    assert all(0 < n < 300_000 for n in kept.values()), kept
+
+    small_repos.hub.slow.clear()
+    r = fetch(m, inputs, small_repos)
+    assert sorted(r.resumed) == [f"model/{name}" for name in slow]
+    assert {small_repos.hub.gets(name)[-1][2] for name in slow} == {f"bytes={kept[name + '.part']}-" for name in slow}
+    assert verify_manifest(m, inputs).ok
 
 
 def test_cut_connection_is_resumed_with_a_range_request(small_repos: SmallRepos, tmp_path):

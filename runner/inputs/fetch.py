@@ -13,6 +13,10 @@ checked against its git blob id instead, computed while downloading: the manifes
 that says `unknown`, the one the Hub names for the path at the pinned commit (the ETag of a
 non-LFS file). Its sha256 is then recorded in `.recipe-fetch/pinned.json` (see pinned.py).
 
+Ctrl-C or SIGTERM (KeyboardInterrupt in the main thread) stops the workers between chunks; each
+keeps its .part for the next run to resume, and the interrupt goes on at once: workers are daemon
+threads, so one stuck on a silent server does not hold the process past a short grace.
+
 Every request is bounded in time (hub_client.py). The token comes from $HF_TOKEN only.
 huggingface_hub is imported inside the functions: the CLI must start without it.
 """
@@ -29,7 +33,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
@@ -46,6 +49,7 @@ __all__ = ["Source", "fetch_manifest", "sources_from_header", "check_revision", 
            "hub_token", "_one_line", "SMALL_FILE_MAX"]
 
 SMALL_FILE_MAX = 64 << 20  # non-LFS files are fetched whole by `recipe lock` to hash them
+STOP_GRACE_S = 2.0  # after an interrupt, how long the workers get to flush their .part files
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,10 @@ def _hub_url(endpoint: str | None) -> str:
     from huggingface_hub import constants
 
     return constants.ENDPOINT
+
+
+class Stopped(Exception):
+    """The fetch was interrupted: this worker stopped between chunks, its .part kept for resume."""
 
 
 class FileFailure(Exception):
@@ -216,6 +224,8 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
     for src in dict.fromkeys(s for _, s, _, _ in todo):  # model first, in manifest order
         check_revision(src, endpoint)
 
+    stop = threading.Event()
+
     def one(item: tuple[mf.Entry, Source, str, Path]) -> None:
         e, src, name, final = item
         try:
@@ -228,7 +238,7 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                         progress(e.size)
                     return
                 log(f"{e.path}: present but its sha256 does not match; downloading it again")
-            n, resumed, got = _download(e, src, name, root, final, endpoint, retries, progress, log)
+            n, resumed, got = _download(e, src, name, root, final, endpoint, retries, progress, log, stop)
             state.record(e.path, final, got.sha256)
             with rlock:
                 result.bytes_downloaded += n
@@ -250,15 +260,53 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                 result.failed.append(f)
             log(str(f))
 
-    n_workers = max(1, min(workers, len(todo) or 1))
-    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="fetch") as p:
-        list(p.map(one, todo))
+    _run_workers(one, todo, max(1, min(workers, len(todo) or 1)), stop, root, log)
     result.seconds = time.monotonic() - started
     if result.failed:
         code = EXIT_CORRUPT if any(f.code == EXIT_CORRUPT for f in result.failed) else EXIT_FAIL
         names = "; ".join(str(f) for f in result.failed)
         raise RecipeError(f"fetch failed for {len(result.failed)} file(s): {names}", code)
     return result
+
+
+def _run_workers(one: Callable, todo: list, n: int, stop: threading.Event, root: Path,
+                 log: Callable[[str], None]) -> None:
+    """one(item) for every item on n daemon threads. An interrupt of the main thread stops them
+    between chunks and is re-raised after at most STOP_GRACE_S (a worker blocked on a silent server
+    is left behind, and dies with the process); a worker's unexpected error is re-raised here."""
+    items = iter(todo)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                item = next(items, None)
+            if item is None:
+                return
+            try:
+                one(item)
+            except Stopped:
+                return
+            except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                errors.append(err)
+                stop.set()
+
+    threads = [threading.Thread(target=work, name=f"fetch-{i}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()  # a signal's KeyboardInterrupt interrupts this wait
+    except KeyboardInterrupt:
+        stop.set()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        log(f"fetch stopped; partial downloads are kept under {root / STAGING_DIR} and the next fetch resumes them")
+        raise
+    if errors:
+        raise errors[0]
 
 
 def free_bytes(path: Path) -> int:
@@ -301,7 +349,8 @@ class _Hashers:
 
 def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endpoint: str | None,
               retries: int, progress: Callable[[int], None] | None,
-              log: Callable[[str], None] = lambda s: None) -> tuple[int, bool, Downloaded]:
+              log: Callable[[str], None] = lambda s: None,
+              stop: threading.Event | None = None) -> tuple[int, bool, Downloaded]:
     """Stream one file into its .part through the hashers; rename it into place if it matches."""
     httpx = http_lib()
     from huggingface_hub.errors import HfHubHTTPError
@@ -318,8 +367,9 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
     offset = part.stat().st_size if part.exists() else 0
     if e.size is None or offset > e.size:  # without a known size a partial file cannot be resumed safely
         offset = 0
+    stop = stop or threading.Event()
     if offset:
-        offset = _hash_prefix(part, offset, h)
+        offset = _hash_prefix(part, offset, h, stop)
         if progress:
             progress(offset)
     resumed = offset > 0
@@ -355,6 +405,9 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                             failures, furthest = 0, offset
                         if progress:
                             progress(len(chunk))
+                        if stop.is_set():  # what was received stays in the .part
+                            f.flush()
+                            raise Stopped(e.path)
                 if e.size is None:
                     break
                 if offset < e.size:
@@ -367,7 +420,9 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                                               f"({_one_line(err)}); {failures} attempt(s) in a row got no "
                                               f"further than byte {furthest}; run fetch again to resume") from None
                 log(f"{e.path}: connection lost at byte {offset} ({_one_line(err)}); resuming from there")
-                time.sleep(min(0.2 * 2 ** failures, 5.0))
+                if stop.wait(min(0.2 * 2 ** failures, 5.0)):
+                    f.flush()
+                    raise Stopped(e.path) from None
             except HfHubHTTPError as err:
                 raise FileFailure(e.path, f"Hub refused the download: {_one_line(err)}") from None
         f.flush()
@@ -423,13 +478,15 @@ def _check_hub_metadata(e: mf.Entry, url: str, endpoint: str | None) -> str | No
     return known or (hub_blob if e.pinned_only else None)
 
 
-def _hash_prefix(part: Path, n: int, h: _Hashers) -> int:
+def _hash_prefix(part: Path, n: int, h: _Hashers, stop: threading.Event) -> int:
     """Feed the first n bytes of an earlier process's partial download to the hashers; bytes fed."""
     buf = bytearray(8 << 20)
     view = memoryview(buf)
     done = 0
     with open(part, "rb", buffering=0) as f:
         while done < n:
+            if stop.is_set():
+                raise Stopped(str(part))
             k = f.readinto(view[: min(len(buf), n - done)])
             if not k:
                 break
