@@ -101,7 +101,7 @@ def check_revision(src: Source, endpoint: str | None = None) -> str:
                           EXIT_FAIL) from None
     except hub_errors() as e:
         what = "cannot reach the Hub" if failure_code(e) == EXIT_PREFLIGHT else "the Hub refused"
-        raise RecipeError(f"{what} for {src.repo_id}@{src.revision} ({_hub_url(endpoint)}): {_one_line(e)}",
+        raise RecipeError(f"{what} for {src.repo_id}@{src.revision} ({hub_url(endpoint)}): {_one_line(e)}",
                           failure_code(e)) from None
     if re.fullmatch(r"[0-9a-f]{40}", src.revision) and info.sha and info.sha != src.revision:
         raise RecipeError(f"{src.repo_id}: Hub answered commit {info.sha} for pinned revision {src.revision}",
@@ -109,7 +109,7 @@ def check_revision(src: Source, endpoint: str | None = None) -> str:
     return info.sha or src.revision
 
 
-def _hub_url(endpoint: str | None) -> str:
+def hub_url(endpoint: str | None) -> str:
     if endpoint:
         return endpoint
     from huggingface_hub import constants
@@ -247,9 +247,11 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                 recorder.add(e.path, src.repo_id, src.revision, e.size, got.git_blob, got.sha256)
                 with rlock:
                     result.pinned[e.path] = (got.git_blob, got.sha256)
-                log(f"{e.path}: {n} bytes downloaded, git blob {got.git_blob} matches "
-                    f"{'the manifest' if e.git_blob != mf.UNKNOWN else 'the Hub at ' + src.revision[:12]}; "
-                    f"pinned by revision, its sha256 {got.sha256} is not in the manifest yet (recipe lock records it)")
+                if e.git_blob != mf.UNKNOWN:
+                    log(f"{e.path}: {n} bytes downloaded, git blob {got.git_blob} matches the manifest")
+                else:  # the blob id came from this server: nothing the bundle holds vouches for the bytes
+                    log(f"{e.path}: {n} bytes downloaded, sha256 {got.sha256}; the manifest holds no hash of it, only "
+                        f"the server's git blob id {got.git_blob} matched: runs refuse it until it is pinned")
             else:
                 log(f"{e.path}: {'resumed, ' if resumed else ''}{n} bytes downloaded, sha256 ok"
                     f"{', git blob ok' if got.git_blob else ''}")
