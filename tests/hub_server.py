@@ -8,11 +8,12 @@ Errors carry X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound) as the
 It also answers as a container registry: HEAD /v2/{name}/manifests/{tag} -> Docker-Content-Digest
 from `images[(name, tag)]`.
 
-Faults for tests: `cut_after[path] = n` closes the connection after n body bytes on the next GET
-of that file (once); `corrupt.add(path)` serves the file with one byte flipped while advertising
-the original size and sha256; `no_range.add(path)` ignores Range headers for it (as some CDNs
-do). Every request is logged in `requests` as (method, url path, Range), and its Authorization
-header in `auth`.
+Faults for tests: `cut_after[path] = n` closes the connection after n body bytes on the next GET of
+that file (once), `cut_always[path] = n` on every GET of it; `slow[path] = s` sends it in
+SLOW_PIECE-byte pieces, s seconds apart; `corrupt.add(path)` serves the file with one byte flipped
+while advertising the original size and sha256; `no_range.add(path)` ignores Range headers for it
+(as some CDNs do). Every request is logged in `requests` as (method, url path, Range), and its
+Authorization header in `auth`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import json
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".jsonl", ".bin", ".parquet")
+SLOW_PIECE = 1024
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -65,6 +68,8 @@ class HubServer:
     def __init__(self) -> None:
         self.repos: dict[tuple[str, str], FakeRepo] = {}
         self.cut_after: dict[str, int] = {}
+        self.cut_always: dict[str, int] = {}  # every GET of the file cut after n body bytes
+        self.slow: dict[str, float] = {}  # seconds between SLOW_PIECE-byte pieces of the body
         self.corrupt: set[str] = set()
         self.no_range: set[str] = set()  # files served whole (200) even when a Range is asked for
         self.requests: list[tuple[str, str, str | None]] = []
@@ -247,7 +252,8 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             if head:
                 return
             with hub.lock:
-                cut = hub.cut_after.pop(key, None)
+                cut = hub.cut_after.pop(key, hub.cut_always.get(key))
+                delay = hub.slow.get(key)
             if cut is not None and cut < len(body):
                 self.wfile.write(body[:cut])
                 self.wfile.flush()
@@ -256,6 +262,15 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     self.connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                return
+            if delay:
+                try:
+                    for i in range(0, len(body), SLOW_PIECE):
+                        self.wfile.write(body[i:i + SLOW_PIECE])
+                        self.wfile.flush()
+                        time.sleep(delay)
+                except OSError:  # the client went away
+                    self.close_connection = True
                 return
             self.wfile.write(body)
 

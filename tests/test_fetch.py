@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from fixtures_hub import DATA_FILE, DATA_REPO, MODEL_REPO, SmallRepos, hub_env, hub_fixture, small_repos_fixture
+from fixtures_hub import (
+    DATA_FILE,
+    DATA_REPO,
+    MODEL_REPO,
+    REPO_ROOT,
+    SmallRepos,
+    hub_env,
+    hub_fixture,
+    make_bundle,
+    small_repos_fixture,
+)
 
 from runner.errors import EXIT_CORRUPT, EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
 from runner.inputs import manifest as mf
+from runner.inputs import tagmanifest
 from runner.inputs.fetch import Source, fetch_manifest, sources_from_header
 from runner.inputs.verify import STAGING_DIR, verify_manifest
+from runner.recipe import load_recipe_dir
 
 SHARD = "model-00002-of-00003.safetensors"
 
@@ -86,6 +102,92 @@ def test_rerun_skips_verified_files_without_downloading(small_repos: SmallRepos,
     r = fetch(m, tmp_path / "in", small_repos)
     assert len(r.skipped) == len(m.entries) and not r.downloaded
     assert len(small_repos.hub.requests) == n  # not even the revision check
+
+
+def test_an_in_place_edit_with_its_mtime_put_back_is_repaired_by_the_next_fetch(small_repos: SmallRepos, tmp_path):
+    """The README's answer to exit 5 is `recipe fetch`: its skip-state must see what the verify cache sees."""
+    m = manifest_for(small_repos, small_repos.old_rev)
+    root = tmp_path / "in"
+    fetch(m, root, small_repos)
+    p = root / "model" / SHARD
+    good = p.read_bytes()
+    before = p.stat()
+    with open(p, "r+b") as f:  # same inode, same size, one byte changed
+        f.write(bytes([good[0] ^ 0xFF]))
+    os.utime(p, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = p.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    r = fetch(m, root, small_repos)
+    assert f"model/{SHARD}" in r.downloaded and f"model/{SHARD}" not in r.skipped
+    assert p.read_bytes() == good
+
+
+def test_a_server_ignoring_range_and_cutting_at_the_same_byte_is_given_up_on(small_repos: SmallRepos, tmp_path):
+    m = manifest_for(small_repos, small_repos.old_rev)
+    key = f"{MODEL_REPO}/{SHARD}"
+    small_repos.hub.no_range.add(key)
+    small_repos.hub.cut_always[key] = 50_000  # every answer starts at byte 0 and ends at byte 50000
+    got: list[RecipeError] = []
+
+    def go() -> None:
+        try:
+            fetch(m, tmp_path / "in", small_repos, retries=2)
+        except RecipeError as e:
+            got.append(e)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), f"still retrying after {len(small_repos.hub.gets(SHARD))} requests"
+    (err,) = got
+    assert err.code == EXIT_FAIL and "got no further than byte 50000" in err.message
+    assert len(small_repos.hub.gets(SHARD)) == 3  # the first try, then 2 retries that made no progress
+
+
+@pytest.mark.parametrize(("sig", "pause"), [(signal.SIGTERM, 0.1), (signal.SIGINT, 0.1), (signal.SIGTERM, 60)])
+def test_an_interrupt_stops_fetch_between_chunks_and_the_next_fetch_resumes(small_repos, tmp_path, sig, pause):
+    """`recipe fetch` on a slow server (1 kB per 0.1 s: 20 s and 30 s for two shards) exits 130 at once
+    on SIGTERM (scancel, docker stop) or Ctrl-C, not when the files in flight are complete; on a server
+    gone silent for a minute (pause 60: the workers are blocked reading), after a short grace."""
+    bundle = make_bundle(tmp_path, small_repos)
+    recipe_dir = bundle / "recipes" / "tiny_hub"
+    m = manifest_for(small_repos, small_repos.old_rev)
+    mf.write(m, recipe_dir / "inputs.sha256")
+    tagmanifest.write(load_recipe_dir(recipe_dir))
+    slow = ["model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"]
+    for name in slow:
+        small_repos.hub.slow[f"{MODEL_REPO}/{name}"] = pause
+    inputs = tmp_path / "inputs"
+    parts = [inputs / STAGING_DIR / "model" / (name + ".part") for name in slow]
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "fetch", "tiny_hub", "--inputs", str(inputs)],
+                            env=hub_env(small_repos.hub, tmp_path, bundle), cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        # paced: until bytes reach the .part files; silent: until both GETs are answered (1 kB each, then nothing)
+        while not (all(p.is_file() and p.stat().st_size >= 4096 for p in parts) if pause < 1 else
+                   all(small_repos.hub.gets(name) for name in slow) and all(p.is_file() for p in parts)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the slow downloads never started"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=90)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert took < 5, f"fetch took {took:.1f} s to stop"
+    assert "partial downloads are kept" in err and "Traceback" not in err
+    kept = {p.name: p.stat().st_size for p in parts}
+    assert all(n < 300_000 for n in kept.values()), kept
+
+    small_repos.hub.slow.clear()
+    r = fetch(m, inputs, small_repos)
+    if pause < 1:  # the workers stopped between chunks, flushing what they had received
+        assert all(kept.values()) and sorted(r.resumed) == [f"model/{name}" for name in slow]
+        assert {small_repos.hub.gets(n)[-1][2] for n in slow} == {f"bytes={kept[n + '.part']}-" for n in slow}
+    assert verify_manifest(m, inputs).ok
 
 
 def test_cut_connection_is_resumed_with_a_range_request(small_repos: SmallRepos, tmp_path):

@@ -9,7 +9,6 @@ These tests use the loopback Hub with a tiny repo of the same shape and the real
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -32,9 +31,10 @@ from hub_server import FakeRepo, HubServer, git_blob_oid
 from runner.errors import EXIT_CORRUPT, EXIT_MISSING, RecipeError
 from runner.inputs import manifest as mf
 from runner.inputs import pinned as pin
+from runner.inputs import tagmanifest
 from runner.inputs.fetch import fetch_manifest, sources_from_header
 from runner.inputs.hub_pins import build_manifest, diff
-from runner.inputs.verify import MISMATCH, PINNED, UNVERIFIED, verify_manifest
+from runner.inputs.verify import UNPINNED, verify_manifest
 from runner.recipe import Recipe, load_recipe_dir
 
 CONFIG_PY = "model/configuration_tiny_remote.py"
@@ -109,38 +109,64 @@ def test_without_the_remote_code_autoconfig_fails_as_miles_would(remote, tmp_pat
     assert r.returncode != 0 and "configuration_tiny_remote" in r.stderr
 
 
-def test_a_file_pinned_by_revision_only_is_checked_by_git_blob_recorded_and_reported(remote, tmp_path):
+def test_remote_code_the_manifest_holds_no_hash_of_is_refused_even_when_fetch_checked_it(remote, tmp_path):
+    """fetch checks such a file only against the git blob id the serving endpoint gives, so a hostile
+    endpoint (HF_ENDPOINT, a proxy, a mirror) serves any same-size code consistently; verify, and so
+    the run's inputs preflight, must not call it ok."""
     recipe, rev, files, hub = remote.recipe, remote.rev, remote.files, remote.hub
-    full = build_manifest(recipe, None, endpoint=hub.url)
-    m = pinned_only(full, CONFIG_PY, MODELING_PY)
+    m = pinned_only(build_manifest(recipe, None, endpoint=hub.url), CONFIG_PY, MODELING_PY)
     text = mf.render(m)
     assert f"# git-blob: unknown {CONFIG_PY}" in text and f"  {CONFIG_PY}" not in text
     assert mf.parse(text).by_path()[CONFIG_PY] == mf.Entry(CONFIG_PY, None, len(files["configuration_tiny_remote.py"]),
                                                            mf.UNKNOWN)
+    evil = files["configuration_tiny_remote.py"].replace(b"hidden_size=8", b"hidden_size=9")
+    hub.repos[("model", REMOTE_CODE_REPO)].revisions[rev]["configuration_tiny_remote.py"] = evil  # tree, ETag agree
     root = tmp_path / "in"
     r = fetch_manifest(m, root, sources_from_header(m), endpoint=hub.url)
-    data = files["configuration_tiny_remote.py"]
-    assert r.pinned[CONFIG_PY] == (git_blob_oid(data), hashlib.sha256(data).hexdigest())
+    assert r.pinned[CONFIG_PY] == (git_blob_oid(evil), hashlib.sha256(evil).hexdigest())
     assert pin.load(root)[CONFIG_PY]["revision"] == rev
-    assert autoconfig(root / "model", tmp_path).returncode == 0
 
     v = verify_manifest(m, root)
     got = {f.path: f for f in v.files}
-    assert v.ok and v.exit_code == 0 and got[CONFIG_PY].status == PINNED
-    assert "pinned by revision, sha256 not yet recorded" in got[CONFIG_PY].describe()
-    assert v.summary()["counts"]["pinned"] == 2
-    assert {p["path"] for p in v.summary()["pinned_only"]} == {CONFIG_PY, MODELING_PY}
+    assert not v.ok and v.exit_code == EXIT_MISSING
+    assert got[CONFIG_PY].status == got[MODELING_PY].status == UNPINNED
+    line = got[CONFIG_PY].describe()
+    assert line.startswith(f"unpinned    {CONFIG_PY}: the manifest holds no hash of it") and "--trust-fetched" in line
 
-    p = root / CONFIG_PY  # a same-size edit of the remote code is caught against fetch's record
-    p.write_bytes(data.replace(b"hidden_size=8", b"hidden_size=9"))
-    v = verify_manifest(m, root)
-    assert {f.path: f.status for f in v.files}[CONFIG_PY] == MISMATCH and v.exit_code == EXIT_CORRUPT
 
-    pin.record_path(root).unlink()  # no record of a check: never "ok" on faith
-    p.write_bytes(data)
-    v = verify_manifest(m, root)
-    bad = {f.path: f for f in v.files}[CONFIG_PY]
-    assert bad.status == UNVERIFIED and v.exit_code == EXIT_MISSING and "recipe fetch" in bad.describe()
+def test_the_runs_inputs_preflight_refuses_unpinned_remote_code(remote, tmp_path):
+    from types import SimpleNamespace
+
+    from runner.launch.preflight import check_inputs
+
+    recipe, hub = remote.recipe, remote.hub
+    m = pinned_only(build_manifest(recipe, None, endpoint=hub.url), CONFIG_PY)
+    mf.write(m, recipe.path("manifest"))
+    root = tmp_path / "in"
+    fetch_manifest(m, root, sources_from_header(m), endpoint=hub.url)
+    c = check_inputs(SimpleNamespace(recipe=recipe, inputs_dir=root, rehash=False))  # what a launch carries
+    assert c.status == "fail" and f"first: {CONFIG_PY} (unpinned)" in c.detail, c
+
+
+def test_trust_fetched_pins_only_the_bytes_fetch_downloaded(remote, tmp_path):
+    recipe, hub = remote.recipe, remote.hub
+    full = build_manifest(recipe, None, endpoint=hub.url)
+    root = tmp_path / "in"
+    m = pinned_only(full, CONFIG_PY, MODELING_PY)
+    with pytest.raises(RecipeError) as e:
+        pin.pin_fetched(m, root)
+    assert e.value.code == EXIT_MISSING and f"{CONFIG_PY}: no `recipe fetch` under {root}" in e.value.message
+    fetch_manifest(m, root, sources_from_header(m), endpoint=hub.url)
+    good = (root / CONFIG_PY).read_bytes()
+    (root / CONFIG_PY).write_bytes(good.replace(b"hidden_size=8", b"hidden_size=9"))  # changed since fetch
+    with pytest.raises(RecipeError) as e:
+        pin.pin_fetched(m, root)
+    assert e.value.code == EXIT_CORRUPT and "nothing pinned" in e.value.message
+    (root / CONFIG_PY).write_bytes(good)
+    new, pinned = pin.pin_fetched(m, root)
+    assert all(new.by_path()[p] == full.by_path()[p] for p in (CONFIG_PY, MODELING_PY))
+    assert [e.path for e, _ in pinned] == [CONFIG_PY, MODELING_PY]
+    assert verify_manifest(new, root).ok
 
 
 def test_fetch_refuses_remote_code_whose_git_blob_is_not_the_pinned_one(remote, tmp_path):
@@ -179,28 +205,44 @@ def test_lock_reports_a_repo_file_the_manifest_leaves_out_and_fills_in_pinned_en
     assert change.startswith(f"~ {CONFIG_PY}: sha256 (none) -> ") and "git blob unknown -> " in change
 
 
-@pytest.mark.slow
-def test_cli_fetch_verify_and_lock_check_on_the_pinned_remote_code(remote, tmp_path):
+def test_cli_fetch_refuses_unpinned_remote_code_until_lock_trust_fetched_pins_it_with_a_warning(remote, tmp_path):
     recipe, hub = remote.recipe, remote.hub
     bundle = recipe.dir.parent.parent
     env = hub_env(hub, tmp_path, bundle, RECIPE_CACHE_DIR=str(tmp_path / "cache"))
-    assert recipe_cli(["lock", "tiny_hub", "--no-image"], env).returncode == 0
+    full = build_manifest(recipe, None, endpoint=hub.url)
     man = recipe.path("manifest")
-    m = mf.load(man)
-    mf.write(pinned_only(m, CONFIG_PY, MODELING_PY), man)  # as the committed nemotron3_nano manifest is
+    mf.write(pinned_only(full, CONFIG_PY, MODELING_PY), man)  # as the committed nemotron3_nano manifest is
+    tagmanifest.write(recipe)
     inputs = tmp_path / "inputs"
     f = recipe_cli(["fetch", "tiny_hub", "--inputs", str(inputs)], env)
     assert f.returncode == 0, f.stderr
-    assert "2 file(s) pinned by revision only" in f.stdout and f"{CONFIG_PY}: " in f.stderr
+    assert "2 file(s) have no hash in inputs.sha256" in f.stdout and "recipe lock tiny_hub --trust-fetched" in f.stdout
     v = recipe_cli(["verify", "tiny_hub", "--inputs", str(inputs)], env)
-    assert v.returncode == 0, v.stdout + v.stderr
-    assert f"pinned      {CONFIG_PY}: pinned by revision, sha256 not yet recorded" in v.stdout
-    assert "2 pinned by revision, sha256 not yet recorded" in v.stdout
+    assert v.returncode == EXIT_MISSING and f"unpinned    {CONFIG_PY}" in v.stdout, v.stdout + v.stderr
     coreutils = subprocess.run(["sha256sum", "-c", "--strict", str(man)], cwd=inputs, capture_output=True, text=True)
     assert coreutils.returncode == 0 and CONFIG_PY not in coreutils.stdout  # a comment to it, skipped
-    check = recipe_cli(["lock", "tiny_hub", "--no-image", "--check"], env)
-    assert check.returncode == 1 and f"~ {CONFIG_PY}: sha256 (none) -> " in check.stdout
-    json.loads(recipe_cli(["verify", "tiny_hub", "--inputs", str(inputs), "--json"], env).stdout)
+
+    p = recipe_cli(["lock", "tiny_hub", "--trust-fetched", "--inputs", str(inputs)], env)
+    assert p.returncode == 0, p.stderr
+    warnings = [line for line in p.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and all("execute this code (trust_remote_code)" in w for w in warnings)
+    assert warnings[0].startswith(f"warning: {CONFIG_PY}: pinning sha256 {full.by_path()[CONFIG_PY].sha256}")
+    assert mf.load(man).by_path()[CONFIG_PY] == full.by_path()[CONFIG_PY]
+    assert recipe_cli(["verify", "tiny_hub", "--recipe-files"], env).returncode == 0  # tag manifest rewritten
+    v = recipe_cli(["verify", "tiny_hub", "--inputs", str(inputs)], env)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert recipe_cli(["lock", "tiny_hub", "--trust-fetched", "--check"], env).returncode == 2
+
+
+def test_lock_from_the_hub_warns_when_it_first_pins_remote_code(remote, tmp_path):
+    recipe, hub = remote.recipe, remote.hub
+    env = hub_env(hub, tmp_path, recipe.dir.parent.parent)
+    full = build_manifest(recipe, None, endpoint=hub.url)
+    mf.write(pinned_only(full, CONFIG_PY), recipe.path("manifest"))
+    r = recipe_cli(["lock", "tiny_hub", "--no-image"], env)
+    assert r.returncode == 0, r.stderr
+    (line,) = [w for w in r.stderr.splitlines() if w.startswith("warning: ")]
+    assert line.startswith(f"warning: {CONFIG_PY}: pinning sha256 ") and hub.url in line
 
 
 __all__ = ["hub_fixture", "small_repos_fixture"]  # fixtures used by name

@@ -102,9 +102,10 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
     recipe verify NAME --recipe-files        the recipe's own files (tag manifest)
     recipe verify --manifest FILE --root DIR any sha256sum-format manifest
     Exit 0: all match; 2: the manifest is malformed or empty; 4: files missing, of the wrong size,
-    or pinned by revision and never checked here (run `recipe fetch`); 5: content differs, changed
-    while hashed, or unreadable. Files under the root that the manifest does not list are
-    reported, not fatal (with --recipe-files they are: a file added to a recipe is an edit, exit 5).
+    or unpinned (no hash in the manifest: read them, then `recipe lock NAME --trust-fetched`);
+    5: content differs, changed while hashed, or unreadable. Files under the root that the
+    manifest does not list are reported, not fatal (with --recipe-files they are: a file added to
+    a recipe is an edit, exit 5).
 
     A file hashed before is trusted, not read again, while its size, mtime, ctime, inode and device
     are all unchanged (the verified-inputs cache in $RECIPE_CACHE_DIR, else the XDG cache dir);
@@ -158,7 +159,7 @@ def verify_cmd(name: str | None, inputs_dir: str | None, manifest_path: str | No
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v and k not in ("ok", "pinned"))
     verdict = "OK" if result.ok else f"FAILED ({counts})"
     if result.ok and result.pinned:
-        verdict += f" ({len(result.pinned)} pinned by revision, sha256 not yet recorded)"
+        verdict += f" ({len(result.pinned)} pinned by git blob id, sha256 not yet recorded)"
     trusted = f"; {summary['trusted']} unchanged since hashed, trusted" if summary["trusted"] else ""
     click.echo(f"{len(result.files)} files, {_human(summary['bytes'])}, "
                f"hashed {_human(result.bytes_hashed)} in {result.seconds:.2f} s ({_human(rate)}/s, "
@@ -197,9 +198,11 @@ def fetch_cmd(name: str, inputs_dir: str | None, workers: int) -> None:
     click.echo(f"{len(r.downloaded)} downloaded, {len(r.resumed)} resumed, "
                f"{len(r.skipped)} already verified; "
                f"{_human(r.bytes_downloaded)} in {r.seconds:.1f} s; inputs in {root}")
-    if m.pinned_only:
-        click.echo(f"{len(m.pinned_only)} file(s) pinned by revision only (git blob checked, sha256 recorded in "
-                   f"{root}/.recipe-fetch/pinned.json, not yet in {man.name}): `recipe lock {name}` writes them in")
+    unpinned = [e.path for e in m.pinned_only if e.git_blob == mf.UNKNOWN]
+    if unpinned:
+        click.echo(f"{len(unpinned)} file(s) have no hash in {man.name} ({', '.join(unpinned)}): checked only "
+                   f"against the git blob id the server gave, so runs refuse them; read them under {root}, then "
+                   f"pin them: recipe lock {name} --trust-fetched")
 
 
 @click.command("lock")
@@ -212,22 +215,36 @@ def fetch_cmd(name: str, inputs_dir: str | None, workers: int) -> None:
 @click.option("--no-image", is_flag=True, help="Do not ask the registry for the image tag's digest.")
 @click.option("--all-files", is_flag=True,
               help="List every file of the model repo, not only those the manifest lists now.")
-def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_files: bool) -> int:
+@click.option("--trust-fetched", is_flag=True,
+              help="No network: pin the sha256 of each file the manifest holds no hash of (git-blob: unknown), "
+                   "as `recipe fetch` downloaded it under the inputs root. Every run then loads (code: executes) "
+                   "it: read it first.")
+@click.option("--inputs", "inputs_dir", type=click.Path(file_okay=False),
+              help="With --trust-fetched: the inputs root (default: $RECIPE_INPUTS_DIR, then ./inputs/NAME).")
+def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_files: bool, trust_fetched: bool,
+             inputs_dir: str | None) -> int:
     """Rewrite the inputs manifest from the Hub's metadata at the pinned revisions (no weights read).
 
     Reports what changed, resolves the image tag to a digest where a registry is reachable, then
     refreshes the tag manifest. With --recipe-files, only the tag manifest is rewritten: run it
-    after editing any recipe file.
+    after editing any recipe file. With --trust-fetched, files the manifest holds no hash of are
+    pinned by the sha256 of what `recipe fetch` downloaded, with a warning for each.
     """
     from runner.inputs import tagmanifest
 
-    if not recipe_files:
+    if trust_fetched and (recipe_files or check or all_files):
+        raise UsageError("lock: --trust-fetched goes alone (with --inputs DIR)")
+    if inputs_dir and not trust_fetched:
+        raise UsageError("lock: --inputs goes with --trust-fetched")
+    if not (recipe_files or trust_fetched):
         from runner.inputs.hub_client import require_hub
 
         require_hub("lock")
     recipe = load_recipe(name)
     if recipe_files:
         return _lock_recipe_files(recipe, check)
+    if trust_fetched:
+        return _trust_fetched(recipe, inputs_dir)
     from runner.inputs.hub_pins import build_manifest, diff, resolve_image_digest
 
     path = recipe.path("manifest")
@@ -243,11 +260,41 @@ def lock_cmd(name: str, recipe_files: bool, check: bool, no_image: bool, all_fil
         click.echo(f"{path.name}: ! {line}")
     if check:
         return EXIT_FAIL if changes or findings else 0
+    from runner.inputs.fetch import hub_url
+    from runner.inputs.pinned import trust_warning
+
+    was = old.by_path() if old else {}
+    for e in new.entries:  # a hash the bundle did not hold before comes from this server alone
+        if e.sha256 and e.path in was and was[e.path].pinned_only and was[e.path].git_blob == mf.UNKNOWN:
+            click.echo(trust_warning(recipe.name, e, f"{hub_url(None)} served at the pinned revision"), err=True)
     if old is None or mf.render(old) != mf.render(new):
         mf.write(new, path)
         click.echo(f"wrote {path}")
     changed, _ = tagmanifest.write(recipe)
     if changed:
+        click.echo(f"wrote {tagmanifest.tag_manifest_path(recipe)}")
+    return 0
+
+
+def _trust_fetched(recipe, inputs_dir: str | None) -> int:
+    from runner.inputs import pinned as pin
+    from runner.inputs import tagmanifest
+    from runner.inputs.hub_pins import check_pins
+
+    path = recipe.path("manifest")
+    m = mf.load(path)
+    check_pins(recipe, m, str(path), require=True)
+    root = inputs_root(recipe, inputs_dir)
+    new, pinned = pin.pin_fetched(m, root)
+    if not pinned:
+        click.echo(f"nothing to pin: {path.name} holds a hash of every file")
+        return 0
+    for e, r in pinned:
+        click.echo(pin.trust_warning(recipe.name, e, f"{r['repo']}@{r['revision'][:12]} sent to `recipe fetch`"),
+                   err=True)
+    mf.write(new, path)
+    click.echo(f"wrote {path} ({len(pinned)} file(s) pinned by sha256)")
+    if tagmanifest.write(recipe)[0]:
         click.echo(f"wrote {tagmanifest.tag_manifest_path(recipe)}")
     return 0
 

@@ -4,13 +4,18 @@ Each file streams into `<root>/.recipe-fetch/<path>.part` through a sha256 hashe
 to its final name only once its size and hash match the manifest, so a final name never holds
 unverified bytes and no second full read is needed. An interrupted download resumes with an HTTP
 Range request from the end of its .part file (whose bytes are re-hashed once, being from an
-earlier process). Files renamed into place are recorded in `.recipe-fetch/verified.json`
-(size, mtime, inode) so a re-run skips them without reading them again.
+earlier process). Files renamed into place are recorded in `.recipe-fetch/verified.json` with
+the verify cache's stamps (size, mtime, ctime, inode, device: see verify_cache.py), so a re-run
+skips them without reading them again while none has moved.
 
 A file the manifest pins by revision only (its sha256 not recorded yet: see manifest.py) is
 checked against its git blob id instead, computed while downloading: the manifest's, or where
 that says `unknown`, the one the Hub names for the path at the pinned commit (the ETag of a
 non-LFS file). Its sha256 is then recorded in `.recipe-fetch/pinned.json` (see pinned.py).
+
+Ctrl-C or SIGTERM (KeyboardInterrupt in the main thread) stops the workers between chunks; each
+keeps its .part for the next run to resume, and the interrupt goes on at once: workers are daemon
+threads, so one stuck on a silent server does not hold the process past a short grace.
 
 Every request is bounded in time (hub_client.py). The token comes from $HF_TOKEN only.
 huggingface_hub is imported inside the functions: the CLI must start without it.
@@ -28,8 +33,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from runner.atomicfile import fsync_dir, write_text_atomic
@@ -39,11 +43,13 @@ from runner.inputs import pinned as pin
 from runner.inputs.hub_client import bounded_session, failure_code, http_lib, hub_errors, hub_token, timeout_s
 from runner.inputs.hub_client import one_line as _one_line
 from runner.inputs.verify import STAGING_DIR, hash_file
+from runner.inputs.verify_cache import Stamps
 
 __all__ = ["Source", "fetch_manifest", "sources_from_header", "check_revision", "file_url", "hub_errors",
            "hub_token", "_one_line", "SMALL_FILE_MAX"]
 
 SMALL_FILE_MAX = 64 << 20  # non-LFS files are fetched whole by `recipe lock` to hash them
+STOP_GRACE_S = 2.0  # after an interrupt, how long the workers get to flush their .part files
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ def check_revision(src: Source, endpoint: str | None = None) -> str:
                           EXIT_FAIL) from None
     except hub_errors() as e:
         what = "cannot reach the Hub" if failure_code(e) == EXIT_PREFLIGHT else "the Hub refused"
-        raise RecipeError(f"{what} for {src.repo_id}@{src.revision} ({_hub_url(endpoint)}): {_one_line(e)}",
+        raise RecipeError(f"{what} for {src.repo_id}@{src.revision} ({hub_url(endpoint)}): {_one_line(e)}",
                           failure_code(e)) from None
     if re.fullmatch(r"[0-9a-f]{40}", src.revision) and info.sha and info.sha != src.revision:
         raise RecipeError(f"{src.repo_id}: Hub answered commit {info.sha} for pinned revision {src.revision}",
@@ -103,12 +109,16 @@ def check_revision(src: Source, endpoint: str | None = None) -> str:
     return info.sha or src.revision
 
 
-def _hub_url(endpoint: str | None) -> str:
+def hub_url(endpoint: str | None) -> str:
     if endpoint:
         return endpoint
     from huggingface_hub import constants
 
     return constants.ENDPOINT
+
+
+class Stopped(Exception):
+    """The fetch was interrupted: this worker stopped between chunks, its .part kept for resume."""
 
 
 class FileFailure(Exception):
@@ -129,7 +139,8 @@ class FetchResult:
 
 
 class _State:
-    """verified.json: final files known to match, keyed by path -> [size, mtime_ns, inode, sha256]."""
+    """verified.json: final files known to match, path -> [size, mtime_ns, ctime_ns, inode, device, sha256].
+    ctime too, as in the verify cache: an in-place edit with its mtime put back must not be skipped."""
 
     def __init__(self, root: Path):
         self.path = root / STAGING_DIR / "verified.json"
@@ -141,7 +152,7 @@ class _State:
 
     @staticmethod
     def _key(st: os.stat_result, sha: str) -> list:
-        return [st.st_size, st.st_mtime_ns, st.st_ino, sha]
+        return [*astuple(Stamps.of(st)), sha]
 
     def known_good(self, rel: str, final: Path, sha: str) -> bool:
         try:
@@ -213,6 +224,8 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
     for src in dict.fromkeys(s for _, s, _, _ in todo):  # model first, in manifest order
         check_revision(src, endpoint)
 
+    stop = threading.Event()
+
     def one(item: tuple[mf.Entry, Source, str, Path]) -> None:
         e, src, name, final = item
         try:
@@ -225,7 +238,7 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                         progress(e.size)
                     return
                 log(f"{e.path}: present but its sha256 does not match; downloading it again")
-            n, resumed, got = _download(e, src, name, root, final, endpoint, retries, progress, log)
+            n, resumed, got = _download(e, src, name, root, final, endpoint, retries, progress, log, stop)
             state.record(e.path, final, got.sha256)
             with rlock:
                 result.bytes_downloaded += n
@@ -234,9 +247,11 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                 recorder.add(e.path, src.repo_id, src.revision, e.size, got.git_blob, got.sha256)
                 with rlock:
                     result.pinned[e.path] = (got.git_blob, got.sha256)
-                log(f"{e.path}: {n} bytes downloaded, git blob {got.git_blob} matches "
-                    f"{'the manifest' if e.git_blob != mf.UNKNOWN else 'the Hub at ' + src.revision[:12]}; "
-                    f"pinned by revision, its sha256 {got.sha256} is not in the manifest yet (recipe lock records it)")
+                if e.git_blob != mf.UNKNOWN:
+                    log(f"{e.path}: {n} bytes downloaded, git blob {got.git_blob} matches the manifest")
+                else:  # the blob id came from this server: nothing the bundle holds vouches for the bytes
+                    log(f"{e.path}: {n} bytes downloaded, sha256 {got.sha256}; the manifest holds no hash of it, only "
+                        f"the server's git blob id {got.git_blob} matched: runs refuse it until it is pinned")
             else:
                 log(f"{e.path}: {'resumed, ' if resumed else ''}{n} bytes downloaded, sha256 ok"
                     f"{', git blob ok' if got.git_blob else ''}")
@@ -247,15 +262,53 @@ def _fetch_planned(plan: list[tuple[mf.Entry, Source, str, Path]], root: Path, e
                 result.failed.append(f)
             log(str(f))
 
-    n_workers = max(1, min(workers, len(todo) or 1))
-    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="fetch") as p:
-        list(p.map(one, todo))
+    _run_workers(one, todo, max(1, min(workers, len(todo) or 1)), stop, root, log)
     result.seconds = time.monotonic() - started
     if result.failed:
         code = EXIT_CORRUPT if any(f.code == EXIT_CORRUPT for f in result.failed) else EXIT_FAIL
         names = "; ".join(str(f) for f in result.failed)
         raise RecipeError(f"fetch failed for {len(result.failed)} file(s): {names}", code)
     return result
+
+
+def _run_workers(one: Callable, todo: list, n: int, stop: threading.Event, root: Path,
+                 log: Callable[[str], None]) -> None:
+    """one(item) for every item on n daemon threads. An interrupt of the main thread stops them
+    between chunks and is re-raised after at most STOP_GRACE_S (a worker blocked on a silent server
+    is left behind, and dies with the process); a worker's unexpected error is re-raised here."""
+    items = iter(todo)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                item = next(items, None)
+            if item is None:
+                return
+            try:
+                one(item)
+            except Stopped:
+                return
+            except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                errors.append(err)
+                stop.set()
+
+    threads = [threading.Thread(target=work, name=f"fetch-{i}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()  # a signal's KeyboardInterrupt interrupts this wait
+    except KeyboardInterrupt:
+        stop.set()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        log(f"fetch stopped; partial downloads are kept under {root / STAGING_DIR} and the next fetch resumes them")
+        raise
+    if errors:
+        raise errors[0]
 
 
 def free_bytes(path: Path) -> int:
@@ -298,7 +351,8 @@ class _Hashers:
 
 def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endpoint: str | None,
               retries: int, progress: Callable[[int], None] | None,
-              log: Callable[[str], None] = lambda s: None) -> tuple[int, bool, Downloaded]:
+              log: Callable[[str], None] = lambda s: None,
+              stop: threading.Event | None = None) -> tuple[int, bool, Downloaded]:
     """Stream one file into its .part through the hashers; rename it into place if it matches."""
     httpx = http_lib()
     from huggingface_hub.errors import HfHubHTTPError
@@ -315,13 +369,16 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
     offset = part.stat().st_size if part.exists() else 0
     if e.size is None or offset > e.size:  # without a known size a partial file cannot be resumed safely
         offset = 0
+    stop = stop or threading.Event()
     if offset:
-        offset = _hash_prefix(part, offset, h)
+        offset = _hash_prefix(part, offset, h, stop)
         if progress:
             progress(offset)
     resumed = offset > 0
     downloaded = 0
-    failures = 0
+    # Only bytes past the furthest offset yet reached count as progress: a server that ignores the
+    # Range and drops the connection at the same byte would otherwise be retried forever.
+    failures, furthest = 0, offset
     limit = timeout_s()
     with open(part, "r+b" if part.exists() else "wb") as f:
         f.truncate(offset)
@@ -346,9 +403,13 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                         h.update(chunk)
                         offset += len(chunk)
                         downloaded += len(chunk)
-                        failures = 0
+                        if offset > furthest:
+                            failures, furthest = 0, offset
                         if progress:
                             progress(len(chunk))
+                        if stop.is_set():  # what was received stays in the .part
+                            f.flush()
+                            raise Stopped(e.path)
                 if e.size is None:
                     break
                 if offset < e.size:
@@ -358,9 +419,12 @@ def _download(e: mf.Entry, src: Source, name: str, root: Path, final: Path, endp
                 if failures > retries:
                     f.flush()
                     raise FileFailure(e.path, f"download interrupted at byte {offset} of {e.size} "
-                                              f"({_one_line(err)}); run fetch again to resume") from None
+                                              f"({_one_line(err)}); {failures} attempt(s) in a row got no "
+                                              f"further than byte {furthest}; run fetch again to resume") from None
                 log(f"{e.path}: connection lost at byte {offset} ({_one_line(err)}); resuming from there")
-                time.sleep(min(0.2 * 2 ** failures, 5.0))
+                if stop.wait(min(0.2 * 2 ** failures, 5.0)):
+                    f.flush()
+                    raise Stopped(e.path) from None
             except HfHubHTTPError as err:
                 raise FileFailure(e.path, f"Hub refused the download: {_one_line(err)}") from None
         f.flush()
@@ -416,13 +480,15 @@ def _check_hub_metadata(e: mf.Entry, url: str, endpoint: str | None) -> str | No
     return known or (hub_blob if e.pinned_only else None)
 
 
-def _hash_prefix(part: Path, n: int, h: _Hashers) -> int:
+def _hash_prefix(part: Path, n: int, h: _Hashers, stop: threading.Event) -> int:
     """Feed the first n bytes of an earlier process's partial download to the hashers; bytes fed."""
     buf = bytearray(8 << 20)
     view = memoryview(buf)
     done = 0
     with open(part, "rb", buffering=0) as f:
         while done < n:
+            if stop.is_set():
+                raise Stopped(str(part))
             k = f.readinto(view[: min(len(buf), n - done)])
             if not k:
                 break

@@ -8,8 +8,10 @@ that commit. Its sha256 is then recorded here, in `<inputs root>/.recipe-fetch/p
     {"model/configuration_x.py": {"repo": ..., "revision": ..., "size": 12893,
                                            "git_blob": "<40 hex>", "sha256": "<64 hex>"}}
 
-`recipe verify` checks the file against that sha256 (and says the entry is pinned by revision,
-its sha256 not yet in the manifest) until `recipe lock` writes the sha256 into the manifest.
+This record is not a pin: the blob id it was checked against may come from the same server that
+sent the file, so `recipe verify` and the run refuse a file the manifest holds no hash of. It
+lets `recipe lock NAME --trust-fetched` pin, offline and on purpose, exactly the bytes that were
+fetched at the pinned revision (after the user has read them).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 from pathlib import Path
 
 from runner.atomicfile import write_text_atomic
+from runner.errors import EXIT_CORRUPT, EXIT_MISSING, RecipeError
 from runner.inputs import manifest as mf
 
 STAGING_DIR = ".recipe-fetch"  # `recipe fetch` stages partial downloads here; never an "extra" file
@@ -69,13 +72,6 @@ def matching_record(e: mf.Entry, revision: str | None, records: dict[str, dict])
     return r
 
 
-def expected_sha256(e: mf.Entry, m: mf.Manifest, records: dict[str, dict]) -> tuple[str | None, str | None]:
-    """(sha256, git blob id) that fetch recorded for a pinned-only entry at the manifest's revision;
-    else (None, None)."""
-    r = matching_record(e, revision_for(m, e.path)[1], records)
-    return (r["sha256"], r["git_blob"]) if r else (None, None)
-
-
 class Recorder:
     """Adds records during a fetch (threads), writing the file atomically after each."""
 
@@ -89,3 +85,43 @@ class Recorder:
             self.data[rel] = {"repo": repo, "revision": revision, "size": size, "git_blob": git_blob,
                               "sha256": sha256}
             write_text_atomic(record_path(self.root), json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+
+
+def pin_fetched(m: mf.Manifest, root: Path) -> tuple[mf.Manifest, list[tuple[mf.Entry, dict]]]:
+    """The manifest with each unpinned entry's (git-blob: unknown) sha256 and git blob id taken from
+    fetch's record at the pinned revision, the file on disk checked to still be those bytes; and (entry, record)
+    for each one pinned. Raises before anything is written if any cannot be pinned."""
+    from runner.inputs.verify import hash_stable  # verify imports this module
+
+    records, entries, pinned = load(root), [], []
+    for e in m.entries:
+        if not (e.pinned_only and e.git_blob == mf.UNKNOWN):
+            entries.append(e)
+            continue
+        rev = revision_for(m, e.path)[1]
+        r = matching_record(e, rev, records)
+        if r is None:
+            raise RecipeError(f"{e.path}: no `recipe fetch` under {root} downloaded it at {rev}; fetch it, "
+                              f"read it, then pin it", EXIT_MISSING)
+        try:
+            got = hash_stable(mf.resolve_inside(root, e.path)).sha256
+        except FileNotFoundError:
+            raise RecipeError(f"{root / e.path}: missing; fetch it again, read it, then pin it", EXIT_MISSING) from None
+        except OSError as err:
+            raise RecipeError(f"{root / e.path}: cannot hash it ({err.strerror or err}); nothing pinned",
+                              EXIT_CORRUPT) from None
+        if got != r["sha256"]:
+            raise RecipeError(f"{root / e.path}: sha256 {got} is not that of the bytes `recipe fetch` downloaded "
+                              f"({r['sha256']}); nothing pinned: fetch it again and read it", EXIT_CORRUPT)
+        new = mf.Entry(e.path, r["sha256"], e.size, r["git_blob"])
+        entries.append(new)
+        pinned.append((new, r))
+    return mf.Manifest(m.header, entries, m.comments), pinned
+
+
+def trust_warning(recipe: str, e: mf.Entry, source: str) -> str:
+    """The one line said whenever a hash nothing independent vouches for becomes a pin."""
+    what = "execute this code (trust_remote_code)" if e.path.endswith(".py") else "load this file"
+    return (f"warning: {e.path}: pinning sha256 {e.sha256}, the bytes {source}, checked only against the "
+            f"git blob id that same server gave; every run of {recipe} will {what} as is: pin only what you "
+            f"have read or whose server you trust")

@@ -10,6 +10,11 @@ taken before and after reading it, from the open file and from its path, and any
 it "changed" (exit 5), never "ok". With a VerifyCache, a file whose stamps all equal those
 recorded after an earlier hash is trusted without reading it; the result says, per file, whether
 it was hashed or trusted.
+
+A file is accepted only against a hash the manifest holds: its sha256, or for an entry pinned by
+revision its git blob id. An entry whose blob id is `unknown` is never ok ("unpinned", exit 4),
+whatever a download checked it against: that id came from the server that sent the file. Such a
+file is often code run with trust_remote_code; `recipe lock NAME --trust-fetched` pins it on purpose.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from pathlib import Path
 
 from runner.errors import EXIT_CORRUPT, EXIT_MISSING, EXIT_OK, UsageError
 from runner.inputs import manifest as mf
-from runner.inputs import pinned as pin
 from runner.inputs.pinned import STAGING_DIR
 from runner.inputs.verify_cache import Stamps, VerifyCache
 
@@ -35,8 +39,9 @@ CHUNK = 1 << 20  # fits a core's L2, so the hasher reads what the copy just wrot
 
 OK, MISSING, SIZE, MISMATCH = "ok", "missing", "size", "mismatch"
 UNREADABLE, SKIPPED, CHANGED = "unreadable", "skipped", "changed"
-PINNED, UNVERIFIED = "pinned", "unverified"  # pinned by revision only (manifest.Entry.pinned_only)
-STATUSES = (OK, PINNED, MISSING, SIZE, MISMATCH, CHANGED, UNREADABLE, UNVERIFIED, SKIPPED)
+PINNED = "pinned"  # no sha256 in the manifest; content matches the git blob id the manifest holds
+UNPINNED = "unpinned"  # no hash in the manifest at all (git-blob: unknown): never ok
+STATUSES = (OK, PINNED, MISSING, SIZE, MISMATCH, CHANGED, UNREADABLE, UNPINNED, SKIPPED)
 GOOD = (OK, PINNED)
 HASHED, TRUSTED = "hashed", "trusted"
 
@@ -67,11 +72,12 @@ class FileResult:
             return f"unreadable  {self.path}: {self.error}"
         if self.status == SKIPPED:
             return f"not hashed  {self.path} (other files failed the size check)"
-        if self.status == UNVERIFIED:
-            return (f"unchecked   {self.path}: pinned by revision, sha256 not yet recorded, and no `recipe fetch` "
-                    f"here checked it against the Hub's git blob id (its sha256 is {self.sha256})")
+        if self.status == UNPINNED:
+            return (f"unpinned    {self.path}: the manifest holds no hash of it (git-blob: unknown), so nothing "
+                    f"tells it from any other file of that size (its sha256 is {self.sha256}); read it, then "
+                    f"pin it on purpose: recipe lock NAME --trust-fetched")
         if self.status == PINNED:
-            return (f"pinned      {self.path}: pinned by revision, sha256 not yet recorded in the manifest; "
+            return (f"pinned      {self.path}: by the git blob id in the manifest, sha256 not yet recorded; "
                     f"content matches git blob {self.git_blob} (sha256 {self.sha256})")
         return f"ok          {self.path}"
 
@@ -99,11 +105,11 @@ class VerifyResult:
     @property
     def exit_code(self) -> int:
         """EXIT_CORRUPT if any content is wrong, changing or unreadable, else EXIT_MISSING if any file
-        is absent, of the wrong size or unchecked (including files left unhashed because of that),
+        is absent, of the wrong size or unpinned (including files left unhashed because of that),
         else 0."""
         if self.count(MISMATCH) or self.count(UNREADABLE) or self.count(CHANGED):
             return EXIT_CORRUPT
-        if self.count(MISSING) or self.count(SIZE) or self.count(SKIPPED) or self.count(UNVERIFIED):
+        if self.count(MISSING) or self.count(SIZE) or self.count(SKIPPED) or self.count(UNPINNED):
             return EXIT_MISSING
         return EXIT_OK
 
@@ -229,15 +235,12 @@ def verify_manifest(manifest: str | os.PathLike | mf.Manifest, root: str | os.Pa
         m = mf.parse(text, str(manifest))
     root = Path(root)
     targets = {e.path: mf.resolve_inside(root, e.path) for e in m.entries}  # refuses escapes first
-    records = pin.load(root) if m.pinned_only else {}
 
     results: dict[str, FileResult] = {}
-    expect: dict[str, str | None] = {}  # the sha256 each file must have (pinned: what fetch recorded)
+    expect: dict[str, str | None] = {}  # the sha256 each file must have; None: pinned by revision
     to_hash: list[mf.Entry] = []
     for e in m.entries:
-        want, blob = (e.sha256, e.git_blob) if not e.pinned_only else pin.expected_sha256(e, m, records)
-        if e.pinned_only and want is None and e.git_blob != mf.UNKNOWN:
-            blob = e.git_blob  # no fetch record, but the manifest knows the blob id: check that
+        want, blob = e.sha256, (e.git_blob if e.git_blob != mf.UNKNOWN else None)
         r = FileResult(e.path, OK, e.size, want, git_blob=blob)
         results[e.path], expect[e.path] = r, want
         try:
@@ -258,8 +261,7 @@ def verify_manifest(manifest: str | os.PathLike | mf.Manifest, root: str | os.Pa
         if cache is not None and not rehash and want is not None:
             known = cache.lookup(e.path, Stamps.of(st))
             if known == want:  # a recorded sha256 that disagrees is hashed again, never reported from memory
-                r.sha256, r.how = known, TRUSTED
-                r.status = PINNED if e.pinned_only else OK
+                r.sha256, r.how, r.status = known, TRUSTED, OK
                 if progress and st.st_size:
                     progress(st.st_size)
                 continue
@@ -286,7 +288,7 @@ def verify_manifest(manifest: str | os.PathLike | mf.Manifest, root: str | os.Pa
         r = results[e.path]
         want = expect[e.path]
         try:
-            got = hash_stable(targets[e.path], chunk, count, git_blob=e.pinned_only and want is None)
+            got = hash_stable(targets[e.path], chunk, count, git_blob=e.pinned_only)
         except ChangedWhileHashing as err:
             r.status, r.error = CHANGED, str(err)
             if cache is not None:
@@ -296,9 +298,9 @@ def verify_manifest(manifest: str | os.PathLike | mf.Manifest, root: str | os.Pa
             r.status, r.error = UNREADABLE, err.strerror or str(err)
             return
         r.sha256, r.how = got.sha256, HASHED
-        if e.pinned_only and want is None:  # checked against the manifest's git blob id, or not at all
+        if e.pinned_only:  # checked against the manifest's git blob id, or not at all
             if r.git_blob is None:
-                r.status = UNVERIFIED
+                r.status = UNPINNED
             elif got.git_blob != r.git_blob:
                 r.status = MISMATCH
             else:
@@ -309,7 +311,7 @@ def verify_manifest(manifest: str | os.PathLike | mf.Manifest, root: str | os.Pa
             if cache is not None:
                 cache.forget(e.path)
             return
-        r.status = PINNED if e.pinned_only else OK
+        r.status = OK
         if cache is not None:
             cache.record(e.path, got.stamps, got.sha256)
 
