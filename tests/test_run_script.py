@@ -1,4 +1,6 @@
-"""The real run script, run by bash in dry-run mode, against `recipe plan` and the recipe file."""
+"""The 30B recipe's launch as the runner renders it (runner/frameworks/miles.py) and as its frozen
+run.sh carries it out by hand: the same argv, the job environment upstream's launcher gives, and
+nothing secret or killed by name."""
 
 from __future__ import annotations
 
@@ -6,66 +8,63 @@ import json
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 from conftest import ROOT, clean_env, recipe
-from conftest import plan_env as _plan_env
 
+from runner.plan.options import RunOptions
+from runner.plan.render import plan_for
+from runner.plan.script import render_script
 from runner.recipe import args_to_dict, load_recipe
 
+NANO = load_recipe("nemotron3_nano")
 SCRIPT = ROOT / "recipes" / "nemotron3_nano" / "run.sh"
 
 
-def plan_env(**extra: str) -> dict[str, str]:
-    return _plan_env("nemotron3_nano", **extra)
+def by_hand(script: Path = SCRIPT, **env: str) -> subprocess.CompletedProcess:
+    """The frozen script as a person inside the image runs it, in dry-run mode (commands printed)."""
+    return subprocess.run(["bash", str(script)], env=clean_env(RECIPE_DRY_RUN="1", **env), capture_output=True,
+                          text=True, timeout=60)
 
 
-def dry_run(env: dict[str, str]) -> list[list[str]]:
-    p = subprocess.run(["bash", str(SCRIPT)], env={**env, "RECIPE_DRY_RUN": "1"}, capture_output=True,
-                       text=True, check=True, timeout=60)
+def commands(p: subprocess.CompletedProcess) -> list[list[str]]:
+    assert p.returncode == 0, p.stderr
     return [shlex.split(line[2:]) for line in p.stdout.splitlines() if line.startswith("+ ")]
 
 
-def train_argv(commands: list[list[str]]) -> list[str]:
-    submit = next(c for c in commands if c[:3] == ["ray", "job", "submit"])
-    job = submit[submit.index("--") + 1:]
-    return job[2:]  # after "python3 .../train.py"
+def submitted(cmds: list[list[str]]) -> list[str]:
+    submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
+    return submit[submit.index("--") + 1:]
 
 
-def test_script_dry_run_equals_recipe_plan(tmp_path):
-    for cell in load_recipe("nemotron3_nano").cells:
-        p = recipe("plan", "nemotron3_nano", "--cell", cell, "--inputs", str(tmp_path / "in"),
-                   "--run-dir", str(tmp_path / "run"), "--format", "json", env=clean_env(NCCL_NVLS_ENABLE="0"))
+def plan(environ: dict[str, str] | None = None, **cli):
+    opts = RunOptions.resolve(NANO, {"inputs_dir": Path("/in"), **cli}, environ={})
+    return plan_for(opts, run_dir=Path("/run"), run_id="x", environ={"NCCL_NVLS_ENABLE": "0", **(environ or {})})
+
+
+def test_the_frozen_script_by_hand_launches_what_the_runner_renders(tmp_path):
+    for name in ("nemotron3_nano", "nemotron3_nano_4b"):
+        p = recipe("plan", name, "--inputs", "/in", "--run-dir", str(tmp_path / "run"), "--format", "json",
+                   env=clean_env(NCCL_NVLS_ENABLE="0"))
         assert p.returncode == 0, p.stderr
-        plan = json.loads(p.stdout)
-        # Run the script by hand, as a person inside the image would, with the plan's variables.
-        cmds = dry_run(plan_env(NCCL_NVLS_ENABLE="0", **plan["script_env"]))
-        assert cmds == plan["commands"]
-        assert train_argv(cmds) == plan["argv"]
+        want = json.loads(p.stdout)
+        cmds = commands(by_hand(ROOT / "recipes" / name / "run.sh", RECIPE_INPUTS_DIR="/in", NCCL_NVLS_ENABLE="0",
+                                RECIPE_RUN_DIR=str(tmp_path / "run"), RECIPE_RUN_ID="x"))
+        assert submitted(cmds) == [*want["entrypoint"], *want["argv"]]
+        submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
+        assert json.loads(submit[submit.index("--runtime-env-json") + 1])["env_vars"] == want["env"]
+    assert list(tmp_path.iterdir()) == []  # a dry run makes nothing
 
 
-def test_dry_run_has_no_side_effects(tmp_path):
-    dry_run(plan_env(RECIPE_RUN_DIR=str(tmp_path / "run"), RECIPE_OUTPUT_DIR=str(tmp_path / "out")))
-    assert list(tmp_path.iterdir()) == []
+def test_by_hand_without_the_inputs_the_script_says_what_to_set():
+    p = by_hand()
+    assert p.returncode != 0 and p.stdout == ""
+    assert "RECIPE_INPUTS_DIR: set RECIPE_INPUTS_DIR to the inputs root" in p.stderr
 
 
-def test_by_hand_without_the_recipes_values_the_script_refuses_naming_the_first():
-    """The script re-defaults nothing recipe.toml states: run without them, it says which is missing."""
-    p = subprocess.run(["bash", str(SCRIPT)], env={**clean_env(), "RECIPE_DRY_RUN": "1"}, capture_output=True,
-                       text=True, timeout=60)
-    assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr.strip() == ("recipe: error: RECIPE_MODEL_DIR is not set: `recipe run` passes it from "
-                                "recipe.toml; by hand, set it")
-    env = plan_env()
-    env.pop("RECIPE_SEED")
-    p = subprocess.run(["bash", str(SCRIPT)], env={**env, "RECIPE_DRY_RUN": "1"}, capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 2 and "RECIPE_SEED is not set" in p.stderr
-
-
-def test_with_the_plans_values_the_script_launches_the_default_cell():
-    r = load_recipe("nemotron3_nano")
-    got = args_to_dict(train_argv(dry_run(plan_env())))
-    c = r.cell(None)
+def test_the_plan_launches_the_default_cell_as_recipe_toml_states_it():
+    got = args_to_dict(plan().argv)
+    c, run, hw = NANO.cell(None), NANO.run_defaults, NANO.hardware
     assert got["--tensor-model-parallel-size"] == str(c.tp)
     assert got["--pipeline-model-parallel-size"] == str(c.pp)
     assert got["--context-parallel-size"] == str(c.cp)
@@ -73,67 +72,52 @@ def test_with_the_plans_values_the_script_launches_the_default_cell():
     assert got["--expert-tensor-parallel-size"] == str(c.etp)
     assert ("--sequence-parallel" in got) == c.sp
     assert got["--max-tokens-per-gpu"] == str(c.max_tokens_per_gpu)
-    assert got["--num-rollout"] == str(r.run_defaults.num_rollout)
-    assert got["--seed"] == str(r.run_defaults.seed)
-    assert got["--rollout-seed"] == str(r.run_defaults.rollout_seed)
-    assert ("--deterministic-mode" in got) == r.run_defaults.deterministic
-    hw = r.hardware
-    assert got["--actor-num-nodes"] == str(hw.nodes)
-    assert got["--actor-num-gpus-per-node"] == str(hw.gpus_per_node)
+    assert got["--num-rollout"] == str(run.num_rollout)
+    assert got["--seed"] == str(run.seed) and got["--rollout-seed"] == str(run.rollout_seed)
+    assert ("--deterministic-mode" in got) == run.deterministic
+    assert got["--actor-num-nodes"] == str(hw.nodes) and got["--actor-num-gpus-per-node"] == str(hw.gpus_per_node)
+    row = NANO.framework_options
+    assert got["--n-samples-per-prompt"] == str(row["n_samples_per_prompt"])
+    assert got["--log-probs-chunk-size"] == str(row["log_probs_chunk_size"])
 
 
 def test_multi_node_counts_come_from_the_launch():
-    got = args_to_dict(train_argv(dry_run(plan_env(RECIPE_NODES="2", RECIPE_GPUS_PER_NODE="8",
-                                                    RECIPE_RAY_ADDRESS="10.0.0.1:6379"))))
-    assert got["--actor-num-nodes"] == "2"
-    assert got["--rollout-num-gpus"] == "16"
-    assert got["--num-gpus-per-node"] == "8"
+    got = args_to_dict(plan(nodes=2, gpus_per_node=8).argv)
+    assert got["--actor-num-nodes"] == "2" and got["--rollout-num-gpus"] == "16" and got["--num-gpus-per-node"] == "8"
 
 
 def test_joining_a_cluster_starts_no_ray_head():
-    cmds = dry_run(plan_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_NODES="2"))
+    cmds = commands(by_hand(RECIPE_INPUTS_DIR="/in", RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_RUN_ID="x"))
     assert not any("start" in c and "ray" in c for c in cmds)
     wait = next(c for c in cmds if any(w.endswith("ray_wait.py") for w in c))
     assert wait[wait.index("--address") + 1] == "10.0.0.1:6379"
-    assert wait[wait.index("--gpus") + 1] == "16"
-    # the job goes to that cluster's dashboard, on Ray's default port unless one is given
     submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
-    assert submit[submit.index("--address") + 1] == "http://127.0.0.1:8265"
-    cmds = dry_run(plan_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_RAY_DASHBOARD_PORT="9000"))
-    submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
-    assert submit[submit.index("--address") + 1] == "http://127.0.0.1:9000"
+    assert submit[submit.index("--address") + 1] == "http://127.0.0.1:8265"  # that cluster's dashboard
 
 
 def test_deterministic_opt_in_sets_flags_and_env():
-    cmds = dry_run(plan_env(RECIPE_DETERMINISTIC="1"))
-    argv = train_argv(cmds)
-    assert "--deterministic-mode" in argv and "--sglang-enable-deterministic-inference" in argv
-    submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
-    env = json.loads(submit[submit.index("--runtime-env-json") + 1])["env_vars"]
-    assert env["NCCL_ALGO"] == "Ring"
-    assert env["NVTE_ALLOW_NONDETERMINISTIC_ALGO"] == "0"
-    assert env["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-    assert "--deterministic-mode" not in train_argv(dry_run(plan_env()))
+    p = plan(deterministic=True)
+    assert "--deterministic-mode" in p.argv and "--sglang-enable-deterministic-inference" in p.argv
+    assert {k: p.job_env[k] for k in ("NCCL_ALGO", "NVTE_ALLOW_NONDETERMINISTIC_ALGO", "CUBLAS_WORKSPACE_CONFIG")} \
+        == {"NCCL_ALGO": "Ring", "NVTE_ALLOW_NONDETERMINISTIC_ALGO": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+    assert "--deterministic-mode" not in plan().argv
 
 
-def test_wandb_key_never_on_a_command_line():
+def test_wandb_key_never_on_a_command_line_or_in_the_script():
     planted = "sk-test-PLANTED-0123456789"
-    p = subprocess.run(["bash", str(SCRIPT)], env={**plan_env(RECIPE_WANDB_PROJECT="proj", WANDB_API_KEY=planted,
-                                                               HF_TOKEN=planted), "RECIPE_DRY_RUN": "1"},
-                       capture_output=True, text=True, check=True)
-    assert "--use-wandb" in p.stdout
-    assert planted not in p.stdout + p.stderr
-    assert "--wandb-key" not in p.stdout
+    p = plan({"RECIPE_WANDB_PROJECT": "proj", "WANDB_API_KEY": planted, "HF_TOKEN": planted})
+    text = render_script(p, lib="/lib/launch.sh") + json.dumps(p.as_dict())
+    assert "--use-wandb" in p.argv and "--wandb-key" not in p.argv
+    assert planted not in text and p.job_env["WANDB_API_KEY"] == "$WANDB_API_KEY"
+    assert "WANDB_API_KEY" not in p.runtime_env  # inherited from `ray start`'s environment, never written
 
 
 def test_job_env_matches_upstream_runtime_env():
-    cmds = dry_run(plan_env(NCCL_NVLS_ENABLE="1", MASTER_ADDR="10.1.2.3", RECIPE_MILES_DIR="/m",
-                             RECIPE_MEGATRON_DIR="/meg"))
-    submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
-    env = json.loads(submit[submit.index("--runtime-env-json") + 1])["env_vars"]
-    assert env == {"PYTHONPATH": "/m:/meg", "CUDA_DEVICE_MAX_CONNECTIONS": "1", "NCCL_NVLS_ENABLE": "1",
-                   "MASTER_ADDR": "10.1.2.3", "PYTHONUNBUFFERED": "1", "no_proxy": "127.0.0.1,localhost,10.1.2.3"}
-    assert submit[submit.index("--") + 1:][:2] == ["python3", "/m/train.py"]
+    p = plan({"NCCL_NVLS_ENABLE": "1", "MASTER_ADDR": "10.1.2.3", "RECIPE_MILES_DIR": "/m",
+              "RECIPE_MEGATRON_DIR": "/meg"})
+    assert p.job_env == {"PYTHONPATH": "/m:/meg", "CUDA_DEVICE_MAX_CONNECTIONS": "1", "NCCL_NVLS_ENABLE": "1",
+                         "MASTER_ADDR": "10.1.2.3", "PYTHONUNBUFFERED": "1", "no_proxy": "127.0.0.1,localhost,10.1.2.3"}
+    assert p.entrypoint == ["python3", "/m/train.py"]
 
 
 def test_script_never_kills_by_name():

@@ -128,7 +128,7 @@ MISC_ARGS=(
 )
 
 # ---- launch -----------------------------------------------------------------------------------
-mkdir -p "${RECIPE_RUN_DIR}"/events "${RECIPE_OUTPUT_DIR}"/checkpoints
+recipe_cmd mkdir -p "${RECIPE_RUN_DIR}"/events "${RECIPE_OUTPUT_DIR}"/checkpoints
 recipe_launch_job 8 8 "$(recipe_runtime_env_json "${job_env[@]}")" -- \
   python3 /root/miles/train.py \
   "${MODEL_ARGS[@]}" \

@@ -114,7 +114,7 @@ MISC_ARGS=(
 )
 
 # ---- launch -----------------------------------------------------------------------------------
-mkdir -p "${RECIPE_RUN_DIR}"/events "${RECIPE_OUTPUT_DIR}"/trainer
+recipe_cmd mkdir -p "${RECIPE_RUN_DIR}"/events "${RECIPE_OUTPUT_DIR}"/trainer
 recipe_launch_job 0 0 "$(recipe_runtime_env_json "${job_env[@]}")" -- \
   python3 "${here}"/train_grpo.py \
   "${MODEL_ARGS[@]}" \

@@ -18,7 +18,7 @@ from runner.frameworks.miles_log import MILES_PATTERNS
 from runner.frameworks.miles_traps import recipe_findings
 from runner.model.finding import Finding
 from runner.model.memory import MemorySettings
-from runner.plan.jobenv import clean, forwarded, nvls_enabled, pythonpath
+from runner.plan.jobenv import clean, forwarded, master_addr, nvls_enabled, pythonpath
 from runner.plan.spec import Job
 from runner.recipe import Table, args_to_dict
 
@@ -131,7 +131,7 @@ class Miles(Framework):
             ("determinism", ["--deterministic-mode", "--sglang-enable-deterministic-inference"]
              if opts.deterministic else []),
         ]
-        master = environ.get("MASTER_ADDR") or "127.0.0.1"
+        master = master_addr(environ)
         env = {"PYTHONPATH": pythonpath([miles_dir, megatron_dir], environ, paths.bundle, inherit_env),
                "CUDA_DEVICE_MAX_CONNECTIONS": "1", "NCCL_NVLS_ENABLE": nvls_enabled(environ),
                "MASTER_ADDR": master, "PYTHONUNBUFFERED": "1", "no_proxy": f"127.0.0.1,localhost,{master}",

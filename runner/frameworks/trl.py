@@ -14,7 +14,7 @@ from pydantic import Field
 
 from runner.errors import UsageError
 from runner.frameworks.base import Framework
-from runner.plan.jobenv import clean
+from runner.plan.jobenv import clean, master_addr
 from runner.plan.spec import Job
 from runner.recipe import Table
 
@@ -75,7 +75,7 @@ class Trl(Framework):
                       "--save-debug-event-data", f"{paths.run_dir}/events"]),
             ("determinism", ["--deterministic-mode"] if opts.deterministic else []),
         ]
-        master = environ.get("MASTER_ADDR") or "127.0.0.1"
+        master = master_addr(environ)
         env = {"PYTHONUNBUFFERED": "1", "MASTER_ADDR": master, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "HF_DATASETS_CACHE": f"{paths.output_dir}/datasets_cache", "no_proxy": f"127.0.0.1,localhost,{master}"}

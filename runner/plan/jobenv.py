@@ -49,3 +49,8 @@ def nvls_enabled(environ: Mapping[str, str]) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "0"
     return "1" if re.search(r"\bNV[0-9]+\b", topo) else "0"
+
+
+def master_addr(environ: Mapping[str, str]) -> str:
+    """The head's address the job connects to: the caller's MASTER_ADDR, else this host's loopback."""
+    return clean("MASTER_ADDR", environ.get("MASTER_ADDR") or "127.0.0.1")

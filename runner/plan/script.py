@@ -96,7 +96,7 @@ def render_script(plan: Plan, *, lib: str, frozen: bool = False) -> str:
         arrays.append(array)
         out += _array(array, words)
     out += ["", "# ---- launch " + "-" * 83,
-            f"mkdir -p {' '.join(word(d) for d in plan.mkdirs)}" if plan.mkdirs else ":",
+            f"recipe_cmd mkdir -p {' '.join(word(d) for d in plan.mkdirs)}" if plan.mkdirs else ":",
             f'recipe_launch_job {plan.ray_gpus_per_node} {plan.ray_total_gpus} '
             f'"$(recipe_runtime_env_json "${{job_env[@]}}")" -- \\',
             "  " + " ".join(word(w) for w in plan.entrypoint) + (" \\" if arrays else "")]
