@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_MISSING, RecipeError, UsageError
 
 
@@ -31,17 +32,20 @@ def export_cmd(path: Path, tb_dir: Path) -> None:
     run = read_record(path) if path.is_dir() else None
     series = metrics.collect(path)
     if not series.values:
-        raise RecipeError(f"{path}: no metrics found (events/, logs/ or metrics.jsonl)", EXIT_MISSING)
-    name = (run or {}).get("run_id") or (path if path.is_dir() else path.parent).resolve().name
+        raise RecipeError(safe(f"{path}: no metrics found (events/, logs/ or metrics.jsonl)"), EXIT_MISSING)
+    name = (run or {}).get("run_id") or ""
+    if not name.strip("."):   # "." or "..": a recorded id must not name DIR itself or its parent
+        name = (path if path.is_dir() else path.parent).resolve().name
     started = (run or {}).get("started_at")
     try:
         wall = dt.datetime.fromisoformat(started).timestamp() if started else dt.datetime.now(dt.UTC).timestamp()
     except ValueError:
-        raise UsageError(f"{path / 'run.json'}: field 'started_at': expected an ISO time, got {started!r}") from None
+        raise UsageError(safe(f"{path / 'run.json'}: field 'started_at': expected an ISO time, got {started!r}")) \
+            from None
     try:
         out = write_events(series, tb_dir, name, wall)
     except OSError as e:
-        raise RecipeError(f"--tensorboard {tb_dir}: cannot write ({e.strerror})", EXIT_FAIL) from None
+        raise RecipeError(safe(f"--tensorboard {tb_dir}: cannot write ({e.strerror})"), EXIT_FAIL) from None
     n = sum(len(v) for v in series.values.values())
-    click.echo(f"exported {len(series.values)} metrics ({n} values) of {name}: {out}")
-    click.echo(f"view: tensorboard --logdir {tb_dir}", err=True)
+    click.echo(safe(f"exported {len(series.values)} metrics ({n} values) of {name}: {out}"))
+    click.echo(safe(f"view: tensorboard --logdir {tb_dir}"), err=True)
