@@ -316,3 +316,12 @@ def test_url_userinfo_redaction_is_exact():
     assert redact_urls({"a": ["see https://u:p@h/x and ssh://git@h:22/r", "file:///a@b", "user@host", "no://@x"],
                         "n": 3}) == {"a": ["see https://<redacted>@h/x and ssh://<redacted>@h:22/r", "file:///a@b",
                                            "user@host", "no://@x"], "n": 3}
+
+
+def test_export_of_a_run_id_that_names_a_parent_stays_under_its_directory(tmp_path, bundle):
+    d = make_run(tmp_path / "runs", "run", run_id="..")
+    tb = tmp_path / "tb"
+    p = recipe("export", str(d), "--tensorboard", str(tb), env=bundle)
+    assert p.returncode == 0, p.stderr
+    assert [f.relative_to(tb).parts[0] for f in tb.rglob("events.out.*")] == ["run"]
+    assert not list(tmp_path.glob("events.out.*"))
