@@ -24,7 +24,8 @@ def strip_ansi(text: str) -> str:
 
 class _Escapes(dict):
     """str.translate table: a character that is not printable becomes its escape (\\x1b, \\u202e),
-    worked out on first sight and kept."""
+    worked out on first sight and kept for the Basic Multilingual Plane (at most 65,536 entries), so a file
+    of every code point cannot grow the table without bound."""
 
     def __init__(self, keep: str):
         super().__init__()
@@ -33,7 +34,8 @@ class _Escapes(dict):
     def __missing__(self, code: int) -> str:
         c = chr(code)
         out = c if c.isprintable() or c in self.keep else c.encode("unicode_escape").decode("ascii")
-        self[code] = out
+        if code < 0x10000:
+            self[code] = out
         return out
 
 
@@ -49,7 +51,9 @@ def safe(text: object, keep: str = "") -> str:
     text = text if isinstance(text, str) else str(text)
     if text.isprintable():
         return text
-    table = _ESCAPES.get(keep) or _ESCAPES.setdefault(keep, _Escapes(keep))
+    table = _ESCAPES.get(keep)
+    if table is None:
+        table = _ESCAPES[keep] = _Escapes(keep)
     return text.translate(table)
 
 
