@@ -1,11 +1,13 @@
 """What the console can show: colour only on a terminal and never under NO_COLOR, the terminal's
-width, ANSI codes stripped, long text elided. click only (rich stays optional)."""
+width, ANSI codes stripped, text from records made safe to print, long text elided, tables fitted
+to the width (rich)."""
 
 from __future__ import annotations
 
 import os
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import click
@@ -18,6 +20,41 @@ MIN_WIDTH = 40
 
 def strip_ansi(text: str) -> str:
     return ANSI_RE.sub("", text)
+
+
+class _Escapes(dict):
+    """str.translate table: a character that is not printable becomes its escape (\\x1b, \\u202e),
+    worked out on first sight and kept for the Basic Multilingual Plane (at most 65,536 entries), so a file
+    of every code point cannot grow the table without bound."""
+
+    def __init__(self, keep: str):
+        super().__init__()
+        self.keep = keep
+
+    def __missing__(self, code: int) -> str:
+        c = chr(code)
+        out = c if c.isprintable() or c in self.keep else c.encode("unicode_escape").decode("ascii")
+        if code < 0x10000:
+            self[code] = out
+        return out
+
+
+_ESCAPES: dict[str, _Escapes] = {}
+
+
+def safe(text: object, keep: str = "") -> str:
+    """Text from a record, an events file or a log, made safe to print: every character Unicode does not
+    call printable (C0 and C1 controls: ESC, so CSI and OSC; BEL, CR, DEL; bidi and other format
+    characters) is shown as its escape, so nothing read from a file can drive the terminal; `keep`
+    names the few controls a caller passes through (newline and tab for a log). An allowlist: what
+    is not known to be printable is escaped."""
+    text = text if isinstance(text, str) else str(text)
+    if text.isprintable():
+        return text
+    table = _ESCAPES.get(keep)
+    if table is None:
+        table = _ESCAPES[keep] = _Escapes(keep)
+    return text.translate(table)
 
 
 def is_terminal(stream=None) -> bool:
@@ -70,6 +107,30 @@ def wrap(text: str, limit: int, indent: int = 0) -> list[str]:
     limit = max(limit, indent + 10)
     return textwrap.wrap(text, limit, subsequent_indent=" " * indent, break_long_words=False,
                          break_on_hyphens=False) or [""]
+
+
+def table(head: Sequence[str], rows: Iterable[Sequence[object]], columns: int | None = None,
+          no_wrap: Sequence[str] = ()) -> str:
+    """Rows as a plain table fitted to `columns` (default: width()), by rich: a cell too wide for its
+    column wraps inside it, and a word longer than the column is folded, never cut. Every cell goes
+    through safe() and is rich Text, never markup, so a record's `[bold]` or ESC prints as itself.
+    Columns named in `no_wrap` keep one line (ids a reader copies) while the others make room."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    columns = columns or width(sys.stdout)
+    t = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style=None, expand=False)
+    for h in head:
+        t.add_column(h, overflow="fold", no_wrap=h in no_wrap)
+    for row in rows:
+        t.add_row(*(Text(safe(c)) for c in row))
+    out = io.StringIO()
+    Console(file=out, width=columns, color_system=None, force_terminal=False, highlight=False, markup=False,
+            emoji=False, legacy_windows=False).print(t)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
 
 
 def cache_dir() -> Path:

@@ -55,7 +55,8 @@ def runs(tmp_path) -> tuple[Path, dict[str, str]]:
 
 def test_runs_lists_time_recipe_cell_status_gate_and_blessed(runs):
     runs_dir, env = runs
-    p = recipe("runs", "--runs-dir", str(runs_dir), env=env)
+    # wide enough for one line per run (narrower, cells wrap in their columns: test_received_runs.py)
+    p = recipe("runs", "--runs-dir", str(runs_dir), env={**env, "COLUMNS": "300"})
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0].split() == ["started", "(UTC)", "recipe", "cell", "status", "gate", "blessed", "run"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from runner.console import safe
 from runner.errors import EXIT_MISSING, RecipeError, UsageError
 
 RUN_ARG = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -26,7 +27,7 @@ def _side(run_dir: Path):
     notes = [] if rec is not None else [f"{run_dir}: no run.json; only its metrics are compared"]
     series = metrics.collect(run_dir)
     if not series.values:
-        raise RecipeError(f"{run_dir}: no metrics found (events/, logs/ or metrics.jsonl)", EXIT_MISSING)
+        raise RecipeError(safe(f"{run_dir}: no metrics found (events/, logs/ or metrics.jsonl)"), EXIT_MISSING)
     return Side(label=str(run_dir), record=rec or {}, series=series, run_dir=str(run_dir.resolve()), notes=notes)
 
 
@@ -49,9 +50,9 @@ def diff_cmd(base: Path, other: Path | None, recipe: str | None, as_json: bool) 
     step at which the other run leaves the base's band for metrics with band or relative rules.
     Exits 0 when the comparison was made, whatever it found; 2 on bad input, 4 if a run has no metrics.
     """
+    from runner.commands.gate import load_named_recipe
     from runner.gate.expected import load_expected
     from runner.gate.reference import load_reference, reference_path
-    from runner.recipe import load_recipe
     from runner.records.diff import Side, diff, format_text, json_ready
 
     # A is the run being judged, B its baseline: OTHER against BASE, or RUN against the reference.
@@ -59,15 +60,15 @@ def diff_cmd(base: Path, other: Path | None, recipe: str | None, as_json: bool) 
     a = _side(run_a)
     name = recipe or a.record.get("recipe")
     if run_b is None and not name:
-        raise UsageError(f"{run_a}: no run.json naming the recipe; give OTHER or --recipe NAME")
-    expected = load_expected(load_recipe(name).path("expected_metrics")) if name else None
+        raise UsageError(safe(f"{run_a}: no run.json naming the recipe; give OTHER or --recipe NAME"))
+    expected = load_expected(load_named_recipe(name).path("expected_metrics")) if name else None
     if run_b is not None:
         b = _side(run_b)
     else:
         ref = load_reference(expected.path)
         if ref is None:
-            raise RecipeError(f"recipe {name} has no blessed reference ({reference_path(expected.path)}); "
-                              "give two runs (BASE OTHER), or `recipe bless RUN_DIR` first", EXIT_MISSING)
+            raise RecipeError(safe(f"recipe {name} has no blessed reference ({reference_path(expected.path)}); "
+                                   "give two runs (BASE OTHER), or `recipe bless RUN_DIR` first"), EXIT_MISSING)
         prov = ref.extra.get("provenance")
         b = Side(label=f"reference of {name} (blessed from {(prov or {}).get('run_dir', '?')})",
                  record=prov if isinstance(prov, dict) else {}, series=ref, run_dir=str(reference_path(expected.path)))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
 
 INT64 = range(-(2**63), 2**63)   # an Event's step
@@ -77,23 +78,26 @@ def export_cmd(path: Path, tb_dir: Path) -> None:
     run = read_record(path) if path.is_dir() else None
     series = metrics.collect(path)
     if not series.values:
-        raise RecipeError(f"{path}: no metrics found (events/, logs/ or metrics.jsonl)", EXIT_MISSING)
-    name = (run or {}).get("run_id") or (path if path.is_dir() else path.parent).resolve().name
+        raise RecipeError(safe(f"{path}: no metrics found (events/, logs/ or metrics.jsonl)"), EXIT_MISSING)
+    name = (run or {}).get("run_id") or ""
+    if not name.strip("."):   # "." or "..": a recorded id must not name DIR itself or its parent
+        name = (path if path.is_dir() else path.parent).resolve().name
     started = (run or {}).get("started_at")
     try:
         wall = dt.datetime.fromisoformat(started).timestamp() if started else dt.datetime.now(dt.UTC).timestamp()
     except ValueError:
-        raise UsageError(f"{path / 'run.json'}: field 'started_at': expected an ISO time, got {started!r}") from None
+        raise UsageError(safe(f"{path / 'run.json'}: field 'started_at': expected an ISO time, got {started!r}")) \
+            from None
     data = events_bytes(series, wall, path)
     # one name per run and start time, written whole: a re-export replaces it, TensorBoard never sees half
     # run_id is data: no "/" and no all-dots name ("..") that would lead out of DIR
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-    safe = safe if safe.strip(".") else "run"
-    out = tb_dir / safe / f"events.out.tfevents.{int(wall)}.recipe"
+    fname = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    fname = fname if fname.strip(".") else "run"
+    out = tb_dir / fname / f"events.out.tfevents.{int(wall)}.recipe"
     try:
         write_bytes_atomic(out, data)
     except OSError as e:
-        raise RecipeError(f"--tensorboard {tb_dir}: cannot write ({e.strerror})", EXIT_FAIL) from None
+        raise RecipeError(safe(f"--tensorboard {tb_dir}: cannot write ({e.strerror})"), EXIT_FAIL) from None
     n = sum(len(v) for v in series.values.values())
-    click.echo(f"exported {len(series.values)} metrics ({n} values) of {name}: {out}")
-    click.echo(f"view: tensorboard --logdir {tb_dir}", err=True)
+    click.echo(safe(f"exported {len(series.values)} metrics ({n} values) of {name}: {out}"))
+    click.echo(safe(f"view: tensorboard --logdir {tb_dir}"), err=True)

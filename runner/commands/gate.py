@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_OK, EXIT_REFUSED, RecipeError, UsageError
 from runner.gate import evaluate as gate
 from runner.gate import metrics, reference
@@ -26,16 +27,23 @@ def _resolve_expected(path: Path, recipe: str | None, expected: Path | None) -> 
         return expected, run
     name = recipe or (run or {}).get("recipe")
     if not name:
-        raise UsageError(f"{path}: no run.json naming the recipe; give --recipe NAME or --expected FILE")
-    r = load_recipe(name)
+        raise UsageError(safe(f"{path}: no run.json naming the recipe; give --recipe NAME or --expected FILE"))
+    r = load_named_recipe(name)
     return r.path("expected_metrics"), run
 
 
-def _collect(path: Path):
+def load_named_recipe(name: str):
+    """load_recipe, its refusal made safe to print: the name may come from a received run.json."""
+    try:
+        return load_recipe(name)
+    except RecipeError as e:
+        raise RecipeError(safe(e.message), e.code) from None
 
+
+def _collect(path: Path):
     series = metrics.collect(path)
     if not series.values:
-        raise RecipeError(f"{path}: no metrics found (looked for miles event files in events/ or *.jsonl, "
+        raise RecipeError(f"{safe(path)}: no metrics found (looked for miles event files in events/ or *.jsonl, "
                           "stdout logs in logs/*.log or *.log, and metrics.jsonl)", EXIT_MISSING)
     return series
 
@@ -74,7 +82,7 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
             click.echo(f"note: {series.unplaced} value(s) had no step key in their event and were not placed",
                        err=True)
         for line in series.skipped_lines[:5]:
-            click.echo(f"note: skipped {line}", err=True)
+            click.echo(safe(f"note: skipped {line}"), err=True)
     return EXIT_OK if result.passed else EXIT_FAIL
 
 
@@ -83,16 +91,17 @@ def _write_check(path: Path, series, result) -> None:
     import datetime as dt
 
     if not path.is_dir():
-        raise UsageError(f"--write: {path} is not a run directory; the verdict goes beside a run's own gate.json")
+        raise UsageError(safe(f"--write: {path} is not a run directory; the verdict goes beside a run's own "
+                              "gate.json"))
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     gate_out, metrics_out = path / f"gate.check-{stamp}.json", path / f"metrics.check-{stamp}.jsonl"
     try:
         metrics.write_metrics_jsonl(series, metrics_out)
         gate.write_gate_json(result, gate_out)
     except OSError as e:
-        raise RecipeError(f"--write: {path}: cannot write {gate_out.name} ({e.strerror})", EXIT_FAIL) from None
-    click.echo(f"recipe: wrote {gate_out.name} and {metrics_out.name} in {path} "
-               "(the run's gate.json and run.json are unchanged)", err=True)
+        raise RecipeError(safe(f"--write: {path}: cannot write {gate_out.name} ({e.strerror})"), EXIT_FAIL) from None
+    click.echo(safe(f"recipe: wrote {gate_out.name} and {metrics_out.name} in {path} "
+                    "(the run's gate.json and run.json are unchanged)"), err=True)
 
 
 @click.command("bless")
@@ -116,25 +125,25 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
     run = read_record(run_dir)
     name = recipe or (run or {}).get("recipe")
     if not name and run is not None:
-        raise UsageError(f"{run_dir / 'run.json'}: field 'recipe' missing; give --recipe NAME")
+        raise UsageError(safe(f"{run_dir / 'run.json'}: field 'recipe' missing; give --recipe NAME"))
     if run is not None and run.get("recipe") not in (None, name):
-        raise UsageError(f"--recipe {name}: the run in {run_dir} is of recipe {run.get('recipe')!r}")
-    r = load_recipe(name) if name else None
+        raise UsageError(safe(f"--recipe {name}: the run in {run_dir} is of recipe {run.get('recipe')!r}"))
+    r = load_named_recipe(name) if name else None
     check_blessable(run, run_dir, r, allow_skipped_preflight)
     exp = load_expected(r.path("expected_metrics"))
     current = reference.reference_path(exp.path)
     if current.exists() and not replace:
         prov = reference.reference_provenance(exp.path) or {}
-        raise RecipeError(f"recipe {name} already has a reference ({current}, blessed from "
-                          f"{prov.get('run_id', '?')} at {prov.get('blessed_at', '?')}); --replace to replace it "
-                          "(the current one is then kept under reference_history/)", EXIT_REFUSED)
+        raise RecipeError(safe(f"recipe {name} already has a reference ({current}, blessed from "
+                               f"{prov.get('run_id', '?')} at {prov.get('blessed_at', '?')}); --replace to replace "
+                               "it (the current one is then kept under reference_history/)"), EXIT_REFUSED)
     series = _collect(run_dir)
     # the run is judged without the reference it replaces: re-baselining means leaving its bands
     result = gate.evaluate(exp, series, None)
     if not result.passed:
         click.echo(gate.format_table(result), err=True)
-        raise RecipeError(f"refusing to bless {run_dir}: it fails its expected-metrics gate "
-                          f"({len(result.failed_rows())} rule(s) not passed)", EXIT_REFUSED)
+        raise RecipeError(safe(f"refusing to bless {run_dir}: it fails its expected-metrics gate "
+                               f"({len(result.failed_rows())} rule(s) not passed)"), EXIT_REFUSED)
     prov = reference.provenance(run_dir, run, series)
     prov["allowed_skipped_preflight"] = allow_skipped_preflight
     try:
@@ -144,7 +153,7 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
         raise RecipeError(f"{reference.reference_path(exp.path)}: cannot write the reference ({e.strerror})",
                           EXIT_FAIL) from None
     n = sum(len(v) for v in series.values.values())
-    click.echo(f"blessed {run_dir} as the reference of {name}: {out} ({len(series.values)} metrics, {n} values)")
+    click.echo(safe(f"blessed {run_dir} as the reference of {name}: {out} ({len(series.values)} metrics, {n} values)"))
     if kept:
         click.echo(f"the reference it replaced is kept as {kept}")
     click.echo(f"next: `recipe lock {name} --recipe-files` to refresh the recipe's tag manifest, "
@@ -172,6 +181,18 @@ def report_cmd(path: Path, recipe: str | None, expected: Path | None, out: Path 
     exp = load_expected(expected_path)
     series = _collect(path)
     result = gate.evaluate(exp, series)
-    out = out or ((path if path.is_dir() else path.parent) / "report")
+    out = out or report_dir(path if path.is_dir() else path.parent)
     index = write_report(exp, series, result, out, title=str(path), run=run)
-    click.echo(f"report: {index} ({'passed' if result.passed else 'FAILED'})")
+    click.echo(safe(f"report: {index} ({'passed' if result.passed else 'FAILED'})"))
+
+
+def report_dir(run_dir: Path) -> Path:
+    """RUN/report, where the report goes by default: refused if it is a link, or resolves outside the run
+    directory, so that a received run cannot make the report write where it points (--out chooses)."""
+    out = run_dir / "report"
+    if out.is_symlink() or (out.exists() and not out.resolve().is_relative_to(run_dir.resolve())):
+        raise UsageError(safe(f"{out}: a link (to {out.resolve()}), not a directory of the run; the report "
+                              "writes only inside the run directory: remove it, or give --out DIR"))
+    if out.exists() and not out.is_dir():
+        raise UsageError(safe(f"{out}: not a directory; remove it, or give --out DIR"))
+    return out

@@ -1,5 +1,9 @@
 """`recipe logs RUN [--follow]`: a run's logs/run.log, and with --follow what it writes until it ends.
 
+The log is a received run's as much as its record: it is read only as a regular file inside the run
+directory (runner/gate/files.py), and printed through console.safe, newlines and tabs kept, every
+other control character (ESC and so CSI and OSC, CR, BEL, C1) shown as its escape.
+
 RUN is a run directory, or the name of one under the runs directory. Following stops when run.json
 leaves "running" (read whole each time: it is only ever replaced atomically); when it is a stale
 "running" record of this host whose process is gone, so that a run killed too hard to say so is
@@ -9,17 +13,20 @@ host cannot be probed from here: the follow then ends when its record does, or o
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from pathlib import Path
 
 import click
 
+from runner.console import safe
 from runner.errors import EXIT_MISSING, RecipeError
 from runner.plan.options import PathOpt
 
 POLL_S = 0.5
 RECORD_WAIT_S = 60.0
+CHUNK = 1 << 16     # characters copied at a time: a long log is never held whole
 
 
 def find_run(run: str, runs_dir: Path | None) -> Path:
@@ -31,7 +38,7 @@ def find_run(run: str, runs_dir: Path | None) -> Path:
     q = runs_root(runs_dir) / run
     if q.is_dir():
         return q
-    raise RecipeError(f"{run}: no such run directory (nor {q}); `recipe runs` lists them", EXIT_MISSING)
+    raise RecipeError(safe(f"{run}: no such run directory (nor {q}); `recipe runs` lists them"), EXIT_MISSING)
 
 
 def still_running(run_dir: Path, since: float) -> bool:
@@ -46,11 +53,17 @@ def still_running(run_dir: Path, since: float) -> bool:
 
 
 def copy_new(f, out) -> int:
-    chunk = f.read()
-    if chunk:
-        out.write(chunk)
-        out.flush()
-    return len(chunk)
+    """Copy what the log holds now, made safe to print; the number of characters copied."""
+    n = 0
+    while chunk := f.read(CHUNK):
+        out.write(safe(chunk, keep="\n\t"))
+        n += len(chunk)
+    out.flush()
+    return n
+
+
+def _present(p: Path) -> bool:
+    return p.is_symlink() or p.exists()
 
 
 @click.command("logs")
@@ -66,15 +79,21 @@ def logs_cmd(run: str, runs_dir: Path | None, follow: bool) -> None:
     log = run_dir / "logs" / "run.log"
     out = sys.stdout
     t0 = time.monotonic()
-    if not log.is_file():
+    if not _present(log):
         if not (follow and still_running(run_dir, t0)):
-            raise RecipeError(f"{log}: no log (the run wrote none, or {run_dir} is not a run directory)",
+            raise RecipeError(safe(f"{log}: no log (the run wrote none, or {run_dir} is not a run directory)"),
                               EXIT_MISSING)
-        while not log.is_file() and still_running(run_dir, t0):
+        while not _present(log) and still_running(run_dir, t0):
             time.sleep(POLL_S)
-        if not log.is_file():
-            raise RecipeError(f"{log}: the run ended without writing a log", EXIT_MISSING)
-    with open(log, encoding="utf-8", errors="replace", newline="") as f:
+        if not _present(log):
+            raise RecipeError(safe(f"{log}: the run ended without writing a log"), EXIT_MISSING)
+    from runner.gate.files import EVENTS_MAX, open_regular
+
+    try:
+        raw = open_regular(log, root=run_dir, limit=EVENTS_MAX, what="log")
+    except FileNotFoundError:
+        raise RecipeError(safe(f"{log}: no log (a dangling link?)"), EXIT_MISSING) from None
+    with io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as f:
         copy_new(f, out)
         while follow:
             if copy_new(f, out):

@@ -18,15 +18,22 @@ from runner.plan.options import PathOpt
 
 
 def gate_verdict(rec: dict[str, Any]) -> str:
-    """What run.json says of the gate: passed, failed (N of M rules), absent, error, or '-' (not run)."""
+    """What run.json says of the gate: passed, failed (N of M rules), absent, error, or '-' (not run).
+
+    N counts what the gate counted as not passed (fail, blocked), M every rule it judged; an
+    unreferenced rule does not decide the gate and is not among the N. Only the gate's own verdict
+    words are counted (an allowlist): a record's other keys say nothing the gate did."""
+    from runner.gate.evaluate import BLOCKED, FAIL, PASS, UNREFERENCED
+
     g = rec.get("gate")
     if not isinstance(g, dict):
         return "-"
     status = str(g.get("status", "?"))
     counts = g.get("counts")
     if status == "failed" and isinstance(counts, dict):
-        bad = sum(v for k, v in counts.items() if k != "pass" and isinstance(v, int))
-        return f"failed ({bad} of {sum(v for v in counts.values() if isinstance(v, int))} rules)"
+        n = {k: v for k, v in counts.items()
+             if k in (PASS, FAIL, BLOCKED, UNREFERENCED) and isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+        return f"failed ({n.get(FAIL, 0) + n.get(BLOCKED, 0)} of {sum(n.values())} rules)"
     return status
 
 
@@ -47,6 +54,7 @@ def blessed_run_ids() -> dict[str, str | None]:
 
 def run_row(d: Path, blessed: dict[str, str | None]) -> dict[str, Any] | None:
     from runner.errors import RecipeError
+    from runner.gate.files import read_regular
     from runner.records.record import is_stale, read_record
 
     try:
@@ -55,12 +63,11 @@ def run_row(d: Path, blessed: dict[str, str | None]) -> dict[str, Any] | None:
         return {"run": d.name, "run_dir": str(d), "started_at": None, "recipe": None, "cell": None,
                 "status": "unreadable", "gate": "-", "blessed": False, "error": e.message}
     if rec is None:
-        launcher = d / "launcher.json"
-        if not launcher.is_file():
-            return None
         try:
-            lj = json.loads(launcher.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            lj = json.loads(read_regular(d / "launcher.json", root=d, what="launcher record"))
+        except FileNotFoundError:
+            return None
+        except (RecipeError, OSError, ValueError, RecursionError):
             lj = {}
         lj = lj if isinstance(lj, dict) else {}
         return {"run": d.name, "run_dir": str(d), "started_at": lj.get("started_at"), "recipe": None, "cell": None,
@@ -79,14 +86,16 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["started_at"] or "", r["run"]))
 
 
-def format_rows(rows: list[dict[str, Any]]) -> str:
+def format_rows(rows: list[dict[str, Any]], columns: int | None = None) -> str:
+    """The table, fitted to the width (console.table: every cell made safe to print, since each comes
+    from a record someone else may have written)."""
+    from runner import console
+
     head = ("started (UTC)", "recipe", "cell", "status", "gate", "blessed", "run")
-    cells = [((r["started_at"] or "-").replace("+00:00", "Z"), r["recipe"] or "-", r["cell"] or "-",
-              r["status"] + (f": {r['error']}" if r.get("error") else ""), r["gate"],
+    cells = [(str(r["started_at"] or "-").replace("+00:00", "Z"), r["recipe"] or "-", r["cell"] or "-",
+              str(r["status"]) + (f": {r['error']}" if r.get("error") else ""), r["gate"],
               "yes" if r["blessed"] else "", r["run"]) for r in rows]
-    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [head, *cells])
+    return console.table(head, cells, columns)
 
 
 @click.command("runs")
@@ -101,6 +110,7 @@ def runs_cmd(runs_dir: Path | None, recipe: str | None, as_json: bool) -> None:
     as "interrupted (stale)"; gate is what the run recorded (`recipe check` does not change it);
     blessed: the run is its recipe's reference. A directory that does not exist lists no runs.
     """
+    from runner import console
     from runner.records.rundirs import runs_root
 
     root = runs_root(runs_dir)
@@ -110,6 +120,6 @@ def runs_cmd(runs_dir: Path | None, recipe: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif not rows:
-        click.echo(f"no runs in {root}", err=True)
+        click.echo(f"no runs in {console.safe(root)}", err=True)
     else:
         click.echo(format_rows(rows))

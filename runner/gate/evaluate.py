@@ -356,13 +356,15 @@ def format_table(result: GateResult, width: int = 48, columns: int | None = None
     """A plain-text table: rule, observed, bound, verdict, why, fitted to `columns` (default: the
     terminal's width, COLUMNS, or 100 on a pipe). The first four cells are clipped at `width`
     characters (narrower where the screen is); `why` wraps in its column, or, where that column
-    would be narrower than MIN_WHY, on indented lines under its row."""
-    from runner.console import elide, wrap
+    would be narrower than MIN_WHY, on indented lines under its row. Every text goes through
+    console.safe: notes quote metric names and values from the events."""
+    from runner.console import elide, safe, wrap
     from runner.console import width as console_width
 
     columns = columns or console_width()
     head = ("rule", "observed", "bound", "verdict", "why")
-    rows = [(r.rule.name, r.observed, r.rule.bound_text(), r.verdict.upper(), r.rule.why) for r in result.rows]
+    rows = [tuple(map(safe, (r.rule.name, r.observed, r.rule.bound_text(), r.verdict.upper(), r.rule.why)))
+            for r in result.rows]
     widths = [min(width, max(len(row[i]) for row in [head, *rows])) for i in range(4)]
     # The four cells themselves must fit: narrow the widest until they do.
     while sum(widths) + 6 > columns and max(widths) > MIN_CELL:
@@ -384,9 +386,9 @@ def format_table(result: GateResult, width: int = 48, columns: int | None = None
             lines.append("  ".join("-" * w for w in widths) + ("  ---" if beside else ""))
     verdict = "PASSED" if result.passed else "FAILED"
     counts = ", ".join(f"{v} {k}" for k, v in result.as_dict()["counts"].items())
-    lines += wrap(f"gate {verdict} ({counts}) - {result.expected_path}", columns, indent=2)
+    lines += wrap(safe(f"gate {verdict} ({counts}) - {result.expected_path}"), columns, indent=2)
     for n in result.notes[:MAX_NOTES]:
-        lines += wrap(f"note: {n}", columns, indent=6)
+        lines += wrap(safe(f"note: {n}"), columns, indent=6)
     if len(result.notes) > MAX_NOTES:
         lines.append(f"note: ... and {len(result.notes) - MAX_NOTES} more (gate.json lists them all)")
     return "\n".join(lines)

@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.atomicfile import write_text_atomic
+from runner.console import safe
 from runner.errors import EXIT_CORRUPT, RecipeError, UsageError
+from runner.gate.files import EVENTS_MAX, LINE_MAX, METRICS_MAX, open_regular, read_lines, read_regular
 
 SCHEMA = 1
 KIND = "recipe-metrics"
@@ -122,11 +124,15 @@ class Series:
 # -- collecting ------------------------------------------------------------------------------
 
 def collect(path: str | Path) -> Series:
-    """The series of a run directory, an events directory, an event/log file, or a metrics.jsonl."""
+    """The series of a run directory, an events directory, an event/log file, or a metrics.jsonl.
+
+    A directory's files are read under runner/gate/files.py's rules, with the directory as root:
+    regular files only, no link out of it, of bounded size (a planted FIFO or /dev/zero is refused).
+    """
     path = Path(path)
     if not path.exists():
-        raise UsageError(f"{path}: no such run directory or metrics file")
-    if path.is_file():
+        raise UsageError(f"{safe(path)}: no such run directory or metrics file")
+    if not path.is_dir():
         if path.name == METRICS_FILE or _is_metrics_file(path):
             return read_metrics_jsonl(path)
         if path.suffix == ".jsonl":
@@ -134,28 +140,40 @@ def collect(path: str | Path) -> Series:
         return add_derived(parse_stdout_files([path]))
     events = find_event_files(path)
     if events:
-        series = parse_event_files(events)
+        series = parse_event_files(events, root=path)
         if series.values:
             return add_derived(series)
     logs = find_log_files(path)
     if logs:
-        series = parse_stdout_files(logs)
+        series = parse_stdout_files(logs, root=path)
         if series.values:
             return add_derived(series)
-    if (path / METRICS_FILE).is_file():
-        return read_metrics_jsonl(path / METRICS_FILE)
+    if _present(path / METRICS_FILE):
+        return read_metrics_jsonl(path / METRICS_FILE, root=path)
     return Series(files=[str(p) for p in events + logs])
+
+
+def _present(p: Path) -> bool:
+    """A name that is there, whatever it is: what is not a regular file is refused when read, not skipped."""
+    return p.is_symlink() or (p.exists() and not p.is_dir())
 
 
 def find_event_files(d: Path) -> list[Path]:
     where = d / "events" if (d / "events").is_dir() else d
-    return sorted(p for p in where.glob("*.jsonl") if p.name not in NOT_EVENT_FILES and p.is_file())
+    return sorted(p for p in where.glob("*.jsonl") if p.name not in NOT_EVENT_FILES and _present(p))
 
 
 def find_log_files(d: Path) -> list[Path]:
     found = [p for sub in (d, d / "logs") if sub.is_dir() for p in sub.iterdir()
-             if p.is_file() and p.suffix in LOG_SUFFIXES]
+             if p.suffix in LOG_SUFFIXES and _present(p)]
     return sorted(found)
+
+
+def _open(f: Path, root: Path | None, limit: int = EVENTS_MAX, what: str = "events or log file"):
+    try:
+        return open_regular(f, root, limit, what)
+    except FileNotFoundError:
+        raise UsageError(f"{safe(f)}: cannot read (no such file: a dangling link?)") from None
 
 
 def _word(v: Any) -> str:
@@ -272,39 +290,46 @@ def source_precedence(source: Any) -> tuple[tuple, str]:
 INF_RANK = 1 << 62
 
 
-def parse_event_files(files: list[Path]) -> Series:
+def parse_event_files(files: list[Path], root: Path | None = None) -> Series:
     col = _Collector()
     skipped: list[str] = []
     for f in files:
-        try:
-            lines = f.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError as e:
-            raise UsageError(f"{f}: cannot read ({e.strerror})") from None
-        for i, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-            except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer of 5000 digits, [[[[...
-                if i == len(lines):
-                    # A process killed mid-write leaves a partial last line; everything before it stands.
-                    skipped.append(f"{f.name}:{i}: partial last line")
+        # Read line by line: a line that does not parse is an error unless it is the last one.
+        bad: RecipeError | None = None
+        with _open(f, root) as fh:
+            for i, line in read_lines(fh):
+                if bad is not None:
+                    raise bad
+                if line is None:
+                    raise RecipeError(f"{safe(f)}:{i}: a line longer than {LINE_MAX >> 20} MiB; not an event line",
+                                      EXIT_CORRUPT)
+                if not line.strip():
                     continue
-                why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
-                raise RecipeError(f"{f}:{i}: not a JSON event line ({why})", EXIT_CORRUPT) from None
-            if not isinstance(event, dict) or event.get("type") != "metric":
-                continue
-            metrics = event.get("metrics")
-            if not isinstance(metrics, dict):
-                raise RecipeError(f"{f}:{i}: metric event without a 'metrics' object", EXIT_CORRUPT)
-            precedence, origin = source_precedence(event.get("source"))
-            col.add_dict(metrics, precedence, origin)
+                try:
+                    event = json.loads(line)
+                except (ValueError, RecursionError) as e:  # JSONDecodeError, an integer of 5000 digits, [[[[...
+                    why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
+                    bad = RecipeError(f"{safe(f)}:{i}: not a JSON event line ({why})", EXIT_CORRUPT)
+                    last = i
+                    continue
+                if not isinstance(event, dict) or event.get("type") != "metric":
+                    continue
+                metrics = event.get("metrics")
+                if not isinstance(metrics, dict):
+                    raise RecipeError(f"{safe(f)}:{i}: metric event without a 'metrics' object", EXIT_CORRUPT)
+                precedence, origin = source_precedence(event.get("source"))
+                col.add_dict(metrics, precedence, origin)
+        if bad is not None:
+            # A process killed mid-write leaves a partial last line; everything before it stands.
+            skipped.append(f"{f.name}:{last}: partial last line")
     return col.series("events", files, skipped)
 
 
 # -- stdout fallback ---------------------------------------------------------------------------
 
-_LINE_RE = re.compile(r" - (?P<kind>(?:critic-)?step|rollout|perf|eval) (?P<k>\d+): (?P<body>\{.*\})\s*$")
+# The head of a metrics line; its body is the rest of the line, which must end in "}". (A pattern that
+# also matched the body, `\{.*\}\s*$`, backtracked once per head: quadratic on a line of many heads.)
+_LINE_RE = re.compile(r" - (?P<kind>(?:critic-)?step|rollout|perf|eval) (?P<k>\d+): (?=\{)")
 _LINE_STEP_KEY = {"step": "train/step", "critic-step": "train/step", "rollout": "rollout/step",
                   "perf": "rollout/step", "eval": "eval/step"}
 _WRAPPER_RE = re.compile(r"^(?:float|int)(?:8|16|32|64)?$|^tensor$")
@@ -343,28 +368,38 @@ def _literal(node: ast.AST) -> Any:
     raise ValueError(f"not a literal: {type(node).__name__}")
 
 
-def parse_stdout_files(files: list[Path]) -> Series:
+def parse_stdout_files(files: list[Path], root: Path | None = None) -> Series:
     col = _Collector()
     skipped: list[str] = []
     for order, f in enumerate(files):
         precedence, origin = (order,), f"stdout:{f.name}"
-        with open(f, encoding="utf-8", errors="replace") as fh:
-            for i, line in enumerate(fh, start=1):
-                m = _LINE_RE.search(line)
-                if not m:
+        with _open(f, root) as fh:
+            for i, line in read_lines(fh):
+                if line is None:
+                    skipped.append(f"{f.name}:{i}: a line longer than {LINE_MAX >> 20} MiB")
                     continue
-                try:
-                    metrics = parse_py_literal(m.group("body"))
-                    step = int(m.group("k"))
-                except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as e:
-                    # TypeError: an unhashable key ({[1]: 2}); ValueError: also a step of 5000 digits
-                    skipped.append(f"{f.name}:{i}: unparsable metrics dict ({type(e).__name__})")
-                    continue
-                if not isinstance(metrics, dict):
-                    continue
-                metrics = {str(k): v for k, v in metrics.items()}
-                col.add_dict(metrics, precedence, origin, {_LINE_STEP_KEY[m.group("kind")]: step})
+                # a carriage return ends a line too (a progress bar's), as universal newlines read it
+                for piece in line.split("\r"):
+                    _parse_stdout_line(piece, f"{f.name}:{i}", col, skipped, precedence, origin)
     return col.series("stdout", files, skipped)
+
+
+def _parse_stdout_line(line: str, where: str, col: _Collector, skipped: list[str], precedence: tuple,
+                       origin: str) -> None:
+    m = _LINE_RE.search(line)
+    body = line[m.end():].rstrip() if m else ""
+    if not body.endswith("}"):
+        return
+    try:
+        metrics = parse_py_literal(body)
+        step = int(m.group("k"))
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as e:
+        # TypeError: an unhashable key ({[1]: 2}); ValueError: also a step of 5000 digits
+        skipped.append(f"{where}: unparsable metrics dict ({type(e).__name__})")
+        return
+    if isinstance(metrics, dict):
+        metrics = {str(k): v for k, v in metrics.items()}
+        col.add_dict(metrics, precedence, origin, {_LINE_STEP_KEY[m.group("kind")]: step})
 
 
 # -- derived series ----------------------------------------------------------------------------
@@ -414,31 +449,34 @@ def write_metrics_jsonl(series: Series, path: str | Path) -> Path:
 
 
 def _is_metrics_file(path: Path) -> bool:
+    with _open(path, None) as f:
+        first = f.readline(LINE_MAX)
     try:
-        with open(path, encoding="utf-8") as f:
-            first = json.loads(f.readline() or "null")
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        first = json.loads(first.decode("utf-8") or "null")
+    except (ValueError, RecursionError):   # not JSON or UTF-8, an integer of 5000 digits
         return False
     return isinstance(first, dict) and first.get("kind") == KIND
 
 
-def read_metrics_jsonl(path: str | Path) -> Series:
+def read_metrics_jsonl(path: str | Path, root: Path | None = None) -> Series:
     """Read metrics.jsonl (or a reference file in the same format); returns the series and keeps the header."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+        raw = read_regular(path, root, METRICS_MAX, "metrics file")
+    except FileNotFoundError:
+        raise UsageError(f"{safe(path)}: cannot read (no such file)") from None
+    try:
+        lines = raw.decode("utf-8").splitlines()
     except UnicodeDecodeError as e:
-        raise RecipeError(f"{path}: not UTF-8 (byte {e.start})", EXIT_CORRUPT) from None
+        raise RecipeError(f"{safe(path)}: not UTF-8 (byte {e.start})", EXIT_CORRUPT) from None
     if not lines:
-        raise RecipeError(f"{path}: empty; expected a {KIND} header line", EXIT_CORRUPT)
+        raise RecipeError(f"{safe(path)}: empty; expected a {KIND} header line", EXIT_CORRUPT)
     try:
         header = json.loads(lines[0])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):   # not JSON, an integer of 5000 digits, [[[[...
         header = None
     if not isinstance(header, dict) or header.get("kind") != KIND or header.get("schema") != SCHEMA:
-        raise RecipeError(f"{path}:1: expected a header {{\"schema\": {SCHEMA}, \"kind\": \"{KIND}\"}}",
+        raise RecipeError(f"{safe(path)}:1: expected a header {{\"schema\": {SCHEMA}, \"kind\": \"{KIND}\"}}",
                           EXIT_CORRUPT)
     values: dict[str, dict[int, float]] = {}
     for i, line in enumerate(lines[1:], start=2):
@@ -452,9 +490,11 @@ def read_metrics_jsonl(path: str | Path) -> Series:
             if not isinstance(metric, str) or _as_step(step) is None or isinstance(value, bool):
                 raise ValueError
             values.setdefault(metric, {})[int(step)] = float(value)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise RecipeError(f"{path}:{i}: expected {{\"metric\", \"step\", \"value\"}}", EXIT_CORRUPT) from None
+        except (KeyError, TypeError, ValueError, RecursionError, OverflowError):
+            raise RecipeError(f"{safe(path)}:{i}: expected {{\"metric\", \"step\", \"value\"}}", EXIT_CORRUPT) from None
     standard = set(Series().header())
     return Series(values={m: dict(sorted(v.items())) for m, v in sorted(values.items())},
-                  source=header.get("source", "metrics.jsonl"), files=list(header.get("files", [])),
-                  unplaced=header.get("unplaced", 0), extra={k: v for k, v in header.items() if k not in standard})
+                  source=str(header.get("source", "metrics.jsonl")),
+                  files=[str(x) for x in header.get("files") or [] if isinstance(header.get("files"), list)],
+                  unplaced=header.get("unplaced") if isinstance(header.get("unplaced"), int) else 0,
+                  extra={k: v for k, v in header.items() if k not in standard})

@@ -38,11 +38,14 @@ def reference_provenance(expected_path: str | Path) -> dict[str, Any] | None:
     """The blessed run's provenance from the reference's header line alone (cheap: no values read)."""
     import json
 
+    from runner.errors import RecipeError
+    from runner.gate.files import LINE_MAX, METRICS_MAX, open_regular
+
     p = reference_path(expected_path)
     try:
-        with open(p, encoding="utf-8") as f:
-            header = json.loads(f.readline() or "null")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        with open_regular(p, None, METRICS_MAX, "reference") as f:
+            header = json.loads(f.readline(LINE_MAX).decode("utf-8") or "null")
+    except (OSError, RecipeError, ValueError, RecursionError):   # absent, not a file, not JSON
         return None
     prov = header.get("provenance") if isinstance(header, dict) else None
     return prov if isinstance(prov, dict) else None

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from runner.atomicfile import write_text_atomic
+from runner.atomicfile import write_bytes_atomic, write_text_atomic
+from runner.console import safe
 from runner.errors import EXIT_PREFLIGHT, RecipeError
 from runner.gate.evaluate import BLOCKED, FAIL, PASS, UNREFERENCED, GateResult, expected_steps
 from runner.gate.expected import Expected
@@ -45,6 +46,15 @@ def plot_metric(metric: str, expected: Expected, series: Series, result: GateRes
     import matplotlib
 
     matplotlib.use("Agg")
+    # Text from records and events (a run id, a metric name) is drawn as itself: `$...$` is not mathtext.
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        return _plot_metric(metric, expected, series, result, reference, path, safe(run_label))
+
+
+def _plot_metric(metric: str, expected: Expected, series: Series, result: GateResult, reference: Series | None,
+                 path: Path, run_label: str) -> Path:
+    import io
+
     import matplotlib.pyplot as plt
 
     rows = [r for r in result.rows if r.rule.metric == metric]
@@ -115,10 +125,10 @@ def plot_metric(metric: str, expected: Expected, series: Series, result: GateRes
         if handles:
             ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        # through write_bytes_atomic: a fresh temp name and a rename, so no planted link is written through
+        png = io.BytesIO()
+        fig.savefig(png, format="png")
+        write_bytes_atomic(path, png.getvalue())
     finally:
         plt.close(fig)
     return path

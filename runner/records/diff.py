@@ -22,10 +22,12 @@ B's band (B taken as the reference).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import console
 from runner.gate.expected import Expected, Rule
 from runner.gate.metrics import Series, same_bits
 
@@ -222,14 +224,13 @@ def diff(a: Side, b: Side, expected: Expected | None) -> dict[str, Any]:
 def _cell(v: Any, width: int = 44) -> str:
     text = v if isinstance(v, str) else "true" if v is True else "false" if v is False else \
         "null" if v is None else str(v)
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    text = " ".join(console.safe(text).split())
+    return console.elide(text, width)
 
 
 def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    fmt = [("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))).rstrip() for r in [head, *rows]]
-    return [fmt[0], "  ".join("-" * w for w in widths), *fmt[1:]]
+    """console.table: fitted to the width, each cell made safe to print (records and metric names are data)."""
+    return console.table(head, rows).splitlines()
 
 
 def _num(v: Any) -> str:
@@ -239,17 +240,23 @@ def _num(v: Any) -> str:
 def _packages_text(d: dict[str, Any]) -> list[str]:
     pk, recorded = d.get("packages", []), d.get("packages_recorded", [])
     if len(recorded) < 2:
-        return [f"packages: not compared ({'only one side records' if recorded else 'neither side records'} "
-                "package versions)", ""]
+        return [*_para(f"packages: not compared ({'only one side records' if recorded else 'neither side records'} "
+                       "package versions)"), ""]
     lines = [f"packages: {len(pk)} version(s) differ"]
     if pk:
         lines += _table(("package", "A", "B"), [(r["package"], _cell(r["a"]), _cell(r["b"])) for r in pk])
     return [*lines, ""]
 
 
+def _para(text: str) -> list[str]:
+    """A line of text, wrapped to the console's width (words whole), made safe to print."""
+    return console.wrap(console.safe(text), console.width(sys.stdout), indent=4)
+
+
 def format_text(d: dict[str, Any]) -> str:
+    """Three tables and the lines that head them, fitted to the console's width."""
     # `recipe diff BASE OTHER`: the base (B) first, as the user typed it
-    lines = [f"B (base):  {d['b']['label']}", f"A (other): {d['a']['label']}", ""]
+    lines = [*_para(f"B (base):  {d['b']['label']}"), *_para(f"A (other): {d['a']['label']}"), ""]
     prov = d["provenance"]
     if not d["provenance_compared"]:
         lines.append("provenance: not compared (a side has no run record)")
@@ -272,10 +279,10 @@ def format_text(d: dict[str, Any]) -> str:
                           for bd in m.get("bands", []))
         rows.append((m["metric"], f"{m['steps_a']}/{m['steps_b']}", rel, where, bands or "-"))
     differ = sum(1 for m in d["metrics"] if not m.get("identical"))
-    lines.append(f"metrics: {differ} of {len(d['metrics'])} differ (relative difference to B; band: B as reference)")
+    lines += _para(f"metrics: {differ} of {len(d['metrics'])} differ (relative difference to B; band: B as reference)")
     if rows:
         lines += _table(("metric", "steps A/B", "max rel diff", "where", "band"), rows)
-    lines += [f"note: {n}" for n in d["notes"]]
+    lines += [w for n in d["notes"] for w in _para(f"note: {n}")]
     return "\n".join(lines)
 
 

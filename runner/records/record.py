@@ -15,12 +15,15 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
 from runner.atomicfile import write_text_atomic
+from runner.console import safe
 from runner.errors import RecipeError, UsageError
+from runner.gate.files import RECORD_MAX, read_regular
 from runner.recipe import Recipe
 from runner.secrets import redact_env
 
@@ -75,12 +78,12 @@ def claim(path: Path, role: str, what: str) -> Path:
         _publish(tmp, f, body)
     except FileExistsError:
         try:
-            holder = json.loads(f.read_text(encoding="utf-8", errors="replace"))
+            holder = json.loads(read_regular(f, root=path, limit=RECORD_MAX, what="claim"))
             who = f"pid {holder['pid']} on {holder['hostname']} since {holder['claimed_at']}"
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecipeError, RecursionError):
             who = "another run"
-        raise UsageError(f"{what} {path}: already claimed by {who} ({f.name}); "
-                         "run directories are never shared or reused") from None
+        raise UsageError(safe(f"{what} {path}: already claimed by {who} ({f.name}); "
+                              "run directories are never shared or reused")) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -100,8 +103,26 @@ def _publish(tmp: Path, name: Path, body: str) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """The JSON text is made first, so an object that cannot be written leaves nothing behind."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """The JSON text is made first, so an object that cannot be written leaves nothing behind. Every
+    string is written without the credentials of a URL in it (redact_urls)."""
+    write_text_atomic(path, json.dumps(redact_urls(obj), indent=2, sort_keys=False) + "\n")
+
+
+# `scheme://userinfo@`: a URL's user and password (HF_ENDPOINT=https://user:pass@mirror, a token as the
+# user of WANDB_BASE_URL). Anchored on "://" and stopping at the first '/', so it runs in linear time.
+_URL_USERINFO = re.compile(r"://[^/?#@\s]+@")
+REDACTED = "<redacted>"
+
+
+def redact_urls(obj: Any) -> Any:
+    """A copy of a JSON-able object with the userinfo of every URL in its strings replaced by <redacted>."""
+    if isinstance(obj, str):
+        return _URL_USERINFO.sub(f"://{REDACTED}@", obj) if "://" in obj else obj
+    if isinstance(obj, dict):
+        return {k: redact_urls(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_urls(v) for v in obj]
+    return obj
 
 
 def recipe_file_hashes(recipe: Recipe) -> dict[str, str]:
@@ -130,7 +151,8 @@ def recipe_digest(hashes: dict[str, str]) -> str:
 
 def recorded_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     environ = dict(os.environ if environ is None else environ)
-    keep = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIXES)}
+    # only names a record may hold (check_fields): one it could not read back is not worth recording
+    keep = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIXES) and ENV_NAME.fullmatch(k)}
     return dict(sorted(redact_env(keep).items()))
 
 
@@ -173,32 +195,60 @@ def _alive(pid: int) -> bool:
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     """run.json of a directory, type-checked field by field; None if there is none.
 
-    Anything malformed (not UTF-8, not JSON, not an object, a field of the wrong type) is a one-line
-    UsageError naming the file and the field.
+    Anything malformed (not a regular file inside the run directory, over RECORD_MAX, not UTF-8, not
+    JSON, not an object, a field of the wrong type, an integer of more than MAX_DIGITS digits, an
+    environment name that is not one) is a one-line UsageError naming the file and the field.
     """
-    f = Path(run_dir) / RECORD
+    run_dir = Path(run_dir)
+    f = run_dir / RECORD
     try:
-        raw = f.read_bytes()
+        raw = read_regular(f, root=run_dir, limit=RECORD_MAX, what="record")
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise UsageError(f"{f}: is a directory, not a run record") from None
-    except OSError as e:
-        raise UsageError(f"{f}: cannot read ({e.strerror})") from None
+    where = safe(f)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UsageError(f"{f}: not UTF-8 (byte {e.start}); not a run record of this runner") from None
+        raise UsageError(f"{where}: not UTF-8 (byte {e.start}); not a run record of this runner") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as e:
-        raise UsageError(f"{f}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise UsageError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
     except RecursionError:
-        raise UsageError(f"{f}: not valid JSON (nested too deeply)") from None
+        raise UsageError(f"{where}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
-        raise UsageError(f"{f}: expected a JSON object, got {type(data).__name__}")
+        raise UsageError(f"{where}: expected a JSON object, got {type(data).__name__}")
     check_fields(data, f)
     return data
+
+
+# No integer the runner records comes near int64's 19 digits; a longer one is not a record of ours
+# (and one past 4300 digits is refused by int() itself).
+MAX_DIGITS = 19
+
+
+class _TooLong:
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def _bounded_int(text: str) -> int | _TooLong:
+    digits = len(text.lstrip("-"))
+    return _TooLong(digits) if digits > MAX_DIGITS else int(text)
+
+
+def _find_too_long(data: Any) -> tuple[str, _TooLong] | None:
+    """The dotted path of the first over-long integer, found without recursion (JSON nests deep)."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, _TooLong):
+            return path, v
+        if isinstance(v, dict):
+            stack += [(f"{path}.{k}" if path else str(k), x) for k, x in reversed(v.items())]
+        elif isinstance(v, list):
+            stack += [(f"{path}[{i}]", x) for i, x in reversed(list(enumerate(v)))]
+    return None
 
 
 _STR, _INT, _DICT, _LIST = (str,), (int,), (dict,), (list,)
@@ -222,19 +272,35 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], tuple[type, ...] | None, bool]] =
 _TYPE_WORDS = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
 
 
+# An environment name as POSIX defines a portable one: what the runner records (recorded_env) and
+# what replay can set again; anything else (`A=B`, a control character) is not from a record of ours.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_FIELDS = ("script_env", "job_env", "environment")
+
+
 def check_fields(data: dict[str, Any], f: Path) -> None:
+    too_long = _find_too_long(data)
+    if too_long:
+        raise UsageError(f"{safe(f)}: field '{safe(too_long[0])}': an integer of {too_long[1].digits} digits; "
+                         f"a run record holds none longer than {MAX_DIGITS}")
+    for name in ENV_FIELDS:
+        env = data.get(name)
+        bad = next((k for k in env if not ENV_NAME.fullmatch(k)), None) if isinstance(env, dict) else None
+        if bad is not None:
+            raise UsageError(f"{safe(f)}: field '{name}': '{safe(bad)}' is not an environment variable name "
+                             "(letters, digits and '_', not starting with a digit)")
     for name, (types, elem, nullable) in FIELD_TYPES.items():
         if name not in data or (data[name] is None and nullable):
             continue
         v = data[name]
         want = _TYPE_WORDS[types[0]]
         if not isinstance(v, types) or isinstance(v, bool):
-            raise UsageError(f"{f}: field '{name}': expected {want}, got {_json_type(v)}")
+            raise UsageError(f"{safe(f)}: field '{name}': expected {want}, got {_json_type(v)}")
         if elem:
             items = v.values() if isinstance(v, dict) else v
             bad = next((x for x in items if not isinstance(x, elem) or isinstance(x, bool)), None)
             if bad is not None or any(x is None for x in items):
-                raise UsageError(f"{f}: field '{name}': expected {want} of {_TYPE_WORDS[elem[0]]}s, "
+                raise UsageError(f"{safe(f)}: field '{name}': expected {want} of {_TYPE_WORDS[elem[0]]}s, "
                                  f"holds {_json_type(bad)}")
 
 
@@ -247,7 +313,8 @@ def load_record(run_dir: Path) -> dict[str, Any]:
     """run.json with `status` made honest: a "running" record whose process is gone is interrupted."""
     data = read_record(run_dir)
     if data is None:
-        raise RecipeError(f"{Path(run_dir) / RECORD}: no run record here (is {run_dir} a run directory?)", 2)
+        raise RecipeError(f"{safe(Path(run_dir) / RECORD)}: no run record here (is {safe(run_dir)} a run directory?)",
+                          2)
     if is_stale(data):
         data["status"] = "interrupted (stale)"
     return data
