@@ -178,7 +178,7 @@ def test_an_untouched_copy_replays_and_says_what_it_runs(recorded, tmp_path):
     bundle, orig = recorded
     p = recipe("replay", str(orig), "--runs-dir", str(tmp_path / "replays"), env=env_for(bundle), cwd=bundle)
     assert p.returncode == 0, p.stderr
-    assert f"it will run {bundle / 'recipes' / 'echo' / 'run.sh'}, which runs:\n  python3 train.py" in p.stderr
+    assert f"run.sh), which runs:\n  bash {bundle / 'recipes' / 'echo' / 'run.sh'}\n" in p.stderr, p.stderr
 
 
 def test_the_run_directory_holds_the_frozen_plan_and_replay_compares_with_it(recorded, tmp_path):
@@ -186,13 +186,14 @@ def test_the_run_directory_holds_the_frozen_plan_and_replay_compares_with_it(rec
     plan = json.loads((orig / "plan.json").read_text())
     rec = json.loads((orig / "run.json").read_text())
     assert plan["version"] == 1 and plan["argv"] == rec["argv"] and plan["env"] == rec["job_env"]
+    assert (orig / "run.sh").read_text().startswith("#!/usr/bin/env bash")  # the script that ran, beside it
     assert plan["options"]["seed"] == int(rec["script_env"]["RECIPE_SEED"])
     run, marker = plant(recorded, tmp_path, lambda rec, prog: None)
     doc = json.loads((run / "plan.json").read_text().replace(str(orig), str(run)))
-    doc["argv"][doc["argv"].index("--seed") + 1] = "99"
+    doc["script_env"]["RECIPE_NUM_ROLLOUT"] = "99"
     (run / "plan.json").write_text(json.dumps(doc))
     p = recipe("replay", str(run), "--runs-dir", str(tmp_path / "replays"), env=env_for(bundle), cwd=bundle)
-    assert p.returncode == 6 and "renders a different launch: argv differs" in p.stderr, p.stderr
+    assert p.returncode == 6 and "different launch: script env RECIPE_NUM_ROLLOUT: recorded '99'" in p.stderr, p.stderr
     (run / "plan.json").unlink()
     (run / "plan.json").symlink_to("/dev/zero")
     p = recipe("replay", str(run), "--runs-dir", str(tmp_path / "replays"), env=env_for(bundle), cwd=bundle)

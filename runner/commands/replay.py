@@ -70,8 +70,8 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
                               "the recipe; --allow-changed-packages to replay anyway", EXIT_REFUSED)
         for line in across:
             click.echo(f"replay: comparing across versions: {line}", err=True)
-        click.echo(f"replay: {run_dir.name} -> {run_id}; it will run {launch.recipe.path('run_script')}, "
-                   "which runs:", err=True)
+        click.echo(f"replay: {run_dir.name} -> {run_id}; it will run the launch this checkout renders "
+                   f"({target / 'run.sh'}), which runs:", err=True)
         for cmd in runflow.would_run(launch):
             click.echo(f"  {shlex.join(cmd)}", err=True)
 

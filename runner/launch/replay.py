@@ -39,6 +39,8 @@ RECIPE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # a value replay may re-apply (REPLAYED_ENV): numbers and settings, never a path or a command
 REPLAYED_VALUE = re.compile(r"[A-Za-z0-9:._,=+-]{0,64}")
 UINT = re.compile(r"0|[1-9][0-9]{0,18}")
+# script variables that belong to one run or one host: chosen anew by the replay
+PER_RUN = ("RECIPE_RAY_PORT_BASE", "RECIPE_RAY_TEMP_DIR", "RECIPE_RAY_ADDRESS")
 
 
 def untrusted_fields(rec: dict, run_dir: Path) -> list[str]:
@@ -217,6 +219,12 @@ def launch_differences(rec: dict, launch: Launch) -> list[str]:
     for k in sorted(set(ea) | set(eb)):
         if ea.get(k) != eb.get(k) and not is_secret(k):
             diffs.append(f"job env {k}: recorded {ea.get(k)!r} vs now {eb.get(k)!r}")
+    # what the script exports (a recipe that is only its run script reads its options from there)
+    sa = {k: normalize([v], *old)[0] for k, v in (rec.get("script_env") or {}).items() if k not in PER_RUN}
+    sb = {k: normalize([v], *new)[0] for k, v in launch.plan.script_env.items() if k not in PER_RUN}
+    for k in sorted(set(sa) | set(sb)):
+        if sa.get(k) != sb.get(k):
+            diffs.append(f"script env {k}: recorded {sa.get(k)!r} vs now {sb.get(k)!r}")
     return diffs
 
 
