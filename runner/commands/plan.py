@@ -32,12 +32,13 @@ def _print_text(p: Plan) -> None:
     for k, v in p.job_env.items():
         click.echo(f"{k}={v}")
     click.echo(f"\n# entry point\n{' '.join(p.entrypoint)}")
-    click.echo("\n# trainer arguments")
-    for line in argv_lines(p.argv):
-        click.echo(line)
-    click.echo("\n# commands, in order")
-    for i, c in enumerate(p.commands, 1):
-        click.echo(f"{i:>2}. {shlex.join(c)}")
+    for name, words in p.blocks:
+        click.echo(f"\n# trainer arguments: {name}")
+        for line in argv_lines(words):
+            click.echo(line)
+    click.echo("\n# what the run script starts (`--script` prints the script)")
+    for c in p.commands:
+        click.echo(shlex.join(c))
 
 
 @click.command("plan")
@@ -46,6 +47,8 @@ def _print_text(p: Plan) -> None:
 @click.option("--run-dir", type=PathOpt, help="Run directory to show in the plan (default: "
               "$RECIPE_RUNS_DIR/NAME-plan, else ./runs/NAME-plan).")
 @json_option("Print the plan as JSON.", format_alias=True)
+@click.option("--script", "as_script", is_flag=True, help="Print the exact bash script `recipe run` would write into "
+              "the run directory and run.")
 @click.option("--backend", type=click.Choice(backends.NAMES), default="local", show_default=True,
               help="Also show what this backend runs around the run script (docker run / the sbatch script).")
 @click.option("--gpus", type=int, help="Instead of the launch: the layouts legal on N GPUs in all (over --nodes), "
@@ -53,13 +56,13 @@ def _print_text(p: Plan) -> None:
 @click.option("--gpu", "gpu_model", type=click.Choice(["H100", "H200"]),
               help="With --gpus: the card to size for (default: the recipe's [hardware] gpu; a recipe "
               "for either, such as \"H100/H200\", is sized for its smallest stated memory).")
-def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, backend: str,
+def plan_cmd(name: str, as_json: bool, as_script: bool, run_dir: Path | None, gpus: int | None, backend: str,
              gpu_model: str | None, **kw) -> None:
     """Print the fully resolved launch of recipe NAME, with no side effects.
 
-    Shows the trainer's argv, the job environment and every command the run script would
-    execute, exactly as `recipe run` would. The plan comes from the run script's own dry run
-    (RECIPE_DRY_RUN=1), so the two cannot disagree.
+    Shows the trainer's argv in its blocks, the job environment and what the run script starts,
+    exactly as `recipe run` renders them: the same Plan object, written into a run directory as
+    plan.json and run.sh before anything runs.
     """
     recipe = load_recipe(name)
     framework_of(recipe)  # its [<framework>] table is the adapter's schema: checked before anything
@@ -77,7 +80,12 @@ def plan_cmd(name: str, as_json: bool, run_dir: Path | None, gpus: int | None, b
         _print_backend(opts, backend, as_json, run_dir)
         return
     p = plan_for(opts, run_dir=run_dir)
-    if as_json:
+    if as_script:
+        from runner.paths import launch_lib
+        from runner.plan.script import render_script
+
+        click.echo(render_script(p, lib=str(launch_lib())), nl=False)
+    elif as_json:
         click.echo(json.dumps(p.as_dict(), indent=2))
     else:
         _print_text(p)
