@@ -10,7 +10,7 @@ A recipe whose family has no module is told so ("no model rules for <family>"), 
 silently. Errors make `recipe lint` exit 1 (and `recipe run` refuse); warnings and notes do not.
 
 The argv judged is the launch's own when the caller passes it (`plan=` or `argv=`: what the run
-launches); otherwise the run script's dry run for the cell renders it here.
+launches); otherwise the cell's plan is rendered here (runner/plan/render.py).
 """
 
 from __future__ import annotations
@@ -178,8 +178,8 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
                 argv: list[str] | None = None, plan: Any = None) -> LintReport:
     """Lint `recipe`; nodes/gpus_per_node (default: the recipe's hardware) size the layout checks.
 
-    plan (a runner.plan.dryrun.Plan) or argv: the train argv the launch runs; lint then judges
-    exactly that instead of rendering the cell's dry run again.
+    plan (a runner.plan.spec.Plan) or argv: the train argv the launch runs; lint then judges
+    exactly that instead of rendering the cell's plan again.
     """
     if isinstance(recipe, str):
         recipe = load_recipe(recipe)
@@ -262,9 +262,9 @@ def lint_recipe(recipe: Recipe | str, args_file: str | Path | None = None, hf_co
 
 def _render(recipe: Recipe, cell: str | None, nodes: int | None, gpus_per_node: int | None,
             report: LintReport) -> list[str] | None:
-    """The run script's dry run for the cell; None (and the recipe group skipped, saying why) if it fails."""
+    """The cell's rendered plan; None (and the recipe group skipped, saying why) if it cannot be rendered."""
     try:
         return render_plan(recipe, cell, nodes=nodes, gpus_per_node=gpus_per_node).argv
     except RecipeError as e:
-        report.skipped["recipe"] = f"the run script's dry run failed: {e.message}"
+        report.skipped["recipe"] = f"the plan could not be rendered: {e.message}"
         return None

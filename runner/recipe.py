@@ -219,10 +219,9 @@ def read_args_file(path: Path) -> list[str]:
     """Flags of a one-flag-per-line file (model_args.txt).
 
     Blank lines and lines whose first non-blank is # are skipped; every other line is split on
-    spaces and tabs, with no quoting (a quote or backslash is part of its word): what the run
-    scripts' bash reader (recipe_read_args_file in recipes/lib/launch.sh) does. Any other control
-    character is refused, naming the line, so that the two cannot differ: a carriage return (CRLF
-    endings) would stay glued to the last flag, and bash drops a NUL byte, gluing two words.
+    spaces and tabs, with no quoting (a quote or backslash is part of its word). Any other control
+    character is refused, naming the line: a carriage return (CRLF endings) would stay glued to the
+    last flag, and a shell drops a NUL byte, gluing two words.
     """
     path = Path(path)
     try:

@@ -422,3 +422,29 @@ def test_sigterm_the_instant_run_json_first_exists_still_finishes_it(bundle, tmp
     rec = json.loads((only_run(runs) / "run.json").read_text())
     assert (rec["status"], rec["exit_code"]) == ("interrupted", 130), rec
     assert "signal" in rec["interrupted_by"]
+
+
+def test_children_the_script_leaves_behind_are_ended_and_the_run_recorded(bundle, tmp_path):
+    """A background child holding stdout open kept the run `running` for as long as it lived; one with
+    its output redirected outlived the run. Both are ended when the script exits (TERM, then KILL)."""
+    runs = tmp_path / "runs"
+    t0 = time.monotonic()
+    p = run_echo(bundle, runs, TEST_LEFTOVER="300")
+    assert p.returncode == 0, p.stderr
+    assert time.monotonic() - t0 < 60
+    d = only_run(runs)
+    rec = json.loads((d / "run.json").read_text())
+    assert rec["status"] == "succeeded"
+    pgid = rec["script_pgid"]
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _pgid(pid) == pgid]
+    assert left == [], f"processes of the script's group outlived the run: {left}"
+    assert "sent SIGTERM to what was left of its process group" in (d / "logs" / "run.log").read_text()
+
+
+def _pgid(pid: str) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, _, pgid = stat.rsplit(")", 1)[1].split()[:3]
+    return None if state in ("Z", "X") else int(pgid)  # a zombie has ended: only its parent's reaping is left

@@ -198,6 +198,11 @@ recipe_ray_start() {
     recipe_print_cmd setsid "${args[@]}"
     return 0
   fi
+  # Ray's session files (logs, sockets) are this run's: private, and removed when it stops Ray.
+  if [[ ! -e "$RECIPE_RAY_TEMP_DIR" ]]; then
+    mkdir -p "$(dirname "$RECIPE_RAY_TEMP_DIR")" && mkdir -m 700 "$RECIPE_RAY_TEMP_DIR"
+    RECIPE_RAY_TEMP_OWNED=$RECIPE_RAY_TEMP_DIR
+  fi
   # setsid: Ray and everything it spawns share one new process group, ended by its id.
   local fd
   fd=$(recipe_tool_fd)
@@ -210,8 +215,17 @@ recipe_ray_start() {
   recipe_log "ray $role started (process group $RECIPE_RAY_PID)"
 }
 
+RECIPE_RAY_TEMP_OWNED=""
+
+# recipe_ray_temp_remove: the Ray temp dir this script made, once its Ray is gone (not one it found).
+recipe_ray_temp_remove() {
+  [[ -n "$RECIPE_RAY_TEMP_OWNED" ]] || return 0
+  rm -rf -- "$RECIPE_RAY_TEMP_OWNED"
+  RECIPE_RAY_TEMP_OWNED=""
+}
+
 recipe_ray_stop() {
-  [[ -n "$RECIPE_RAY_PID" ]] || return 0
+  [[ -n "$RECIPE_RAY_PID" ]] || { recipe_ray_temp_remove; return 0; }
   local pid=$RECIPE_RAY_PID i
   RECIPE_RAY_PID=""
   # TERM to `ray start` itself first: it drains the node through the GCS and stops its children
@@ -223,13 +237,14 @@ recipe_ray_stop() {
     sleep 0.5
   done
   # Then whatever is left of the group (dashboard subprocesses, workers).
-  kill -TERM -- "-$pid" 2>/dev/null || { recipe_log "ray stopped"; return 0; }
+  kill -TERM -- "-$pid" 2>/dev/null || { recipe_log "ray stopped"; recipe_ray_temp_remove; return 0; }
   for ((i = 0; i < 20; i++)); do
-    kill -0 -- "-$pid" 2>/dev/null || { recipe_log "ray stopped"; return 0; }
+    kill -0 -- "-$pid" 2>/dev/null || { recipe_log "ray stopped"; recipe_ray_temp_remove; return 0; }
     sleep 0.5
   done
   recipe_log "ray group $pid did not stop within 30 s of TERM; sending KILL"
   kill -KILL -- "-$pid" 2>/dev/null || true
+  recipe_ray_temp_remove
 }
 
 # recipe_wait_tcp HOST PORT TIMEOUT_S: poll until HOST:PORT accepts a TCP connection (0) or time runs out (1).
@@ -262,6 +277,7 @@ recipe_ray_node() {
   trap 'recipe_ray_stop; exit 130' INT
   wait "$pid" || rc=$?
   RECIPE_RAY_PID=""
+  recipe_ray_temp_remove
   recipe_log "ray $1 on $2 exited with code $rc"
   return "$rc"
 }

@@ -2,7 +2,7 @@
 # nemotron3_nano, cell default: the launch as the runner renders it (runner/frameworks/),
 # as one script; `recipe plan nemotron3_nano` shows it. Generated: do not edit.
 # The frozen rendering of the default cell: `recipe lock NAME --recipe-files` rewrites it, and
-# tests/test_frozen_run_scripts.py checks that it is what the runner renders.
+# its --check and tests/test_run_script.py hold it to what the runner renders.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib/launch.sh"

@@ -1,11 +1,11 @@
 """One run, top to bottom: preflight, run directory and record, run script, metrics, gate.
 
     recipe run NAME  (or recipe replay RUN_DIR, which turns its record into the same options)
-      -> build_launch (plan from the run script's dry run, ports, dirs)      runner/plan/resolve.py
+      -> build_launch (the adapter's rendered Plan, ports, dirs)              runner/plan/render.py
       -> carry_out, below, for both:
          -> backend preflight (every failure names its fix; exit 3 with what it would have run)
-         -> run directory claimed, run.json ("running")
-         -> run script (logs/run.log), or the docker/slurm wrapper around it
+         -> run directory claimed, plan.json and run.sh written, run.json ("running")
+         -> run.sh (logs/run.log), or the docker/slurm wrapper around it
          -> metrics.jsonl + gate.json
          -> run.json (final status, exit code)
 """

@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -30,6 +31,7 @@ from runner.launch.watch import Watcher
 from runner.secrets import secret_values
 
 GRACE_S = 60
+LEFTOVER_GRACE_S = 10  # a leftover child of a finished script gets this long after TERM
 TOOL_FD_ENV = "RECIPE_TOOL_LOG_FD"
 TOOL_DRAIN_S = 5
 
@@ -139,6 +141,10 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
             if tool_r is not None:
                 tools.start()
             assert proc.stdout is not None
+            # When the script exits, what it left in its process group is ended, so that a child
+            # holding stdout open cannot keep the run "running" and none outlives the run.
+            threading.Thread(target=_end_leftovers, args=(proc, lambda ln: log_line(log, ln)), daemon=True,
+                             name="leftovers").start()
             gone = threading.Event()
             follower = None
 
@@ -179,6 +185,25 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
     if failed.is_set():
         return rc, False
     return rc, interrupted.is_set()
+
+
+def _end_leftovers(proc: subprocess.Popen, log_line) -> None:
+    """After the script exits: TERM what is left of its process group, KILL it after LEFTOVER_GRACE_S."""
+    proc.wait()
+    pgid = proc.pid
+    for sig, grace in ((signal.SIGTERM, LEFTOVER_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return  # nothing left
+        log_line(f"recipe: the run script exited; sent {sig.name} to what was left of its process group {pgid}\n")
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def _final_progress(progress: Progress | None, out: StatusLine) -> None:

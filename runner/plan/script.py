@@ -2,8 +2,8 @@
 
 `recipe run` writes it into the run directory as run.sh, beside plan.json, before anything runs; the
 recipe directory's own run.sh is the same rendering of the default cell with its locations left as
-the variables a user sets by hand (`frozen`, checked equal by tests/test_frozen_run_scripts.py and
-written by `recipe freeze NAME`). Every value is quoted here (shlex.quote); the generic Ray lifecycle
+the variables a user sets by hand (`frozen`; `recipe lock NAME --recipe-files` writes it, and its
+`--check` and tests/test_run_script.py hold it to what the runner renders). Every value is quoted here (shlex.quote); the generic Ray lifecycle
 (start, readiness, submit, follow, stop) is recipes/lib/launch.sh, which the script sources.
 """
 
@@ -74,7 +74,7 @@ def render_script(plan: Plan, *, lib: str, frozen: bool = False) -> str:
     src = ['here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)', f'source "$here/{lib}"'] if frozen \
         else [f"source {word(lib)}"]
     what = (["# The frozen rendering of the default cell: `recipe lock NAME --recipe-files` rewrites it, and",
-             "# tests/test_frozen_run_scripts.py checks that it is what the runner renders."] if frozen
+             "# its --check and tests/test_run_script.py hold it to what the runner renders."] if frozen
             else ["# Rendered for one run, beside its plan.json (the same launch as data)."])
     out = ["#!/usr/bin/env bash",
            f"# {plan.recipe}, cell {plan.cell}: the launch as the runner renders it (runner/frameworks/),",

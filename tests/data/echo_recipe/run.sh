@@ -5,7 +5,7 @@
 # adds N more events (a gate that takes a while to read them). TEST_SAY prints that line first (a
 # log line the runner may watch for; %b escapes such as \033 are expanded); TEST_TOOL_SAY prints
 # its line through launch.sh's recipe_tool (a tool's banner); TEST_STEP_SLEEP=S waits S seconds
-# before each step's events.
+# before each step's events; TEST_LEFTOVER=S leaves two `sleep S` children behind.
 set -euo pipefail
 : "${RECIPE_RUN_DIR:?}" "${RECIPE_SEED:=7}" "${RECIPE_NUM_ROLLOUT:=3}"
 if [[ "${RECIPE_DRY_RUN:-0}" == 1 ]]; then
@@ -22,6 +22,11 @@ if [[ -n "${TEST_TOOL_SAY:-}" ]]; then
   # shellcheck source=../../../recipes/lib/launch.sh
   source "$(dirname "${BASH_SOURCE[0]}")/../lib/launch.sh"
   recipe_tool printf '%b\n' "$TEST_TOOL_SAY"
+fi
+if [[ -n "${TEST_LEFTOVER:-}" ]]; then
+  # children the script leaves behind: one holding stdout open, one with its output redirected
+  sleep "$TEST_LEFTOVER" &
+  (sleep "$TEST_LEFTOVER" >/dev/null 2>&1 &)
 fi
 if [[ -n "${TEST_SLEEP:-}" ]]; then
   : >"$RECIPE_RUN_DIR/started"
