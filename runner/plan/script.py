@@ -3,8 +3,9 @@
 `recipe run` writes it into the run directory as run.sh, beside plan.json, before anything runs; the
 recipe directory's own run.sh is the same rendering of the default cell with its locations left as
 the variables a user sets by hand (`frozen`; `recipe lock NAME --recipe-files` writes it, and its
-`--check` and tests/test_run_script.py hold it to what the runner renders). Every value is quoted here (shlex.quote); the generic Ray lifecycle
-(start, readiness, submit, follow, stop) is recipes/lib/launch.sh, which the script sources.
+`--check` and tests/test_run_script.py hold it to what the runner renders). Every value is quoted
+here (shlex.quote); the generic Ray lifecycle (start, readiness, submit, follow, stop) is
+recipes/lib/launch.sh, which the script sources.
 """
 
 from __future__ import annotations
