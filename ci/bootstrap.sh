@@ -28,8 +28,12 @@ get_uv() {  # the pinned uv's path on stdout, installing it into $tools if neede
   local dir="$tools/uv-$UV_VERSION"
   if [[ ! -x "$dir/bin/uv" ]]; then
     rm -rf "$dir.tmp"
-    "$python" -m pip install -q --disable-pip-version-check --target "$dir.tmp" "uv==$UV_VERSION" >/dev/null 2>&1 \
-      && [[ -x "$dir.tmp/bin/uv" ]] && mv "$dir.tmp" "$dir" || { rm -rf "$dir.tmp"; return 1; }
+    if ! "$python" -m pip install -q --disable-pip-version-check --target "$dir.tmp" "uv==$UV_VERSION" >/dev/null 2>&1 \
+       || [[ ! -x "$dir.tmp/bin/uv" ]]; then
+      rm -rf "$dir.tmp"
+      return 1
+    fi
+    mv "$dir.tmp" "$dir"
   fi
   echo "$(cd "$dir/bin" && pwd)/uv"
 }
@@ -80,7 +84,7 @@ esac
 sources=()
 [[ -n "$uv" ]] && mapfile -t sources < <("$python" ci/uv_sources.py)
 
-echo "recipe: bootstrapping $venv (extras: ${extras:-none}; installer: ${uv:+uv $UV_VERSION}${uv:-pip})" >&2
+echo "recipe: bootstrapping $venv (extras: ${extras:-none}; installer: $([[ -n "$uv" ]] && echo "uv $UV_VERSION" || echo pip))" >&2
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 log="$venv/bootstrap.log"
 : >"$log"
@@ -92,7 +96,7 @@ progress() {
     [[ -t 2 ]] || continue
     case $line in
       Collecting*) printf '\r\033[K  %s' "${line#Collecting }" >&2 ;;
-      *"Downloading "* | *"Preparing "* | *"Installing "*) printf '\r\033[K  %.70s' "${line#* }" >&2 ;;
+      Downloading* | " Downloaded "* | Prepared* | Installed*) printf '\r\033[K  %.70s' "${line# }" >&2 ;;
     esac
   done
   if [[ -t 2 ]]; then printf '\r\033[K' >&2; fi
@@ -101,7 +105,7 @@ install() {  # install WHAT ARGS...: the installer's run, with progress; exit 1 
   local what=$1 t0=$SECONDS
   shift
   if [[ -n "$uv" ]]; then
-    set -- "$uv" pip install -v --python "$venv/bin/python" "${sources[@]}" "$@"
+    set -- "$uv" pip install --python "$venv/bin/python" "${sources[@]}" "$@"
   else
     set -- "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off "$@"
   fi
@@ -129,10 +133,13 @@ install "the runner" -e "$spec"
 printf '%s extras=%s\n' "$hash" "$extras" >"$stamp_file.tmp"
 mv "$stamp_file.tmp" "$stamp_file"
 
-# `recipe` on PATH the way pipx and uv put their tools there: a link in ~/.local/bin, which most
-# shells' profiles put on PATH; never replacing a `recipe` there that is not such a link.
+# `recipe` on PATH the way pipx and uv put their tools there: a link in ~/.local/bin (for the checkout's
+# own .venv; another RECIPE_VENV, as tests and benches use, links only where RECIPE_LINK_DIR says),
+# never replacing a `recipe` there that is not a link.
 bin_dir="$(cd "$venv/bin" && pwd)"
-link_dir=${RECIPE_LINK_DIR-${HOME:+$HOME/.local/bin}}
+default_link_dir=""
+[[ "$venv" == .venv && -n "${HOME:-}" ]] && default_link_dir=$HOME/.local/bin
+link_dir=${RECIPE_LINK_DIR-$default_link_dir}
 linked=""
 if [[ -n "$link_dir" ]]; then
   link="$link_dir/recipe"
@@ -145,7 +152,7 @@ fi
 if [[ -n "$linked" ]] && [[ ":$PATH:" == *":$link_dir:"* ]]; then
   echo "recipe: ready. \`recipe\` is on your PATH: $(printf '%q' "$linked") -> $(printf '%q' "$bin_dir/recipe")" >&2
 elif [[ -n "$linked" ]]; then
-  echo "recipe: ready. Linked $(printf '%q' "$linked"); $(printf '%q' "$link_dir") is not on PATH here: export PATH=$(printf '%q' "$link_dir"):\$PATH  (or source $(printf '%q' "$bin_dir/activate"); or use \`just recipe ARGS\`)" >&2
+  echo "recipe: ready. Linked $(printf '%q' "$linked") -> $(printf '%q' "$bin_dir/recipe"), but $(printf '%q' "$link_dir") is not on your PATH: add it once with  echo 'export PATH=\"$(printf '%q' "$link_dir"):\$PATH\"' >> ~/.bashrc  and open a new shell (or use \`just recipe ARGS\`)" >&2
 else
   # The last line says how to type `recipe` itself (the README uses `recipe ...` after a bootstrap).
   echo "recipe: ready. To type \`recipe\` directly: source $(printf '%q' "$bin_dir/activate")  (or export PATH=$(printf '%q' "$bin_dir"):\$PATH; or use \`just recipe ARGS\`)" >&2
