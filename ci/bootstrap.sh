@@ -85,7 +85,10 @@ sources=()
 [[ -n "$uv" ]] && mapfile -t sources < <("$python" ci/uv_sources.py)
 
 echo "recipe: bootstrapping $venv (extras: ${extras:-none}; installer: $([[ -n "$uv" ]] && echo "uv $UV_VERSION" || echo pip))" >&2
-[[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+  # uv makes the venv in a second where `python -m venv` takes several; --seed: pip in it all the same
+  if [[ -n "$uv" ]]; then "$uv" venv -q --seed --python "$python" "$venv"; else "$python" -m venv "$venv"; fi
+fi
 log="$venv/bootstrap.log"
 : >"$log"
 # One short line on a terminal as the installer goes, the full output in the log; on failure its tail.
