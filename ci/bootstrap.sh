@@ -86,8 +86,8 @@ sources=()
 
 echo "recipe: bootstrapping $venv (extras: ${extras:-none}; installer: $([[ -n "$uv" ]] && echo "uv $UV_VERSION" || echo pip))" >&2
 if [[ ! -x "$venv/bin/python" ]]; then
-  # uv makes the venv in a second where `python -m venv` takes several; --seed: pip in it all the same
-  if [[ -n "$uv" ]]; then "$uv" venv -q --seed --python "$python" "$venv"; else "$python" -m venv "$venv"; fi
+  # uv makes the venv in a second where `python -m venv` takes several (pip comes with the runner below)
+  if [[ -n "$uv" ]]; then "$uv" venv -q --python "$python" "$venv"; else "$python" -m venv "$venv"; fi
 fi
 log="$venv/bootstrap.log"
 : >"$log"
@@ -131,7 +131,7 @@ done
 spec="."
 [[ -n "$extras" ]] && spec=".[${extras}]"
 echo "recipe: installing the runner ($spec)" >&2
-install "the runner" -e "$spec"
+if [[ -n "$uv" ]]; then install "the runner" -e "$spec" pip; else install "the runner" -e "$spec"; fi
 "$venv/bin/python" -c 'import runner.cli' || { echo "recipe: error: the runner did not install; see above" >&2; exit 1; }
 printf '%s extras=%s\n' "$hash" "$extras" >"$stamp_file.tmp"
 mv "$stamp_file.tmp" "$stamp_file"
