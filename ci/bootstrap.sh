@@ -114,7 +114,7 @@ install() {  # install WHAT ARGS...: the installer's run, with progress; exit 1 
   fi
   if ! "$@" 2>&1 | progress; then
     echo "recipe: error: installing $what failed; see $log" >&2
-    grep -v -e '^DEBUG' -e '^ *uv_' -e '^WARNING: Location' "$log" | tail -n 5 >&2
+    grep -v '^WARNING: Location' "$log" | tail -n 5 >&2
     exit 1
   fi
   echo "recipe: installed $what in $((SECONDS - t0)) s" >&2

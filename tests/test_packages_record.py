@@ -179,3 +179,18 @@ def test_replay_across_versions_is_refused_then_allowed_saying_so(bundle, tmp_pa
     new = next(d for d in runs.iterdir() if d != orig)
     rep = json.loads((new / "replay.json").read_text())
     assert rep["across_versions"] and rep["across_versions"][0].startswith("rich: recorded 0.0.1")
+
+
+def test_a_failed_install_says_which_and_shows_the_installers_last_lines(tmp_path):
+    version = re.search(r"^UV_VERSION=(\S+)$", (ROOT / "ci" / "bootstrap.sh").read_text(), re.M).group(1)
+    uv = tmp_path / "tools" / f"uv-{version}" / "bin" / "uv"
+    uv.parent.mkdir(parents=True)
+    uv.write_text("#!/bin/sh\n[ \"$1\" = venv ] && exec python3 -m venv --without-pip \"$5\"\n"
+                  "echo 'Resolved 98 packages'; echo 'error: Hash mismatch for `multiprocess==0.70.19`' >&2; exit 2\n")
+    uv.chmod(0o755)
+    p = subprocess.run(["bash", str(ROOT / "ci" / "bootstrap.sh"), "tiny"], capture_output=True, text=True,
+                       env=clean_env(RECIPE_VENV=str(tmp_path / "venv"), RECIPE_TOOLS=str(tmp_path / "tools"),
+                                     RECIPE_LINK_DIR=""), cwd=ROOT)
+    assert p.returncode == 1, p.stderr
+    assert f"installing {LOCK.relative_to(ROOT)} failed; see {tmp_path / 'venv' / 'bootstrap.log'}" in p.stderr
+    assert p.stderr.rstrip().endswith("error: Hash mismatch for `multiprocess==0.70.19`"), p.stderr
