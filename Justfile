@@ -17,6 +17,7 @@ bootstrap extras="":
     ci/bootstrap.sh "$1"
 
 # Any `recipe` verb, bootstrapping .venv first (`just recipe runs`); runs in the bundle root, as all recipes here.
+# The recipes named like a verb (run, plan, lint, check, ...) are that verb with its bootstrap.
 recipe *args:
     ci/bootstrap.sh ""
     {{recipe_bin}} "$@"
@@ -61,8 +62,8 @@ check run_dir *args:
     ci/bootstrap.sh ""
     {{recipe_bin}} check "$@"
 
-# Lint a recipe's flags against its checkpoint's config.json, and plan layouts for N GPUs.
-lint-recipe recipe *args:
+# Lint a recipe (`recipe lint`): its flags against its checkpoint's config.json, R3, layouts, memory.
+lint recipe *args:
     ci/bootstrap.sh ""
     {{recipe_bin}} lint "$@"
 
@@ -70,8 +71,8 @@ lint-recipe recipe *args:
 test *args:
     ci/test.sh "$@"
 
-# Static checks: ruff on Python, shellcheck on every shell script.
-lint:
+# Static checks of the bundle's own code: ruff on Python, shellcheck on every shell script.
+check-code:
     ci/bootstrap.sh test
     {{venv}}/bin/ruff check runner tests ci bench tools recipes
     {{venv}}/bin/shellcheck -x -P SCRIPTDIR $(git ls-files '*.sh') recipes/*/run.sh .ci/run ci/just
@@ -80,6 +81,10 @@ lint:
 snapshots:
     ci/bootstrap.sh test
     UPDATE_SNAPSHOTS=1 {{venv}}/bin/python -m pytest -q tests/test_plan_snapshots.py tests/test_sbatch_render.py
+
+# Time the tiny recipe's set-up (ci/bootstrap.sh tiny,report) with pip and with uv, cold and warm cache.
+bench-bootstrap *args:
+    python3 bench/bench_bootstrap.py "$@"
 
 # Time `recipe --help` start-up (a benchmark, not a test).
 bench-startup:

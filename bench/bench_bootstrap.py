@@ -1,19 +1,19 @@
-"""Install the tiny recipe's hash lock into a fresh venv with pip and with uv, cold and warm.
+"""Time the bootstrap of the tiny recipe's environment with pip and with uv, cold and warm.
 
-    python bench/bench_bootstrap.py [--uv-version 0.13.9]
+    python3 bench/bench_bootstrap.py [--extras tiny,report]
 
-Cold: an empty PIP_CACHE_DIR / UV_CACHE_DIR made for the run; warm: the same cache again, into
-another fresh venv. Both installers are told the same sources: uv gets pip's configured find-links
-and extra index URLs (`pip config list`), so torch's CPU build comes from the same file for both.
-Prints one table with the time of each and uv's ratio to pip. uv itself is installed from PyPI,
-pinned, into a throwaway venv (not timed).
+Each row runs the real `ci/bootstrap.sh EXTRAS` (what `just run nemotron3_nano_tiny` runs first) into a
+fresh venv and a fresh tools dir, with RECIPE_INSTALLER=pip or uv. Cold: empty PIP_CACHE_DIR and
+UV_CACHE_DIR made for the run (uv itself is then installed from PyPI too, and counted); warm: the same
+caches again, as on a machine that installed them before, with a fresh clone's empty .tools/. The last
+column says whether the venv holds exactly the wheels the pip venv holds (name, version and wheel tag),
+so a faster installer that picked another wheel shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -21,71 +21,47 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCK = ROOT / "recipes" / "nemotron3_nano_tiny" / "requirements.lock"
+WHEELS = """import importlib.metadata as m
+for d in m.distributions():
+    tags = sorted(x for x in (d.read_text("WHEEL") or "").splitlines() if x.startswith("Tag:"))
+    print(d.metadata["Name"].lower(), d.version, *tags)"""
 
 
-def pip_sources() -> list[str]:
-    """uv flags for the find-links and extra index URLs pip is configured with here."""
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-    flags: list[str] = []
-    for key, value in re.findall(r"^\S*?(find-links|extra-index-url)='([^']*)'", out, re.M):
-        for v in value.split():
-            local = v.removeprefix("file://")
-            if local.startswith("/") and not Path(local).exists():
-                continue  # pip ignores a missing local source with a warning; uv refuses it
-            flags += ["--find-links" if key == "find-links" else "--extra-index-url", v]
-    return _dedupe_pairs(flags)
-
-
-def _dedupe_pairs(flags: list[str]) -> list[str]:
-    """Flag/value pairs, each once (pip's config may list a source twice)."""
-    pairs = list(dict.fromkeys(zip(flags[::2], flags[1::2], strict=True)))
-    return [w for pair in pairs for w in pair]
-
-
-def venv(where: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
-    return where / "bin" / "python"
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float | None, str]:
-    """(seconds, "") or (None, the installer's last error line): a failed install is a row, not a crash."""
+def bootstrap(t: Path, installer: str, state: str, extras: str) -> tuple[float | None, set[str], str]:
+    """(seconds or None, the venv's wheels, the error's last lines)."""
+    venv = t / f"venv-{installer}-{state}"
+    env = {**os.environ, "RECIPE_VENV": str(venv), "RECIPE_TOOLS": str(t / f"tools-{installer}-{state}"),
+           "RECIPE_INSTALLER": installer, "RECIPE_LINK_DIR": "",
+           "PIP_CACHE_DIR": str(t / "pip-cache"), "UV_CACHE_DIR": str(t / "uv-cache")}
     t0 = time.monotonic()
-    p = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run([str(ROOT / "ci" / "bootstrap.sh"), extras], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, check=False)
+    took = time.monotonic() - t0
     if p.returncode != 0:
-        lines = [x.strip() for x in p.stderr.splitlines() if x.strip() and not x.startswith("WARNING")]
-        return None, " / ".join(lines[:2]) or f"exit {p.returncode}"
-    return time.monotonic() - t0, ""
+        return None, set(), " / ".join(p.stderr.strip().splitlines()[-2:])
+    wheels = subprocess.run([str(venv / "bin" / "python"), "-c", WHEELS], capture_output=True, text=True).stdout
+    # pip and setuptools come with the venv (python -m venv), pip upgraded only on the pip path
+    return took, {w for w in wheels.splitlines() if not w.startswith(("pip ", "recipe-bundle "))}, ""
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--uv-version", default="0.13.9")
+    ap.add_argument("--extras", default="tiny,report", help="what the bootstrap installs (default: the tiny run's)")
     args = ap.parse_args()
+    rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        tools = venv(t / "tools")
-        subprocess.run([str(tools), "-m", "pip", "install", "-q", f"uv=={args.uv_version}"], check=True)
-        uv = str(t / "tools" / "bin" / "uv")
-        env = {**os.environ, "PIP_CACHE_DIR": str(t / "pip-cache"), "UV_CACHE_DIR": str(t / "uv-cache")}
-        rows = []
         for state in ("cold", "warm"):
-            py = venv(t / f"pip-{state}")
-            tp, pip_err = timed([str(py), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps",
-                                 "-r", str(LOCK)], env)
-            py = venv(t / f"uv-{state}")
-            tu, uv_err = timed([uv, "pip", "install", "-q", "--python", str(py), "--require-hashes", "--no-deps",
-                        "--index-strategy", "unsafe-best-match", *pip_sources(), "-r", str(LOCK)], env)
-            got = subprocess.run([str(py), "-c", "import importlib.metadata as m; print(m.version('torch'))"],
-                                 capture_output=True, text=True).stdout.strip()
-            rows.append((state, tp, tu, got, pip_err or uv_err))
-    n = LOCK.read_text().count("--hash=")
-    print(f"install of {LOCK.relative_to(ROOT)} ({n} wheels) into a fresh venv, uv {args.uv_version}")
-    print(f"{'cache':<6} {'pip s':>8} {'uv s':>8} {'uv/pip':>7}  torch (uv) / error")
-    for state, tp, tu, got, err in rows:
-        cell = lambda x: f"{x:8.1f}" if x is not None else f"{'failed':>8}"  # noqa: E731
+            for installer in ("pip", "uv"):
+                rows[installer, state] = bootstrap(Path(tmp), installer, state, args.extras)
+                print(f"  {installer} {state}: {rows[installer, state][0]}", file=sys.stderr)
+    print(f"ci/bootstrap.sh {args.extras} into a fresh venv and tools dir, {os.cpu_count()} CPUs")
+    print(f"{'cache':<6} {'pip s':>7} {'uv s':>7} {'uv/pip':>7}  uv's wheels = pip's")
+    for state in ("cold", "warm"):
+        (tp, wp, ep), (tu, wu, eu) = rows["pip", state], rows["uv", state]
+        cell = lambda x: f"{x:7.1f}" if x is not None else f"{'failed':>7}"  # noqa: E731
         ratio = f"{tu / tp:7.2f}" if tp and tu else f"{'-':>7}"
-        print(f"{state:<6} {cell(tp)} {cell(tu)} {ratio}  {got or err}")
+        same = "yes" if wp and wp == wu else "no: " + ", ".join(sorted(wp ^ wu)[:4]) if wp and wu else ""
+        print(f"{state:<6} {cell(tp)} {cell(tu)} {ratio}  {same or ep or eu}")
     return 0
 
 

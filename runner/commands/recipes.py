@@ -23,10 +23,14 @@ def list_cmd(as_json: bool) -> None:
 
 
 @click.command("show")
-@click.argument("name")
-@json_option("Print the recipe as JSON.", format_alias=True)
-def show_cmd(name: str, as_json: bool) -> None:
-    """Show recipe NAME: pins, hardware, parallelism cells and files."""
+@click.argument("name", required=False)
+@json_option("Print the recipe as JSON (without NAME: the list, as `recipe list --json`).", format_alias=True)
+@click.pass_context
+def show_cmd(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Show recipe NAME: pins, hardware, parallelism cells and files. Without NAME: the recipes to choose from."""
+    if name is None:
+        ctx.invoke(list_cmd, as_json=as_json)
+        return
     r = load_recipe(name)
     framework_of(r)  # its [<framework>] table is the adapter's schema
     root = r.dir.parent.parent
