@@ -332,6 +332,11 @@ def load_recipe_dir(path: Path) -> Recipe:
         raise UsageError(f"{f}: schema = {data.get('schema')!r}: this runner reads recipe.toml schema {SCHEMA}"
                          + ("" if "schema" in data else " (add `schema = 1` at the top)"))
     framework = data.get("framework")
+    # Which names have an adapter is the registry's to say (runner/frameworks, a layer above this
+    # one); here only the form, before the [<framework>] table is looked for.
+    if not isinstance(framework, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", framework):
+        raise UsageError(f"{f}: key 'framework' must name a framework adapter (for example \"miles\"), "
+                         f"got {framework!r}")
     options = data.pop(framework, {}) if isinstance(framework, str) and framework not in RecipeFile.model_fields \
         else {}
     if not isinstance(options, dict):

@@ -1,7 +1,7 @@
-"""A real interpreter with nothing but click: the runner's floor. It stands for the base install
-(`pip install .` minus rich) and for the pinned miles image, where the pyxis path runs
-`python3 -m runner.cli` from the bundle mounted into the base: click comes with Ray there, rich
-may not. (Import `base_install_fixture` into a test module.)"""
+"""A real interpreter with nothing but click and pydantic: the runner's floor. It stands for the base
+install (`pip install .` minus rich) and for the pinned miles image, where the pyxis path runs
+`python3 -m runner.cli` from the bundle mounted into the base: click and pydantic come with Ray and
+SGLang there, rich may not. (Import `base_install_fixture` into a test module.)"""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ def base_install_fixture(tmp_path_factory) -> dict[str, str]:
                     str(root / "venv")], check=True, capture_output=True)
     site = root / "site"
     shutil.copytree(Path(click.__file__).parent, site / "click")
+    # pydantic (the recipe.toml schema) and what it imports: the miles image has them (Ray, SGLang)
+    import annotated_types
+    import pydantic
+    import pydantic_core
+    import typing_extensions
+    import typing_inspection
+
+    for mod in (pydantic, pydantic_core, annotated_types, typing_inspection):
+        shutil.copytree(Path(mod.__file__).parent, site / mod.__name__)
+    shutil.copy(typing_extensions.__file__, site / "typing_extensions.py")
     py = root / "venv" / "bin" / "python"
     env = {"PATH": f"{root / 'venv' / 'bin'}:/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{site}", "HOME": str(root),
            "LANG": "C.UTF-8"}

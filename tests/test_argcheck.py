@@ -73,7 +73,9 @@ def test_unknown_flags_one_line_each(tmp_path, monkeypatch):
 
 def test_a_bad_value_names_the_flag(tmp_path, monkeypatch):
     lc = launch(tmp_path, monkeypatch)
-    lc.plan.argv[lc.plan.argv.index("--lr") + 1] = "fast"
+    argv = lc.plan.argv
+    argv[argv.index("--lr") + 1] = "fast"
+    lc.plan.argv = argv
     c = check(lc)
     assert c.status == "fail" and c.data["lines"] == ["bad value: argument --lr: invalid float value: 'fast'"]
 
@@ -97,7 +99,9 @@ def test_deterministic_mode_passes_with_the_plans_nccl_algo_and_fails_without(tm
 
 def test_layout_that_does_not_divide_the_world(tmp_path, monkeypatch):
     lc = launch(tmp_path, monkeypatch)
-    lc.plan.argv[lc.plan.argv.index("--actor-num-gpus-per-node") + 1] = "6"
+    argv = lc.plan.argv
+    argv[argv.index("--actor-num-gpus-per-node") + 1] = "6"
+    lc.plan.argv = argv
     (line,) = check(lc).data["lines"]
     assert "world size (6) is not divisible by total_model_size" in line
 
@@ -163,10 +167,8 @@ def bundle(tmp_path):
 
 
 def test_run_preflight_and_doctor_report_a_flag_the_parser_rejects(tmp_path, bundle):
-    run = bundle / "recipes" / "lib" / "miles_grpo.sh"  # the shared misc block holds --colocate
-    planted = run.read_text().replace("    --colocate\n", "    --colocate\n    --no-such-flag 7\n", 1)
-    assert planted != run.read_text()
-    run.write_text(planted)
+    args = bundle / "recipes" / "nemotron3_nano" / "model_args.txt"  # the model block of the argv
+    args.write_text(args.read_text() + "--no-such-flag 7\n")
     inputs = make_inputs(tmp_path)
     env = clean_env(RECIPE_BUNDLE_ROOT=str(bundle), RECIPE_MILES_DIR=str(FAKE), RECIPE_INPUTS_DIR=str(inputs))
     p = recipe("run", "nemotron3_nano", "--backend", "local", "--dry-run", "--runs-dir", str(tmp_path / "runs"),
@@ -176,7 +178,7 @@ def test_run_preflight_and_doctor_report_a_flag_the_parser_rejects(tmp_path, bun
     p = recipe("doctor", "nemotron3_nano", "--json", env=env, cwd=tmp_path)
     rows = [r for r in json.loads(p.stdout)["rows"] if r["kind"] == "args"]
     assert [(r["status"], r["detail"]) for r in rows] == [("error", "unknown flag --no-such-flag 7")]
-    run.write_text(run.read_text().replace("    --no-such-flag 7\n", ""))
+    args.write_text(args.read_text().replace("--no-such-flag 7\n", ""))
     p = recipe("doctor", "nemotron3_nano", "--json", env=env, cwd=tmp_path)
     rows = [r for r in json.loads(p.stdout)["rows"] if r["kind"] == "args"]
     assert [r["status"] for r in rows] == ["ok"]

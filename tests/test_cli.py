@@ -99,7 +99,7 @@ def test_run_on_a_machine_without_gpus_says_what_is_missing(tmp_path):
     assert "fail  gpus" in p.stderr and "need 8 x H200" in p.stderr
     assert "fail  inputs" in p.stderr and "recipe fetch nemotron3_nano" in p.stderr
     assert "It would have run:" in p.stderr
-    assert "  setsid ray start" in p.stderr   # elided to the width; the full commands are in a file it names
+    assert "  ray job submit" in p.stderr   # elided to the width; the full commands are in a file it names
     full = tmp_path / "cache" / "recipe-bundle" / "refused" / "nemotron3_nano-default-local.commands.txt"
     assert f"(full commands: {full})" in " ".join(p.stderr.split())
     assert "/root/miles/train.py" in full.read_text() and "--moe-router-topk-scaling-factor 2.5" in full.read_text()

@@ -19,7 +19,10 @@ def _recipe(tmp_path, framework: str):
     f = d / "recipe.toml"
     text = f.read_text()
     assert 'framework = "trl"' in text
-    f.write_text(text.replace('framework = "trl"', f"framework = {framework!r}".replace("'", '"')))
+    text = text.replace('framework = "trl"', f"framework = {framework!r}".replace("'", '"'))
+    if framework.isidentifier():  # the adapter's table is named after it
+        text = text.replace("\n[trl]\n", f"\n[{framework}]\n")
+    f.write_text(text)
     return d
 
 
@@ -29,13 +32,13 @@ def test_an_unregistered_framework_is_refused_naming_the_field_and_the_registere
         framework_of(recipe)
     msg = str(e.value.message)
     assert e.value.code == EXIT_USAGE and "\n" not in msg
-    assert msg.startswith(f"{tmp_path / 'nemotron3_nano_tiny' / 'recipe.toml'}: field 'framework' must be one of ")
+    assert msg.startswith(f"{tmp_path / 'nemotron3_nano_tiny' / 'recipe.toml'}: key 'framework' must be one of ")
     assert all(n in msg for n in names()) and msg.endswith("got 'verl'")
 
 
 @pytest.mark.parametrize("bad", ["", "Miles", "mi les", "miles;rm"])
 def test_a_malformed_framework_name_is_refused_at_load(tmp_path, bad):
-    with pytest.raises(UsageError, match=r"recipe.toml: field 'framework' must name a framework adapter"):
+    with pytest.raises(UsageError, match=r"recipe.toml: key 'framework' must name a framework adapter"):
         load_recipe_dir(_recipe(tmp_path, bad))
 
 

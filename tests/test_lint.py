@@ -164,11 +164,11 @@ def test_miles_router_note_says_what_the_flag_is_and_is_not():
     assert "not routing replay" in note.message and "--use-rollout-routing-replay" in note.message
 
 
-def test_miles_router_note_follows_the_run_script(bundle):
-    run = bundle / "nemotron3_nano" / "run.sh"
+def test_miles_router_note_follows_the_recipes_row(bundle):
+    toml = bundle / "nemotron3_nano" / "recipe.toml"
     env = clean_env(RECIPE_BUNDLE_ROOT=str(bundle.parent))
     assert "recipe.miles_router" in recipe("lint", "nemotron3_nano", env=env).stdout
-    run.write_text(run.read_text().replace("  --use-miles-router\n", ""))
+    toml.write_text(toml.read_text().replace("use_miles_router = true", "use_miles_router = false"))
     p = recipe("lint", "nemotron3_nano", env=env)
     assert p.returncode == 0 and "recipe.miles_router" not in p.stdout
 
@@ -182,9 +182,9 @@ def bundle(tmp_path, monkeypatch):
     return tmp_path / "recipes"
 
 
-def test_run_script_without_r3_is_an_error_end_to_end(bundle):
-    run = bundle / "nemotron3_nano" / "run.sh"
-    run.write_text(run.read_text().replace("  --use-rollout-routing-replay\n", ""))
+def test_a_moe_recipe_without_r3_is_an_error_end_to_end(bundle):
+    toml = bundle / "nemotron3_nano" / "recipe.toml"
+    toml.write_text(toml.read_text().replace("use_rollout_routing_replay = true", "use_rollout_routing_replay = false"))
     p = recipe("lint", "nemotron3_nano", env=clean_env(RECIPE_BUNDLE_ROOT=str(bundle.parent)))
     assert p.returncode == 1
     assert "recipe.r3" in p.stdout and "--use-rollout-routing-replay" in p.stdout
@@ -218,7 +218,7 @@ def test_a_cell_breaking_megatron_rules_is_an_error(bundle):
     report = lint_recipe("nemotron3_nano", cell="tp3")
     msgs = [f.message for f in report.errors if f.rule == "layout.divisibility"]
     assert any("32 attention heads are not divisible by TP=3" in m for m in msgs), msgs
-    assert "dry run failed" in report.skipped["recipe"]  # the launch itself refuses this cell
+    assert "plan could not be rendered" in report.skipped["recipe"]  # the launch itself refuses this cell
 
 
 def test_ep_and_tp_without_sequence_parallel_warns(bundle):
@@ -236,6 +236,8 @@ def test_non_miles_recipe_skips_miles_rules(tmp_path, monkeypatch):
         '[files]\nmodel_args = "model_args.txt"\n'
         'run_script = "run.sh"\nexpected_metrics = "expected_metrics.toml"\nmanifest = "inputs.sha256"\n'
         '[image]\nreference = "none"\n[hardware]\nnodes = 1\ngpus_per_node = 0\n'
+        '[trl]\nrollout_batch_size = 1\nn_samples_per_prompt = 1\nrollout_max_response_len = 1\n'
+        'global_batch_size = 1\nlr = "1e-3"\n'
         '[run]\nnum_rollout = 1\nseed = 1\nrollout_seed = 1\n'
         '[cells.cpu]\ntp = 1\npp = 1\ncp = 1\nep = 1\netp = 1\nmax_tokens_per_gpu = 256\n')
     (d / "model_args.txt").write_text("--learning_rate 1e-5\n")
@@ -342,6 +344,9 @@ def _fake_recipe(tmp_path, name, framework, model_type):
         '[files]\nmodel_args = "model_args.txt"\n'
         'run_script = "run.sh"\nexpected_metrics = "expected_metrics.toml"\nmanifest = "inputs.sha256"\n'
         '[image]\nreference = "none"\n[hardware]\nnodes = 1\ngpus_per_node = 8\ngpu = "H100"\n'
+        + (f'[{framework}]\nn_samples_per_prompt = 1\nrollout_max_response_len = 1\nglobal_batch_size = 1\n'
+           'recompute = false\n' if framework == "miles" else '')
+        +
         '[run]\nnum_rollout = 1\nseed = 1\nrollout_seed = 1\n'
         '[cells.a]\ntp = 1\npp = 1\ncp = 1\nep = 1\netp = 1\nmax_tokens_per_gpu = 256\n')
     (d / "model_args.txt").write_text("--num-layers 4\n--num-attention-heads 8\n--hidden-size 64\n")
@@ -365,7 +370,7 @@ def test_a_family_without_rules_is_told_so(tmp_path, monkeypatch):
 def test_an_unknown_framework_is_a_usage_error_naming_the_field(tmp_path):
     _fake_recipe(tmp_path, "toy_x", "deepspeed", "qwen3_moe")
     p = recipe("lint", "toy_x", env=clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path)))
-    assert p.returncode == 2 and "field 'framework'" in p.stderr and "'deepspeed'" in p.stderr
+    assert p.returncode == 2 and "key 'framework'" in p.stderr and "'deepspeed'" in p.stderr
     assert "Traceback" not in p.stderr
 
 

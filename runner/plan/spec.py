@@ -66,6 +66,11 @@ class Plan:
         """The trainer's arguments (after the entry point), block after block."""
         return [w for _, words in self.blocks for w in words]
 
+    @argv.setter
+    def argv(self, words: list[str]) -> None:
+        """An argv given whole (a test planting a flag) is one block."""
+        self.blocks = [("argv", list(words))]
+
     @property
     def runtime_env(self) -> dict[str, str]:
         """The job environment Ray's runtime env carries: the plan's, secrets left out (they reach the
