@@ -53,7 +53,8 @@ def test_run_writes_a_complete_record(bundle, tmp_path):
     assert rec["recipe"] == "echo" and rec["recipe_digest"].startswith("sha256:")
     assert "echo/run.sh" in rec["recipe_files"] and "lib/launch.sh" in rec["recipe_files"]
     assert rec["image"] == "none" and rec["cell"] == "cpu"
-    assert rec["argv"] == ["--seed", "7", "--num-rollout", "3", "--save-debug-event-data", str(d / "events")]
+    assert rec["argv"] == [] and rec["entrypoint"] == ["bash", str(bundle / "recipes" / "echo" / "run.sh")]
+    assert rec["script_env"]["RECIPE_SEED"] == "7" and (d / "plan.json").is_file() and (d / "run.sh").is_file()
     assert rec["seeds"] == {"seed": "7", "rollout_seed": "11"}
     assert rec["inputs_verification"]["status"] == "ok"
     assert rec["inputs_verification"]["data"]["counts"]["ok"] == 1
@@ -222,18 +223,19 @@ def test_replay_of_a_run_blessed_afterwards_is_allowed(bundle, tmp_path):
     assert p.returncode == 0, p.stderr
 
 
-def test_replay_restores_recorded_settings_from_the_environment(bundle, tmp_path):
-    """A setting the run took from the environment is recorded and re-applied by replay."""
+def test_replay_restores_only_the_allowlisted_settings_of_the_environment(bundle, tmp_path):
+    """A numeric setting the run took from the environment (REPLAYED_ENV) is recorded and re-applied by
+    replay; any other recorded variable is not."""
     runs = tmp_path / "runs"
-    assert run_echo(bundle, runs, RECIPE_SEED_NOTE="from-env", OMP_NUM_THREADS="3").returncode == 0
+    assert run_echo(bundle, runs, RECIPE_SEED_NOTE="from-env", PYTHONHASHSEED="3").returncode == 0
     orig = only_run(runs)
     rec = json.loads((orig / "run.json").read_text())
-    assert rec["environment"]["OMP_NUM_THREADS"] == "3" and rec["environment"]["RECIPE_SEED_NOTE"] == "from-env"
+    assert rec["environment"]["PYTHONHASHSEED"] == "3" and rec["environment"]["RECIPE_SEED_NOTE"] == "from-env"
     p = recipe("replay", str(orig), env=env_for(bundle), cwd=bundle)
     assert p.returncode == 0, p.stderr
     new = next(d for d in runs.iterdir() if d != orig)
     env = json.loads((new / "run.json").read_text())["environment"]
-    assert env["OMP_NUM_THREADS"] == "3" and env["RECIPE_SEED_NOTE"] == "from-env"
+    assert env["PYTHONHASHSEED"] == "3" and "RECIPE_SEED_NOTE" not in env
     assert env["RECIPE_BUNDLE_ROOT"] == str(bundle)
 
 

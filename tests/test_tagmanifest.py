@@ -81,8 +81,13 @@ def test_cli_check_says_how_to_regenerate_and_regenerate_fixes_it(copy):
 
     assert cli("--recipe-files").returncode == 0
     assert cli("--recipe-files", "--check").returncode == 0
-    (copy / "nemotron3_nano" / "run.sh").write_text("#!/usr/bin/env bash\necho edited\n")
+    (copy / "nemotron3_nano" / "expected_metrics.toml").write_text("# edited\n")
     r = cli("--recipe-files", "--check")
     assert r.returncode == 1
-    assert "run.sh: edited" in r.stdout and "recipe lock nemotron3_nano --recipe-files" in r.stderr
+    assert "expected_metrics.toml: edited" in r.stdout and "recipe lock nemotron3_nano --recipe-files" in r.stderr
+    (copy / "nemotron3_nano" / "run.sh").write_text("#!/usr/bin/env bash\necho edited\n")  # not the rendering
+    r = cli("--recipe-files", "--check")
+    assert r.returncode == 1 and "run.sh is not the launch this checkout renders" in r.stderr
+    (copy / "nemotron3_nano" / "expected_metrics.toml").write_text(
+        (REPO / "recipes" / "nemotron3_nano" / "expected_metrics.toml").read_text())
     assert cli("--recipe-files").returncode == 0 and cli("--recipe-files", "--check").returncode == 0

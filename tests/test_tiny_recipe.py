@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, clean_env, importorskip, load_tiny_module, plan_env, recipe
+from conftest import ROOT, clean_env, importorskip, load_tiny_module, make_bundle, recipe
 
 from runner.launch.ports import ray_ports
 from runner.recipe import args_to_dict, load_recipe
@@ -177,7 +177,8 @@ def test_events_parse_with_the_bundles_metric_reader(tmp_path):
 # ---- the run script ---------------------------------------------------------------------------------------
 
 def tiny_env(**extra: str) -> dict[str, str]:
-    return plan_env("nemotron3_nano_tiny", **extra)
+    """The frozen run.sh's variables, by hand: the committed inputs, a run id."""
+    return clean_env(**{"RECIPE_INPUTS_DIR": str(TINY / "inputs"), "RECIPE_RUN_ID": "x", **extra})
 
 
 def dry_run(env: dict[str, str]) -> list[list[str]]:
@@ -213,31 +214,42 @@ def test_dry_run_launches_grpo_with_the_recipe_constants(tmp_path):
 
 
 def test_dry_run_equals_recipe_plan(tmp_path):
-    p = recipe("plan", "nemotron3_nano_tiny", "--run-dir", str(tmp_path / "run"), "--format", "json")
+    run = tmp_path / "run"
+    p = recipe("plan", "nemotron3_nano_tiny", "--run-dir", str(run), "--output-dir", str(run / "output"),
+               "--format", "json")
     assert p.returncode == 0, p.stderr
     plan = json.loads(p.stdout)
-    assert dry_run(clean_env(**plan["script_env"])) == plan["commands"]
+    env, job = job_of(dry_run(tiny_env(RECIPE_RUN_DIR=str(run))))
+    assert job == [*plan["entrypoint"], *plan["argv"]] and env == plan["env"]
 
 
 def test_joining_a_cluster_starts_no_head():
-    cmds = dry_run(tiny_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_NODES="2"))
+    cmds = dry_run(tiny_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379"))
     assert not any(c[:1] == ["setsid"] for c in cmds)
     wait = next(c for c in cmds if any(w.endswith("ray_wait.py") for w in c))
-    assert wait[wait.index("--nodes") + 1] == "2" and wait[wait.index("--gpus") + 1] == "0"
+    assert wait[wait.index("--address") + 1] == "10.0.0.1:6379" and wait[wait.index("--gpus") + 1] == "0"
 
 
-def test_model_parallel_cells_are_refused():
-    p = subprocess.run(["bash", str(TINY / "run.sh")], env={**tiny_env(RECIPE_TP="2"), "RECIPE_DRY_RUN": "1"},
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and "RECIPE_TP/PP/CP/EP/ETP must all be 1" in p.stderr
+def test_model_parallel_cells_are_refused(tmp_path):
+    root = make_bundle(tmp_path, TINY, "nemotron3_nano_tiny")
+    toml = root / "recipes" / "nemotron3_nano_tiny" / "recipe.toml"
+    toml.write_text(toml.read_text() + "\n[cells.tp2]\ntp = 2\npp = 1\ncp = 1\nep = 1\netp = 1\n"
+                    "max_tokens_per_gpu = 512\n")
+    p = recipe("plan", "nemotron3_nano_tiny", "--cell", "tp2", env=clean_env(RECIPE_BUNDLE_ROOT=str(root)))
+    assert p.returncode == 2 and "runs in one CPU process: cell 'tp2' must have tp, pp, cp, ep and etp all 1" \
+        in p.stderr, p.stderr
 
 
 # ---- the trainer --------------------------------------------------------------------------------------------
 
 def train_cmd(model_dir: Path, out: Path, *extra: str) -> list[str]:
-    _, job = job_of(dry_run(tiny_env(RECIPE_MODEL_DIR=str(model_dir), RECIPE_RUN_DIR=str(out / "run"),
-                                      RECIPE_OUTPUT_DIR=str(out))))
-    return [PY, *job[1:], *extra]
+    from runner.plan.options import RunOptions
+    from runner.plan.render import plan_for
+
+    opts = RunOptions.resolve(load_recipe("nemotron3_nano_tiny"), {"model_dir": model_dir, "output_dir": out},
+                              environ={})
+    plan = plan_for(opts, run_dir=out / "run", run_id="x", environ={})
+    return [PY, plan.entrypoint[1], *plan.argv, *extra]
 
 
 def test_trainer_refuses_a_config_without_routed_scaling_factor(tmp_path):

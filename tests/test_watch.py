@@ -3,14 +3,15 @@ with the line as its reason; any other warning lets it run on."""
 
 from __future__ import annotations
 
-import json
 import re
+import shlex
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, clean_env, make_bundle, recipe, required
-from test_records import group_ends, only_run
+from test_records import group_ends
 
 from runner.frameworks import adapter, names
 from runner.frameworks.miles_log import MILES_PATTERNS
@@ -37,37 +38,40 @@ def run_echo(bundle: Path, runs: Path, **env: str):
                   cwd=bundle, timeout=120)
 
 
+def run_watched(tmp_path: Path, framework: str, say: str, sleep: int = 0):
+    """A script that prints `say` (then sleeps), run as the local backend runs a launch's run.sh, with
+    the log watcher of `framework`'s recipes: (exit code, interrupted, matches, script pid)."""
+    from runner.launch.script import run_script
+    from runner.launch.watch import watcher_for
+
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/usr/bin/env bash\nprintf '%s\\n' {shlex.quote(say)}\nsleep {sleep}\n")
+    matches, pids = [], []
+    rc, interrupted = run_script(script, {}, tmp_path / "logs" / "run.log", echo=False, on_start=pids.append,
+                                 watcher=watcher_for(framework), on_failure=matches.append)
+    return rc, interrupted, matches, pids[0]
+
+
 @pytest.mark.parametrize("line", MILES_LINES)
-def test_a_miles_plugin_failure_ends_the_run_failed_with_its_reason(tmp_path, line):
-    runs = tmp_path / "runs"
+def test_a_miles_plugin_failure_ends_the_script_with_its_reason(tmp_path, line):
     # The script would sleep 60 s after the line: only the watcher can end it sooner.
-    p = run_echo(bundle_of(tmp_path, "miles"), runs, TEST_SAY=f"(MegatronTrainRayActor pid=42) {line}",
-                 TEST_SLEEP="60")
-    assert p.returncode == 1, p.stderr
-    rec = json.loads((only_run(runs) / "run.json").read_text())
-    assert rec["status"] == "failed" and rec["exit_code"] == 1
-    assert line in rec["watch_match"]["line"] and line in rec["error"]
-    assert rec["ended_at"] and "interrupted_by" not in rec
-    assert group_ends(rec["script_pgid"])   # the script and its sleep are gone
-    assert "stopped: miles'" in p.stderr and line in p.stderr
-    assert "gate" not in rec   # never gated: the run is lost
+    t0 = time.monotonic()
+    rc, interrupted, matches, pid = run_watched(tmp_path, "miles", f"(MegatronTrainRayActor pid=42) {line}", 60)
+    assert time.monotonic() - t0 < 30 and rc != 0 and not interrupted
+    assert len(matches) == 1 and line in matches[0].line and line in matches[0].message()
+    assert group_ends(pid)   # the script and its sleep are gone
 
 
-def test_an_unrelated_warning_lets_the_run_finish(tmp_path):
-    runs = tmp_path / "runs"
+def test_an_unrelated_warning_lets_the_script_finish(tmp_path):
     # A sibling warning of the same module that does not decide how the model is built.
-    p = run_echo(bundle_of(tmp_path, "miles"), runs,
-                 TEST_SAY="WARNING:miles_plugins.megatron_bridge:miles Qwen3-VL THD packed mRoPE patch not applied: x")
-    assert p.returncode == 0, p.stderr
-    rec = json.loads((only_run(runs) / "run.json").read_text())
-    assert rec["status"] == "succeeded" and "watch_match" not in rec
+    rc, _, matches, _ = run_watched(
+        tmp_path, "miles", "WARNING:miles_plugins.megatron_bridge:miles Qwen3-VL THD packed mRoPE patch not applied: x")
+    assert rc == 0 and matches == []
 
 
 def test_another_frameworks_run_is_not_watched_for_miles_lines(tmp_path):
-    runs = tmp_path / "runs"
-    p = run_echo(bundle_of(tmp_path, "trl"), runs, TEST_SAY=MILES_LINES[0])
-    assert p.returncode == 0, p.stderr
-    assert json.loads((only_run(runs) / "run.json").read_text())["status"] == "succeeded"
+    rc, _, matches, _ = run_watched(tmp_path, "trl", MILES_LINES[0])
+    assert rc == 0 and matches == []
 
 
 def vendored_warnings() -> list[str]:

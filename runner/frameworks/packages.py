@@ -81,8 +81,9 @@ def same_release(found: str, pin: str) -> bool:
 
 
 def job_interpreter(plan: Plan) -> tuple[str, str | None]:
-    """(the plan's interpreter word, its path on the run script's PATH or None)."""
-    word = plan.entrypoint[0] if plan.entrypoint else "python3"
+    """(the plan's interpreter word, its path on the run script's PATH or None). A recipe that is only
+    its run script (no Ray job) names none: its `python3` on that PATH."""
+    word = plan.entrypoint[0] if plan.entrypoint and plan.via_ray else "python3"
     return word, (shutil.which(word, path=run_path()) if "/" not in word else word)
 
 
