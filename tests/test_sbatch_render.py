@@ -355,3 +355,17 @@ def test_any_option_value_is_an_answer_not_a_traceback(value, flag):
     if p.returncode != 0:  # ours: one line; click's own type errors: usage, hint, then one Error: line
         last = p.stderr.strip("\n").split("\n")[-1]
         assert last.startswith(("recipe: error: ", "Error: ")), p.stderr
+
+
+@pytest.mark.parametrize("after,named", [
+    (["--seed", "1;id"], "Invalid value for '--seed': '1;id' is not a valid integer"),
+    (["--no-such-flag"], "No such option '--no-such-flag'"),
+    (["--skip-preflight", "nope"], "Invalid value for '--skip-preflight'"),
+    (["--num-rollout", "0"], "--num-rollout must be an integer from 1"),
+])
+def test_options_for_the_clusters_recipe_run_are_parsed_by_its_parser_here(after, named):
+    """They surfaced only on the cluster, after the queue wait; now one line and exit 2 before rendering."""
+    p = recipe("sbatch", "nemotron3_nano_tiny", "--container-runtime", "none", "--", *after)
+    assert p.returncode == 2 and p.stdout == "" and named in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    ok = recipe("sbatch", "nemotron3_nano_tiny", "--container-runtime", "none", "--", "--skip-preflight", "inputs")
+    assert ok.returncode == 0 and "--skip-preflight inputs" in ok.stdout

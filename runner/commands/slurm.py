@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from runner.atomicfile import fsync_dir
-from runner.errors import EXIT_FAIL, EXIT_PREFLIGHT, RecipeError
+from runner.errors import EXIT_FAIL, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.frameworks import framework_of
 from runner.image import enroot
 from runner.launch.backends.slurm import job_from_options, submit_script
@@ -54,6 +54,7 @@ def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str
     recipe = load_recipe(name)
     framework_of(recipe)  # its [<framework>] table is the adapter's schema: checked before anything
     opts = RunOptions.resolve(recipe, pop_cli(kw))
+    _check_run_options(name, recipe, run_options_)
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("recipe") else ["sbatch", name, "..."]
     job = job_from_options(
         opts, runs_dir=runs_dir, partition=partition, account=account, time=time_, runtime=runtime,
@@ -67,6 +68,19 @@ def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str
     click.echo(f"recipe: submitted {path} as job {job_id}; output: {job.runs_dir}/recipe-{name}-{job_id}.out",
                err=True)
     click.echo(job_id)
+
+
+def _check_run_options(name: str, recipe, run_options_: tuple[str, ...]) -> None:
+    """The options after `--` go to `recipe run` on the cluster: parse them with its own parser (and
+    its bounds) now, so that a mistake is a one-line usage error here, not a failed job after the
+    queue wait."""
+    from runner.commands.run import run_cmd
+
+    try:
+        ctx = run_cmd.make_context("recipe run", [name, *run_options_])
+    except click.ClickException as e:
+        raise UsageError(f"options after -- (for `recipe run` on the cluster): {e.format_message()}") from None
+    RunOptions.resolve(recipe, pop_cli(dict(ctx.params)))
 
 
 @click.group("image")

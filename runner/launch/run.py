@@ -202,10 +202,14 @@ def carry_out(launch: Launch, *, given_dir: bool = False, dry_run: bool = False,
         before_claim(checks)
     # The wrapper of a docker/slurm run and the local run it starts inside claim separately.
     role = "launcher" if backend(launch.backend).WRAPS_INNER_RUN else "run"
-    if given_dir:
-        claim_run_dir(launch.run_dir, role)
-    else:
-        create_run_dir(launch.run_dir.parent, launch.run_id, role)
+    try:
+        if given_dir:
+            claim_run_dir(launch.run_dir, role)
+        else:
+            create_run_dir(launch.run_dir.parent, launch.run_id, role)
+    except OSError as e:  # the runs directory went read-only or full since the preflight
+        raise RecipeError(f"{e.filename or launch.run_dir}: cannot create the run directory ({e.strerror}); "
+                          "give --runs-dir on a writable file system with room", EXIT_PREFLIGHT) from None
     return run_launch(launch, checks, **extra_record)
 
 
@@ -244,6 +248,9 @@ def run_launch(launch: Launch, checks: list[Check], **extra_record) -> int:
     except BaseException as e:
         # Every way out leaves a final status and exit code in run.json, never "running".
         finalize_on_error(record, e, stage[0])
+        if isinstance(e, OSError):  # a full disk or a file system gone read-only under the run
+            raise RecipeError(f"{e.filename or launch.run_dir}: cannot write ({e.strerror}) during the {stage[0]} "
+                              f"of run {launch.run_id}", EXIT_FAIL) from None
         raise
 
 

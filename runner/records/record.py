@@ -171,8 +171,11 @@ class RunRecord:
         return cls(directory, data)
 
     def update(self, **fields: Any) -> None:
-        self.data.update(fields)
-        self.save()
+        # written first: a write that fails (a full disk) leaves the record as it was on disk and here,
+        # so that whoever finishes it later knows it is still unfinished
+        data = {**self.data, **fields}
+        write_json_atomic(self.dir / RECORD, data)
+        self.data = data
 
     def finish(self, status: str, exit_code: int, **fields: Any) -> None:
         assert status in FINAL_STATES, status

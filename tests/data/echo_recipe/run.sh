@@ -5,7 +5,8 @@
 # adds N more events (a gate that takes a while to read them). TEST_SAY prints that line first (a
 # log line the runner may watch for; %b escapes such as \033 are expanded); TEST_TOOL_SAY prints
 # its line through launch.sh's recipe_tool (a tool's banner); TEST_STEP_SLEEP=S waits S seconds
-# before each step's events; TEST_LEFTOVER=S leaves two `sleep S` children behind.
+# before each step's events; TEST_LEFTOVER=S leaves two `sleep S` children behind;
+# TEST_FILL=N writes N zero bytes into the run directory (to fill its file system).
 set -euo pipefail
 : "${RECIPE_RUN_DIR:?}" "${RECIPE_SEED:=7}" "${RECIPE_NUM_ROLLOUT:=3}"
 if [[ "${RECIPE_DRY_RUN:-0}" == 1 ]]; then
@@ -27,6 +28,10 @@ if [[ -n "${TEST_LEFTOVER:-}" ]]; then
   # children the script leaves behind: one holding stdout open, one with its output redirected
   sleep "$TEST_LEFTOVER" &
   (sleep "$TEST_LEFTOVER" >/dev/null 2>&1 &)
+fi
+if [[ -n "${TEST_FILL:-}" ]]; then
+  # fill the run directory's file system (a disk that runs full under the run)
+  head -c "$TEST_FILL" /dev/zero >"$RECIPE_RUN_DIR/fill" 2>/dev/null || true
 fi
 if [[ -n "${TEST_SLEEP:-}" ]]; then
   : >"$RECIPE_RUN_DIR/started"
