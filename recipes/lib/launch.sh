@@ -303,18 +303,20 @@ recipe_ray_job() {
   RECIPE_RAY_JOB_URL=$url
   recipe_cmd ray job logs --address "$url" --follow "$id" || true
   if recipe_dry_run; then
-    recipe_print_cmd ray job status --address "$url" "$id"
+    recipe_print_cmd python3 ray_job_status.py --address "$url" "$id"
     return 0
   fi
-  local status
-  status=$(ray job status --address "$url" "$id" 2>&1 | tail -n 5)
+  # The job's status word from Ray's job API (ray_job_status.py), never a search of `ray job status`'s
+  # text: for a failed job that text ends with the job's own log lines, which may say "succeeded".
+  local status here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  status=$(python3 "$here/ray_job_status.py" --address "$url" "$id" 2>&1 | tail -n 1) || true
   RECIPE_RAY_JOB=""
-  # Older Ray prints "SUCCEEDED"; Ray 2.5x+ prints "Job '<id>' succeeded".
-  if grep -qiw succeeded <<<"$status"; then
+  if [[ "$status" == SUCCEEDED ]]; then
     recipe_log "ray job $id succeeded"
     return 0
   fi
-  recipe_log "ray job $id did not succeed: $(tr '\n' ' ' <<<"$status")"
+  recipe_log "ray job $id did not succeed: status $status"
   return 1
 }
 
