@@ -249,3 +249,20 @@ def test_shipped_lock_says_the_cu129_digest_is_unknown(monkeypatch):
     monkeypatch.setenv("RECIPE_DOCTOR_ROOT", "/nonexistent-root")
     r = rows(doctor.run_doctor())[("image", "variant cu129")]
     assert r.expected == "unknown" and "digest not known" in r.detail and "v0.1.0-cu12" in r.detail
+
+
+def test_a_kernel_version_no_source_states_is_recorded_not_refused(tmp_path, monkeypatch):
+    """The image installs mamba-ssm and causal-conv1d from its build's prebuilt wheels; 2.3.1 / 1.6.1 are only
+    miles' Dockerfile fallback. An image holding others must pass the image check, its versions recorded."""
+    import tomllib
+
+    from runner.image.lock import lock_path
+
+    shipped = tomllib.loads(lock_path().read_text())["versions"]
+    site = tmp_path / "site"
+    dist(site, "mamba-ssm", "2.4.0")
+    dist(site, "causal-conv1d", "1.5.2")
+    monkeypatch.setenv("RECIPE_DOCTOR_SITE", str(site))
+    for name, found in (("mamba-ssm", "2.4.0"), ("causal-conv1d", "1.5.2")):
+        row = doctor.check_version(name, shipped[name])
+        assert (row.status, row.found) == ("recorded", found), row
