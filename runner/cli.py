@@ -15,6 +15,7 @@ import sys
 import click
 
 from runner import __version__
+from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STDOUT_CLOSED, RecipeError, StdoutClosed
 
 # verb -> (module under runner.commands, attribute, one-line help shown by `recipe --help`)
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             raise
         except RecipeError as e:
-            click.echo(f"recipe: error: {e.message}", err=True)
+            # one line, and nothing in it (a value quoted from a record or a file) drives the terminal
+            click.echo(f"recipe: error: {safe(e.message)}", err=True)
             sys.exit(e.code)
         except click.exceptions.Abort:
             click.echo("recipe: interrupted", err=True)
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
             if os.environ.get("RECIPE_DEBUG"):
                 raise
-            click.echo(f"recipe: internal error: {type(e).__name__}: {e} (set RECIPE_DEBUG=1 for a traceback)",
+            click.echo(f"recipe: internal error: {type(e).__name__}: {safe(e)} (set RECIPE_DEBUG=1 for a traceback)",
                        err=True)
             sys.exit(EXIT_FAIL)
     # The one way out of a command that finished: the EXIT_* code it returned (None: it printed and is done).

@@ -198,3 +198,9 @@ def test_the_run_directory_holds_the_frozen_plan_and_replay_compares_with_it(rec
     (run / "plan.json").symlink_to("/dev/zero")
     p = recipe("replay", str(run), "--runs-dir", str(tmp_path / "replays"), env=env_for(bundle), cwd=bundle)
     assert p.returncode == 2 and "plan.json: not a regular file" in p.stderr, p.stderr
+
+
+def test_a_refusal_quoting_the_record_prints_no_control_sequence(recorded, tmp_path):
+    """A refusal names the field and its value: escaped, so a planted value cannot drive the terminal."""
+    p = replay_planted(recorded, tmp_path, lambda rec, prog: rec.update(recipe="\x1b]0;pwned\x07echo"))
+    assert p.returncode == 6 and "\x1b" not in p.stderr and "\\x1b]0;pwned\\x07" in p.stderr, p.stderr

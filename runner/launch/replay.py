@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
 from runner.paths import bundle_root
@@ -268,7 +269,7 @@ def print_comparison(c: Comparison, original: str, replay_dir: Path) -> None:
     click.echo(f"replay: {verdict} {what}: {c.compared} value(s) compared"
                + (f", excluded {', '.join(c.excluded)}" if c.excluded else ""), err=True)
     for d in c.differences[:30]:
-        click.echo(f"  {d}", err=True)
+        click.echo(f"  {safe(d)}", err=True)  # metric names come from the runs' events: data
     if len(c.differences) > 30:
         click.echo(f"  ... and {len(c.differences) - 30} more", err=True)
     click.echo(f"replay: original {original}\nreplay: replayed {replay_dir}", err=True)
