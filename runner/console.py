@@ -110,11 +110,12 @@ def wrap(text: str, limit: int, indent: int = 0) -> list[str]:
 
 
 def table(head: Sequence[str], rows: Iterable[Sequence[object]], columns: int | None = None,
-          no_wrap: Sequence[str] = ()) -> str:
+          no_wrap: Sequence[str] = (), min_width: dict[str, int] | None = None) -> str:
     """Rows as a plain table fitted to `columns` (default: width()), by rich: a cell too wide for its
     column wraps inside it, and a word longer than the column is folded, never cut. Every cell goes
     through safe() and is rich Text, never markup, so a record's `[bold]` or ESC prints as itself.
-    Columns named in `no_wrap` keep one line (ids a reader copies) while the others make room."""
+    Columns named in `no_wrap` keep one line (ids a reader copies) while the others make room; a column
+    in `min_width` is never narrower (a word such as "succeeded" is not folded)."""
     import io
 
     from rich.console import Console
@@ -122,9 +123,9 @@ def table(head: Sequence[str], rows: Iterable[Sequence[object]], columns: int | 
     from rich.text import Text
 
     columns = columns or width(sys.stdout)
-    t = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style=None, expand=False)
+    t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False, header_style=None, expand=False)
     for h in head:
-        t.add_column(h, overflow="fold", no_wrap=h in no_wrap)
+        t.add_column(h, overflow="fold", no_wrap=h in no_wrap, min_width=(min_width or {}).get(h))
     for row in rows:
         t.add_row(*(Text(safe(c)) for c in row))
     out = io.StringIO()

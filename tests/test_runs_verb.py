@@ -43,7 +43,8 @@ def runs(tmp_path) -> tuple[Path, dict[str, str]]:
     (root / "recipes" / "nemotron3_nano" / "reference_metrics.jsonl").write_text(json.dumps(
         {"schema": 1, "kind": "recipe-metrics", "provenance": {"run_id": "10-good"}}) + "\n")
     runs = tmp_path / "runs"
-    make_run(runs, "10-good")
+    make_run(runs, "10-good", ended_at="2026-08-21T10:00:35+00:00", script_env={"RECIPE_SEED": "7"},
+             replay_of={"run_id": "20260821T09-nemotron3_nano-default-b0a0b0"})
     make_run(runs, "11-gatefail", status="gate-failed",
              gate={"status": "failed", "passed": False, "counts": {"pass": 18, "fail": 2}})
     make_run(runs, "12-stale", status="running", pid=dead_pid(), gate=None, cell="ep4")
@@ -53,23 +54,37 @@ def runs(tmp_path) -> tuple[Path, dict[str, str]]:
     return runs, clean_env(RECIPE_BUNDLE_ROOT=str(root))
 
 
-def test_runs_lists_time_recipe_cell_status_gate_and_blessed(runs):
+def test_runs_lists_id_time_recipe_status_gate_duration_and_options(runs):
     runs_dir, env = runs
     # wide enough for one line per run (narrower, cells wrap in their columns: test_received_runs.py)
     p = recipe("runs", "--runs-dir", str(runs_dir), env={**env, "COLUMNS": "300"})
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    assert lines[0].split() == ["started", "(UTC)", "recipe", "cell", "status", "gate", "blessed", "run"]
-    rows = {line.split()[-1]: line for line in lines[1:]}
-    assert set(rows) == {"09-broken", "10-good", "11-gatefail", "12-stale", "13-tiny"}
-    assert rows["10-good"].split() == ["2026-08-21T10:00:00Z", "nemotron3_nano", "default", "succeeded", "passed",
-                                       "yes", "10-good"]
-    assert "gate-failed" in rows["11-gatefail"] and "failed (2 of 20 rules)" in rows["11-gatefail"]
-    assert "interrupted (stale)" in rows["12-stale"] and "ep4" in rows["12-stale"]
-    assert " yes " not in rows["13-tiny"] and "nemotron3_nano_tiny" in rows["13-tiny"]
-    assert "unreadable" in rows["09-broken"] and "not valid JSON" in rows["09-broken"]
+    assert lines[0].split() == ["id", "started", "recipe", "status", "gate", "took", "options", "of"]
+    rows = {line.split()[0].rstrip("*"): line for line in lines[1:]}
+    assert set(rows) == {"broken", "good", "gatefail", "stale", "tiny"}
+    assert rows["good"].split() == ["good*", "08-21", "10:00", "nemotron3_nano", "succeeded", "passed", "0:35",
+                                    "seed=7", "b0a0b0"]  # * blessed; options that differ; the run it replays
+    assert "gate-failed" in rows["gatefail"] and "failed (2 of 20 rules)" in rows["gatefail"]
+    assert "interrupted (stale)" in rows["stale"] and "cell=ep4" in rows["stale"]
+    assert not rows["tiny"].startswith("tiny*") and "nemotron3_nano_tiny" in rows["tiny"]
+    assert "unreadable" in rows["broken"] and "not valid JSON" in rows["broken"]
     # newest last, by start time; a record without one first
-    assert [line.split()[-1] for line in lines[1:]] == ["09-broken", "10-good", "11-gatefail", "12-stale", "13-tiny"]
+    assert [line.split()[0].rstrip("*") for line in lines[1:]] == ["broken", "good", "gatefail", "stale", "tiny"]
+
+
+def test_runs_fits_80_columns_without_folding_a_word():
+    from runner.commands.runs import format_rows
+
+    rows = [{"run": f"20261207T1412{i}Z-nemotron3_nano_tiny-cpu-c4dc{i}e", "run_id": None,
+             "started_at": f"2026-12-07T14:1{i}:53+00:00", "recipe": "nemotron3_nano_tiny", "cell": "cpu",
+             "status": "succeeded", "gate": "passed", "blessed": i == 0, "took": "0:34",
+             "options": "seed=7 steps=3" if i == 1 else "", "replay_of": "x-c4dc0e" if i == 2 else None}
+            for i in range(3)]
+    text = format_rows(rows, 80)
+    assert max(map(len, text.splitlines())) <= 80
+    for word in ("nemotron3_nano_tiny", "succeeded", "passed", "c4dc0e*", "12-07 14:10", "seed=7", "steps=3"):
+        assert word in text, text
 
 
 def test_runs_json_and_recipe_filter_and_runs_dir_from_the_environment(runs):

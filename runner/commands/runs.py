@@ -52,7 +52,65 @@ def blessed_run_ids() -> dict[str, str | None]:
     return out
 
 
-def run_row(d: Path, blessed: dict[str, str | None]) -> dict[str, Any] | None:
+def short_id(run_id: str) -> str:
+    """The run id's own part (`<time>-<recipe>-<cell>-<id>` -> `<id>`): what tells 15 runs apart."""
+    return run_id.rsplit("-", 1)[-1]
+
+
+def took(started: Any, ended: Any) -> str:
+    """m:ss or h:mm:ss between two ISO times of a record; '-' where either is missing or unreadable."""
+    import datetime as dt
+
+    try:
+        secs = int((dt.datetime.fromisoformat(str(ended)) - dt.datetime.fromisoformat(str(started))).total_seconds())
+    except (TypeError, ValueError, OverflowError):
+        return "-"
+    if secs < 0:
+        return "-"
+    h, rest = divmod(secs, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+# the launch options a record states (script_env), as `recipe runs` names them, and the recipe.toml value
+_OPTIONS = (("seed", "RECIPE_SEED", lambda r: r.run_defaults.seed),
+            ("rseed", "RECIPE_ROLLOUT_SEED", lambda r: r.run_defaults.rollout_seed),
+            ("steps", "RECIPE_NUM_ROLLOUT", lambda r: r.run_defaults.num_rollout),
+            ("nodes", "RECIPE_NODES", lambda r: r.hardware.nodes),
+            ("gpus", "RECIPE_GPUS_PER_NODE", lambda r: r.hardware.gpus_per_node))
+
+
+def options_differing(rec: dict[str, Any], recipes: dict[str, Any]) -> str:
+    """The options of this run that differ from its recipe's recipe.toml ("cell=ep4 seed=7 steps=3 det"):
+    cell (not the default cell), seed, rseed (--rollout-seed), steps (--num-rollout), nodes, gpus (per
+    node), det / no-det."""
+    env = rec.get("script_env")
+    recipe = recipes.get(rec.get("recipe"))  # type: ignore[arg-type]
+    if recipe is None:
+        return f"cell={rec['cell']}" if isinstance(rec.get("cell"), str) else ""
+    cell = [f"cell={rec['cell']}"] if isinstance(rec.get("cell"), str) and rec["cell"] != recipe.default_cell else []
+    if not isinstance(env, dict):
+        return " ".join(cell)
+    out = cell + [f"{name}={env[var]}" for name, var, default in _OPTIONS
+           if isinstance(env.get(var), str) and env[var] != str(default(recipe))]
+    det = env.get("RECIPE_DETERMINISTIC")
+    if det in ("0", "1") and (det == "1") != recipe.run_defaults.deterministic:
+        out.append("det" if det == "1" else "no-det")
+    return " ".join(out)
+
+
+def loaded_recipes() -> dict[str, Any]:
+    from runner.recipe import list_recipes, load_recipe
+
+    out = {}
+    for name in list_recipes():
+        try:
+            out[name] = load_recipe(name)
+        except Exception:  # noqa: BLE001 - a broken recipe must not hide the runs of the others
+            continue
+    return out
+
+
+def run_row(d: Path, blessed: dict[str, str | None], recipes: dict[str, Any] | None = None) -> dict[str, Any] | None:
     from runner.errors import RecipeError
     from runner.gate.files import read_regular
     from runner.records.record import is_stale, read_record
@@ -74,28 +132,40 @@ def run_row(d: Path, blessed: dict[str, str | None]) -> dict[str, Any] | None:
                 "status": f"{lj.get('backend', '?')} launcher, no run.json yet", "gate": "-", "blessed": False}
     status = "interrupted (stale)" if is_stale(rec) else rec.get("status", "?")
     recipe, run_id = rec.get("recipe"), rec.get("run_id") or d.name
+    replay_of = rec.get("replay_of") if isinstance(rec.get("replay_of"), dict) else {}
     return {"run": d.name, "run_dir": str(d), "run_id": run_id, "started_at": rec.get("started_at"),
             "ended_at": rec.get("ended_at"), "recipe": recipe, "cell": rec.get("cell"), "backend": rec.get("backend"),
             "status": status, "exit_code": rec.get("exit_code"), "gate": gate_verdict(rec),
-            "blessed": bool(recipe and blessed.get(recipe) and blessed[recipe] == run_id)}
+            "blessed": bool(recipe and blessed.get(recipe) and blessed[recipe] == run_id),
+            "took": took(rec.get("started_at"), rec.get("ended_at")),
+            "options": options_differing(rec, recipes or {}),
+            "replay_of": str(replay_of.get("run_id") or "") or None}
 
 
 def list_runs(root: Path) -> list[dict[str, Any]]:
-    blessed = blessed_run_ids()
-    rows = [r for d in sorted(root.iterdir()) if d.is_dir() and (r := run_row(d, blessed)) is not None]
+    blessed, recipes = blessed_run_ids(), loaded_recipes()
+    rows = [r for d in sorted(root.iterdir()) if d.is_dir() and (r := run_row(d, blessed, recipes)) is not None]
     return sorted(rows, key=lambda r: (r["started_at"] or "", r["run"]))
 
 
 def format_rows(rows: list[dict[str, Any]], columns: int | None = None) -> str:
-    """The table, fitted to the width (console.table: every cell made safe to print, since each comes
-    from a record someone else may have written)."""
+    """The table, fitted to the width (80 columns included): a short id first (the run's directory ends
+    with it), start, recipe, status, gate, duration, the options that differ from the recipe (a cell
+    other than its default among them) and what run it replays (of); * marks the recipe's blessed
+    reference. Every cell is made safe to print (console.table), since each comes from a record
+    someone else may have written."""
     from runner import console
 
-    head = ("started (UTC)", "recipe", "cell", "status", "gate", "blessed", "run")
-    cells = [(str(r["started_at"] or "-").replace("+00:00", "Z"), r["recipe"] or "-", r["cell"] or "-",
-              str(r["status"]) + (f": {r['error']}" if r.get("error") else ""), r["gate"],
-              "yes" if r["blessed"] else "", r["run"]) for r in rows]
-    return console.table(head, cells, columns)
+    head = ("id", "started", "recipe", "status", "gate", "took", "options", "of")
+    cells = [(short_id(str(r.get("run_id") or r["run"])) + ("*" if r["blessed"] else ""),
+              str(r["started_at"] or "-").replace("+00:00", "")[5:16].replace("T", " ") or "-",
+              r["recipe"] or "-",
+              str(r["status"]) + (f": {r['error']}" if r.get("error") else ""), r["gate"], r.get("took") or "-",
+              r.get("options") or "", short_id(r["replay_of"]) if r.get("replay_of") else "") for r in rows]
+    # a column no run fills (no option changed, no replay) gives its room to the others
+    keep = [i for i, h in enumerate(head) if h not in ("options", "of") or any(c[i] for c in cells)]
+    return console.table([head[i] for i in keep], [[c[i] for i in keep] for c in cells], columns,
+                         no_wrap=("id", "started", "recipe", "took", "of"), min_width={"status": 9, "gate": 6})
 
 
 @click.command("runs")
@@ -103,12 +173,16 @@ def format_rows(rows: list[dict[str, Any]], columns: int | None = None) -> str:
 @click.option("--recipe", "recipe", metavar="NAME", help="Only the runs of this recipe.")
 @json_option("Print the runs as a JSON list (one object per run, with its run_dir).")
 def runs_cmd(runs_dir: Path | None, recipe: str | None, as_json: bool) -> None:
-    """List the recorded runs: start time, recipe, cell, status, gate verdict, blessed, directory.
+    """List the recorded runs: id, start (UTC), recipe, status, gate, duration, options, replay of.
 
     \b
-    status is run.json's, except that a "running" record of this host whose process is gone shows
-    as "interrupted (stale)"; gate is what the run recorded (`recipe check` does not change it);
-    blessed: the run is its recipe's reference. A directory that does not exist lists no runs.
+    id is the end of the run's directory name (RUNS_DIR/<time>-<recipe>-<cell>-<id>), * its recipe's
+    blessed reference; status is run.json's, except that a "running" record of this host whose
+    process is gone shows as "interrupted (stale)"; gate is what the run recorded (`recipe check`
+    does not change it); options are those that differ from the recipe's recipe.toml (a cell other
+    than its default among them); of names
+    the run a replay re-executed. --json gives every field and the run directories. A directory
+    that does not exist lists no runs.
     """
     from runner import console
     from runner.records.rundirs import runs_root
