@@ -78,7 +78,7 @@ def test_each_provenance_difference_is_one_named_row():
         "inputs_verification.data.manifest_sha256": ("e" * 64, "0" * 64),
         "host.driver": ("570.86.15", "580.1"),
         "preflight_skipped": ([], ["gpus"]),
-        "recipe_files nemotron3_nano/run.sh": ("1" * 64, "9" * 64),
+        "recipe_files <RECIPE>/run.sh": ("1" * 64, "9" * 64),
         "job_env NCCL_NVLS_ENABLE": ("0", "1"),
         "environment OMP_NUM_THREADS": ("4", "<absent>"),
         "argv --tensor-model-parallel-size": ("2", "4"),
@@ -128,7 +128,7 @@ def test_cli_table_and_json(tmp_path):
     r = recipe("diff", str(a), str(b))
     assert r.returncode == 0, r.stderr
     assert "provenance: " in r.stdout and "argv --seed" in r.stdout and "perf/step_time" in r.stdout
-    assert r.stdout.splitlines()[:2] == [f"B (base):  {a}", f"A (other): {b}"]
+    assert r.stdout.splitlines()[:2] == [f"base:  {a}", f"other: {b}"]
     # git's order: `diff BASE OTHER` compares OTHER (side a) with BASE (side b, the baseline)
     r = recipe("diff", str(a), str(b), "--json")
     d = json.loads(r.stdout)
@@ -203,3 +203,20 @@ def test_two_real_tiny_runs_that_differ_in_seed(tmp_path):
     assert all("only_in" not in m for m in metrics.values())
     text = recipe("diff", str(runs["1234"]), str(runs["7"]), cwd=tmp_path).stdout
     assert "argv --seed" in text and "3 field(s) differ" in text
+
+
+def test_a_copied_recipe_with_one_changed_flag_differs_in_that_flag_first():
+    """A copy of a recipe under another name: its files are matched by their path inside the recipe, so
+    the one real change (--lr) is the only difference, first, and the summary line names it."""
+    from runner.records.diff import summary
+
+    a = record("/runs/A", ID_A)
+    b = record("/runs/B", ID_B, recipe="nemotron3_nano_copy", recipe_digest="sha256:" + "f" * 64,
+               recipe_files={"nemotron3_nano_copy/run.sh": "1" * 64, "nemotron3_nano_copy/model_args.txt": "2" * 64},
+               argv=[*a["argv"], "--lr", "2e-6"])
+    b["argv"] = [w.replace("/runs/A", "/runs/B") for w in b["argv"]]
+    d = diff(side("healthy", b), side("healthy", a), load_expected(NANO))
+    fields = [r["field"] for r in d["provenance"]]
+    assert fields[0] == "argv --lr" and not any(f.startswith("recipe_files") for f in fields), fields
+    assert set(fields) == {"argv --lr", "recipe", "recipe_digest"}
+    assert summary(d["provenance"]).startswith("argv 1 (--lr)")

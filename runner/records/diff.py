@@ -64,8 +64,11 @@ def get(record: dict[str, Any], path: str) -> Any:
 
 def normalizer(record: dict[str, Any]):
     """Replace a run's own run directory, output directory and id in a string (longest first)."""
+    name = record.get("recipe")
     pairs = [(record.get("output_dir"), "<OUTPUT_DIR>"), (record.get("run_dir"), "<RUN_DIR>"),
-             (record.get("run_id"), "<RUN_ID>")]
+             (record.get("run_id"), "<RUN_ID>"),
+             # a copy of a recipe under another name: its own files are where they were inside it
+             (f"/recipes/{name}/" if isinstance(name, str) and name else None, "/recipes/<RECIPE>/")]
     pairs = [(k, v) for k, v in pairs if isinstance(k, str) and k]
 
     def norm(value: Any) -> Any:
@@ -110,20 +113,7 @@ def provenance_diff(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[dict[str
     na, nb = normalizer(a), normalizer(b)
     rows: list[dict[str, Any]] = []
     same: list[str] = []
-    for path in PLAIN_FIELDS:
-        va, vb = get(a, path), get(b, path)
-        (same.append(path) if va == vb else rows.append({"field": path, "a": va, "b": vb}))
-
-    def mapped(rec, key, norm):
-        v = rec.get(key)
-        return {k: norm(x) for k, x in v.items()} if isinstance(v, dict) else {}
-
-    for key, skip in (("recipe_files", ()), ("job_env", ()), ("script_env", PER_RUN_ENV),
-                      ("environment", PER_RUN_ENV)):
-        found = _dict_rows(key, mapped(a, key, na), mapped(b, key, nb), skip)
-        rows += found
-        if not found:
-            same.append(key)
+    # what the run was told first (argv, its environments), then its recipe's files, then the rest
     fa = argv_flags([na(w) for w in a.get("argv") or [] if isinstance(w, str)])
     fb = argv_flags([nb(w) for w in b.get("argv") or [] if isinstance(w, str)])
     found = [{"field": f"argv {k}" if k else "argv (before any flag)",
@@ -132,7 +122,44 @@ def provenance_diff(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[dict[str
     rows += found
     if not found:
         same.append("argv")
+
+    def mapped(rec, key, norm):
+        v = rec.get(key)
+        if not isinstance(v, dict):
+            return {}
+        if key == "recipe_files":  # keyed by the path inside the recipe, whatever its directory's name
+            name = rec.get("recipe")
+            return {(f"<RECIPE>/{k[len(name) + 1:]}" if isinstance(name, str) and name and k.startswith(f"{name}/")
+                     else k): norm(x) for k, x in v.items()}
+        return {k: norm(x) for k, x in v.items()}
+
+    for key, skip in (("job_env", ()), ("script_env", PER_RUN_ENV), ("environment", PER_RUN_ENV),
+                      ("recipe_files", ())):
+        found = _dict_rows(key, mapped(a, key, na), mapped(b, key, nb), skip)
+        rows += found
+        if not found:
+            same.append(key)
+    for path in PLAIN_FIELDS:
+        va, vb = get(a, path), get(b, path)
+        (same.append(path) if va == vb else rows.append({"field": path, "a": va, "b": vb}))
     return rows, same
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    """One line: how many differences of each kind, the argv's flags named ("argv 1 (--lr), recipe
+    files 1, ...")."""
+    kinds: dict[str, list[str]] = {}
+    for r in rows:
+        kind, _, rest = str(r["field"]).partition(" ")
+        kind = {"job_env": "job env", "script_env": "script env", "recipe_files": "recipe files"}.get(kind, kind)
+        if kind not in ("argv", "job env", "script env", "environment", "recipe files"):
+            kind = "other fields"
+        kinds.setdefault(kind, []).append(rest)
+    parts = []
+    for kind, names in kinds.items():
+        shown = f" ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})" if kind == "argv" else ""
+        parts.append(f"{kind} {len(names)}{shown}")
+    return ", ".join(parts)
 
 
 def package_versions(record: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +271,7 @@ def _packages_text(d: dict[str, Any]) -> list[str]:
                        "package versions)"), ""]
     lines = [f"packages: {len(pk)} version(s) differ"]
     if pk:
-        lines += _table(("package", "A", "B"), [(r["package"], _cell(r["a"]), _cell(r["b"])) for r in pk])
+        lines += _table(("package", "base", "other"), [(r["package"], _cell(r["b"]), _cell(r["a"])) for r in pk])
     return [*lines, ""]
 
 
@@ -255,33 +282,37 @@ def _para(text: str) -> list[str]:
 
 def format_text(d: dict[str, Any]) -> str:
     """Three tables and the lines that head them, fitted to the console's width."""
-    # `recipe diff BASE OTHER`: the base (B) first, as the user typed it
-    lines = [*_para(f"B (base):  {d['b']['label']}"), *_para(f"A (other): {d['a']['label']}"), ""]
+    # `recipe diff BASE OTHER`: the base first, as the user typed it, and in that order everywhere below
+    lines = [*_para(f"base:  {d['b']['label']}"), *_para(f"other: {d['a']['label']}"), ""]
     prov = d["provenance"]
     if not d["provenance_compared"]:
         lines.append("provenance: not compared (a side has no run record)")
     else:
-        lines.append(f"provenance: {len(prov)} field(s) differ, {len(d['provenance_same'])} compared equal")
+        lines += _para(f"provenance: {len(prov)} field(s) differ, {len(d['provenance_same'])} compared equal"
+                       + (f": {summary(prov)}" if prov else ""))
     if prov:
-        lines += _table(("field", "A", "B"), [(_cell(r["field"], 48), _cell(r["a"]), _cell(r["b"])) for r in prov])
+        lines += _table(("field", "base", "other"),
+                        [(_cell(r["field"], 48), _cell(r["b"]), _cell(r["a"])) for r in prov])
     lines.append("")
     lines += _packages_text(d)
     rows = []
     for m in d["metrics"]:
         if "only_in" in m:
-            rows.append((m["metric"], f"{m['steps_a']}/{m['steps_b']}", f"only in {m['only_in'].upper()}", "", ""))
+            rows.append((m["metric"], f"{m['steps_b']}/{m['steps_a']}",
+                         f"only in {'base' if m['only_in'] == 'b' else 'other'}", "", ""))
             continue
         rel = "identical" if m["identical"] else f"{m['max_rel_diff']:.3g}" if math.isfinite(m["max_rel_diff"]) \
             else "inf (NaN/inf on one side)"
-        where = "" if m["identical"] else f"step {m['at_step']}: {_num(m['a'])} vs {_num(m['b'])}"
+        where = "" if m["identical"] else f"step {m['at_step']}: {_num(m['b'])} -> {_num(m['a'])}"
         bands = "; ".join(f"{bd['rule']}: " + ("within" if bd["first_step_out"] is None
                                                else f"out from step {bd['first_step_out']}")
                           for bd in m.get("bands", []))
-        rows.append((m["metric"], f"{m['steps_a']}/{m['steps_b']}", rel, where, bands or "-"))
+        rows.append((m["metric"], f"{m['steps_b']}/{m['steps_a']}", rel, where, bands or "-"))
     differ = sum(1 for m in d["metrics"] if not m.get("identical"))
-    lines += _para(f"metrics: {differ} of {len(d['metrics'])} differ (relative difference to B; band: B as reference)")
+    lines += _para(f"metrics: {differ} of {len(d['metrics'])} differ (relative difference to the base; band: the "
+                   "base as reference)")
     if rows:
-        lines += _table(("metric", "steps A/B", "max rel diff", "where", "band"), rows)
+        lines += _table(("metric", "steps base/other", "max rel diff", "where (base -> other)", "band"), rows)
     lines += [w for n in d["notes"] for w in _para(f"note: {n}")]
     return "\n".join(lines)
 
