@@ -7,7 +7,7 @@ import re
 
 # Known credentials, plus anything whose name says it is one.
 KNOWN = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "DOCKER_PASSWORD", "REGISTRY_PASSWORD",
-         "ENROOT_CREDENTIALS")
+         "ENROOT_CREDENTIALS", "RAY_AUTH_TOKEN")
 _PATTERN = re.compile(r"(TOKEN|API_KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
 
 

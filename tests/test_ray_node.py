@@ -4,6 +4,7 @@ bounded readiness wait that names the node that never joined."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,8 @@ def ray_env(ray_tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECIPE_")}
     env.update({f"RECIPE_RAY_{n}": str(base + i) for i, n in enumerate(names)})
     env.update(RECIPE_RAY_MIN_WORKER_PORT=str(base + 20), RECIPE_RAY_MAX_WORKER_PORT=str(base + 219),
-               RECIPE_RAY_TEMP_DIR=str(ray_tmp), PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+               RECIPE_RAY_TEMP_DIR=str(ray_tmp), PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+               RAY_AUTH_TOKEN=secrets.token_hex(32))  # a Ray across nodes requires one (launch.sh)
     return env
 
 

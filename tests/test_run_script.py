@@ -87,8 +87,11 @@ def test_multi_node_counts_come_from_the_launch():
 
 
 def test_joining_a_cluster_starts_no_ray_head():
-    cmds = commands(by_hand(RECIPE_INPUTS_DIR="/in", RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_RUN_ID="x"))
+    # A cluster other hosts reach requires its token (launch.sh recipe_ray_token), never in argv.
+    cmds = commands(by_hand(RECIPE_INPUTS_DIR="/in", RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_RUN_ID="x",
+                            RAY_AUTH_TOKEN="cluster-token-0123"))
     assert not any("start" in c and "ray" in c for c in cmds)
+    assert not any("cluster-token-0123" in w for c in cmds for w in c)
     wait = next(c for c in cmds if any(w.endswith("ray_wait.py") for w in c))
     assert wait[wait.index("--address") + 1] == "10.0.0.1:6379"
     submit = next(c for c in cmds if c[:3] == ["ray", "job", "submit"])
@@ -124,3 +127,9 @@ def test_script_never_kills_by_name():
     text = "\n".join(p.read_text() for p in (ROOT / "recipes").rglob("*.sh"))
     for bad in (r"\bpkill\b", r"\bkillall\b", r"\bray\s+stop(\s|$)"):
         assert not re.search(bad, text, re.M), bad
+
+
+def test_joining_a_cluster_without_its_token_is_a_usage_error():
+    p = by_hand(RECIPE_INPUTS_DIR="/in", RECIPE_RAY_ADDRESS="10.0.0.1:6379", RECIPE_RUN_ID="x", RAY_AUTH_TOKEN="")
+    assert p.returncode == 2 and "RAY_AUTH_TOKEN is not set" in p.stderr, p.stderr
+    assert "ray job submit" not in p.stdout

@@ -224,8 +224,9 @@ def test_dry_run_equals_recipe_plan(tmp_path):
 
 
 def test_joining_a_cluster_starts_no_head():
-    cmds = dry_run(tiny_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379"))
+    cmds = dry_run(tiny_env(RECIPE_RAY_ADDRESS="10.0.0.1:6379", RAY_AUTH_TOKEN="cluster-token-0123"))
     assert not any(c[:1] == ["setsid"] for c in cmds)
+    assert not any("cluster-token-0123" in w for c in cmds for w in c)  # the token stays in the environment
     wait = next(c for c in cmds if any(w.endswith("ray_wait.py") for w in c))
     assert wait[wait.index("--address") + 1] == "10.0.0.1:6379" and wait[wait.index("--gpus") + 1] == "0"
 

@@ -167,6 +167,26 @@ recipe_ray_defaults() {
     RECIPE_RAY_MIN_WORKER_PORT RECIPE_RAY_MAX_WORKER_PORT RECIPE_RAY_READY_TIMEOUT
 }
 
+# ---- who may reach this Ray ------------------------------------------------------------------
+# recipe_ray_local: a Ray of one node, reachable from this host only. `ray start` rewrites a loopback
+# --node-ip-address to the host's address (ray/_private/services.py resolve_ip_for_localhost), and
+# its GCS, raylet, agents and client server then listen on every interface, unauthenticated. With
+# RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 Ray keeps 127.0.0.1 as the node's address (get_node_ip_address),
+# and every server of the node binds loopback. Its job driver inherits the setting, so it connects there.
+recipe_ray_local() { export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; }
+
+# recipe_ray_token: a Ray other hosts reach (several nodes, or a cluster joined through
+# RECIPE_RAY_ADDRESS) requires Ray's token authentication (Ray >= 2.52, RAY_AUTH_MODE=token): every
+# node, the readiness wait, `ray job submit` and the job read the token from RAY_AUTH_TOKEN, which,
+# like the other secrets, travels only through the environment (never argv, a file or a log). The
+# sbatch job makes one per job (sbatch_job.sh) unless the user exported their own.
+recipe_ray_token() {
+  [[ -n "${RAY_AUTH_TOKEN:-}" ]] || recipe_die 2 "RAY_AUTH_TOKEN is not set: a Ray cluster of several nodes" \
+    "(or one joined through RECIPE_RAY_ADDRESS) requires Ray's token authentication; export" \
+    "RAY_AUTH_TOKEN (the cluster's token, e.g. from \`openssl rand -hex 32\`) in the environment"
+  export RAY_AUTH_MODE=token
+}
+
 RECIPE_RAY_PID=""
 
 # recipe_ray_start head|worker NODE_IP NUM_GPUS [HEAD_ADDRESS]
@@ -331,9 +351,17 @@ recipe_launch_job() {
   trap recipe_cleanup EXIT
   trap 'exit 130' INT TERM
   ray_address=${RECIPE_RAY_ADDRESS:-}
-  if [[ -z "$ray_address" ]]; then
-    recipe_ray_start head "$MASTER_ADDR" "$gpus_per_node"
-    ray_address="$MASTER_ADDR:$RECIPE_RAY_PORT"
+  if [[ -z "$ray_address" && "$RECIPE_NODES" == 1 ]]; then
+    # One node: Ray on loopback only (the job's own MASTER_ADDR is the job's business).
+    recipe_ray_local
+    recipe_ray_start head 127.0.0.1 "$gpus_per_node"
+    ray_address="127.0.0.1:$RECIPE_RAY_PORT"
+  else
+    recipe_ray_token
+    if [[ -z "$ray_address" ]]; then
+      recipe_ray_start head "$MASTER_ADDR" "$gpus_per_node"
+      ray_address="$MASTER_ADDR:$RECIPE_RAY_PORT"
+    fi
   fi
   recipe_ray_wait "$ray_address" "$RECIPE_NODES" "$total_gpus"
   recipe_ray_job "http://127.0.0.1:$RECIPE_RAY_DASHBOARD_PORT" "$RECIPE_RUN_ID" "$env_json" -- "$@"

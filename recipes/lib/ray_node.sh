@@ -21,18 +21,22 @@ for v in RECIPE_RAY_READY_TIMEOUT RECIPE_RAY_PORT RECIPE_RAY_DASHBOARD_PORT RECI
   RECIPE_RAY_MIN_WORKER_PORT RECIPE_RAY_MAX_WORKER_PORT RECIPE_RAY_NUM_CPUS; do
   if [[ -n "${!v:-}" ]]; then recipe_require_uint "$v" "${!v}"; fi
 done
+# A Ray across hosts: every node, and the wait that connects to it, use Ray's token authentication
+# (launch.sh recipe_ray_token).
 case "$1" in
   head | worker)
     recipe_require_uint NUM_GPUS "$3"
     if [[ "$1" == worker && ! "${4:-}" =~ ^[^:]+:[0-9]{1,5}$ ]]; then
       recipe_die 2 "ray_node.sh worker: HEAD_ADDRESS must be HOST:PORT, got '${4:-}'"
     fi
+    recipe_ray_token
     recipe_ray_node "$@"
     ;;
   wait)
     [[ $# -eq 4 ]] || recipe_die 2 "usage: ray_node.sh wait ADDRESS NODES TOTAL_GPUS"
     recipe_require_uint NODES "$3" 1
     recipe_require_uint TOTAL_GPUS "$4"
+    recipe_ray_token
     recipe_ray_wait "$2" "$3" "$4"
     ;;
   *) recipe_die 2 "ray_node.sh: first argument must be head, worker or wait, got '$1'" ;;

@@ -25,8 +25,8 @@
 #   3. `recipe run --backend local` on the head node, which joins that Ray cluster;
 #   4. if any node's step ends before the run does, fail at once naming that node;
 #   5. on exit, error or scancel: stop the run, then every Ray step, then remove the containers.
-# Secrets (WANDB_API_KEY, HF_TOKEN, ...) are in no file: sbatch exports the environment it is
-# called from to the job, srun passes it on to each step, and pyxis into the container.
+# Secrets (WANDB_API_KEY, HF_TOKEN, the job's RAY_AUTH_TOKEN, ...) are in no file: sbatch exports the
+# environment it is called from to the job, srun passes it on to each step, and pyxis into the container.
 
 here_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=launch.sh
@@ -63,6 +63,15 @@ node_env() { # node_env INDEX: the Ray ports and temp dir of the INDEX-th node
   export RECIPE_RAY_TEMP_DIR="$RAY_TMP/node$1"
 }
 node_env 0 # the head's ports (RECIPE_RAY_PORT, ...) for what follows
+
+# Ray's token authentication on every node and client (launch.sh recipe_ray_token): the user's
+# RAY_AUTH_TOKEN, else one made here for this job. Only ever in the environment, which srun passes to
+# each step (and pyxis into the container); runner/secrets.py scrubs it from the run's logs.
+if [[ -z "${RAY_AUTH_TOKEN:-}" ]]; then
+  RAY_AUTH_TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+  [[ "$RAY_AUTH_TOKEN" =~ ^[0-9a-f]{64}$ ]] || die "could not make a Ray token from /dev/urandom"
+fi
+export RAY_AUTH_TOKEN RAY_AUTH_MODE=token
 
 node_ip() { # node_ip HOST: the address Slurm reaches HOST at (its NodeAddr), as IPv4
   local addr
