@@ -296,3 +296,53 @@ def test_report_without_matplotlib_names_the_extra_before_any_work(tmp_path):
     assert "internal error" not in r.stderr and not out.exists()
     # the same command with matplotlib importable works
     assert recipe("report", str(EVENTS / "healthy"), "--recipe", "nemotron3_nano", "--out", str(out)).returncode == 0
+
+
+def shortened(tmp_path: Path, steps: int, name: str = "short", **fields) -> Path:
+    """The healthy control cut to its first `steps` steps, as a run that stopped (or was launched) there."""
+    d = run_dir(tmp_path, "healthy", name=name, **fields)
+    for f in (d / "events").glob("*.jsonl"):
+        kept = []
+        for line in f.read_text().splitlines():
+            ev = json.loads(line)
+            m = ev.get("metrics") or {}
+            step = m.get("rollout/step", m.get("train/step", ev.get("rollout_id")))
+            if step is None or step < steps:
+                kept.append(line)
+        f.write_text("".join(k + "\n" for k in kept))
+    return d
+
+
+def test_a_healthy_shortened_run_passes_what_it_can_be_judged_on_and_says_what_could_not_apply(tmp_path):
+    d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "3"})
+    p = recipe("check", str(d), "--json")
+    doc = json.loads(p.stdout)
+    assert p.returncode == 0 and doc["passed"], p.stdout + p.stderr
+    verdicts = {r["rule"]: r["verdict"] for r in doc["rows"]}
+    # rules about steps the run was never launched for are n/a, naming the run's length; never pass
+    assert verdicts["all_train_steps"] == verdicts["all_rollouts"] == "n/a"
+    row = next(r for r in doc["rows"] if r["rule"] == "all_train_steps")
+    assert "run has 3 of 10 steps" in row["observed"]
+    # what the three steps can show is judged, and passes
+    assert verdicts["loss_finite"] == verdicts["grad_norm_not_absurd"] == verdicts["ppo_kl_zero_at_step0"] == "pass"
+    assert not any(v in ("fail", "blocked") for v in verdicts.values()), verdicts
+    table = recipe("check", str(d), env=clean_env(COLUMNS="300"))
+    assert table.returncode == 0 and "gate PASSED" in table.stdout, table.stdout
+    assert "N/A" in table.stdout and "could not apply, run has 3 of 10 steps" in table.stdout
+    # plan.json alone says it too (a run whose run.json lacks the script environment)
+    (d / "plan.json").write_text(json.dumps({"options": {"num_rollout": 3}}))
+    doc = json.loads((d / "run.json").read_text())
+    del doc["script_env"]
+    (d / "run.json").write_text(json.dumps(doc))
+    assert recipe("check", str(d)).returncode == 0
+
+
+def test_a_shortened_run_that_misses_its_own_steps_still_fails(tmp_path):
+    # launched for 5, stopped after 3: the steps of its own length are missing
+    d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "5"})
+    doc = json.loads(recipe("check", str(d), "--json").stdout)
+    assert not doc["passed"]
+    assert {r["rule"]: r["verdict"] for r in doc["rows"]}["all_train_steps"] == "fail"
+    # a run.json whose num_rollout is not a number is judged at the recipe's full length
+    d = shortened(tmp_path, 3, name="odd", script_env={"RECIPE_NUM_ROLLOUT": "3; id"})
+    assert recipe("check", str(d)).returncode == EXIT_FAIL
