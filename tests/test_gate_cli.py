@@ -346,3 +346,16 @@ def test_a_shortened_run_that_misses_its_own_steps_still_fails(tmp_path):
     # a run.json whose num_rollout is not a number is judged at the recipe's full length
     d = shortened(tmp_path, 3, name="odd", script_env={"RECIPE_NUM_ROLLOUT": "3; id"})
     assert recipe("check", str(d)).returncode == EXIT_FAIL
+
+
+def test_check_of_an_interrupted_run_is_one_line_saying_where_it_stopped(tmp_path):
+    d = shortened(tmp_path, 4, status="interrupted", script_env={"RECIPE_NUM_ROLLOUT": "10"})
+    p = recipe("check", str(d))
+    assert p.returncode == EXIT_FAIL, p.stdout + p.stderr
+    assert p.stdout.startswith("interrupted at step 4/10"), p.stdout
+    assert "FAIL" not in p.stdout and len(p.stdout.splitlines()) == 1, p.stdout
+    doc = json.loads(recipe("check", str(d), "--json").stdout)
+    assert doc["stopped"] == {"steps_done": 4, "steps_planned": 10} and not doc["passed"]
+    # events that stop early, with no run.json at all, say the same
+    p = recipe("check", str(EVENTS / "stopped_after_6"), "--recipe", "nemotron3_nano")
+    assert p.returncode == EXIT_FAIL and p.stdout.startswith("interrupted at step 6/10"), p.stdout

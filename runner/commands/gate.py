@@ -61,8 +61,11 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
 
     PATH is a run directory (run.json, events/, logs/), a directory of miles event files, or one
     event/log/metrics.jsonl file. Prints rule, observed, bound, verdict and why; exits 1 if any
-    rule fails. Writes nothing unless --write: the run's own gate.json, metrics.jsonl and run.json
-    are what `recipe run` recorded and stay so; --write adds gate.check-<time>.json and
+    rule fails. A run that stopped before its own last step (interrupted, failed, or events that
+    end early) gets one line instead of the table, "interrupted at step 4/10", and exit 1: no rule
+    can judge the steps it never reached (--json still lists every rule). Writes nothing unless
+    --write: the run's own gate.json, metrics.jsonl and run.json are what `recipe run` recorded and
+    stay so; --write adds gate.check-<time>.json and
     metrics.check-<time>.jsonl to a run directory.
     """
     expected_path, run = _resolve_expected(path, recipe, expected)
@@ -71,8 +74,16 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
     result = gate.evaluate(exp, series)
     if write:
         _write_check(path, series, result)
+    stopped = result.stopped()
     if as_json:
-        click.echo(json.dumps(gate.json_safe(result.as_dict()), indent=2))
+        doc = result.as_dict()
+        if stopped:
+            doc["stopped"] = {"steps_done": stopped[0], "steps_planned": stopped[1]}
+        click.echo(json.dumps(gate.json_safe(doc), indent=2))
+    elif stopped:
+        word = "failed" if (run or {}).get("status") == "failed" else "interrupted"
+        click.echo(safe(f"{word} at step {stopped[0]}/{stopped[1]}: the gate needs all {stopped[1]} steps of the "
+                        f"run; `recipe check {path} --json` lists every rule"))
     else:
         click.echo(gate.format_table(result))
         if series.conflicts:

@@ -269,7 +269,12 @@ def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list
     if interrupted:
         record.finish("interrupted", EXIT_INTERRUPTED, script_exit_code=rc,
                       interrupted_by=reasons[0] if reasons else "signal")
-        click.echo(f"recipe: run {launch.run_id} interrupted; record: {launch.run_dir / 'run.json'}", err=True)
+        from runner.launch.progress import steps_done
+
+        total = launch.options.num_rollout
+        at = steps_done(launch.run_dir / "events", total)
+        click.echo(f"recipe: run {launch.run_id} interrupted at step {at}/{total}; record: "
+                   f"{launch.run_dir / 'run.json'}", err=True)
         return EXIT_INTERRUPTED
     if rc != 0:
         record.finish("failed", EXIT_FAIL, script_exit_code=rc)
