@@ -148,14 +148,14 @@ def _not_applicable(rule: Rule, expected: Expected, series: Series, reference: S
     if rule.kind == "bound" and rule.at == "step" and rule.step >= planned:
         need = f"needs step {rule.step}"
     elif rule.kind == "trend" and planned < 2 * rule.window:
-        need = f"needs 2 x {rule.window} steps"   # head and tail windows overlapping compare a step with itself
+        need = f"needs {2 * rule.window} steps"   # head and tail windows overlapping compare a step with itself
     elif rule.kind == "bound" and rule.at == "window" and (rule.first or rule.last or 0) > planned:
         need = f"needs {rule.first or rule.last} steps"
     elif rule.kind in ("band", "relative") and isinstance(reference, Series) and reference.values.get(rule.metric):
         first = rule.from_step if rule.kind == "relative" else min(reference.values[rule.metric])
         if first >= planned:
             need = f"needs step {first}"
-    return Row(rule, NA, f"{need}; {why}", detail=why) if need else None
+    return Row(rule, NA, f"{need}, run has {planned}", detail=why) if need else None
 
 
 def _problem(v: float | None) -> str | None:
