@@ -359,3 +359,22 @@ def test_check_of_an_interrupted_run_is_one_line_saying_where_it_stopped(tmp_pat
     # events that stop early, with no run.json at all, say the same
     p = recipe("check", str(EVENTS / "stopped_after_6"), "--recipe", "nemotron3_nano")
     assert p.returncode == EXIT_FAIL and p.stdout.startswith("interrupted at step 6/10"), p.stdout
+
+
+def test_a_shortened_run_is_held_to_the_reference_on_its_own_steps_only(tmp_path, bundle):
+    _, env = bundle
+    assert recipe("bless", str(run_dir(tmp_path, "healthy", name="good")), env=env).returncode == 0
+    d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "3"})
+    p = recipe("check", str(d), "--json", env=env)
+    doc = json.loads(p.stdout)
+    rows = {r["rule"]: r for r in doc["rows"]}
+    assert p.returncode == 0 and doc["passed"], p.stdout
+    # bands compare steps 0..2 only; the relative rules their steps 1..2 (from_step = 1)
+    assert rows["logprob_diff_band"]["verdict"] == rows["response_len_band"]["verdict"] == "pass"
+    assert rows["step_time_vs_reference"]["verdict"] == "pass"
+    assert "steps 1..2" in rows["step_time_vs_reference"]["observed"]
+    # one step: the relative rules start at step 1, which the run was never launched for
+    d = shortened(tmp_path, 1, name="one", script_env={"RECIPE_NUM_ROLLOUT": "1"})
+    doc = json.loads(recipe("check", str(d), "--json", env=env).stdout)
+    rows = {r["rule"]: r["verdict"] for r in doc["rows"]}
+    assert rows["step_time_vs_reference"] == "n/a" and rows["logprob_diff_band"] == "pass", rows
