@@ -337,6 +337,14 @@ def test_a_healthy_shortened_run_passes_what_it_can_be_judged_on_and_says_what_c
     assert recipe("check", str(d)).returncode == 0
 
 
+def test_a_shortened_run_is_never_blessed(tmp_path, bundle):
+    root, env = bundle
+    d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "3"})
+    r = recipe("bless", str(d), env=env)
+    assert r.returncode == EXIT_REFUSED and "run has 3 of 10 steps" in r.stderr, r.stderr
+    assert not (root / "recipes" / "nemotron3_nano" / "reference_metrics.jsonl").exists()
+
+
 def test_a_shortened_run_that_misses_its_own_steps_still_fails(tmp_path):
     # launched for 5, stopped after 3: the steps of its own length are missing
     d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "5"})

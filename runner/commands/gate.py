@@ -130,7 +130,8 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
     Only a run recorded by `recipe run` that succeeded, whose recipe files are those of the recipe
     now, that ran every preflight check (or --allow-skipped-preflight) and that passes its gate.
     A recipe that has a reference already keeps it unless --replace: the old one then moves to
-    reference_history/<time>-<run id>/ beside it. Refusals exit 6; a malformed run.json exits 2.
+    reference_history/<time>-<run id>/ beside it. A shortened run (--num-rollout below the recipe's)
+    is refused too. Refusals exit 6; a malformed run.json exits 2.
     Later runs are then held to the band and relative rules against it.
     """
     run = read_record(run_dir)
@@ -155,6 +156,10 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
         click.echo(gate.format_table(result), err=True)
         raise RecipeError(safe(f"refusing to bless {run_dir}: it fails its expected-metrics gate "
                                f"({len(result.failed_rows())} rule(s) not passed)"), EXIT_REFUSED)
+    na = [r for r in result.rows if r.verdict == gate.NA]
+    if na:   # a reference of fewer steps would leave the later steps of every run unchecked
+        raise RecipeError(safe(f"refusing to bless {run_dir}: {na[0].detail} (num_rollout below the recipe's); a "
+                               "reference must be a full-length run"), EXIT_REFUSED)
     prov = reference.provenance(run_dir, run, series)
     prov["allowed_skipped_preflight"] = allow_skipped_preflight
     try:
