@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -83,7 +84,7 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
     elif stopped:
         word = "failed" if (run or {}).get("status") == "failed" else "interrupted"
         click.echo(safe(f"{word} at step {stopped[0]}/{stopped[1]}: the gate needs all {stopped[1]} steps of the "
-                        f"run; `recipe check {path} --json` lists every rule"))
+                        f"run; `recipe check {shlex.quote(str(path))} --json` lists every rule"))
     else:
         click.echo(gate.format_table(result))
         if series.conflicts:
