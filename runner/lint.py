@@ -79,8 +79,13 @@ class LintReport:
                 "findings": [asdict(f) for f in self.findings]}
 
 
+def sentence(f: Finding) -> str:
+    """A finding as the line a person reads, wherever it is printed (lint's table, run's preflight)."""
+    return f"{f.rule}: {f.message}"
+
+
 def format_report(r: LintReport) -> str:
-    lines = [f"{f.severity:<7} {f.rule:<22} {f.message}" for f in
+    lines = [f"{f.severity:<7} {f.rule:<22} {f.message}" for f in   # sentence(), in columns
              sorted(r.findings, key=lambda f: ("error", "warning", "note").index(f.severity))]
     lines += [f"n/a     {group:<22} not applicable: {why}" for group, why in r.skipped.items()]
     lines.append(f"lint {r.recipe}: {len(r.errors)} error(s), {len(r.warnings)} warning(s), {len(r.notes)} "

@@ -198,7 +198,7 @@ def test_cli_exit_codes_and_json(image):
     assert json.loads(p.stdout)["ok"] is True
     (root / "root/Megatron-LM").rename(root / "root/Megatron-LM.moved")
     p = recipe("doctor", env=env)
-    assert p.returncode == 1 and "megatron_lm" in p.stdout and "NOT OK" in p.stdout
+    assert p.returncode == 6 and "megatron_lm" in p.stdout and "NOT OK" in p.stdout
     p = recipe("doctor", env=clean_env(RECIPE_DOCTOR_ROOT=str(root / "nowhere"),
                                        RECIPE_IMAGE_LOCK=str(Path(site).parent / "image.lock")))
     assert p.returncode == 3 and "not the pinned GPU image" in p.stdout

@@ -296,3 +296,93 @@ def test_report_without_matplotlib_names_the_extra_before_any_work(tmp_path):
     assert "internal error" not in r.stderr and not out.exists()
     # the same command with matplotlib importable works
     assert recipe("report", str(EVENTS / "healthy"), "--recipe", "nemotron3_nano", "--out", str(out)).returncode == 0
+
+
+def shortened(tmp_path: Path, steps: int, name: str = "short", **fields) -> Path:
+    """The healthy control cut to its first `steps` steps, as a run that stopped (or was launched) there."""
+    d = run_dir(tmp_path, "healthy", name=name, **fields)
+    for f in (d / "events").glob("*.jsonl"):
+        kept = []
+        for line in f.read_text().splitlines():
+            ev = json.loads(line)
+            m = ev.get("metrics") or {}
+            step = m.get("rollout/step", m.get("train/step", ev.get("rollout_id")))
+            if step is None or step < steps:
+                kept.append(line)
+        f.write_text("".join(k + "\n" for k in kept))
+    return d
+
+
+def test_a_healthy_shortened_run_passes_what_it_can_be_judged_on_and_says_what_could_not_apply(tmp_path):
+    d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "3"})
+    p = recipe("check", str(d), "--json")
+    doc = json.loads(p.stdout)
+    assert p.returncode == 0 and doc["passed"], p.stdout + p.stderr
+    verdicts = {r["rule"]: r["verdict"] for r in doc["rows"]}
+    # rules about steps the run was never launched for are n/a, naming the run's length; never pass
+    assert verdicts["all_train_steps"] == verdicts["all_rollouts"] == "n/a"
+    row = next(r for r in doc["rows"] if r["rule"] == "all_train_steps")
+    assert "run has 3 of 10 steps" in row["observed"]
+    # what the three steps can show is judged, and passes
+    assert verdicts["loss_finite"] == verdicts["grad_norm_not_absurd"] == verdicts["ppo_kl_zero_at_step0"] == "pass"
+    assert not any(v in ("fail", "blocked") for v in verdicts.values()), verdicts
+    table = recipe("check", str(d), env=clean_env(COLUMNS="300"))
+    assert table.returncode == 0 and "gate PASSED" in table.stdout, table.stdout
+    assert "N/A" in table.stdout and "could not apply, run has 3 of 10 steps" in table.stdout
+    # plan.json alone says it too (a run whose run.json lacks the script environment)
+    (d / "plan.json").write_text(json.dumps({"options": {"num_rollout": 3}}))
+    doc = json.loads((d / "run.json").read_text())
+    del doc["script_env"]
+    (d / "run.json").write_text(json.dumps(doc))
+    assert recipe("check", str(d)).returncode == 0
+
+
+def test_a_shortened_run_is_never_blessed(tmp_path, bundle):
+    root, env = bundle
+    d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "3"})
+    r = recipe("bless", str(d), env=env)
+    assert r.returncode == EXIT_REFUSED and "run has 3 of 10 steps" in r.stderr, r.stderr
+    assert not (root / "recipes" / "nemotron3_nano" / "reference_metrics.jsonl").exists()
+
+
+def test_a_shortened_run_that_misses_its_own_steps_still_fails(tmp_path):
+    # launched for 5, stopped after 3: the steps of its own length are missing
+    d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "5"})
+    doc = json.loads(recipe("check", str(d), "--json").stdout)
+    assert not doc["passed"]
+    assert {r["rule"]: r["verdict"] for r in doc["rows"]}["all_train_steps"] == "fail"
+    # a run.json whose num_rollout is not a number is judged at the recipe's full length
+    d = shortened(tmp_path, 3, name="odd", script_env={"RECIPE_NUM_ROLLOUT": "3; id"})
+    assert recipe("check", str(d)).returncode == EXIT_FAIL
+
+
+def test_check_of_an_interrupted_run_is_one_line_saying_where_it_stopped(tmp_path):
+    d = shortened(tmp_path, 4, status="interrupted", script_env={"RECIPE_NUM_ROLLOUT": "10"})
+    p = recipe("check", str(d))
+    assert p.returncode == EXIT_FAIL, p.stdout + p.stderr
+    assert p.stdout.startswith("interrupted at step 4/10"), p.stdout
+    assert "FAIL" not in p.stdout and len(p.stdout.splitlines()) == 1, p.stdout
+    doc = json.loads(recipe("check", str(d), "--json").stdout)
+    assert doc["stopped"] == {"steps_done": 4, "steps_planned": 10} and not doc["passed"]
+    # events that stop early, with no run.json at all, say the same
+    p = recipe("check", str(EVENTS / "stopped_after_6"), "--recipe", "nemotron3_nano")
+    assert p.returncode == EXIT_FAIL and p.stdout.startswith("interrupted at step 6/10"), p.stdout
+
+
+def test_a_shortened_run_is_held_to_the_reference_on_its_own_steps_only(tmp_path, bundle):
+    _, env = bundle
+    assert recipe("bless", str(run_dir(tmp_path, "healthy", name="good")), env=env).returncode == 0
+    d = shortened(tmp_path, 3, script_env={"RECIPE_NUM_ROLLOUT": "3"})
+    p = recipe("check", str(d), "--json", env=env)
+    doc = json.loads(p.stdout)
+    rows = {r["rule"]: r for r in doc["rows"]}
+    assert p.returncode == 0 and doc["passed"], p.stdout
+    # bands compare steps 0..2 only; the relative rules their steps 1..2 (from_step = 1)
+    assert rows["logprob_diff_band"]["verdict"] == rows["response_len_band"]["verdict"] == "pass"
+    assert rows["step_time_vs_reference"]["verdict"] == "pass"
+    assert "steps 1..2" in rows["step_time_vs_reference"]["observed"]
+    # one step: the relative rules start at step 1, which the run was never launched for
+    d = shortened(tmp_path, 1, name="one", script_env={"RECIPE_NUM_ROLLOUT": "1"})
+    doc = json.loads(recipe("check", str(d), "--json", env=env).stdout)
+    rows = {r["rule"]: r["verdict"] for r in doc["rows"]}
+    assert rows["step_time_vs_reference"] == "n/a" and rows["logprob_diff_band"] == "pass", rows

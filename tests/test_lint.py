@@ -383,3 +383,14 @@ def test_every_shipped_recipe_lints_without_errors_and_says_what_it_skipped(name
     assert all(report.skipped.values())
     if load_recipe(name).framework == "miles":  # Megatron model flags: the family's rules ran
         assert "model" in report.checked and "layout" in report.checked
+
+
+def test_a_run_refused_by_lint_prints_the_finding_as_a_sentence(tmp_path):
+    p = recipe("run", "nemotron3_nano", "--gpus-per-node", "4", "--backend", "local",
+               "--runs-dir", str(tmp_path / "runs"), env=clean_env(COLUMNS="300"))
+    assert p.returncode == 3, p.stderr
+    line = next(x for x in p.stderr.splitlines() if "fail  lint" in x)
+    assert "Finding(" not in p.stderr and "severity=" not in p.stderr, p.stderr
+    assert "1 error(s): layout.memory: cell default" in line and "out of memory" in line, line
+    # the fix names the plan for this launch's GPUs: `recipe lint` checks every cell at its own size
+    assert "fix: pick a cell or --gpus-per-node that fits: recipe plan nemotron3_nano --gpus 4" in p.stderr

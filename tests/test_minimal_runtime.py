@@ -32,7 +32,7 @@ def test_verbs_run_on_click_alone(base_install, tmp_path, args, code, out):
 
 def test_run_dry_run_on_click_alone_reaches_preflight(base_install, tmp_path):
     p = cli(base_install, "run", "nemotron3_nano", "--backend", "local", "--dry-run", cwd=tmp_path)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 3, p.stderr   # as the run would: the image check fails here
     assert "preflight:" in p.stderr and "fail  image" in p.stderr and "args" in p.stderr
     assert "ray job submit" in p.stdout
 

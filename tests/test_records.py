@@ -124,6 +124,24 @@ def test_interrupted_run_is_marked_and_its_processes_end(bundle, tmp_path):
     assert group_ends(pgid)  # the script and its sleep are gone
 
 
+def test_an_interrupted_run_ends_on_the_step_where_it_stopped(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)], cwd=bundle,
+                            env=env_for(bundle, TEST_STEP_SLEEP="1.5"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def one_step() -> bool:   # the first step's events are whole, the second's not yet written
+        found = list(runs.glob("*/events/main.jsonl")) if runs.is_dir() else []
+        return bool(found) and '"rollout/step": 0' in found[0].read_text()
+
+    wait_for(one_step)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert "interrupted at step 1/3; record:" in last, err
+
+
 def group_ends(pgid: int, timeout: float = 5) -> bool:
     """The process group is gone (allowing init a moment to reap a killed child's orphaned zombie)."""
     deadline = time.monotonic() + timeout

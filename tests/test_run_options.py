@@ -88,3 +88,15 @@ def test_skippable_checks_come_from_the_backends():
 def test_unknown_cell_from_the_environment_is_named():
     with pytest.raises(UsageError, match="unknown cell 'nope'"):
         RunOptions.resolve(NANO, environ={"RECIPE_CELL": "nope"})
+
+
+def test_a_dry_run_exits_as_the_run_would(tmp_path):
+    # on this machine (no GPU, not the pinned image) the 30B's preflight fails: the run would exit 3
+    runs = tmp_path / "runs"
+    run = recipe("run", "nemotron3_nano", "--backend", "local", "--runs-dir", str(runs))
+    dry = recipe("run", "nemotron3_nano", "--backend", "local", "--runs-dir", str(runs), "--dry-run")
+    assert run.returncode == dry.returncode == 3, (run.stderr, dry.stderr)
+    assert "preflight:" in dry.stderr and "fail  gpus" in dry.stderr
+    assert "ray job submit" in dry.stdout   # the commands are still shown
+    assert re.search(r"dry run: \d+ preflight check\(s\) failed; the run would refuse \(exit 3\)$", dry.stderr.strip())
+    assert not runs.exists() or not any(runs.iterdir())

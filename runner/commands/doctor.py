@@ -6,7 +6,7 @@ import json
 
 import click
 
-from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_PREFLIGHT
+from runner.errors import EXIT_OK, EXIT_PREFLIGHT, EXIT_REFUSED
 
 
 @click.command("doctor")
@@ -17,7 +17,8 @@ def doctor_cmd(name: str | None, as_json: bool) -> int:
 
     With NAME, also run miles' own argument parser on that recipe's default launch (the `args` rows).
 
-    Exit 0: everything matches; 1: a mismatch or a missing part; 3: not inside the pinned GPU image.
+    Exit 0: everything matches; 3: not inside the pinned GPU image (this machine cannot run it);
+    6: a mismatch or a missing part inside it (refused: the image is not the one the lock pins).
     """
     from runner.doctor import run_doctor
     from runner.recipe import load_recipe
@@ -30,4 +31,4 @@ def doctor_cmd(name: str | None, as_json: bool) -> int:
         click.echo(report.table())
     if report.ok:
         return EXIT_OK
-    return EXIT_PREFLIGHT if not report.in_image else EXIT_FAIL
+    return EXIT_PREFLIGHT if not report.in_image else EXIT_REFUSED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -61,8 +62,11 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
 
     PATH is a run directory (run.json, events/, logs/), a directory of miles event files, or one
     event/log/metrics.jsonl file. Prints rule, observed, bound, verdict and why; exits 1 if any
-    rule fails. Writes nothing unless --write: the run's own gate.json, metrics.jsonl and run.json
-    are what `recipe run` recorded and stay so; --write adds gate.check-<time>.json and
+    rule fails. A run that stopped before its own last step (interrupted, failed, or events that
+    end early) gets one line instead of the table, "interrupted at step 4/10", and exit 1: no rule
+    can judge the steps it never reached (--json still lists every rule). Writes nothing unless
+    --write: the run's own gate.json, metrics.jsonl and run.json are what `recipe run` recorded and
+    stay so; --write adds gate.check-<time>.json and
     metrics.check-<time>.jsonl to a run directory.
     """
     expected_path, run = _resolve_expected(path, recipe, expected)
@@ -71,8 +75,16 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
     result = gate.evaluate(exp, series)
     if write:
         _write_check(path, series, result)
+    stopped = result.stopped()
     if as_json:
-        click.echo(json.dumps(gate.json_safe(result.as_dict()), indent=2))
+        doc = result.as_dict()
+        if stopped:
+            doc["stopped"] = {"steps_done": stopped[0], "steps_planned": stopped[1]}
+        click.echo(json.dumps(gate.json_safe(doc), indent=2))
+    elif stopped:
+        word = "failed" if (run or {}).get("status") == "failed" else "interrupted"
+        click.echo(safe(f"{word} at step {stopped[0]}/{stopped[1]}: the gate needs all {stopped[1]} steps of the "
+                        f"run; `recipe check {shlex.quote(str(path))} --json` lists every rule"))
     else:
         click.echo(gate.format_table(result))
         if series.conflicts:
@@ -119,7 +131,8 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
     Only a run recorded by `recipe run` that succeeded, whose recipe files are those of the recipe
     now, that ran every preflight check (or --allow-skipped-preflight) and that passes its gate.
     A recipe that has a reference already keeps it unless --replace: the old one then moves to
-    reference_history/<time>-<run id>/ beside it. Refusals exit 6; a malformed run.json exits 2.
+    reference_history/<time>-<run id>/ beside it. A shortened run (--num-rollout below the recipe's)
+    is refused too. Refusals exit 6; a malformed run.json exits 2.
     Later runs are then held to the band and relative rules against it.
     """
     run = read_record(run_dir)
@@ -144,6 +157,10 @@ def bless_cmd(run_dir: Path, recipe: str | None, replace: bool, allow_skipped_pr
         click.echo(gate.format_table(result), err=True)
         raise RecipeError(safe(f"refusing to bless {run_dir}: it fails its expected-metrics gate "
                                f"({len(result.failed_rows())} rule(s) not passed)"), EXIT_REFUSED)
+    na = [r for r in result.rows if r.verdict == gate.NA]
+    if na:   # a reference of fewer steps would leave the later steps of every run unchecked
+        raise RecipeError(safe(f"refusing to bless {run_dir}: {na[0].detail} (num_rollout below the recipe's); a "
+                               "reference must be a full-length run"), EXIT_REFUSED)
     prov = reference.provenance(run_dir, run, series)
     prov["allowed_skipped_preflight"] = allow_skipped_preflight
     try:

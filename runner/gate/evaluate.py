@@ -7,7 +7,11 @@
     compare_bands(a, b, expected)  -> GateResult of the band rules with b as the reference
 
 Verdicts: pass, fail, blocked (the rule holds but a completion rule failed, so it proves
-nothing), unreferenced (a band or relative rule with no blessed reference; does not decide the gate).
+nothing), unreferenced (a band or relative rule with no blessed reference; does not decide the gate),
+n/a (the run was launched for fewer steps than the rule needs: a shortened run, `--num-rollout 3`,
+is judged on its own steps, and a rule that cannot be judged on them says so; never a pass).
+The run's own length is Series.planned (run.json/plan.json's num_rollout); a completion rule's
+`step = K` is then reached at min(K, planned - 1), as the recipes count one step per rollout.
 A missing value, NaN or inf fails the rule it touches; so does a value that is not a number, and,
 for a finite rule, a NaN/inf that another process logged for the same step. Notes list what no rule
 touches but a reader must know (runner/gate/metrics.py Series.anomalies). The rule model is
@@ -29,7 +33,8 @@ from runner.gate.metrics import Series, same_bits, step_key_for
 from runner.gate.reference import load_reference
 from runner.gate.steps import ExpectedSteps, count
 
-PASS, FAIL, BLOCKED, UNREFERENCED = "pass", "fail", "blocked", "unreferenced"
+PASS, FAIL, BLOCKED, UNREFERENCED, NA = "pass", "fail", "blocked", "unreferenced", "n/a"
+DECIDING = (FAIL, BLOCKED)   # the verdicts that fail the gate
 MAX_LISTED = 5  # failing steps listed per row
 MAX_NOTES = 10  # anomaly notes printed under the table
 REDUCE = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
@@ -65,10 +70,19 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(r.verdict in (PASS, UNREFERENCED) for r in self.rows)
+        return bool(self.rows) and all(r.verdict in (PASS, UNREFERENCED, NA) for r in self.rows)
 
     def failed_rows(self) -> list[Row]:
-        return [r for r in self.rows if r.verdict not in (PASS, UNREFERENCED)]
+        return [r for r in self.rows if r.verdict not in (PASS, UNREFERENCED, NA)]
+
+    def stopped(self) -> tuple[int, int] | None:
+        """(steps done, steps planned) of a run that stopped before its own last step: a completion
+        rule failed on a run that has values. None for a complete run."""
+        short = [r for r in self.rows if r.rule.kind == "completion" and r.verdict == FAIL and "of" in r.failures[0]]
+        if not short:
+            return None
+        f = min(short, key=lambda r: r.failures[0]["done"]).failures[0]
+        return f["done"], f["of"]
 
     def as_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -89,14 +103,16 @@ def evaluate(expected: Expected, series: Series, reference: Series | None | obje
     if reference is _AUTO:
         reference = load_reference(expected.path)
     completion = [_completion(r, series) for r in expected.rules if r.kind == "completion"]
-    complete = all(row.verdict == PASS for row in completion)
+    complete = all(row.verdict in (PASS, NA) for row in completion)
     rows: list[Row] = []
     done = iter(completion)
     for rule in expected.rules:
         if rule.kind == "completion":
             rows.append(next(done))
             continue
-        row = _evaluate_rule(rule, expected, series, reference)  # type: ignore[arg-type]
+        short = _shortened(rule, expected, series)
+        row = _not_applicable(rule, expected, series, reference, short) if short else None
+        row = row or _evaluate_rule(rule, expected, series, reference)  # type: ignore[arg-type]
         if not complete and row.verdict == PASS:
             row.verdict = BLOCKED
             row.detail = "a completion rule failed: a partial run proves nothing"
@@ -110,7 +126,36 @@ def expected_steps(metric: str, expected: Expected, series: Series) -> ExpectedS
     """Steps the metric must have: all its step key reached, plus 0..K of completion rules on that key."""
     key = step_key_for(metric)
     upto = max((c.step for c in expected.completion_rules() if step_key_for(c.metric) == key), default=-1)
+    if series.planned is not None:
+        upto = min(upto, series.planned - 1)
     return ExpectedSteps(tuple(series.key_steps(key)), upto)
+
+
+def _shortened(rule: Rule, expected: Expected, series: Series) -> tuple[int, int] | None:
+    """(planned, full) when the run was launched for fewer steps than the recipe's completion rules
+    on the rule's step key ask for; None for a run of full length (judged as it always was)."""
+    key = step_key_for(rule.metric)
+    full = 1 + max((c.step for c in expected.completion_rules() if step_key_for(c.metric) == key), default=-1)
+    return (series.planned, full) if series.planned is not None and series.planned < full else None
+
+
+def _not_applicable(rule: Rule, expected: Expected, series: Series, reference: Series | None,
+                    short: tuple[int, int]) -> Row | None:
+    """An n/a row for a rule that needs steps a shortened run was never launched for, else None."""
+    planned, full = short
+    why = f"run has {planned} of {full} steps"
+    need = None
+    if rule.kind == "bound" and rule.at == "step" and rule.step >= planned:
+        need = f"needs step {rule.step}"
+    elif rule.kind == "trend" and planned < 2 * rule.window:
+        need = f"needs {2 * rule.window} steps"   # head and tail windows overlapping compare a step with itself
+    elif rule.kind == "bound" and rule.at == "window" and (rule.first or rule.last or 0) > planned:
+        need = f"needs {rule.first or rule.last} steps"
+    elif rule.kind in ("band", "relative") and isinstance(reference, Series) and reference.values.get(rule.metric):
+        first = rule.from_step if rule.kind == "relative" else min(reference.values[rule.metric])
+        if first >= planned:
+            need = f"needs step {first}"
+    return Row(rule, NA, f"{need}, run has {planned}", detail=why) if need else None
 
 
 def _problem(v: float | None) -> str | None:
@@ -128,12 +173,21 @@ def _fmt(v: float | None) -> str:
 
 
 def _completion(rule: Rule, series: Series) -> Row:
+    """Reached step K; a run launched for fewer steps is complete at its own last step (n/a: the
+    rule's K was never asked of it)."""
     steps = series.steps(rule.metric)
     last = steps[-1] if steps else None
-    if rule.step in series.values.get(rule.metric, {}):
+    target = rule.step if series.planned is None else min(rule.step, series.planned - 1)
+    if target in series.values.get(rule.metric, {}):
+        if target < rule.step:
+            return Row(rule, NA, f"reached step {last}; run has {target + 1} of {rule.step + 1} steps",
+                       detail=f"run has {target + 1} of {rule.step + 1} steps")
         return Row(rule, PASS, f"reached step {last}")
     observed = f"last step {last}" if last is not None else "no values"
-    return Row(rule, FAIL, observed, [{"step": rule.step, "value": None, "problem": "missing"}])
+    failure = {"step": target, "value": None, "problem": "missing"}
+    if last is not None and last < target:   # the run stopped early: `recipe check` says where
+        failure.update(done=last + 1, of=target + 1)
+    return Row(rule, FAIL, observed, [failure])
 
 
 def _compare(rule: Rule, x: float) -> bool:
@@ -181,9 +235,9 @@ def _nonfinite_elsewhere(series: Series, metric: str) -> dict[int, str]:
 def _evaluate_rule(rule: Rule, expected: Expected, series: Series, reference: Series | None) -> Row:
     values = series.values.get(rule.metric, {})
     if rule.kind == "band":
-        return _band(rule, values, reference)
+        return _band(rule, values, reference, series.planned)
     if rule.kind == "relative":
-        return _relative(rule, values, reference)
+        return _relative(rule, values, reference, series.planned)
     steps = expected_steps(rule.metric, expected, series)
     if not steps:
         return Row(rule, FAIL, "no values", [{"step": None, "value": None, "problem": "missing"}])
@@ -257,9 +311,15 @@ def _evaluate_rule(rule: Rule, expected: Expected, series: Series, reference: Se
     return Row(rule, PASS if ok else FAIL, observed, [] if ok else [{"step": None, "value": reduced, "problem": None}])
 
 
-def _relative(rule: Rule, values: dict[int, float], reference: Series | None) -> Row:
+def _own_steps(ref: dict[int, float], planned: int | None) -> dict[int, float]:
+    """The reference's steps the run was launched for (all of them for a run of unknown length)."""
+    return ref if planned is None else {s: v for s, v in ref.items() if s < planned}
+
+
+def _relative(rule: Rule, values: dict[int, float], reference: Series | None, planned: int | None = None) -> Row:
     """reduce(x) / reduce(ref) over the reference's steps >= from_step, against the rule's bounds."""
     ref = reference.values.get(rule.metric, {}) if reference is not None else {}
+    ref = _own_steps(ref, planned) if ref else ref
     if not ref:
         return Row(rule, UNREFERENCED, "no blessed reference for this metric",
                    detail="`recipe bless RUN_DIR` after a trusted run sets one")
@@ -287,8 +347,9 @@ def _relative(rule: Rule, values: dict[int, float], reference: Series | None) ->
     return Row(rule, FAIL, observed, [{"step": None, "value": ratio, "problem": None}] + outside)
 
 
-def _band(rule: Rule, values: dict[int, float], reference: Series | None) -> Row:
+def _band(rule: Rule, values: dict[int, float], reference: Series | None, planned: int | None = None) -> Row:
     ref = reference.values.get(rule.metric, {}) if reference is not None else {}
+    ref = _own_steps(ref, planned) if ref else ref
     if not ref:
         return Row(rule, UNREFERENCED, "no blessed reference for this metric",
                    detail="`recipe bless RUN_DIR` after a trusted run sets one")
@@ -387,6 +448,10 @@ def format_table(result: GateResult, width: int = 48, columns: int | None = None
     verdict = "PASSED" if result.passed else "FAILED"
     counts = ", ".join(f"{v} {k}" for k, v in result.as_dict()["counts"].items())
     lines += wrap(safe(f"gate {verdict} ({counts}) - {result.expected_path}"), columns, indent=2)
+    na = [r for r in result.rows if r.verdict == NA]
+    if na:
+        lines += wrap(safe(f"n/a: {len(na)} rule(s) could not apply, {na[0].detail}: "
+                           + ", ".join(r.name for r in na)), columns, indent=2)
     for n in result.notes[:MAX_NOTES]:
         lines += wrap(safe(f"note: {n}"), columns, indent=6)
     if len(result.notes) > MAX_NOTES:

@@ -79,6 +79,9 @@ class Series:
     extra: dict[str, Any] = field(default_factory=dict)   # more header fields (a reference's provenance)
     # (metric, step) -> "origin: repr" of a value that is not a number (a string, a bool, a list)
     nonnumeric: dict[tuple[str, int], str] = field(default_factory=dict)
+    # the run's own num_rollout (run.json/plan.json of a run directory): steps per step key it was
+    # launched for; None judges it by the recipe's full length (runner/gate/evaluate.py)
+    planned: int | None = None
 
     def metrics(self) -> list[str]:
         return sorted(self.values)
@@ -138,6 +141,12 @@ def collect(path: str | Path) -> Series:
         if path.suffix == ".jsonl":
             return add_derived(parse_event_files([path]))
         return add_derived(parse_stdout_files([path]))
+    series = _collect_dir(path)
+    series.planned = planned_steps(path)
+    return series
+
+
+def _collect_dir(path: Path) -> Series:
     events = find_event_files(path)
     if events:
         series = parse_event_files(events, root=path)
@@ -151,6 +160,29 @@ def collect(path: str | Path) -> Series:
     if _present(path / METRICS_FILE):
         return read_metrics_jsonl(path / METRICS_FILE, root=path)
     return Series(files=[str(p) for p in events + logs])
+
+
+PLANNED_MAX = 10**9   # far above any num_rollout the options allow; a bigger number is not taken
+
+
+def planned_steps(run_dir: Path) -> int | None:
+    """The run's own num_rollout: run.json's script_env.RECIPE_NUM_ROLLOUT, else plan.json's
+    options.num_rollout. These files are data: only a positive integer (or its decimal text) counts;
+    anything else, or no file, is None (the gate then holds the run to the recipe's full length)."""
+    for name, where in (("run.json", ("script_env", "RECIPE_NUM_ROLLOUT")), ("plan.json", ("options", "num_rollout"))):
+        if not (run_dir / name).is_file():
+            continue
+        try:
+            doc = json.loads(read_regular(run_dir / name, root=run_dir))
+        except (OSError, ValueError, RecipeError):
+            continue
+        v = (doc.get(where[0]) if isinstance(doc, dict) else None) or {}
+        v = v.get(where[1]) if isinstance(v, dict) else None
+        if isinstance(v, str) and re.fullmatch(r"[1-9][0-9]{0,9}", v):
+            v = int(v)
+        if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= PLANNED_MAX:
+            return v
+    return None
 
 
 def _present(p: Path) -> bool:

@@ -90,14 +90,13 @@ class Progress:
                 self.max_step[key] = step
 
     def remaining_s(self) -> float | None:
-        """Seconds left at the pace of the steps so far: between the first and the latest step seen
-        when there are two (start-up excluded), else the first step's time from the start."""
-        done = self.done
-        if not self.seen or done <= 0:
+        """Seconds left at the pace of the steps between the first and the latest step seen; None
+        until there are two: the time to the first step is mostly start-up (loading, compiling), and
+        an estimate from it was minutes where the rest took seconds."""
+        if len(self.seen) < 2:
             return None
         (n0, t0), (n1, t1) = self.seen[0], self.seen[-1]
-        per_step = (t1 - t0) / (n1 - n0) if n1 > n0 else (t1 - self.started) / n1
-        return per_step * (self.total - done)
+        return (t1 - t0) / (n1 - n0) * (self.total - self.done)
 
     def text(self, step: int | None = None) -> str:
         """The progress line; `step` names an earlier step reached in the same poll (a line per
@@ -108,10 +107,17 @@ class Progress:
         if done >= self.total:
             tail = "all steps done"
         elif left is None:
-            tail = "estimate after the first step"
+            tail = "estimate after the next step" if self.seen else "estimate after two steps"
         else:
             tail = f"about {clock(left)} left"
         return f"step {done}/{self.total}, elapsed {elapsed}, {tail}"
+
+
+def steps_done(events_dir: Path, total: int) -> int:
+    """How many steps a run's events show done, at most `total`: where an interrupted run stopped."""
+    progress = Progress(events_dir, total)
+    progress.poll()
+    return progress.done
 
 
 class StatusLine:

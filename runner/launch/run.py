@@ -182,8 +182,9 @@ def carry_out(launch: Launch, *, given_dir: bool = False, dry_run: bool = False,
     """A built launch from preflight to gate, for `recipe run` and `recipe replay` alike.
 
     Preflight; on failure, exit 3 naming what is missing and what it would have run (dry_run: show the
-    checks and the commands, exit 0). Then `before_claim` (replay: refuse a bitwise run across package
-    versions), claim the run directory (given_dir: the user named it), and run_launch.
+    checks and the commands, and exit as the run would: 0, or 3 if a check failed). Then `before_claim`
+    (replay: refuse a bitwise run across package versions), claim the run directory (given_dir: the
+    user named it), and run_launch.
     """
     checks = preflight(launch)
     if dry_run or failed(checks):
@@ -195,6 +196,10 @@ def carry_out(launch: Launch, *, given_dir: bool = False, dry_run: bool = False,
         print_checks(checks)
         for cmd in would_run(launch):
             click.echo(shlex.join(cmd))
+        if failed(checks):   # exit as the run would, so that a script can ask before it launches
+            click.echo(f"recipe: dry run: {len(failed(checks))} preflight check(s) failed; the run would refuse "
+                       f"(exit {EXIT_PREFLIGHT})", err=True)
+            return EXIT_PREFLIGHT
         return EXIT_OK
     if failed(checks):
         return report_cannot_run(launch, checks)
@@ -269,7 +274,12 @@ def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list
     if interrupted:
         record.finish("interrupted", EXIT_INTERRUPTED, script_exit_code=rc,
                       interrupted_by=reasons[0] if reasons else "signal")
-        click.echo(f"recipe: run {launch.run_id} interrupted; record: {launch.run_dir / 'run.json'}", err=True)
+        from runner.launch.progress import steps_done
+
+        total = launch.options.num_rollout
+        at = steps_done(launch.run_dir / "events", total)
+        click.echo(f"recipe: run {launch.run_id} interrupted at step {at}/{total}; record: "
+                   f"{launch.run_dir / 'run.json'}", err=True)
         return EXIT_INTERRUPTED
     if rc != 0:
         record.finish("failed", EXIT_FAIL, script_exit_code=rc)
