@@ -231,7 +231,7 @@ def test_cli_uses_a_staged_sqsh_keyed_by_digest(tmp_path):
     (["--nodes", "100"], 2, "--nodes must be an integer from 1 to 64, got 100"),
     (["--nodes", "2", "--gpus-per-node", "65"], 2, "--gpus-per-node must be an integer from 0 to 64, got 65"),
     (["--nodes", "2", "--inputs", "/tmp/in\nput"], 2, "--inputs"),
-    (["--nodes", "2", "--container-runtime", "none", "--", "--seed", "1\r2"], 2, "run option"),
+    (["--nodes", "2", "--container-runtime", "none", "--", "--seed", "1\r2"], 2, "options after --"),
 ])
 def test_cli_bad_options_are_one_line_errors(args, code, words):
     p = sbatch("nemotron3_nano", *args)
@@ -304,11 +304,11 @@ def test_placeholder_like_and_command_values_come_back_literally(tmp_path):
 def test_cli_inputs_with_placeholders_and_commands(tmp_path):
     canary = tmp_path / "pwned"
     p = sbatch("nemotron3_nano", "--nodes", "1", "--container-runtime", "none", "--inputs", "/tmp/x@RUN_ARGS@",
-               "--output-dir", f"/tmp/o$(touch {canary})", "--", "--tag", f"`touch {canary}`")
+               "--output-dir", f"/tmp/o$(touch {canary})", "--", "--run-dir", f"/tmp/r`touch {canary}`")
     assert p.returncode == 0, p.stderr
     got = sourced_values(p.stdout, tmp_path)
     assert got["INPUTS_DIR"] == ["/tmp/x@RUN_ARGS@"] and got["OUTPUT_DIR"] == [f"/tmp/o$(touch {canary})"]
-    assert got["RUN_ARGS"][-2:] == ["--tag", f"`touch {canary}`"]
+    assert got["RUN_ARGS"][-2:] == ["--run-dir", f"/tmp/r`touch {canary}`"]
     assert not canary.exists()
 
 

@@ -132,7 +132,7 @@ def run_row(d: Path, blessed: dict[str, str | None], recipes: dict[str, Any] | N
                 "status": f"{lj.get('backend', '?')} launcher, no run.json yet", "gate": "-", "blessed": False}
     status = "interrupted (stale)" if is_stale(rec) else rec.get("status", "?")
     recipe, run_id = rec.get("recipe"), rec.get("run_id") or d.name
-    replay_of = rec.get("replay_of") if isinstance(rec.get("replay_of"), dict) else {}
+    replay_of: dict[str, Any] = rec["replay_of"] if isinstance(rec.get("replay_of"), dict) else {}
     return {"run": d.name, "run_dir": str(d), "run_id": run_id, "started_at": rec.get("started_at"),
             "ended_at": rec.get("ended_at"), "recipe": recipe, "cell": rec.get("cell"), "backend": rec.get("backend"),
             "status": status, "exit_code": rec.get("exit_code"), "gate": gate_verdict(rec),
