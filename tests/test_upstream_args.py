@@ -57,14 +57,18 @@ def test_upstream_unknown_flag(tmp_path, monkeypatch):
 
 def test_upstream_bad_choice(tmp_path, monkeypatch):
     lc = launch(tmp_path, monkeypatch)
-    lc.plan.argv[lc.plan.argv.index("--optimizer") + 1] = "adamw"
+    argv = lc.plan.argv
+    argv[argv.index("--optimizer") + 1] = "adamw"
+    lc.plan.argv = argv
     (line,) = check(lc, monkeypatch).data["lines"]
     assert line.startswith("bad value: argument --optimizer: invalid choice: 'adamw'"), line
 
 
 def test_upstream_bad_integer(tmp_path, monkeypatch):
     lc = launch(tmp_path, monkeypatch)
-    lc.plan.argv[lc.plan.argv.index("--num-rollout") + 1] = "ten"
+    argv = lc.plan.argv
+    argv[argv.index("--num-rollout") + 1] = "ten"
+    lc.plan.argv = argv
     (line,) = check(lc, monkeypatch).data["lines"]
     assert line == "bad value: argument --num-rollout: invalid int value: 'ten'", line
 
@@ -87,7 +91,9 @@ def test_upstream_deterministic_without_nccl_algo(tmp_path, monkeypatch):
 
 def test_upstream_layout_that_does_not_divide_the_world(tmp_path, monkeypatch):
     lc = launch(tmp_path, monkeypatch)
-    lc.plan.argv[lc.plan.argv.index("--actor-num-gpus-per-node") + 1] = "6"
+    argv = lc.plan.argv
+    argv[argv.index("--actor-num-gpus-per-node") + 1] = "6"
+    lc.plan.argv = argv
     (line,) = check(lc, monkeypatch).data["lines"]
     assert "world size (6) is not divisible" in line, line
 
