@@ -71,15 +71,6 @@ recipe_tool() {
   "$@" >&"$fd" 2>&1
 }
 
-# Require values the runner passes from recipe.toml ([run], [cells.*], the inputs layout): a run
-# script states no default of its own for them, so a missing one is an error, never a silent value.
-recipe_require() {
-  local name
-  for name in "$@"; do
-    [[ -n "${!name-}" ]] || recipe_die 2 "$name is not set: \`recipe run\` passes it from recipe.toml; by hand, set it"
-  done
-}
-
 # Run a command, or print it in dry-run mode.
 recipe_cmd() {
   if recipe_dry_run; then

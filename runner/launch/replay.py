@@ -21,10 +21,11 @@ import click
 from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
+from runner.gate.files import RECORD_MAX
 from runner.paths import bundle_root
 from runner.plan.options import REPLAYED_ENV, RunOptions
 from runner.plan.render import build_launch
-from runner.plan.spec import Launch
+from runner.plan.spec import PLAN_VERSION, Launch
 from runner.recipe import Recipe, load_recipe
 from runner.records.record import (
     changed_recipe_files,
@@ -190,15 +191,16 @@ def recorded_plan(run_dir: Path, rec: dict) -> dict:
     path = run_dir / "plan.json"
     if not path.exists() and not path.is_symlink():
         return rec
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > 16 * 2**20:
-        raise RecipeError(f"{path}: not a regular file of at most 16 MiB; not a plan this runner wrote", 2)
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > RECORD_MAX:
+        raise RecipeError(f"{path}: not a regular file of at most {RECORD_MAX >> 20} MiB; not a plan this runner "
+                          "wrote", 2)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise RecipeError(f"{path}: not valid JSON ({str(e)[:80]})", 2) from None
-    if not isinstance(doc, dict) or doc.get("version") != 1:
+    if not isinstance(doc, dict) or doc.get("version") != PLAN_VERSION:
         raise RecipeError(f"{path}: field 'version' {doc.get('version') if isinstance(doc, dict) else None!r} "
-                          "is not 1, the plan version this runner reads", 2)
+                          f"is not {PLAN_VERSION}, the plan version this runner reads", 2)
     for key, kind in (("argv", list), ("env", dict), ("entrypoint", list), ("run_dir", str), ("output_dir", str),
                       ("run_id", str)):
         if not isinstance(doc.get(key), kind):
