@@ -1,5 +1,6 @@
 """Issue 21, the console while a run runs: tools' banners only in logs/run.log, no colour off a
 terminal or under NO_COLOR, tables and command lists fitted to the width, progress from the events.
+Issue 28: the trainer's own output reaches the console only under --verbose.
 
 Runs go through the real CLI on the one-second echo test recipe, with stdout a pipe or a pty."""
 
@@ -69,7 +70,7 @@ def in_pty(args: list[str], env: dict[str, str], cwd: Path, cols: int = 80, time
 
 def test_piped_run_shows_a_line_per_step_and_no_colour(bundle, tmp_path):
     runs = tmp_path / "runs"
-    p = recipe("run", "echo", "--runs-dir", str(runs), cwd=bundle,
+    p = recipe("run", "echo", "--runs-dir", str(runs), "--verbose", cwd=bundle,
                env=env_for(bundle, TEST_SAY=GREEN, TEST_STEP_SLEEP="1.2"))
     assert p.returncode == 0, p.stderr
     assert "\x1b" not in p.stdout + p.stderr
@@ -83,8 +84,8 @@ def test_piped_run_shows_a_line_per_step_and_no_colour(bundle, tmp_path):
 
 def test_terminal_run_keeps_a_status_line_and_colour(bundle, tmp_path):
     runs = tmp_path / "runs"
-    rc, out = in_pty([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)], env_for(bundle, TEST_SAY=GREEN,
-                     TEST_STEP_SLEEP="1.2"), bundle)
+    rc, out = in_pty([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs), "--verbose"],
+                     env_for(bundle, TEST_SAY=GREEN, TEST_STEP_SLEEP="1.2"), bundle)
     assert rc == 0, out
     assert "\x1b[32mgreen words\x1b[0m" in out          # the script's own colour, on a terminal
     assert re.search(r"\r\x1b\[2Krecipe: step [12]/3, elapsed", out), out   # redrawn in place
@@ -95,7 +96,7 @@ def test_terminal_run_keeps_a_status_line_and_colour(bundle, tmp_path):
 
 def test_no_color_is_honoured_on_a_terminal(bundle, tmp_path):
     runs = tmp_path / "runs"
-    rc, out = in_pty([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs)],
+    rc, out = in_pty([*RECIPE_BIN, "run", "echo", "--runs-dir", str(runs), "-v"],
                      env_for(bundle, TEST_SAY=GREEN, NO_COLOR="1"), bundle)
     assert rc == 0, out
     assert "green words" in out and not SGR.search(out), out
@@ -112,9 +113,43 @@ def test_a_tools_banner_reaches_run_log_only(bundle, tmp_path):
     p = recipe("run", "echo", "--runs-dir", str(runs), cwd=bundle, env=env_for(bundle, TEST_TOOL_SAY=banner))
     assert p.returncode == 0, p.stderr
     assert "Ray runtime started" not in p.stdout + p.stderr
-    assert "echo recipe: seed 7" in p.stdout            # the run's own lines still show
     log = (only_run(runs) / "logs" / "run.log").read_text()
     assert "\nRay runtime started.\n" in log and "\x1b" not in log
+    p = recipe("run", "echo", "--runs-dir", str(runs), "--verbose", cwd=bundle,
+               env=env_for(bundle, TEST_TOOL_SAY=banner))
+    assert "Ray runtime started" not in p.stdout + p.stderr   # not even under --verbose
+    assert "echo recipe: seed 7" in p.stdout                  # while the trainer's lines show
+
+
+# What a trainer prints that is not the runner's: TRL's per-step dict, a tqdm bar, library warnings.
+CHATTER = (r"{'loss': '0', 'grad_norm': '6.17'}\n 10%|#         | 1/10 [00:00<00:04]\r"
+           r"\n[transformers] causal_conv1d_fn is falling back to its reference PyTorch implementation"
+           r"\nx.py:1: FutureWarning: deprecated")
+
+
+def test_the_trainers_chatter_reaches_run_log_only(bundle, tmp_path):
+    runs = tmp_path / "runs"
+    p = recipe("run", "echo", "--runs-dir", str(runs), cwd=bundle,
+               env=env_for(bundle, TEST_SAY=CHATTER + r"\n[recipe 12:00:00] a runner line"))
+    assert p.returncode == 0, p.stderr
+    shown = p.stdout + p.stderr
+    for chatter in ("'loss'", "1/10", "falling back", "FutureWarning", "echo recipe: seed 7"):
+        assert chatter not in shown, shown
+    assert "[recipe 12:00:00] a runner line" in p.stdout      # the runner's own lines of the script
+    assert "recipe: step 3/3" in p.stderr and "succeeded" in p.stderr   # its progress and its verdict
+    log = (only_run(runs) / "logs" / "run.log").read_text()
+    assert "'grad_norm': '6.17'" in log and "falling back" in log and "FutureWarning" in log
+
+
+def test_a_failed_quiet_run_shows_the_end_of_its_log(bundle, tmp_path):
+    # The trainer's traceback was not streamed: its last lines come with the verdict.
+    runs = tmp_path / "runs"
+    p = recipe("run", "echo", "--runs-dir", str(runs), cwd=bundle,
+               env=env_for(bundle, TEST_SAY=r"Traceback (most recent call last):\nValueError: \aboom",
+                           TEST_EXIT="7"))
+    assert p.returncode == 1, p.stderr
+    assert "the last " in p.stderr and "ValueError: \\x07boom" in p.stderr, p.stderr   # escaped
+    assert "run script exited 7" in p.stderr
 
 
 def test_the_gate_table_fits_80_columns(monkeypatch):

@@ -305,7 +305,7 @@ def test_a_closed_stdout_ends_the_script_and_finalizes_the_record(bundle, tmp_pa
     """`recipe run ... | head -1`: the run notices at once, ends its script and says so."""
     runs = tmp_path / "runs"
     t0 = time.monotonic()
-    proc = start_echo(bundle, ["--runs-dir", str(runs)], stdout=subprocess.PIPE, TEST_SLEEP="60")
+    proc = start_echo(bundle, ["--runs-dir", str(runs), "--verbose"], stdout=subprocess.PIPE, TEST_SLEEP="60")
     assert proc.stdout.readline().startswith("echo recipe: seed 7")   # head -1 ...
     proc.stdout.close()                                               # ... and exits
     err = proc.stderr.read()

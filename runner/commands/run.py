@@ -31,8 +31,10 @@ from runner.records.rundirs import new_run_id, run_dir_for
               "cache recorded (run.json says per file whether it was hashed or trusted).")
 @click.option("--dry-run", is_flag=True, help="Preflight and print the commands; start nothing.")
 @click.option("--no-gate", is_flag=True, help="Do not evaluate the expected-metrics gate after the run.")
+@click.option("--verbose", "-v", is_flag=True, help="Stream the trainer's whole output to the console (it always "
+              "goes to logs/run.log); without it the console shows the runner's lines, progress and the verdict.")
 def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None, skip: tuple[str, ...],
-            rehash: bool, dry_run: bool, no_gate: bool, **kw) -> int:
+            rehash: bool, dry_run: bool, no_gate: bool, verbose: bool, **kw) -> int:
     """Preflight, then launch recipe NAME and record the run.
 
     \b
@@ -49,5 +51,5 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     run_id = run_dir.name if run_dir else new_run_id(recipe.name, opts.cell.name)
     target = run_dir_for(run_dir, runs_dir, run_id)
     launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend, extra_env=launch_env(run_id),
-                          skip=set(skip), rehash=rehash, gate=not no_gate)
+                          skip=set(skip), rehash=rehash, gate=not no_gate, verbose=verbose)
     return runflow.carry_out(launch, given_dir=bool(run_dir), dry_run=dry_run, notes=notes)

@@ -29,6 +29,7 @@ from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.gate.expected import load_expected
 from runner.launch.backends import backend, preflight
+from runner.launch.script import log_tail
 from runner.paths import launch_lib
 from runner.plan.script import render_script
 from runner.plan.spec import Launch
@@ -44,6 +45,7 @@ from runner.records.record import (
     write_json_atomic,
 )
 
+TAIL_LINES = 20  # of a failed run's log, shown when the console did not stream it
 STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
 
 
@@ -283,7 +285,11 @@ def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list
         return EXIT_INTERRUPTED
     if rc != 0:
         record.finish("failed", EXIT_FAIL, script_exit_code=rc)
-        click.echo(f"recipe: run script exited {rc}; log: {launch.run_dir / 'logs' / 'run.log'}", err=True)
+        log = launch.run_dir / "logs" / "run.log"
+        if not launch.verbose:   # the trainer's last words were not on the console: its traceback is here
+            tail = log_tail(log, TAIL_LINES)
+            click.echo("\n".join([f"recipe: the last {len(tail)} lines of the log:", *tail]), err=True)
+        click.echo(f"recipe: run script exited {rc}; log: {log}", err=True)
         return EXIT_FAIL
     stage[0] = "gate"
     if gate:

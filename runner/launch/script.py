@@ -1,8 +1,9 @@
 """Run a recipe's run script as a child process: log to the run directory, forward signals.
 
 logs/run.log gets every line of the script and of the tools it runs, colour codes stripped. The
-console gets the script's own lines and the trainer's log, in colour only on a terminal without
-NO_COLOR; tools' banners (Ray's) reach only run.log (see TOOL_FD_ENV). A watched line
+console gets only the runner's own lines of the script (RUNNER_LINE), unless `verbose`: then every
+line, the trainer's chatter included, in colour only on a terminal without NO_COLOR; tools' banners
+(Ray's) reach only run.log either way (see TOOL_FD_ENV). A watched line
 (runner/launch/watch.py) ends the script's process group; progress (runner/launch/progress.py)
 is a status line on a terminal and a line per step elsewhere.
 
@@ -14,6 +15,7 @@ group only after a grace period. Nothing is ever killed by name.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import stat
@@ -21,11 +23,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import click
 
-from runner.console import color_enabled, is_terminal, strip_ansi
+from runner.console import color_enabled, is_terminal, safe, strip_ansi
 from runner.launch.progress import Progress, StatusLine, follow, plain_lines
 from runner.launch.watch import Watcher
 from runner.secrets import secret_values
@@ -34,6 +37,10 @@ GRACE_S = 60
 LEFTOVER_GRACE_S = 10  # a leftover child of a finished script gets this long after TERM
 TOOL_FD_ENV = "RECIPE_TOOL_LOG_FD"
 TOOL_DRAIN_S = 5
+# The lines of a run script that are the runner's, not the trainer's: launch.sh's recipe_log
+# ("[recipe 12:00:00] ...") and recipe_die ("recipe: error: ..."), and the runner's helpers ("recipe: ...").
+# An allowlist: the trainer's per-step dicts, progress bars and library warnings stay in run.log.
+RUNNER_LINE = re.compile(r"(\[recipe \d\d:\d\d:\d\d\] |recipe: )")
 
 
 def scrub(line: str, secrets: list[str]) -> str:
@@ -44,12 +51,14 @@ def scrub(line: str, secrets: list[str]) -> str:
 
 def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = True,
                on_start=None, on_interrupt=None, watcher: Watcher | None = None, on_failure=None,
-               progress: Progress | None = None, tool_log: bool = False) -> tuple[int, bool]:
+               progress: Progress | None = None, tool_log: bool = False,
+               verbose: bool = True) -> tuple[int, bool]:
     """Run `bash script` with env; return (exit code, interrupted). on_start(pid) once it runs;
     on_interrupt(reason) when it is being ended (a signal, or stdout closed under `| head`);
     on_failure(match) when a line of its log matched the watcher (the script is then ended, and
     that is not an interruption); progress: the run's steps, shown while it runs; tool_log: give
-    the script a descriptor for its tools' chatter (TOOL_FD_ENV), logged but not echoed."""
+    the script a descriptor for its tools' chatter (TOOL_FD_ENV), logged but not echoed; verbose:
+    echo every line of the script, not only the runner's (RUNNER_LINE)."""
     full_env = dict(os.environ)
     full_env.update(env)
     # `python3` and `ray` in the script resolve to this interpreter's environment first.
@@ -163,7 +172,7 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
                                       plain=lambda text: click.echo(f"recipe: {text}", err=True))
             for line in proc.stdout:
                 line = log_line(log, line)
-                if echo and not gone.is_set():
+                if echo and not gone.is_set() and (verbose or RUNNER_LINE.match(strip_ansi(line))):
                     try:
                         out.write(strip_ansi(line) if plain else line)
                     except BrokenPipeError:
@@ -185,6 +194,15 @@ def run_script(script: Path, env: dict[str, str], log_path: Path, echo: bool = T
     if failed.is_set():
         return rc, False
     return rc, interrupted.is_set()
+
+
+def log_tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a run's log, escaped for the console (the trainer wrote them)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [safe(line.rstrip("\n")) for line in deque(f, maxlen=lines)]
+    except OSError:
+        return []
 
 
 def _end_leftovers(proc: subprocess.Popen, log_line) -> None:

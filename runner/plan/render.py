@@ -123,9 +123,10 @@ def render_plan(recipe: Recipe, cell_name: str | None = None, *, run_dir: Path |
 
 def build_launch(opts: RunOptions, *, run_id: str, run_dir: Path, backend: str,
                  extra_env: dict[str, str] | None = None, skip: set[str] | None = None,
-                 rehash: bool = False, gate: bool = True) -> Launch:
+                 rehash: bool = False, gate: bool = True, verbose: bool = False) -> Launch:
     run_dir = Path(run_dir).resolve()
     # a container's job does not run in this process's environment: its PYTHONPATH is not the job's
     plan = plan_for(opts, run_dir=run_dir, run_id=run_id, extra_env=extra_env, inherit_env=backend == "local")
     return Launch(options=opts, plan=plan, run_id=run_id, run_dir=run_dir, backend=backend,
-                  secret_names=present_secret_names(), skip=set(skip or ()), rehash=rehash, gate=gate)
+                  secret_names=present_secret_names(), skip=set(skip or ()), rehash=rehash, gate=gate,
+                  verbose=verbose)

@@ -115,6 +115,7 @@ class Launch:
     skip: set[str] = field(default_factory=set)
     rehash: bool = False  # the inputs check reads every file, trusting nothing the verified-inputs cache says
     gate: bool = True  # evaluate the expected-metrics gate after the run (--no-gate: False)
+    verbose: bool = False  # the console shows the trainer's own output too, not only the runner's lines
     # What the backend's preflight found and its commands must then use (docker: the image chosen
     # from its labels), keyed by backend; carried here rather than in module globals.
     found: dict = field(default_factory=dict)

@@ -68,5 +68,5 @@ def run(launch: Launch, on_start: Callable[[int], None] | None = None,
     variables itself."""
     return run_script(launch.run_dir / "run.sh", {}, launch.run_dir / "logs" / "run.log",
                       on_start=on_start, on_interrupt=on_interrupt, on_failure=on_failure,
-                      watcher=watcher_for(launch.recipe.framework), tool_log=True,
+                      watcher=watcher_for(launch.recipe.framework), tool_log=True, verbose=launch.verbose,
                       progress=Progress(launch.run_dir / "events", launch.options.num_rollout))

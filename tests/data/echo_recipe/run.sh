@@ -6,7 +6,8 @@
 # log line the runner may watch for; %b escapes such as \033 are expanded); TEST_TOOL_SAY prints
 # its line through launch.sh's recipe_tool (a tool's banner); TEST_STEP_SLEEP=S waits S seconds
 # before each step's events; TEST_LEFTOVER=S leaves two `sleep S` children behind;
-# TEST_FILL=N writes N zero bytes into the run directory (to fill its file system).
+# TEST_FILL=N writes N zero bytes into the run directory (to fill its file system); TEST_EXIT=N
+# exits N after TEST_SAY (a trainer that dies).
 set -euo pipefail
 : "${RECIPE_RUN_DIR:?}" "${RECIPE_SEED:=7}" "${RECIPE_NUM_ROLLOUT:=3}"
 if [[ "${RECIPE_DRY_RUN:-0}" == 1 ]]; then
@@ -19,6 +20,7 @@ mkdir -p "$RECIPE_RUN_DIR/events"
 env | grep -Ev "^(WANDB_API_KEY|HF_TOKEN)=" >"$RECIPE_RUN_DIR/env.txt" || true
 echo "echo recipe: seed $RECIPE_SEED; token seen by the script: ${WANDB_API_KEY:-none}"
 if [[ -n "${TEST_SAY:-}" ]]; then printf '%b\n' "$TEST_SAY"; fi
+if [[ -n "${TEST_EXIT:-}" ]]; then exit "$TEST_EXIT"; fi
 if [[ -n "${TEST_TOOL_SAY:-}" ]]; then
   # shellcheck source=../../../recipes/lib/launch.sh
   source "$(dirname "${BASH_SOURCE[0]}")/../lib/launch.sh"
