@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "diff": ("diff", "diff_cmd", "What differs between two runs (or a run and the reference): provenance, metrics."),
     "export": ("export", "export_cmd", "Write a run's metrics as TensorBoard event files (--tensorboard DIR)."),
     "runs": ("runs", "runs_cmd", "List recorded runs: time, recipe, cell, status, gate verdict, blessed."),
-    "logs": ("logs", "logs_cmd", "Print a run's logs/run.log (--follow: until the run ends)."),
+    "logs": ("logs", "logs_cmd", "Print a run's logs/run.log (--follow: until the run's verdict)."),
 }
 
 # Verbs that only read and print: when their reader goes away (`recipe plan X | head -1`) they stop

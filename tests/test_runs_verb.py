@@ -117,8 +117,26 @@ def test_follow_of_a_stale_running_record_ends_at_once(runs):
     runs_dir, env = runs
     t0 = time.monotonic()
     p = recipe("logs", "--follow", str(runs_dir / "12-stale"), env=env, timeout=30)
-    assert p.returncode == 0 and p.stdout == "log of 12-stale\n"
+    assert p.returncode == 130 and p.stdout == "log of 12-stale\n"   # killed without a verdict: interrupted
+    assert p.stderr == "recipe: run 12-stale interrupted (stale); gate -; exit 130\n"
     assert time.monotonic() - t0 < 15
+
+
+@pytest.mark.parametrize(("fields", "code", "says"), [
+    ({"status": "gate-failed", "exit_code": 1,
+      "gate": {"status": "failed", "passed": False, "counts": {"pass": 18, "fail": 2}}}, 1,
+     "run 30-end gate-failed; gate failed (2 of 20 rules); exit 1"),
+    ({"status": "failed", "exit_code": 5, "error": "x.jsonl:1: not a JSON event line"}, 5,
+     "run 30-end failed; gate passed; exit 5 (x.jsonl:1: not a JSON event line)"),
+    ({"status": "succeeded", "exit_code": 0}, 0, "run 30-end succeeded; gate passed; exit 0"),
+    ({"status": "failed", "exit_code": 77}, 1, "exit 1"),   # a code no run exits with is not passed on
+])
+def test_follow_ends_on_the_runs_verdict_and_exit_code(tmp_path, fields, code, says):
+    d = make_run(tmp_path / "runs", "30-end", **fields)
+    p = recipe("logs", "--follow", str(d), timeout=30)
+    assert p.returncode == code and p.stdout == "log of 30-end\n"
+    assert says in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert recipe("logs", str(d)).returncode == 0   # without --follow: the log, and 0
 
 
 def test_follow_prints_what_a_live_run_writes_until_its_record_leaves_running(tmp_path):
@@ -142,7 +160,7 @@ def test_follow_prints_what_a_live_run_writes_until_its_record_leaves_running(tm
     finally:
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 0, err
-    assert out == "done\n"
+    assert out == "done\n" and "run 20-live succeeded" in err
 
 
 def test_runs_whose_stdout_closes_exits_quietly(runs):

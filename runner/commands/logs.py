@@ -9,6 +9,7 @@ leaves "running" (read whole each time: it is only ever replaced atomically); wh
 "running" record of this host whose process is gone, so that a run killed too hard to say so is
 not followed forever; or when no run.json has appeared within a minute. A run recorded on another
 host cannot be probed from here: the follow then ends when its record does, or on Ctrl-C.
+A follow ends on the run's verdict (stderr) and exits with the run's exit code, as `recipe run` did.
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ from pathlib import Path
 import click
 
 from runner.console import safe
-from runner.errors import EXIT_MISSING, RecipeError
+from runner.errors import (
+    EXIT_CORRUPT,
+    EXIT_FAIL,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING,
+    EXIT_OK,
+    EXIT_PREFLIGHT,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    RecipeError,
+)
 from runner.plan.options import PathOpt
 
 POLL_S = 0.5
@@ -62,6 +73,33 @@ def copy_new(f, out) -> int:
     return n
 
 
+# What a run's own exit can be (runner/errors.py): a record's exit_code outside them is not passed on.
+RUN_EXITS = {EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PREFLIGHT, EXIT_MISSING, EXIT_CORRUPT, EXIT_REFUSED,
+             EXIT_INTERRUPTED}
+ENDED = {"succeeded": EXIT_OK, "failed": EXIT_FAIL, "gate-failed": EXIT_FAIL, "interrupted": EXIT_INTERRUPTED,
+         "interrupted (stale)": EXIT_INTERRUPTED}
+
+
+def verdict(run_dir: Path) -> tuple[str, int]:
+    """The line a follow ends on and the exit code it ends with: the record's, as `recipe run` ended."""
+    from runner.commands.runs import gate_verdict
+    from runner.records.record import load_record
+
+    try:
+        rec = load_record(run_dir)
+    except RecipeError:
+        return f"recipe: {safe(run_dir)}: no run.json appeared; the run's verdict is unknown", EXIT_MISSING
+    status = rec.get("status")
+    if status not in ENDED:   # still running on another host, or a status this runner never writes
+        return f"recipe: run {safe(rec.get('run_id'))} has not ended (status {safe(status)})", EXIT_FAIL
+    code = rec.get("exit_code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) and code in RUN_EXITS else ENDED[status]
+    why = rec.get("error") or rec.get("interrupted_by")
+    line = (f"recipe: run {safe(rec.get('run_id'))} {status}; gate {gate_verdict(rec)}; exit {code}"
+            + (f" ({safe(why)})" if isinstance(why, str) and why else ""))
+    return line, code
+
+
 def _present(p: Path) -> bool:
     return p.is_symlink() or p.exists()
 
@@ -70,10 +108,11 @@ def _present(p: Path) -> bool:
 @click.argument("run")
 @click.option("--runs-dir", type=PathOpt, help="Where to look for RUN by name (default: $RECIPE_RUNS_DIR or ./runs).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what the run writes until its record says it ended.")
-def logs_cmd(run: str, runs_dir: Path | None, follow: bool) -> None:
+def logs_cmd(run: str, runs_dir: Path | None, follow: bool) -> int:
     """Print RUN's logs/run.log (RUN: a run directory, or its name under the runs directory).
 
-    Exits 0 once printed (with --follow: once the run has ended), 4 if there is no such run or log.
+    Exits 0 once printed, 4 if there is no such run or log. With --follow: ends on the run's verdict
+    and exits with the run's exit code (130 for a run killed without a verdict).
     """
     run_dir = find_run(run, runs_dir)
     log = run_dir / "logs" / "run.log"
@@ -102,3 +141,8 @@ def logs_cmd(run: str, runs_dir: Path | None, follow: bool) -> None:
                 copy_new(f, out)   # what it wrote between the last read and ending
                 break
             time.sleep(POLL_S)
+    if follow:
+        line, code = verdict(run_dir)
+        click.echo(line, err=True)
+        return code
+    return EXIT_OK
