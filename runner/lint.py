@@ -84,8 +84,23 @@ def sentence(f: Finding) -> str:
     return f"{f.rule}: {f.message}"
 
 
+def fix(recipe: str, f: Finding, gpus: int) -> str:
+    """What to do about an error of one launch: a layout error is about the launch's GPUs, which
+    `recipe lint` (every cell at its own size) does not see; `recipe plan --gpus` lists what fits."""
+    if f.rule.startswith("layout."):
+        return f"pick a cell or --gpus-per-node that fits: recipe plan {recipe} --gpus {gpus}"
+    return f"recipe lint {recipe}"
+
+
+def launch_lint(opts: Any, argv: list[str]) -> LintReport:
+    """The findings of one launch (a runner.plan.options.RunOptions and the argv its plan starts): its
+    cell at its nodes and GPUs. `recipe run` refuses on their errors and `recipe plan` prints them."""
+    return lint_recipe(opts.recipe, cell=opts.cell.name, nodes=opts.nodes, gpus_per_node=opts.gpus_per_node,
+                       argv=argv)
+
+
 def format_report(r: LintReport) -> str:
-    lines = [f"{f.severity:<7} {f.rule:<22} {f.message}" for f in   # sentence(), in columns
+    lines = [f"{f.severity:<7} {sentence(f)}" for f in
              sorted(r.findings, key=lambda f: ("error", "warning", "note").index(f.severity))]
     lines += [f"n/a     {group:<22} not applicable: {why}" for group, why in r.skipped.items()]
     lines.append(f"lint {r.recipe}: {len(r.errors)} error(s), {len(r.warnings)} warning(s), {len(r.notes)} "

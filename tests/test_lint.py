@@ -394,3 +394,26 @@ def test_a_run_refused_by_lint_prints_the_finding_as_a_sentence(tmp_path):
     assert "1 error(s): layout.memory: cell default" in line and "out of memory" in line, line
     # the fix names the plan for this launch's GPUs: `recipe lint` checks every cell at its own size
     assert "fix: pick a cell or --gpus-per-node that fits: recipe plan nemotron3_nano --gpus 4" in p.stderr
+
+
+def test_plan_prints_the_findings_run_refuses_on_in_the_same_sentences(tmp_path):
+    env = clean_env(COLUMNS="300")
+    run = recipe("run", "nemotron3_nano", "--gpus-per-node", "4", "--backend", "local",
+                 "--runs-dir", str(tmp_path / "runs"), env=env)
+    said = next(x for x in run.stderr.splitlines() if "fail  lint" in x).split("1 error(s): ", 1)[1]
+    plan = recipe("plan", "nemotron3_nano", "--gpus-per-node", "4", env=env)
+    assert plan.returncode == 0 and plan.stdout.startswith("# recipe nemotron3_nano"), plan.stderr
+    assert f"recipe: error: {said}" in plan.stderr.splitlines(), plan.stderr   # the run's sentence, word for word
+    assert "fix: pick a cell or --gpus-per-node that fits: recipe plan nemotron3_nano --gpus 4" in plan.stderr
+    assert "would refuse" in plan.stderr
+    # the recipe's own layout: nothing to say, the plan alone
+    assert recipe("plan", "nemotron3_nano", env=env).stderr == ""
+
+
+def test_lint_prints_each_finding_as_its_sentence():
+    from runner.lint import LintReport, format_report, sentence
+    from runner.model.finding import Finding
+
+    f = Finding("warning", "recipe.kl", "a KL of 0 with a reference model loads it for nothing")
+    text = format_report(LintReport(recipe="r", cell=None, args_file="a.txt", hf_config=None, findings=[f]))
+    assert text.splitlines()[0] == f"warning {sentence(f)}"

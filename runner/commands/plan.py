@@ -80,6 +80,7 @@ def plan_cmd(name: str, as_json: bool, as_script: bool, run_dir: Path | None, gp
         _print_backend(opts, backend, as_json, run_dir)
         return
     p = plan_for(opts, run_dir=run_dir)
+    _print_findings(opts, p)
     if as_script:
         from runner.paths import launch_lib
         from runner.plan.script import render_script
@@ -89,6 +90,20 @@ def plan_cmd(name: str, as_json: bool, as_script: bool, run_dir: Path | None, gp
         click.echo(json.dumps(p.as_dict(), indent=2))
     else:
         _print_text(p)
+
+
+def _print_findings(opts: RunOptions, p: Plan) -> None:
+    """What `recipe run` of this launch would refuse on (errors) or warn of, in lint's sentences, on
+    stderr: the plan on stdout stays the plan."""
+    from runner.lint import fix, launch_lint, sentence
+
+    rep = launch_lint(opts, p.argv)
+    for f in [*rep.errors, *rep.warnings]:
+        click.echo(f"recipe: {f.severity}: {sentence(f)}", err=True)
+        if f.severity == "error":
+            click.echo(f"recipe:   fix: {fix(opts.recipe.name, f, opts.nodes * opts.gpus_per_node)}", err=True)
+    if rep.errors:
+        click.echo(f"recipe: `recipe run` of this plan would refuse: {len(rep.errors)} lint error(s)", err=True)
 
 
 def _print_backend(opts: RunOptions, backend: str, as_json: bool, run_dir: Path | None) -> None:

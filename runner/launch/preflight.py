@@ -59,19 +59,15 @@ def check_inputs(launch) -> Check:
 
 
 def check_lint(launch) -> Check:
-    from runner.lint import lint_recipe, sentence
+    from runner.lint import fix, launch_lint, sentence
 
     # The launch's own plan: lint judges exactly the argv this run starts (seeds, --deterministic, ...),
     # never a second rendering from the environment.
-    rep = lint_recipe(launch.recipe, cell=launch.cell.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node,
-                      argv=launch.plan.argv)
+    rep = launch_lint(launch.options, launch.plan.argv)
     if rep.errors:
         first = rep.errors[0]
-        # a layout error is about this launch's GPUs, which `recipe lint` (every cell at its own size) does not see
-        fix = (f"pick a cell or --gpus-per-node that fits: recipe plan {launch.recipe.name} --gpus "
-               f"{launch.nodes * launch.gpus_per_node}" if first.rule.startswith("layout.")
-               else f"recipe lint {launch.recipe.name} --cell {launch.cell.name}")
-        return fail("lint", f"{len(rep.errors)} error(s): {sentence(first)}", fix)
+        return fail("lint", f"{len(rep.errors)} error(s): {sentence(first)}",
+                    fix(launch.recipe.name, first, launch.nodes * launch.gpus_per_node))
     return ok("lint", f"clean ({len(rep.warnings)} warning(s))")
 
 
