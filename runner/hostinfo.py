@@ -50,16 +50,49 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def bundle_git() -> dict[str, object]:
-    """The bundle's git commit and whether the tree is dirty; from the image's env when not a checkout."""
+RECIPE_CHANGES_MAX = 50  # paths kept in a record: enough to see what; the count says how many
+
+
+def bundle_git(recipe_dir: Path | None = None) -> dict[str, object]:
+    """The bundle's git commit and whether the tree is dirty; from the image's env when not a checkout.
+
+    recipe_dir: the run's recipe directory. Its untracked and modified files are not in the commit
+    the record names (a recipe not yet added to git is all untracked), so they make the run dirty
+    too, and are listed as recipe_changes ("?? path" untracked, " M path" modified, as git prints them)."""
     root = bundle_root()
     commit = os.environ.get("RECIPE_BUNDLE_COMMIT")
     if (root / ".git").exists():
         head = _run(["git", "-C", str(root), "rev-parse", "HEAD"])
         status = _run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"])
         if head:
-            return {"commit": head.strip(), "dirty": bool(status and status.strip()), "source": "git"}
+            out: dict[str, object] = {"commit": head.strip(), "dirty": bool(status and status.strip()),
+                                      "source": "git"}
+            if recipe_dir is not None:
+                changes = recipe_changes(recipe_dir)
+                out["recipe_changes"] = changes[:RECIPE_CHANGES_MAX]
+                out["recipe_changes_count"] = len(changes)
+                out["dirty"] = bool(out["dirty"] or changes)
+            return out
     return {"commit": commit or "unknown", "dirty": None, "source": "image" if commit else "none"}
+
+
+def recipe_changes(recipe_dir: Path) -> list[str]:
+    """git's status lines (XY path, path from the repository root) of what under recipe_dir differs from
+    HEAD, untracked files included and ignored ones not; a directory git does not track at all (outside
+    every repository) is one line, "?? <dir>/"."""
+    out = _run(["git", "-C", str(recipe_dir), "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", "."])
+    if out is None:
+        return [f"?? {recipe_dir}/"]
+    entries = out.split("\0")
+    lines, i = [], 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) > 3:
+            lines.append(entry)
+            if entry[0] in "RC":   # a rename or copy: its source path follows as an entry of its own
+                i += 1
+    return lines
 
 
 def host() -> dict[str, object]:

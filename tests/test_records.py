@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -468,3 +469,33 @@ def _pgid(pid: str) -> int | None:
         return None
     state, _, pgid = stat.rsplit(")", 1)[1].split()[:3]
     return None if state in ("Z", "X") else int(pgid)  # a zombie has ended: only its parent's reaping is left
+
+
+def test_a_recipe_not_in_the_commit_makes_the_record_dirty(bundle, tmp_path):
+    """Issue 28 §7: the commit a record names must hold the recipe that ran, or the record says not."""
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(bundle), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "the bundle")
+    shutil.copytree(bundle / "recipes" / "echo", bundle / "recipes" / "echo2")   # never added to git
+    toml = bundle / "recipes" / "echo2" / "recipe.toml"
+    toml.write_text(toml.read_text().replace('name = "echo"', 'name = "echo2"'))
+
+    def bundle_of(name: str) -> dict:
+        runs = tmp_path / f"runs-{name}-{len(list(tmp_path.iterdir()))}"
+        p = recipe("run", name, "--runs-dir", str(runs), env=env_for(bundle), cwd=bundle)
+        assert p.returncode == 0, p.stderr
+        return json.loads((only_run(runs) / "run.json").read_text())["bundle"]
+
+    clean = bundle_of("echo")
+    assert clean["source"] == "git" and clean["dirty"] is False and clean["recipe_changes"] == []
+    untracked = bundle_of("echo2")
+    assert untracked["dirty"] is True and "?? recipes/echo2/recipe.toml" in untracked["recipe_changes"]
+    assert untracked["recipe_changes_count"] == len(untracked["recipe_changes"]) > 1
+    script = bundle / "recipes" / "echo" / "run.sh"
+    script.write_text(script.read_text() + "\n# edited\n")   # a tracked file of the recipe, modified
+    modified = bundle_of("echo")
+    assert modified["dirty"] is True and modified["recipe_changes"] == [" M recipes/echo/run.sh"]

@@ -101,7 +101,7 @@ def provenance(launch: Launch, checks: list[Check]) -> dict:
         "recipe_digest": recipe_digest(files),
         "recipe_files": files,
         "determinism": r.determinism.tier,
-        "bundle": hostinfo.bundle_git(),
+        "bundle": hostinfo.bundle_git(r.dir),
         "image": launch.image,
         "image_build": _running_image(),  # base digest and recipe image id, inside a recipe image
         "backend": launch.backend,
