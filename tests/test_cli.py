@@ -16,7 +16,38 @@ HEAVY = ("torch", "ray", "transformers", "huggingface_hub", "matplotlib", "numpy
 def test_list_prints_recipe_names():
     p = recipe("list")
     assert p.returncode == 0
-    assert "nemotron3_nano" in p.stdout.splitlines()
+    assert "nemotron3_nano" in [line.split()[0] for line in p.stdout.splitlines() if not line.startswith(" ")]
+
+
+def _bless_header(root, name: str, **prov) -> None:
+    (root / "recipes" / name / "reference_metrics.jsonl").write_text(json.dumps(
+        {"schema": 1, "kind": "recipe-metrics", "provenance": {"run_id": f"r-{name}", **prov}}) + "\n")
+
+
+def test_list_says_what_is_verified_where(tmp_path):
+    """Issue 28 §8: verified only by a reference blessed on the recipe's own hardware."""
+    import shutil
+
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes", ignore=shutil.ignore_patterns("reference_*"))
+    h100 = {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_mib": "81559", "driver": "580"}]}
+    digest = "sha256:" + "ab" * 32
+    _bless_header(tmp_path, "nemotron3_nano_tiny", nodes=1, gpus_per_node=0, image="none",
+                  ended_at="2026-12-01T10:00:00+00:00", host={"gpus": []})
+    _bless_header(tmp_path, "nemotron3_nano_4b", nodes=1, gpus_per_node=8, image=f"radixark/miles:v0.1.0@{digest}",
+                  ended_at="2026-12-02T10:00:00+00:00", host=h100)
+    # the 30B recipe asks for H200s: a run blessed on H100s does not verify it
+    _bless_header(tmp_path, "nemotron3_nano", nodes=1, gpus_per_node=8, image="x", host=h100,
+                  ended_at="2026-12-03T10:00:00+00:00")
+    env = clean_env(RECIPE_BUNDLE_ROOT=str(tmp_path))
+    rows = {r["name"]: r for r in json.loads(recipe("list", "--json", env=env).stdout)}
+    assert rows["nemotron3_nano_tiny"]["status"] == "2026-12-01 on CPU, host Python"
+    assert rows["nemotron3_nano_4b"]["status"] == \
+        "2026-12-02 on 1 node(s) x 8 NVIDIA H100 80GB HBM3, sha256:abababababab"
+    assert rows["nemotron3_nano"]["status"] == "never run on its hardware"
+    assert rows["nemotron3_nano"]["verified"] is None
+    assert rows["nemotron3_nano_4b"]["verified"]["run_id"] == "r-nemotron3_nano_4b"
+    text = recipe("list", env=env).stdout
+    assert "2026-12-02 on 1 node(s) x 8 NVIDIA H100 80GB HBM3" in text and "bitwise" in text
 
 
 def test_show_json_shape():

@@ -105,8 +105,8 @@ def test_show_with_no_name_lists_the_recipes():
     names = p.stdout.split()
     assert "nemotron3_nano_tiny" in names and names == recipe("list").stdout.split()
     j = recipe("show", "--json")
-    assert j.returncode == 0 and {"name": "nemotron3_nano", "title": json.loads(j.stdout)[0]["title"]} \
-        in json.loads(j.stdout)
+    assert j.returncode == 0 and json.loads(j.stdout) == json.loads(recipe("list", "--json").stdout)
+    assert {"name", "title", "hardware", "determinism", "verified", "status"} == set(json.loads(j.stdout)[0])
 
 
 def test_just_run_of_the_tiny_recipe_installs_the_report_extra():
@@ -116,3 +116,9 @@ def test_just_run_of_the_tiny_recipe_installs_the_report_extra():
     # a recipe that runs in its image needs nothing on the host
     assert subprocess.run([sys.executable, str(ROOT / "ci" / "recipe_extras.py"), "nemotron3_nano"],
                           capture_output=True, text=True, check=True).stdout.strip() == ""
+
+
+def test_the_readmes_recipe_table_is_what_recipe_list_prints():
+    table = recipe("list", "--markdown").stdout
+    assert table.startswith("| recipe | title | hardware | determinism | last verified |")
+    assert table in (ROOT / "README.md").read_text(), "README's recipe table is stale: paste `recipe list --markdown`"

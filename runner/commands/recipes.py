@@ -8,18 +8,31 @@ import click
 
 from runner.commands.output import json_option
 from runner.frameworks import framework_of
-from runner.recipe import list_recipes, load_recipe
+from runner.recipe import load_recipe
 
 
 @click.command("list")
-@json_option("Print [{name, title}, ...] as JSON instead of one name per line.", format_alias=True)
-def list_cmd(as_json: bool) -> None:
-    """List the recipes in this bundle, one name per line."""
+@json_option("Print one object per recipe (name, title, hardware, determinism, verified) as JSON.",
+             format_alias=True)
+@click.option("--markdown", is_flag=True, help="Print the table as Markdown (the README's recipe table).")
+def list_cmd(as_json: bool, markdown: bool = False) -> None:
+    """List the recipes in this bundle: name, hardware, determinism tier, when and where a run of it was
+    last verified (its blessed reference), and title."""
+    from runner.console import safe
+    from runner.records import verified
+
+    rows = verified.recipe_rows()
     if as_json:
-        click.echo(json.dumps([{"name": n, "title": load_recipe(n).title} for n in list_recipes()], indent=2))
+        click.echo(json.dumps(rows, indent=2))
         return
-    for name in list_recipes():
-        click.echo(name)
+    if markdown:
+        click.echo(verified.markdown(rows), nl=False)
+        return
+    cols = [[safe(r[k]) for k in ("name", "hardware", "determinism", "status")] for r in rows]
+    widths = [max(len(c[i]) for c in cols) for i in range(3)]
+    for r, c in zip(rows, cols, strict=True):
+        click.echo("  ".join(x.ljust(w) for x, w in zip(c, widths, strict=False)) + "  " + c[3])
+        click.echo(f"    {safe(r['title'])}")
 
 
 @click.command("show")
