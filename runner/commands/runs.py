@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from runner.commands.output import json_option
+from runner.gate.report import duration
 from runner.plan.options import PathOpt
 
 
@@ -55,20 +56,6 @@ def blessed_run_ids() -> dict[str, str | None]:
 def short_id(run_id: str) -> str:
     """The run id's own part (`<time>-<recipe>-<cell>-<id>` -> `<id>`): what tells 15 runs apart."""
     return run_id.rsplit("-", 1)[-1]
-
-
-def took(started: Any, ended: Any) -> str:
-    """m:ss or h:mm:ss between two ISO times of a record; '-' where either is missing or unreadable."""
-    import datetime as dt
-
-    try:
-        secs = int((dt.datetime.fromisoformat(str(ended)) - dt.datetime.fromisoformat(str(started))).total_seconds())
-    except (TypeError, ValueError, OverflowError):
-        return "-"
-    if secs < 0:
-        return "-"
-    h, rest = divmod(secs, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 # the launch options a record states (script_env), as `recipe runs` names them, and the recipe.toml value
@@ -137,7 +124,7 @@ def run_row(d: Path, blessed: dict[str, str | None], recipes: dict[str, Any] | N
             "ended_at": rec.get("ended_at"), "recipe": recipe, "cell": rec.get("cell"), "backend": rec.get("backend"),
             "status": status, "exit_code": rec.get("exit_code"), "gate": gate_verdict(rec),
             "blessed": bool(recipe and blessed.get(recipe) and blessed[recipe] == run_id),
-            "took": took(rec.get("started_at"), rec.get("ended_at")),
+            "took": duration(rec.get("started_at"), rec.get("ended_at")),
             "options": options_differing(rec, recipes or {}),
             "replay_of": str(replay_of.get("run_id") or "") or None}
 

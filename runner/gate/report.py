@@ -63,12 +63,14 @@ def _plot_metric(metric: str, expected: Expected, series: Series, result: GateRe
     fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=110)
     try:
         finite = [(s, v) for s, v in sorted(values.items()) if math.isfinite(v)]
+        shown = [v for _, v in finite]   # what sets the y axis: the run's values and the reference's bands
         if finite:
             # NaN where a value is missing or not finite, so the line breaks there instead of bridging it
             xs = sorted(set(values) | set(steps.all(10_000) or ()))
             ys = [values[s] if s in values and math.isfinite(values[s]) else math.nan for s in xs]
             ax.plot(xs, ys, "o-", color="#0969da", lw=1.5, ms=4, label=metric, zorder=3)
         ref = reference.values.get(metric, {}) if reference is not None else {}
+        bounds: list[tuple[float, tuple[float, float] | None, str, str, str]] = []   # drawn once the axis is set
         for row in rows:
             rule = row.rule
             if rule.kind == "band" and ref:
@@ -76,6 +78,7 @@ def _plot_metric(metric: str, expected: Expected, series: Series, result: GateRe
                 lo = [ref[s] - max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
                 hi = [ref[s] + max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
                 ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, label=f"band: {rule.name}", zorder=1)
+                shown += [*lo, *hi]
                 ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
             if rule.kind == "relative" and ref:
                 # the per-step picture of a rule on a reduction: ref x each bound, shaded between them
@@ -84,21 +87,17 @@ def _plot_metric(metric: str, expected: Expected, series: Series, result: GateRe
                 hi = [ref[s] * (rule.upper.value if rule.upper else 1.0) for s in rs]
                 ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, zorder=1,
                                 label=f"{rule.name}: {rule.bound_text()}")
+                shown += [*lo, *hi]
                 ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
             if rule.kind == "bound":
                 span = (rule.step - 0.4, rule.step + 0.4) if rule.at == "step" else None
                 color = VERDICT_COLOR.get(row.verdict, "#6e7781")
-                label = f"{rule.name}: {rule.bound_text()}"
                 for limit, style in ((rule.lower, ":"), (rule.upper, "--")):
                     if limit is None:
                         continue
                     # a bound on |x| is drawn at +L and -L
                     for y in sorted({limit.value, -limit.value}) if rule.abs else [limit.value]:
-                        if span:
-                            ax.hlines(y, *span, colors=color, linestyles=style, lw=1.5, label=label)
-                        else:
-                            ax.axhline(y, color=color, ls=style, lw=1.2, label=label)
-                        label = None
+                        bounds.append((y, span, color, style, f"{rule.name}: {rule.bound_text()}"))
             for f in row.failures:
                 if f.get("step") is None:
                     continue
@@ -110,6 +109,7 @@ def _plot_metric(metric: str, expected: Expected, series: Series, result: GateRe
                     ax.axvspan(f["step"] - 0.3, f["step"] + 0.3, color=VERDICT_COLOR[FAIL], alpha=0.12, lw=0)
                     ax.annotate(f.get("problem") or "?", (f["step"], 0), xycoords=("data", "axes fraction"),
                                 color=VERDICT_COLOR[FAIL], ha="center", va="bottom", fontsize=8, weight="bold")
+        _draw_bounds(ax, bounds, shown)
         if steps:
             ax.set_xlim(steps.first() - 0.5, steps.last() + 0.5)
         verdicts = ", ".join(f"{r.rule.name}: {r.verdict}" for r in rows)
@@ -134,6 +134,65 @@ def _plot_metric(metric: str, expected: Expected, series: Series, result: GateRe
     return path
 
 
+def _draw_bounds(ax, bounds: list, shown: list[float]) -> None:
+    """The y axis from the data (the run's values and the reference's bands); a bound inside it is a
+    line, one off it an arrow and its value at the edge, so that a bound far from the data (x < 100
+    over values near 1) does not flatten them to a line on the floor."""
+    finite = [v for v in shown if math.isfinite(v)]
+    if finite:
+        lo, hi = min(finite), max(finite)
+        if lo == hi:   # a flat series has no scale of its own: its bounds give it one (0 against |x| < 1e-9)
+            near = [y for y, *_ in bounds if math.isfinite(y)]
+            lo, hi = min([lo, *near]), max([hi, *near])
+        pad = (hi - lo) * 0.08 or max(abs(hi) * 0.1, 0.05)
+        ax.set_ylim(lo - pad, hi + pad)
+    bottom, top = ax.get_ylim()
+    labelled, edges = set(), {"above": 0, "below": 0}
+    for y, span, color, style, label in bounds:
+        if not finite or bottom <= y <= top:
+            name = None if label in labelled else label
+            labelled.add(label)
+            if span:
+                ax.hlines(y, *span, colors=color, linestyles=style, lw=1.5, label=name)
+            else:
+                ax.axhline(y, color=color, ls=style, lw=1.2, label=name)
+            continue
+        side = "above" if y > top else "below"
+        n = edges[side]
+        edges[side] += 1
+        ax.annotate(f"{'↑' if side == 'above' else '↓'} {label} (at {y:g}, off scale)",
+                    (0.01, 1.0 if side == "above" else 0.0), xycoords="axes fraction",
+                    xytext=(0, -4 - 10 * n if side == "above" else 4 + 10 * n), textcoords="offset points",
+                    va="top" if side == "above" else "bottom", fontsize=7, color=color)
+
+
+def duration(started: Any, ended: Any) -> str:
+    """m:ss or h:mm:ss between two ISO times of a record; '-' where either is missing or unreadable."""
+    import datetime as dt
+
+    try:
+        secs = int((dt.datetime.fromisoformat(str(ended)) - dt.datetime.fromisoformat(str(started))).total_seconds())
+    except (TypeError, ValueError, OverflowError):
+        return "-"
+    if secs < 0:
+        return "-"
+    h, rest = divmod(secs, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def package_rows(run: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(package, version) of run.json's `packages` ({"interpreter", "versions": {name: version}}; older
+    records: {name: version}); only string names and versions, a missing one as "not installed"."""
+    packages = run.get("packages") if run else None
+    if not isinstance(packages, dict):
+        return []
+    versions = packages.get("versions") if "versions" in packages else packages
+    if not isinstance(versions, dict):
+        return []
+    return [(k, v if isinstance(v, str) else "not installed") for k, v in sorted(versions.items())
+            if isinstance(k, str) and (v is None or isinstance(v, str))]
+
+
 def provenance_rows(run: dict[str, Any] | None, path: str) -> list[tuple[str, str]]:
     """(label, value) rows of what the run's record says produced it; only what run.json holds."""
     if run is None:
@@ -147,6 +206,7 @@ def provenance_rows(run: dict[str, Any] | None, path: str) -> list[tuple[str, st
         ("recipe / cell", f"{run.get('recipe', '?')} / {run.get('cell', '?')} ({run.get('backend', '?')} backend)"),
         ("status", f"{run.get('status', '?')} (exit {run.get('exit_code', '?')})"),
         ("time (UTC)", f"{run.get('started_at') or '?'} to {run.get('ended_at') or '?'}"),
+        ("duration", duration(run.get("started_at"), run.get("ended_at"))),
         ("image", str(run.get("image") or "none recorded")),
         ("bundle commit", f"{commit}{' (dirty: uncommitted changes)' if bundle.get('dirty') else ''}"
          if commit else "not recorded"),
@@ -159,12 +219,10 @@ def provenance_rows(run: dict[str, Any] | None, path: str) -> list[tuple[str, st
         rows.append(("host", f"{host.get('hostname', '?')}: {f'{len(gpus)} x {gpus[0]}' if gpus else 'no GPU'}"
                      f"{', driver ' + str(host['driver']) if host.get('driver') else ''}"))
     packages = run.get("packages")
-    if isinstance(packages, dict) and packages:
-        items = packages.items() if all(isinstance(v, str) for v in packages.values()) else \
-            ((k, v.get("version", v) if isinstance(v, dict) else v) for k, v in packages.items())
-        rows.append(("packages", ", ".join(f"{k}=={v}" for k, v in sorted(items))))
-    elif isinstance(packages, list) and packages:
-        rows.append(("packages", ", ".join(map(str, packages))))
+    if isinstance(packages, dict) and isinstance(packages.get("interpreter"), str):
+        rows.append(("packages of", packages["interpreter"]))
+    if isinstance(packages, dict) and isinstance(packages.get("error"), str):
+        rows.append(("packages", f"not recorded: {packages['error']}"))
     return rows
 
 
@@ -192,6 +250,11 @@ def write_report(expected: Expected, series: Series, result: GateResult, out: Pa
     figs = "\n".join(f"<figure><img src=\"{e(p.name)}\" alt=\"{e(m)}\"><figcaption>{e(m)}</figcaption></figure>"
                      for m, p in images)
     prov = "\n".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in provenance_rows(run, title))
+    packages = "\n".join(f"<tr><td><code>{e(k)}</code></td><td><code>{e(v)}</code></td></tr>"
+                         for k, v in package_rows(run))
+    if packages:
+        packages = (f"<h2>Packages (from run.json)</h2>\n<table class=\"packages\"><tr><th>package</th>"
+                    f"<th>version</th></tr>\n{packages}\n</table>")
     verdict = "PASSED" if result.passed else "FAILED"
     color = VERDICT_COLOR[PASS] if result.passed else VERDICT_COLOR[FAIL]
     page = f"""<!doctype html>
@@ -205,6 +268,7 @@ figure{{display:inline-block;margin:8px}}img{{max-width:820px}}</style></head>
 <table class="prov">
 {prov}
 </table>
+{packages}
 <p>{e(title)}<br>rules: <code>{e(str(expected.path))}</code>; metrics from {e(series.source)}</p>
 <table><tr><th>rule</th><th>metric</th><th>observed</th><th>bound</th><th>verdict</th><th>why</th></tr>
 {rows}
