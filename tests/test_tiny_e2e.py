@@ -23,14 +23,17 @@ def test_tiny_recipe_runs_passes_its_gate_and_replays_bitwise(tmp_path):
     assert rec["inputs_verification"]["status"] == "ok"
     assert "--use-rollout-routing-replay" in rec["argv"]
     assert (orig / "metrics.jsonl").is_file() and (orig / "events").is_dir()
-    # The console (a pipe here): the run's own lines and the trainer's, a line per step, no colour;
-    # Ray's start-up and submit banners only in logs/run.log (colour codes stripped there).
+    # The console (a pipe here): the runner's lines, a line per step, the verdict, no colour; Ray's
+    # banners and the trainer's chatter (TRL's per-step dicts, its tqdm bar, transformers' fallback
+    # notices) only in logs/run.log (colour codes stripped there).
     console = p.stdout + p.stderr
     log = (orig / "logs" / "run.log").read_text()
     assert "Ray runtime started" in log and "submitted successfully" in log and "\x1b" not in log
     assert "Ray runtime started" not in console and "submitted successfully" not in console
     assert "\x1b" not in console
     assert "recipe: step 10/10, elapsed" in p.stderr and "recipe: step 1/10, elapsed" in p.stderr
+    for chatter in ("'grad_norm'", "it/s]", "falling back to its reference PyTorch implementation"):
+        assert chatter in log and chatter not in console, chatter
 
     r = recipe("replay", str(orig), env=clean_env(), cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
