@@ -406,6 +406,8 @@ def test_plan_prints_the_findings_run_refuses_on_in_the_same_sentences(tmp_path)
     assert f"recipe: error: {said}" in plan.stderr.splitlines(), plan.stderr   # the run's sentence, word for word
     assert "fix: pick a cell or --gpus-per-node that fits: recipe plan nemotron3_nano --gpus 4" in plan.stderr
     assert "would refuse" in plan.stderr
+    lint = recipe("lint", "nemotron3_nano", "--cell", "default", "--gpus-per-node", "4", env=env)
+    assert lint.returncode == 1 and f"error   {said}" in lint.stdout.splitlines(), lint.stdout   # and lint's
     # the recipe's own layout: nothing to say, the plan alone
     assert recipe("plan", "nemotron3_nano", env=env).stderr == ""
 
