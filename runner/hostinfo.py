@@ -68,7 +68,7 @@ def bundle_git(recipe_dir: Path | None = None) -> dict[str, object]:
             out: dict[str, object] = {"commit": head.strip(), "dirty": bool(status and status.strip()),
                                       "source": "git"}
             if recipe_dir is not None:
-                changes = recipe_changes(recipe_dir)
+                changes = recipe_changes(root, recipe_dir)
                 out["recipe_changes"] = changes[:RECIPE_CHANGES_MAX]
                 out["recipe_changes_count"] = len(changes)
                 out["dirty"] = bool(out["dirty"] or changes)
@@ -76,11 +76,12 @@ def bundle_git(recipe_dir: Path | None = None) -> dict[str, object]:
     return {"commit": commit or "unknown", "dirty": None, "source": "image" if commit else "none"}
 
 
-def recipe_changes(recipe_dir: Path) -> list[str]:
+def recipe_changes(root: Path, recipe_dir: Path) -> list[str]:
     """git's status lines (XY path, path from the repository root) of what under recipe_dir differs from
-    HEAD, untracked files included and ignored ones not; a directory git does not track at all (outside
-    every repository) is one line, "?? <dir>/"."""
-    out = _run(["git", "-C", str(recipe_dir), "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", "."])
+    the bundle's HEAD, untracked files included and ignored ones not; a recipe directory outside the
+    bundle's repository (which its commit cannot hold) is one line, "?? <dir>/"."""
+    out = _run(["git", "-C", str(root), "status", "--porcelain=v1", "-z", "--untracked-files=all", "--",
+                str(Path(recipe_dir).resolve())])
     if out is None:
         return [f"?? {recipe_dir}/"]
     entries = out.split("\0")
