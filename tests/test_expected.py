@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import EXIT_USAGE, RecipeError
-from runner.gate.expected import abs_domain, load_expected
+from runner.gate.expected import load_expected
+from runner.gate.rules import abs_domain
 from runner.paths import recipes_dir
 
 

@@ -71,34 +71,8 @@ def _plot_metric(metric: str, expected: Expected, series: Series, result: GateRe
         ref = reference.values.get(metric, {}) if reference is not None else {}
         for row in rows:
             rule = row.rule
-            if rule.kind == "band" and ref:
-                rs = sorted(s for s, v in ref.items() if math.isfinite(v))
-                lo = [ref[s] - max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
-                hi = [ref[s] + max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
-                ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, label=f"band: {rule.name}", zorder=1)
-                ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
-            if rule.kind == "relative" and ref:
-                # the per-step picture of a rule on a reduction: ref x each bound, shaded between them
-                rs = sorted(s for s, v in ref.items() if math.isfinite(v) and s >= rule.from_step)
-                lo = [ref[s] * (rule.lower.value if rule.lower else 1.0) for s in rs]
-                hi = [ref[s] * (rule.upper.value if rule.upper else 1.0) for s in rs]
-                ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, zorder=1,
-                                label=f"{rule.name}: {rule.bound_text()}")
-                ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
-            if rule.kind == "bound":
-                span = (rule.step - 0.4, rule.step + 0.4) if rule.at == "step" else None
-                color = VERDICT_COLOR.get(row.verdict, "#6e7781")
-                label = f"{rule.name}: {rule.bound_text()}"
-                for limit, style in ((rule.lower, ":"), (rule.upper, "--")):
-                    if limit is None:
-                        continue
-                    # a bound on |x| is drawn at +L and -L
-                    for y in sorted({limit.value, -limit.value}) if rule.abs else [limit.value]:
-                        if span:
-                            ax.hlines(y, *span, colors=color, linestyles=style, lw=1.5, label=label)
-                        else:
-                            ax.axhline(y, color=color, ls=style, lw=1.2, label=label)
-                        label = None
+            if ref or not rule.referenced:
+                rule.plot(ax, ref, VERDICT_COLOR.get(row.verdict, "#6e7781"))
             for f in row.failures:
                 if f.get("step") is None:
                     continue
