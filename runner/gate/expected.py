@@ -27,32 +27,15 @@ Format (schema 1)
     why = "one short sentence: what a failure means"   # required
     ...                                # the kind's own fields, below
 
-Kinds and their fields:
-  completion  step = K            The metric has a value at step K (the run got that far). If any
-                                  completion rule fails, every other rule is reported "blocked".
-  finite      (none)              Every expected step has a finite value.
-  bound       at = "every"        Each expected step satisfies the comparison.
-              at = "step", step = K            The value at step K does.
-              at = "window", reduce = "mean" | "median" | "min" | "max",
-                  and optionally first = N or last = N (default: all expected steps)
-                                  The reduction over that window does.
-              Comparison: one lower bound (gt or ge) and/or one upper bound (lt or le);
-              abs = true compares |value|.
-  band        rtol, atol (>= 0)   Per step of the recipe's blessed reference series:
-                                  |x - ref| <= max(rtol * |ref|, atol). With no reference blessed
-                                  yet the row reads "unreferenced" and does not decide the gate.
-  relative    reduce = "mean" | "median" | "min" | "max" (default "median"),
-              from_step = N (default 0), gt/ge/lt/le
-                                  One-sided band for speed: reduce(x) / reduce(ref) over the
-                                  reference's steps >= N, compared with the bounds; e.g. step
-                                  time `le = 1.25` (at most 1.25x the reference), throughput
-                                  `ge = 0.8`. A reduction, not step by step: one slow step (a
-                                  checkpoint save) moves a median little, a slower image moves it
-                                  all. `from_step = 1` leaves out step 0 (compilation, warm-up).
-                                  A step of the reference that the run lacks, or a NaN/inf, fails.
-                                  "unreferenced" without a blessed reference, as a band.
-  trend       window = N          delta = mean(last N) - mean(first N), compared with gt/ge/lt/le
-                                  (abs = true allowed).
+Kinds and their fields (each kind is one class in runner/gate/rules.py; its docstring says more):
+  completion  step = K
+  finite      (none)
+  bound       at = "every" | "step" (with step = K) | "window" (with reduce = mean|median|min|max and
+              optionally first = N or last = N); gt or ge, lt or le; abs = true compares |x|
+  band        rtol, atol (>= 0): |x - ref| <= max(rtol * |ref|, atol) per step of the blessed reference
+  relative    reduce (default median), from_step = N (default 0), gt/ge/lt/le on reduce(x) / reduce(ref)
+  trend       window = N, gt/ge/lt/le (abs allowed) on mean(last N) - mean(first N)
+A band or relative rule without a blessed reference reads "unreferenced" and does not decide the gate.
 
 Expected steps of a metric: every step its step key (train/step for train/*, rollout/step for
 rollout/* and perf/*; see runner/gate/metrics.py) reached in the run, plus 0..K of any completion rule

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +19,8 @@ from runner.gate.metrics import Series
 from runner.gate.steps import ExpectedSteps, count
 
 INF = math.inf
-REDUCE = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
+REDUCE: dict[str, Callable[[list[float]], float]] = {
+    "mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
 
 
 class Kind(StrEnum):
@@ -219,7 +221,7 @@ def gaps(metric: str, steps: ExpectedSteps, values: dict[int, float], series: Se
     """Failures for expected steps without a number: runs of missing steps, and values that are not numbers."""
     bad = {s: v for (m, s), v in series.nonnumeric.items() if m == metric and s in steps and s not in values}
     out: list[dict[str, Any]] = [{"step": s, "value": None, "problem": f"not a number ({v})"} for s, v in bad.items()]
-    for a, b in steps.missing({**values, **bad}):
+    for a, b in steps.missing({**values, **bad}):  # type: ignore[dict-item]  # only the keys count
         f: dict[str, Any] = {"step": a, "value": None, "problem": "missing"}
         if b > a:
             f.update(last_step=b, count=count([(a, b)]))
@@ -285,7 +287,8 @@ class Completion(Rule):
 
     @classmethod
     def read(cls, f: Fields, common: dict[str, Any], domain: tuple[float, float]) -> Rule:
-        return cls(**common, step=f.int("step", 0, "a completion rule needs step = K (the step the run must reach)"))
+        need = "a completion rule needs step = K (the step the run must reach)"
+        return cls(**common, step=f.int("step", 0, need))  # type: ignore[arg-type]  # never None: need
 
     def bound_text(self) -> str:
         return f"has step {self.step}"
@@ -323,7 +326,8 @@ class Finite(Rule):
         for c in series.conflicts:
             if c["metric"] == self.metric and c["kept"][1] is not None and c["other"][1] is None:
                 elsewhere.setdefault(c["step"], c["other"][0])
-        failures = [{"step": s, "value": None, "problem": problem(values[s])} for s in present if problem(values[s])]
+        failures: list[dict[str, Any]] = [{"step": s, "value": None, "problem": problem(values[s])} for s in present
+                                          if problem(values[s])]
         failures += [{"step": s, "value": values[s], "problem": f"NaN/inf on {elsewhere[s]}"} for s in present
                      if s in elsewhere and not problem(values[s])]
         return failures_row(self, failures + gaps(self.metric, steps, values, series),
@@ -404,12 +408,12 @@ class Bound(Compared):
         if self.at == "step":
             assert self.step is not None
             v = values.get(self.step)
-            bad = problem(v)
+            what = problem(v)
             if v is None and (self.metric, self.step) in series.nonnumeric:
-                bad = f"not a number ({series.nonnumeric[(self.metric, self.step)]})"
-            ok = bad is None and self.ok(v)  # type: ignore[arg-type]
-            return Row(self, Verdict.PASS if ok else Verdict.FAIL, f"x[{self.step}] = {bad or fmt(v)}",
-                       [] if ok else [{"step": self.step, "value": None if bad else v, "problem": bad}])
+                what = f"not a number ({series.nonnumeric[(self.metric, self.step)]})"
+            ok = what is None and self.ok(v)  # type: ignore[arg-type]
+            return Row(self, Verdict.PASS if ok else Verdict.FAIL, f"x[{self.step}] = {what or fmt(v)}",
+                       [] if ok else [{"step": self.step, "value": None if what else v, "problem": what}])
         missing, present = gaps(self.metric, steps, values, series), steps.present(values)
         if self.at == "every":
             failures = [{"step": s, "value": None if problem(values[s]) else values[s], "problem": problem(values[s])}

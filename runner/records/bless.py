@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.console import safe
 from runner.errors import EXIT_REFUSED, RecipeError, UsageError
-from runner.records.record import changed_recipe_files, recipe_file_hashes
+from runner.records.record import RunStatus, changed_recipe_files, recipe_file_hashes
 
 
 def check_blessable(run: dict[str, Any] | None, run_dir: Path, recipe, allow_skipped_preflight: bool) -> None:
@@ -26,7 +26,7 @@ def check_blessable(run: dict[str, Any] | None, run_dir: Path, recipe, allow_ski
     status = run.get("status")
     if status is None:
         raise UsageError(safe(f"{f}: field 'status' missing; not a finished run record of this runner"))
-    if status != "succeeded":
+    if status != RunStatus.SUCCEEDED:
         raise RecipeError(safe(f"{f}: status is {status!r}; only a run that succeeded "
                                "(and passes its gate) can be blessed"), EXIT_REFUSED)
     recorded = run.get("recipe_files")
