@@ -91,6 +91,9 @@ def evaluate(expected: Expected, series: Series, reference: Series | None | obje
             row.verdict = BLOCKED
             row.detail = "a completion rule failed: a partial run proves nothing"
         rows.append(row)
+    for row in rows:
+        if row.rule.provisional and not confirmed(row.rule, expected, ref):
+            row.provisional = row.rule.provisional
     return GateResult(rows=rows, expected_path=str(expected.path), series_source=series.source,
                       reference=(ref.extra.get("provenance") or {}) if ref is not None else None,
                       notes=series.anomalies(expected.metrics()))
@@ -106,6 +109,12 @@ def judge(rule: Rule, expected: Expected, series: Series, reference: Series | No
     if not steps and not rule.referenced and not isinstance(rule, Completion):
         return Row(rule, FAIL, "no values", [{"step": None, "value": None, "problem": "missing"}])
     return rule.evaluate(series, steps, reference)
+
+
+def confirmed(rule: Rule, expected: Expected, reference: Series | None) -> bool:
+    """A blessed run of this recipe passes the rule: its evidence is no longer only from elsewhere.
+    A band or relative rule is judged against that run itself, so it cannot confirm one."""
+    return reference is not None and not rule.referenced and judge(rule, expected, reference, None).verdict == PASS
 
 
 def expected_steps(metric: str, expected: Expected, series: Series) -> ExpectedSteps:
@@ -175,7 +184,7 @@ def format_table(result: GateResult, width: int = 48, columns: int | None = None
 
     columns = columns or console_width()
     head = ("rule", "observed", "bound", "verdict", "why")
-    rows = [tuple(map(safe, (r.rule.name, r.observed, r.rule.bound_text(), r.verdict.upper(), r.rule.why)))
+    rows = [tuple(map(safe, (r.rule.name, r.observed, r.rule.bound_text(), r.verdict_text(), r.why_text())))
             for r in result.rows]
     widths = [min(width, max(len(row[i]) for row in [head, *rows])) for i in range(4)]
     # The four cells themselves must fit: narrow the widest until they do.

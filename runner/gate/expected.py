@@ -25,6 +25,11 @@ Format (schema 1)
     kind = "bound"                     # completion | finite | bound | band | relative | trend
     metric = "train/train_rollout_logprob_abs_diff"
     why = "one short sentence: what a failure means"   # required
+    evidence = "where the bound comes from: which runs measured it, or whose check it copies"  # required
+    provisional = "upstream CI of other models"  # optional: the evidence is from other models or
+                                       # modes; the gate table marks the rule provisional until the
+                                       # recipe's blessed reference passes it (band and relative
+                                       # rules, judged against that reference, stay provisional)
     ...                                # the kind's own fields, below
 
 Kinds and their fields (each kind is one class in runner/gate/rules.py; its docstring says more):
@@ -87,7 +92,7 @@ KNOWN_DOMAINS: tuple[tuple[str, float, float], ...] = (
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_COMMON = {"name", "kind", "metric", "why"}
+_COMMON = {"name", "kind", "metric", "why", "evidence", "provisional"}
 
 
 @dataclass(frozen=True)
@@ -276,7 +281,11 @@ def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float
         # step keys index the series (runner/gate/metrics.py); they are never series themselves
         raise f.err("metric", f"{metric} is a step key, not a series; gate a metric logged at every step "
                     "(e.g. train/grad_norm with kind = \"completion\")")
-    why = raw.get("why")
-    if not isinstance(why, str) or not why.strip():
-        raise f.err("why", "every rule needs a short 'why' (what a failure means)")
-    return cls.read(f, {"name": name, "metric": metric, "why": why.strip()}, domain_of(metric, domains))
+    text = {}
+    for fld, need in (("why", "what a failure means"), ("evidence", "where its bound comes from"),
+                      ("provisional", "which other models or modes its evidence is from")):
+        v = raw.get(fld)
+        if (v is not None or fld != "provisional") and (not isinstance(v, str) or not v.strip()):
+            raise f.err(fld, f"expected a short text saying {need}, got {short(v)}")
+        text[fld] = (v or "").strip()
+    return cls.read(f, {"name": name, "metric": metric, **text}, domain_of(metric, domains))

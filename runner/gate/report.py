@@ -161,8 +161,8 @@ def write_report(expected: Expected, series: Series, result: GateResult, out: Pa
     rows = "\n".join(
         f"<tr><td>{e(r.rule.name)}</td><td><code>{e(r.rule.metric)}</code></td><td>{e(r.observed)}</td>"
         f"<td>{e(r.rule.bound_text())}</td>"
-        f"<td style=\"color:{VERDICT_COLOR.get(r.verdict, '#000')};font-weight:bold\">{e(r.verdict.upper())}</td>"
-        f"<td>{e(r.rule.why)}</td></tr>" for r in result.rows)
+        f"<td style=\"color:{VERDICT_COLOR.get(r.verdict, '#000')};font-weight:bold\">{e(r.verdict_text())}</td>"
+        f"<td>{e(r.why_text())}</td></tr>" for r in result.rows)
     figs = "\n".join(f"<figure><img src=\"{e(p.name)}\" alt=\"{e(m)}\"><figcaption>{e(m)}</figcaption></figure>"
                      for m, p in images)
     prov = "\n".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in provenance_rows(run, title))

@@ -66,6 +66,13 @@ class Row:
     # {"step", "value", "problem" (missing/nan/inf, else None), optional "note"}
     failures: list[dict[str, Any]] = field(default_factory=list)
     detail: str = ""
+    provisional: str = ""   # where the rule's evidence is from, while no blessed run confirms it
+
+    def verdict_text(self) -> str:
+        return self.verdict.upper() + (" (provisional)" if self.provisional else "")
+
+    def why_text(self) -> str:
+        return self.rule.why + (f" (provisional: evidence from {self.provisional})" if self.provisional else "")
 
     @property
     def name(self) -> str:
@@ -75,7 +82,8 @@ class Row:
         return {"rule": self.rule.name, "kind": self.rule.kind, "metric": self.rule.metric,
                 "verdict": self.verdict, "observed": self.observed, "bound": self.rule.bound_text(),
                 "why": self.rule.why, "detail": self.detail, "failures": self.failures[:MAX_LISTED],
-                "failures_total": sum(f.get("count", 1) for f in self.failures)}
+                "failures_total": sum(f.get("count", 1) for f in self.failures),
+                **({"provisional": self.provisional} if self.provisional else {})}
 
 
 # -- reading a [[rule]] table -------------------------------------------------------------------
@@ -253,6 +261,8 @@ class Rule:
     name: str
     metric: str
     why: str
+    evidence: str            # where the bound comes from
+    provisional: str = ""    # set when that evidence is from other models or modes: which
 
     kind: ClassVar[Kind]
     FIELDS: ClassVar[frozenset[str]] = frozenset()   # the kind's own fields in the file
