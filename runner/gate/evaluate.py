@@ -14,8 +14,8 @@ The run's own length is Series.planned (run.json/plan.json's num_rollout); a com
 `step = K` is then reached at min(K, planned - 1), as the recipes count one step per rollout.
 A missing value, NaN or inf fails the rule it touches; so does a value that is not a number, and,
 for a finite rule, a NaN/inf that another process logged for the same step. Notes list what no rule
-touches but a reader must know (runner/gate/metrics.py Series.anomalies). The rule model is
-runner/gate/expected.py; expected steps are runner/gate/steps.py.
+touches but a reader must know (runner/gate/metrics.py Series.anomalies). The rule kinds are
+runner/gate/rules.py; expected steps are runner/gate/steps.py.
 """
 
 from __future__ import annotations
@@ -100,11 +100,12 @@ def evaluate(expected: Expected, series: Series, reference: Series | None | obje
 
 
 def judge(rule: Rule, expected: Expected, series: Series, reference: Series | None) -> Row:
-    """One rule's row: n/a where a shortened run lacks the steps it needs, else its kind's verdict."""
-    short = _shortened(rule, expected, series)
-    need = rule.needs(short[0], reference) if short and not isinstance(rule, Completion) else None
+    """One rule's row: n/a where a run launched for fewer steps than the recipe's completion rules ask
+    lacks the steps this rule needs, else its kind's verdict."""
+    planned, full = series.planned, 1 + _last_step(expected, step_key_for(rule.metric))
+    need = rule.needs(planned, reference) if planned is not None and planned < full else None
     if need:
-        return Row(rule, NA, f"{need}, run has {short[0]}", detail=f"run has {short[0]} of {short[1]} steps")
+        return Row(rule, NA, f"{need}, run has {planned}", detail=f"run has {planned} of {full} steps")
     steps = expected_steps(rule.metric, expected, series)
     if not steps and not rule.referenced and not isinstance(rule, Completion):
         return Row(rule, FAIL, "no values", [{"step": None, "value": None, "problem": "missing"}])
@@ -120,18 +121,15 @@ def confirmed(rule: Rule, expected: Expected, reference: Series | None) -> bool:
 def expected_steps(metric: str, expected: Expected, series: Series) -> ExpectedSteps:
     """Steps the metric must have: all its step key reached, plus 0..K of completion rules on that key."""
     key = step_key_for(metric)
-    upto = max((c.step for c in expected.completion_rules() if step_key_for(c.metric) == key), default=-1)
+    upto = _last_step(expected, key)
     if series.planned is not None:
         upto = min(upto, series.planned - 1)
     return ExpectedSteps(tuple(series.key_steps(key)), upto)
 
 
-def _shortened(rule: Rule, expected: Expected, series: Series) -> tuple[int, int] | None:
-    """(planned, full) when the run was launched for fewer steps than the recipe's completion rules
-    on the rule's step key ask for; None for a run of full length (judged as it always was)."""
-    key = step_key_for(rule.metric)
-    full = 1 + max((c.step for c in expected.completion_rules() if step_key_for(c.metric) == key), default=-1)
-    return (series.planned, full) if series.planned is not None and series.planned < full else None
+def _last_step(expected: Expected, key: str) -> int:
+    """The last step the completion rules on step key `key` ask for (-1: none)."""
+    return max((c.step for c in expected.completion_rules() if step_key_for(c.metric) == key), default=-1)
 
 
 # -- comparing two runs ----------------------------------------------------------------------
