@@ -2,22 +2,30 @@
 
 It sits below everything that defines checks (the host checks in runner/launch/preflight.py, each
 backend's, each framework adapter's), so none of them reaches up into another to build one.
-A check returns a Check with status "ok", "fail", "warn" or "n/a"; `--skip-preflight NAME` turns it
-into "skipped" (recorded in run.json).
+A check returns a Check with a CheckStatus; `--skip-preflight NAME` makes it SKIPPED (recorded in run.json).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 from runner.errors import EXIT_USAGE, RecipeError
+
+
+class CheckStatus(StrEnum):
+    OK = "ok"
+    FAIL = "fail"
+    WARN = "warn"
+    NA = "n/a"
+    SKIPPED = "skipped"
 
 
 @dataclass
 class Check:
     name: str
-    status: str  # ok | fail | warn | n/a | skipped
+    status: CheckStatus
     detail: str
     fix: str = ""
     data: dict | None = None  # machine-readable details for the run record (e.g. the verification)
@@ -27,22 +35,22 @@ class Check:
 
 
 def ok(name: str, detail: str) -> Check:
-    return Check(name, "ok", detail)
+    return Check(name, CheckStatus.OK, detail)
 
 
 def fail(name: str, detail: str, fix: str) -> Check:
-    return Check(name, "fail", detail, fix)
+    return Check(name, CheckStatus.FAIL, detail, fix)
 
 
 def na(name: str, detail: str) -> Check:
-    return Check(name, "n/a", detail)
+    return Check(name, CheckStatus.NA, detail)
 
 
 def run_checks(checks: dict[str, Callable[[], Check]], skip: set[str]) -> list[Check]:
     out = []
     for name, fn in checks.items():
         if name in skip:
-            out.append(Check(name, "skipped", "skipped by --skip-preflight"))
+            out.append(Check(name, CheckStatus.SKIPPED, "skipped by --skip-preflight"))
             continue
         try:
             out.append(fn())
@@ -55,4 +63,4 @@ def run_checks(checks: dict[str, Callable[[], Check]], skip: set[str]) -> list[C
 
 
 def failed(checks: list[Check]) -> list[Check]:
-    return [c for c in checks if c.status == "fail"]
+    return [c for c in checks if c.status == CheckStatus.FAIL]

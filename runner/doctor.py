@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.checks import CheckStatus
 from runner.frameworks import framework_of, options_of
 from runner.gitrefs import GitReadError, head_commit
 from runner.image.enroot import container_labels
@@ -29,6 +30,7 @@ from runner.plan.render import render_plan
 
 # Row statuses. Only "mismatch", "missing" and "error" make a report not ok.
 OK, MISMATCH, MISSING, ERROR, RECORDED, SKIPPED = "ok", "mismatch", "missing", "error", "recorded", "skipped"
+UNCHECKED = (CheckStatus.SKIPPED, CheckStatus.NA)   # a preflight check that said nothing
 BAD = {MISMATCH, MISSING, ERROR}
 IMPORT_TIMEOUT_S = 300
 
@@ -213,9 +215,9 @@ def args_rows(recipe, plan) -> list[Row]:
         return []
     check = fw.preflight_check("args", _DoctorLaunch(recipe, plan))
     name = f"{recipe.name} argv"
-    if check.status == "ok":
+    if check.status == CheckStatus.OK:
         return [Row("args", name, f"accepted by {recipe.framework}", "accepted", OK, check.detail)]
-    if check.status in ("skipped", "n/a"):
+    if check.status in UNCHECKED:
         return [Row("args", name, f"accepted by {recipe.framework}", "not checked", SKIPPED, check.detail)]
     lines = (check.data or {}).get("lines") or [check.detail]
     return [Row("args", name, f"accepted by {recipe.framework}", "rejected", ERROR, line) for line in lines]
@@ -229,9 +231,9 @@ def model_rows(recipe, plan) -> list[Row]:
         return []
     check = fw.preflight_check("model", _DoctorLaunch(recipe, plan))
     data = check.data or {}
-    if check.status in ("skipped", "n/a") or not data.get("rows"):
-        found = "not checked" if check.status in ("skipped", "n/a") else "not built"
-        status = SKIPPED if check.status in ("skipped", "n/a") else ERROR
+    if check.status in UNCHECKED or not data.get("rows"):
+        found = "not checked" if check.status in UNCHECKED else "not built"
+        status = SKIPPED if check.status in UNCHECKED else ERROR
         return [Row("model", f"{recipe.name} model", "built as the recipe states", found, status, check.detail)]
     rows = [Row("model", r["field"], repr(r["claimed"]), repr(r["built"]),
                 {"ok": OK, "accepted": OK, "differs": ERROR}[r["status"]],

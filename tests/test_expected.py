@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from runner.errors import EXIT_USAGE, RecipeError
-from runner.gate.expected import abs_domain, load_expected
+from runner.gate.expected import load_expected
+from runner.gate.rules import abs_domain
 from runner.paths import recipes_dir
 
 
 def write(tmp_path: Path, body: str, domains: str = "") -> Path:
     p = tmp_path / "expected_metrics.toml"
-    p.write_text(f"schema = 1\n{domains}\n[[rule]]\nname = \"r1\"\nwhy = \"because\"\n{body}\n")
+    p.write_text(f"schema = 1\n{domains}\n[[rule]]\nname = \"r1\"\nwhy = \"because\"\nevidence = \"e\"\n{body}\n")
     return p
 
 
@@ -36,7 +37,7 @@ def test_recipe_file_loads_with_every_kind():
     acc = by_name["logprob_diff_below_0.02"]
     assert acc.upper.value == 0.02 and not acc.upper.inclusive and acc.at == "every"
     kl = by_name["ppo_kl_zero_at_step0"]
-    assert kl.abs and kl.step == 0 and kl.upper.value == 1e-9
+    assert kl.abs and kl.step == 0 and kl.upper.value == 1e-3 and kl.provisional
     assert [r.step for r in exp.completion_rules()] == [9, 9]
 
 
@@ -119,8 +120,8 @@ def test_file_level_errors(tmp_path):
         load_expected(p)
     with pytest.raises(RecipeError, match="not found"):
         load_expected(tmp_path / "nope.toml")
-    two = ('schema = 1\n[[rule]]\nname="a"\nkind="finite"\nmetric="x"\nwhy="w"\n'
-           '[[rule]]\nname="a"\nkind="finite"\nmetric="y"\nwhy="w"\n')
+    two = ('schema = 1\n[[rule]]\nname="a"\nkind="finite"\nmetric="x"\nwhy="w"\nevidence="e"\n'
+           '[[rule]]\nname="a"\nkind="finite"\nmetric="y"\nwhy="w"\nevidence="e"\n')
     p.write_text(two)
     with pytest.raises(RecipeError, match="duplicate"):
         load_expected(p)
@@ -154,14 +155,14 @@ def test_relative_rules_parse_and_cannot_be_vacuous(tmp_path):
     (b'schema = 1\nrule = 5\n', "field 'rule': expected an array of tables ([[rule]]), got an integer"),
     (b'schema = 1\n[rule]\nname = "a"\n', "field 'rule': expected an array of tables ([[rule]]), got a table"),
     (b'schema = 1\nrule = [1, 2]\n', "rule #1: expected a table, got an integer"),
-    (b'schema = 1\ndomains = [1]\n[[rule]]\nname="a"\nkind="finite"\nmetric="x"\nwhy="w"\n',
+    (b'schema = 1\ndomains = [1]\n[[rule]]\nname="a"\nkind="finite"\nmetric="x"\nwhy="w"\nevidence="e"\n',
      "field 'domains': expected a table of metric = [lo, hi], got an array"),
-    (b'schema = 1\n[domains]\n"rollout/x" = 3\n[[rule]]\nname="a"\nkind="finite"\nmetric="x"\nwhy="w"\n',
+    (b'schema = 1\n[domains]\n"rollout/x" = 3\n[[rule]]\nname="a"\nkind="finite"\nmetric="x"\nwhy="w"\nevidence="e"\n',
      "[domains] 'rollout/x': expected [lo, hi] (two numbers), got 3"),
-    (b'schema = 1\n[[rule]]\nname="a"\nkind="bound"\nmetric="x"\nwhy="w"\nlt = ' + b"9" * 400 + b"\n",
+    (b'schema = 1\n[[rule]]\nname="a"\nkind="bound"\nmetric="x"\nwhy="w"\nevidence="e"\nlt = ' + b"9" * 400 + b"\n",
      "field 'lt': expected a finite number"),
-    (b'schema = 1\n[[rule]]\nname="a\\n"\nkind="finite"\nmetric="x"\nwhy="w"\n', "rule #1: field 'name'"),
-    (b'schema = 1\n[[rule]]\nname="a"\nkind="finite"\nmetric="x\\ny"\nwhy="w"\n', "field 'metric'"),
+    (b'schema = 1\n[[rule]]\nname="a\\n"\nkind="finite"\nmetric="x"\nwhy="w"\nevidence="e"\n', "rule #1: field 'name'"),
+    (b'schema = 1\n[[rule]]\nname="a"\nkind="finite"\nmetric="x\\ny"\nwhy="w"\nevidence="e"\n', "field 'metric'"),
     (b'schema = 1 # caf\xe9\n', "not UTF-8 (byte 16)"),
 ])
 def test_bad_files_are_one_line_usage_errors(tmp_path, text, words):

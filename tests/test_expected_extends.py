@@ -15,7 +15,8 @@ SHARED = recipes_dir() / "lib" / "miles_grpo_expected.toml"
 
 
 def rule(name: str, lt: float = 1.0, metric: str = "train/loss") -> str:
-    return f'[[rule]]\nname = "{name}"\nkind = "bound"\nmetric = "{metric}"\nat = "every"\nlt = {lt}\nwhy = "w"\n'
+    return (f'[[rule]]\nname = "{name}"\nkind = "bound"\nmetric = "{metric}"\nat = "every"\nlt = {lt}\nwhy = "w"\n'
+            'evidence = "e"\n')
 
 
 def files(tmp_path: Path, base: str, child: str) -> Path:

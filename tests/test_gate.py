@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.errors import RecipeError
 from runner.gate.evaluate import (
     BLOCKED,
     FAIL,
@@ -30,7 +31,7 @@ NAN, INF = math.nan, math.inf
 
 def expected(tmp_path: Path, *rules: str):
     p = tmp_path / "expected_metrics.toml"
-    body = "".join(f'\n[[rule]]\nname = "r{i}"\nwhy = "w"\n{r}\n' for i, r in enumerate(rules))
+    body = "".join(f'\n[[rule]]\nname = "r{i}"\nwhy = "w"\nevidence = "e"\n{r}\n' for i, r in enumerate(rules))
     p.write_text("schema = 1\n" + body)
     return load_expected(p)
 
@@ -373,3 +374,89 @@ def test_slow_control_fails_the_speed_rules_against_a_healthy_reference():
     assert evaluate(exp, healthy, healthy).passed
     other = evaluate(exp, collect(EVENTS / "nan_grad_norm"), healthy)
     assert {r.rule.name: r.verdict for r in other.rows}["step_time_vs_reference"] == PASS
+
+
+# -- evidence: a rule whose bound comes from elsewhere says so until this recipe's blessed run passes it --
+
+def test_a_provisional_rule_is_marked_in_the_gate_table_until_a_blessed_run_passes_it(tmp_path):
+    exp = expected(tmp_path, 'kind = "bound"\nmetric = "train/x"\nlt = 1\nprovisional = "upstream CI of other models"',
+                   'kind = "bound"\nmetric = "train/x"\nlt = 1')
+    r = evaluate(exp, series(train__x=[0.5]), None)
+    table = format_table(r, columns=200)
+    row0, row1 = (line for line in table.splitlines() if line.startswith(("r0 ", "r1 ")))
+    assert "PASS (provisional)" in row0 and "provisional: evidence from upstream CI of other models" in row0
+    assert "provisional" not in row1
+    assert r.as_dict()["rows"][0]["provisional"] == "upstream CI of other models"
+    assert "provisional" not in r.as_dict()["rows"][1] and r.passed       # marked, not failed
+    failing = evaluate(exp, series(train__x=[2.0]), None)
+    assert "FAIL (provisional)" in format_table(failing, columns=200) and not failing.passed
+    # a blessed reference of this recipe that passes the rule confirms it; one that fails it does not
+    assert not evaluate(exp, series(train__x=[0.5]), series(train__x=[0.7])).rows[0].provisional
+    assert evaluate(exp, series(train__x=[0.5]), series(train__x=[3.0])).rows[0].provisional
+
+
+def test_evidence_is_required_and_provisional_must_say_from_where(tmp_path):
+    p = tmp_path / "e.toml"
+    for body, field in (('why = "w"\n', "evidence"), ('why = "w"\nevidence = ""\n', "evidence"),
+                        ('why = "w"\nevidence = "e"\nprovisional = true\n', "provisional")):
+        p.write_text(f'schema = 1\n[[rule]]\nname = "a"\nkind = "finite"\nmetric = "train/x"\n{body}')
+        with pytest.raises(RecipeError, match=f"rule 'a': field '{field}'"):
+            load_expected(p)
+
+
+def _step0(disagree: float, seed: int = 0, samples: int = 64, tokens: int = 64, vocab: int = 32):
+    """train/ppo_kl and train/pg_clipfrac at step 0 as miles computes them (per-sample token means,
+    averaged over samples; clipped where the advantage's side of the ratio leaves [0.8, 1.28]), from
+    two forwards of one policy whose logits are rounded to bf16 after a reduction in another order.
+    `disagree` > 0 gives the second forward other weights: logits moved by that much per entry."""
+    import random
+    import struct
+
+    rng = random.Random(seed)
+
+    def bf16(x: float) -> float:   # round to nearest even, to bfloat16's 8 significant bits
+        b = struct.unpack(">I", struct.pack(">f", x))[0]
+        b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+        return struct.unpack(">f", struct.pack(">I", b))[0]
+
+    def log_softmax(z: list[float]) -> list[float]:
+        m = max(z)
+        lse = m + math.log(sum(math.exp(v - m) for v in z))
+        return [v - lse for v in z]
+
+    kl_sum = clip_sum = 0.0
+    for _ in range(samples):
+        adv = rng.choice((-1.0, 1.0))
+        kl = clip = 0.0
+        for _ in range(tokens):
+            z = [rng.gauss(0, 3) for _ in range(vocab)]
+            # each forward accumulates in its own order: ~1 bf16 rounding step (2^-8 relative) apart
+            old = log_softmax([bf16(v * (1 + rng.gauss(0, 2 ** -9))) for v in z])
+            new = log_softmax([bf16((v + rng.gauss(0, disagree)) * (1 + rng.gauss(0, 2 ** -9))) for v in z])
+            p = [math.exp(v) for v in old]
+            t = rng.choices(range(vocab), weights=p)[0]   # the token the old policy sampled
+            d = old[t] - new[t]
+            ratio = math.exp(-d)
+            kl += d
+            clip += (adv > 0 and ratio > 1.28) or (adv < 0 and ratio < 0.8)
+        kl_sum += kl / tokens
+        clip_sum += clip / tokens
+    return kl_sum / samples, clip_sum / samples
+
+
+def test_step0_rules_pass_bf16_noise_and_fail_a_gross_disagreement():
+    """The nemotron3_nano step-0 rules (recipes/lib/miles_grpo_expected.toml): two bf16 forwards of
+    the same weights pass; old log-probs of other weights (logits 0.5 apart: a KL of ~0.07) fail."""
+    from runner.gate.evaluate import judge
+
+    exp = load_expected(NANO)
+    rules = [r for r in exp.rules if r.name in ("ppo_kl_zero_at_step0", "pg_clipfrac_zero_at_step0")]
+    assert len(rules) == 2
+    for seed in (0, 1):
+        kl, clip = _step0(0.0, seed)
+        assert kl != 0.0                          # not bitwise: the noise the rules must allow
+        s = series(train__ppo_kl=[kl], train__pg_clipfrac=[clip])
+        assert [judge(r, exp, s, None).verdict for r in rules] == [PASS, PASS], (kl, clip)
+    kl, clip = _step0(0.5)
+    s = series(train__ppo_kl=[kl], train__pg_clipfrac=[clip])
+    assert [judge(r, exp, s, None).verdict for r in rules] == [FAIL, FAIL], (kl, clip)

@@ -111,7 +111,7 @@ def test_check_usage_errors_are_one_line(tmp_path):
     assert r.returncode == EXIT_MISSING and "no metrics found" in r.stderr
     bad = tmp_path / "expected.toml"
     bad.write_text('schema = 1\n[[rule]]\nname = "vacuous"\nkind = "bound"\nmetric = "train/pg_clipfrac"\n'
-                   'le = 1.0\nwhy = "w"\n')
+                   'le = 1.0\nwhy = "w"\nevidence = "e"\n')
     r = recipe("check", str(EVENTS / "healthy"), "--expected", str(bad))
     assert r.returncode == EXIT_USAGE and r.stderr.count("\n") == 1
     assert f"{bad}: rule 'vacuous': field 'le': cannot fail" in r.stderr

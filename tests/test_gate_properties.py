@@ -135,8 +135,9 @@ def test_expected_parser_never_raises_anything_but_a_one_line_usage_error(text):
             assert e.code == 2 and "\n" not in e.message and e.message.startswith(f"{path}: ")
 
 
-RULE_FIELD = st.sampled_from(["name", "kind", "metric", "why", "at", "step", "reduce", "first", "last", "window",
-                              "gt", "ge", "lt", "le", "abs", "rtol", "atol", "from_step", "bogus"])
+RULE_FIELD = st.sampled_from(["name", "kind", "metric", "why", "evidence", "provisional", "at", "step", "reduce",
+                              "first", "last", "window", "gt", "ge", "lt", "le", "abs", "rtol", "atol", "from_step",
+                              "bogus"])
 TOML_VALUE = st.one_of(st.integers(-10**30, 10**30), st.floats(allow_nan=True), st.booleans(),
                        st.text(max_size=6), st.sampled_from(['"bound"', '"every"', '"window"', '"mean"', '"band"',
                                                              '"relative"', '"trend"', '"completion"', '"finite"']))
@@ -168,7 +169,7 @@ def test_any_combination_of_rule_fields_is_accepted_or_refused_in_one_line(rules
        step=st.integers(0, 2**62), name=st.from_regex(r"[A-Za-z0-9_.\-]{1,20}", fullmatch=True))
 def test_rule_values_come_back_literally(lt, ge, step, name):
     text = (f'schema = 1\n[[rule]]\nname = "{name}"\nkind = "bound"\nmetric = "train/loss"\nwhy = "w"\n'
-            f'at = "step"\nstep = {step}\nge = {ge!r}\nlt = {lt!r}\n')
+            f'evidence = "e"\nat = "step"\nstep = {step}\nge = {ge!r}\nlt = {lt!r}\n')
     rule = parse_expected_text(text.encode(), Path("e.toml")).rules[0]
     assert (rule.name, rule.step, rule.lower.value, rule.upper.value) == (name, step, ge, lt)
     assert rule.lower.inclusive and not rule.upper.inclusive

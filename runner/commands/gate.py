@@ -16,7 +16,7 @@ from runner.gate.expected import load_expected
 from runner.gate.report import require_matplotlib, write_report
 from runner.recipe import load_recipe
 from runner.records.bless import check_blessable
-from runner.records.record import read_record
+from runner.records.record import RunStatus, read_record, status_of
 
 PATH_ARG = click.Path(exists=True, path_type=Path)
 
@@ -82,7 +82,7 @@ def check_cmd(path: Path, recipe: str | None, expected: Path | None, as_json: bo
             doc["stopped"] = {"steps_done": stopped[0], "steps_planned": stopped[1]}
         click.echo(json.dumps(gate.json_safe(doc), indent=2))
     elif stopped:
-        word = "failed" if (run or {}).get("status") == "failed" else "interrupted"
+        word = "failed" if status_of(run) == RunStatus.FAILED else "interrupted"
         click.echo(safe(f"{word} at step {stopped[0]}/{stopped[1]}: the gate needs all {stopped[1]} steps of the "
                         f"run; `recipe check {shlex.quote(str(path))} --json` lists every rule"))
     else:

@@ -34,6 +34,7 @@ from runner.errors import (
     RecipeError,
 )
 from runner.plan.options import PathOpt
+from runner.records.record import RunStatus
 
 POLL_S = 0.5
 RECORD_WAIT_S = 60.0
@@ -55,12 +56,12 @@ def find_run(run: str, runs_dir: Path | None) -> Path:
 def still_running(run_dir: Path, since: float) -> bool:
     """run.json says "running" and is not stale; with no run.json yet (a docker or slurm wrapper's inner
     run still starting), the record gets RECORD_WAIT_S to appear."""
-    from runner.records.record import is_stale, read_record
+    from runner.records.record import RunStatus, is_stale, read_record, status_of
 
     rec = read_record(run_dir)
     if rec is None:
         return time.monotonic() - since < RECORD_WAIT_S
-    return rec.get("status") == "running" and not is_stale(rec)
+    return status_of(rec) == RunStatus.RUNNING and not is_stale(rec)
 
 
 def copy_new(f, out) -> int:
@@ -76,22 +77,25 @@ def copy_new(f, out) -> int:
 # What a run's own exit can be (runner/errors.py): a record's exit_code outside them is not passed on.
 RUN_EXITS = {EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PREFLIGHT, EXIT_MISSING, EXIT_CORRUPT, EXIT_REFUSED,
              EXIT_INTERRUPTED}
-ENDED = {"succeeded": EXIT_OK, "failed": EXIT_FAIL, "gate-failed": EXIT_FAIL, "interrupted": EXIT_INTERRUPTED,
-         "interrupted (stale)": EXIT_INTERRUPTED}
+ENDED = {RunStatus.SUCCEEDED: EXIT_OK, RunStatus.FAILED: EXIT_FAIL, RunStatus.GATE_FAILED: EXIT_FAIL,
+         RunStatus.INTERRUPTED: EXIT_INTERRUPTED, RunStatus.STALE: EXIT_INTERRUPTED}
 
 
 def verdict(run_dir: Path) -> tuple[str, int]:
     """The line a follow ends on and the exit code it ends with: the record's, as `recipe run` ended."""
     from runner.commands.runs import gate_verdict
-    from runner.records.record import load_record
+    from runner.records.record import load_record, status_of
 
     try:
         rec = load_record(run_dir)
     except RecipeError:
         return f"recipe: {safe(run_dir)}: no run.json appeared; the run's verdict is unknown", EXIT_MISSING
-    status = rec.get("status")
-    if status not in ENDED:   # still running on another host, or a status this runner never writes
-        return f"recipe: run {safe(rec.get('run_id'))} has not ended (status {safe(status)})", EXIT_FAIL
+    status = status_of(rec)
+    if status is None:   # data: a word this runner never writes says nothing of how the run ended
+        return (f"recipe: run {safe(rec.get('run_id'))} has status {safe(rec.get('status'))}, which this runner "
+                "does not write; its verdict is unknown"), EXIT_FAIL
+    if status not in ENDED:   # still running on another host
+        return f"recipe: run {safe(rec.get('run_id'))} has not ended (status {status})", EXIT_FAIL
     code = rec.get("exit_code")
     code = code if isinstance(code, int) and not isinstance(code, bool) and code in RUN_EXITS else ENDED[status]
     why = rec.get("error") or rec.get("interrupted_by")

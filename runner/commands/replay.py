@@ -13,7 +13,7 @@ from runner.launch import backends, replay
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
 from runner.recipe import load_recipe
-from runner.records.record import load_record
+from runner.records.record import RunStatus, load_record, status_of
 from runner.records.rundirs import new_run_id, run_dir_for
 
 
@@ -80,7 +80,7 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     if not (target / "run.json").is_file():  # refused before a run began (preflight): nothing to compare
         return rc
     comparison = None
-    if load_record(target).get("status") in ("succeeded", "gate-failed"):
+    if status_of(load_record(target)) in (RunStatus.SUCCEEDED, RunStatus.GATE_FAILED):
         comparison = replay.compare(run_dir, target, recipe, rec.get("determinism", "statistical"))
         replay.print_comparison(comparison, str(run_dir), target)
         replay.write_replay_json(target, str(run_dir), comparison, rc, across)

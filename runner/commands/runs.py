@@ -100,7 +100,7 @@ def loaded_recipes() -> dict[str, Any]:
 def run_row(d: Path, blessed: dict[str, str | None], recipes: dict[str, Any] | None = None) -> dict[str, Any] | None:
     from runner.errors import RecipeError
     from runner.gate.files import read_regular
-    from runner.records.record import is_stale, read_record
+    from runner.records.record import RunStatus, is_stale, read_record
 
     try:
         rec = read_record(d)
@@ -117,7 +117,7 @@ def run_row(d: Path, blessed: dict[str, str | None], recipes: dict[str, Any] | N
         lj = lj if isinstance(lj, dict) else {}
         return {"run": d.name, "run_dir": str(d), "started_at": lj.get("started_at"), "recipe": None, "cell": None,
                 "status": f"{lj.get('backend', '?')} launcher, no run.json yet", "gate": "-", "blessed": False}
-    status = "interrupted (stale)" if is_stale(rec) else rec.get("status", "?")
+    status = RunStatus.STALE if is_stale(rec) else rec.get("status", "?")
     recipe, run_id = rec.get("recipe"), rec.get("run_id") or d.name
     replay_of: dict[str, Any] = rec["replay_of"] if isinstance(rec.get("replay_of"), dict) else {}
     return {"run": d.name, "run_dir": str(d), "run_id": run_id, "started_at": rec.get("started_at"),

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from runner.checks import Check, fail, na, ok
+from runner.checks import Check, CheckStatus, fail, na, ok
 from runner.plan.spec import Plan
 from runner.secrets import is_secret
 
@@ -180,7 +180,7 @@ def check_args(recipe, plan: Plan, environ: dict[str, str] | None = None) -> Che
 
 def skipped(why: str, plan: Plan, interpreter: str | None = None, name: str = NAME) -> Check:
     """A check of the job's interpreter (`args`, `model`) that could not run here, and why."""
-    return Check(name, "skipped", f"not run: {why}",
+    return Check(name, CheckStatus.SKIPPED, f"not run: {why}",
                  data={"ran": False, "reason": why, "interpreter": interpreter, "entrypoint": plan.entrypoint})
 
 

@@ -25,34 +25,22 @@ Format (schema 1)
     kind = "bound"                     # completion | finite | bound | band | relative | trend
     metric = "train/train_rollout_logprob_abs_diff"
     why = "one short sentence: what a failure means"   # required
+    evidence = "where the bound comes from: which runs measured it, or whose check it copies"  # required
+    provisional = "upstream CI of other models"  # optional: the evidence is from other models or
+                                       # modes; the gate table marks the rule provisional until the
+                                       # recipe's blessed reference passes it (band and relative
+                                       # rules, judged against that reference, stay provisional)
     ...                                # the kind's own fields, below
 
-Kinds and their fields:
-  completion  step = K            The metric has a value at step K (the run got that far). If any
-                                  completion rule fails, every other rule is reported "blocked".
-  finite      (none)              Every expected step has a finite value.
-  bound       at = "every"        Each expected step satisfies the comparison.
-              at = "step", step = K            The value at step K does.
-              at = "window", reduce = "mean" | "median" | "min" | "max",
-                  and optionally first = N or last = N (default: all expected steps)
-                                  The reduction over that window does.
-              Comparison: one lower bound (gt or ge) and/or one upper bound (lt or le);
-              abs = true compares |value|.
-  band        rtol, atol (>= 0)   Per step of the recipe's blessed reference series:
-                                  |x - ref| <= max(rtol * |ref|, atol). With no reference blessed
-                                  yet the row reads "unreferenced" and does not decide the gate.
-  relative    reduce = "mean" | "median" | "min" | "max" (default "median"),
-              from_step = N (default 0), gt/ge/lt/le
-                                  One-sided band for speed: reduce(x) / reduce(ref) over the
-                                  reference's steps >= N, compared with the bounds; e.g. step
-                                  time `le = 1.25` (at most 1.25x the reference), throughput
-                                  `ge = 0.8`. A reduction, not step by step: one slow step (a
-                                  checkpoint save) moves a median little, a slower image moves it
-                                  all. `from_step = 1` leaves out step 0 (compilation, warm-up).
-                                  A step of the reference that the run lacks, or a NaN/inf, fails.
-                                  "unreferenced" without a blessed reference, as a band.
-  trend       window = N          delta = mean(last N) - mean(first N), compared with gt/ge/lt/le
-                                  (abs = true allowed).
+Kinds and their fields (each kind is one class in runner/gate/rules.py; its docstring says more):
+  completion  step = K
+  finite      (none)
+  bound       at = "every" | "step" (with step = K) | "window" (with reduce = mean|median|min|max and
+              optionally first = N or last = N); gt or ge, lt or le; abs = true compares |x|
+  band        rtol, atol (>= 0): |x - ref| <= max(rtol * |ref|, atol) per step of the blessed reference
+  relative    reduce (default median), from_step = N (default 0), gt/ge/lt/le on reduce(x) / reduce(ref)
+  trend       window = N, gt/ge/lt/le (abs allowed) on mean(last N) - mean(first N)
+A band or relative rule without a blessed reference reads "unreferenced" and does not decide the gate.
 
 Expected steps of a metric: every step its step key (train/step for train/*, rollout/step for
 rollout/* and perf/*; see runner/gate/metrics.py) reached in the run, plus 0..K of any completion rule
@@ -77,11 +65,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
+from runner.gate.rules import KINDS, Completion, Fields, Kind, Rule, as_float, short
 
 SCHEMA = 1
-KINDS = ("completion", "finite", "bound", "band", "relative", "trend")
-REFERENCED = ("band", "relative")  # kinds judged against the blessed reference
-REDUCTIONS = ("mean", "median", "min", "max")
 INF = math.inf
 
 # Ranges the metrics can take by construction (closed intervals), as (pattern, lo, hi); the first
@@ -106,84 +92,7 @@ KNOWN_DOMAINS: tuple[tuple[str, float, float], ...] = (
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_COMMON = {"name", "kind", "metric", "why"}
-_CMP = {"gt", "ge", "lt", "le", "abs"}
-_FIELDS = {
-    "completion": _COMMON | {"step"},
-    "finite": _COMMON,
-    "bound": _COMMON | _CMP | {"at", "step", "reduce", "first", "last"},
-    "band": _COMMON | {"rtol", "atol"},
-    "relative": _COMMON | _CMP - {"abs"} | {"reduce", "from_step"},
-    "trend": _COMMON | _CMP | {"window"},
-}
-
-
-@dataclass(frozen=True)
-class Limit:
-    """One side of a comparison: value, and whether equality passes (ge/le) or not (gt/lt)."""
-
-    value: float
-    inclusive: bool
-
-    def lower_ok(self, x: float) -> bool:
-        return x >= self.value if self.inclusive else x > self.value
-
-    def upper_ok(self, x: float) -> bool:
-        return x <= self.value if self.inclusive else x < self.value
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    kind: str
-    metric: str
-    why: str
-    at: str = "every"                 # bound: every | step | window
-    step: int | None = None           # completion, bound at step
-    reduce: str | None = None         # bound at window
-    first: int | None = None          # bound at window
-    last: int | None = None           # bound at window
-    window: int | None = None         # trend
-    lower: Limit | None = None
-    upper: Limit | None = None
-    abs: bool = False
-    rtol: float | None = None         # band
-    atol: float | None = None         # band
-    from_step: int = 0                # relative
-
-    def bound_text(self) -> str:
-        """The rule's condition in one short human line, e.g. `0 < x < 0.02 every step`."""
-        if self.kind == "completion":
-            return f"has step {self.step}"
-        if self.kind == "finite":
-            return "finite every step"
-        if self.kind == "band":
-            return f"|x-ref| <= max({self.rtol:g}*|ref|, {self.atol:g})"
-        if self.kind == "relative":
-            steps = f"steps >= {self.from_step}" if self.from_step else "all steps"
-            subject = f"{self.reduce}(x)/{self.reduce}(ref) over {steps}"
-            if self.lower:
-                subject = f"{self.lower.value:g} {'<=' if self.lower.inclusive else '<'} {subject}"
-            if self.upper:
-                subject = f"{subject} {'<=' if self.upper.inclusive else '<'} {self.upper.value:g}"
-            return subject
-        subject = {"every": "x", "step": f"x[{self.step}]"}.get(self.at, "x")
-        if self.kind == "bound" and self.at == "window":
-            span = f"first {self.first}" if self.first else f"last {self.last}" if self.last else "all"
-            # abs applies to each value before the reduction
-            subject = f"{self.reduce}({'|x|, ' if self.abs else ''}{span})"
-        if self.kind == "trend":
-            subject = f"mean(last {self.window})-mean(first {self.window})"
-        if self.abs and not (self.kind == "bound" and self.at == "window"):
-            subject = f"|{subject}|"
-        text = subject
-        if self.lower:
-            text = f"{self.lower.value:g} {'<=' if self.lower.inclusive else '<'} {text}"
-        if self.upper:
-            text = f"{text} {'<=' if self.upper.inclusive else '<'} {self.upper.value:g}"
-        if self.kind == "bound" and self.at == "every":
-            text += " every step"
-        return text
+_COMMON = {"name", "kind", "metric", "why", "evidence", "provisional"}
 
 
 @dataclass(frozen=True)
@@ -196,8 +105,8 @@ class Expected:
     def domain(self, metric: str) -> tuple[float, float]:
         return domain_of(metric, self.domains)
 
-    def completion_rules(self) -> list[Rule]:
-        return [r for r in self.rules if r.kind == "completion"]
+    def completion_rules(self) -> list[Completion]:
+        return [r for r in self.rules if isinstance(r, Completion)]
 
     def metrics(self) -> list[str]:
         """The gated metrics, in rule order, each once."""
@@ -259,7 +168,7 @@ def parse_expected(data: dict[str, Any], path: Path, _chain: tuple[Path, ...] = 
         raise UsageError(f"{path}: field 'schema' must be {SCHEMA}, got {data.get('schema')!r}")
     unknown = set(data) - {"schema", "domains", "rule", "extends", "drop"}
     if unknown:
-        raise UsageError(f"{path}: unknown top-level key {_short(sorted(unknown)[0])} "
+        raise UsageError(f"{path}: unknown top-level key {short(sorted(unknown)[0])} "
                          "(expected: schema, extends, drop, [domains], [[rule]])")
     base = _base(data, path, _chain)
     domains = {**(base.domains if base else {}), **_parse_domains(data.get("domains", {}), path)}
@@ -291,7 +200,7 @@ def _base(data: dict[str, Any], path: Path, chain: tuple[Path, ...]) -> Expected
         return None
     ext = data["extends"]
     if not isinstance(ext, str) or not ext.strip():
-        raise UsageError(f"{path}: field 'extends': expected a path relative to this file, got {_short(ext)}")
+        raise UsageError(f"{path}: field 'extends': expected a path relative to this file, got {short(ext)}")
     here = path.resolve()
     target = (path.parent / ext).resolve()
     if target in (*chain, here):
@@ -304,11 +213,11 @@ def _base(data: dict[str, Any], path: Path, chain: tuple[Path, ...]) -> Expected
 def _drop(data: dict[str, Any], path: Path, base: Expected, own: set[str]) -> set[str]:
     drop = data.get("drop", [])
     if not isinstance(drop, list) or not all(isinstance(n, str) for n in drop):
-        raise UsageError(f"{path}: field 'drop': expected an array of rule names, got {_short(drop)}")
+        raise UsageError(f"{path}: field 'drop': expected an array of rule names, got {short(drop)}")
     names = {r.name for r in base.rules}
     for n in drop:
         if n not in names:
-            raise UsageError(f"{path}: field 'drop': no rule {_short(n)} in {base.path}")
+            raise UsageError(f"{path}: field 'drop': no rule {short(n)} in {base.path}")
         if n in own:
             raise UsageError(f"{path}: rule '{n}': both dropped and redefined; do one")
     return set(drop)
@@ -328,25 +237,15 @@ def _toml_type(v: Any) -> str:
             dict: "a table"}.get(type(v), type(v).__name__)
 
 
-def as_float(v: Any) -> float | None:
-    """A TOML number as a float; None for anything else (a bool, a string, an integer past float's range)."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    try:
-        return float(v)
-    except OverflowError:
-        return None
-
-
 def _parse_domains(table: Any, path: Path) -> dict[str, tuple[float, float]]:
     if not isinstance(table, dict):
         raise UsageError(f"{path}: field 'domains': expected a table of metric = [lo, hi], got {_toml_type(table)}")
     out: dict[str, tuple[float, float]] = {}
     for metric, pair in table.items():
-        where = f"{path}: [domains] {_short(metric)}"
+        where = f"{path}: [domains] {short(metric)}"
         nums = [as_float(v) for v in pair] if isinstance(pair, list) else []
         if len(nums) != 2 or None in nums:
-            raise UsageError(f"{where}: expected [lo, hi] (two numbers), got {_short(pair)}")
+            raise UsageError(f"{where}: expected [lo, hi] (two numbers), got {short(pair)}")
         lo, hi = nums
         if math.isnan(lo) or math.isnan(hi) or lo >= hi:
             raise UsageError(f"{where}: expected lo < hi, got [{lo:g}, {hi:g}]")
@@ -359,177 +258,34 @@ def _parse_domains(table: Any, path: Path) -> dict[str, tuple[float, float]]:
 
 
 def _parse_rule(raw: Any, index: int, path: Path, domains: dict[str, tuple[float, float]]) -> Rule:
+    """The fields every rule has, then its kind's own (runner/gate/rules.py)."""
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: rule #{index + 1}: expected a table, got {_toml_type(raw)}")
     name = raw.get("name")
-    label = f"'{name}'" if isinstance(name, str) and _NAME_RE.fullmatch(name) else f"#{index + 1}"
-
-    def err(fld: str, problem: str) -> UsageError:
-        return UsageError(f"{path}: rule {label}: field '{fld}': {problem}")
-
+    f = Fields(raw, path, f"'{name}'" if isinstance(name, str) and _NAME_RE.fullmatch(name) else f"#{index + 1}")
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise err("name", f"expected a name of letters, digits, _ . - ; got {_short(name)}")
+        raise f.err("name", f"expected a name of letters, digits, _ . - ; got {short(name)}")
     kind = raw.get("kind")
-    if kind not in KINDS:
-        raise err("kind", f"expected one of {', '.join(KINDS)}; got {_short(kind)}")
-    unknown = set(raw) - _FIELDS[kind]
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise f.err("kind", f"expected one of {', '.join(KINDS)}; got {short(kind)}")
+    cls = KINDS[Kind(kind)]
+    allowed = _COMMON | cls.FIELDS
+    unknown = set(raw) - allowed
     if unknown:
-        raise err(_short(sorted(unknown)[0])[1:-1], f"not a field of a {kind} rule "
-                  f"(allowed: {', '.join(sorted(_FIELDS[kind]))})")
+        raise f.err(short(sorted(unknown)[0])[1:-1], f"not a field of a {kind} rule "
+                    f"(allowed: {', '.join(sorted(allowed))})")
     metric = raw.get("metric")
     if not isinstance(metric, str) or not metric.strip() or any(not c.isprintable() for c in metric):
-        raise err("metric", f"expected a metric name such as 'train/loss', got {_short(metric)}")
+        raise f.err("metric", f"expected a metric name such as 'train/loss', got {short(metric)}")
     if metric.endswith("/step"):
         # step keys index the series (runner/gate/metrics.py); they are never series themselves
-        raise err("metric", f"{metric} is a step key, not a series; gate a metric logged at every step "
-                  "(e.g. train/grad_norm with kind = \"completion\")")
-    why = raw.get("why")
-    if not isinstance(why, str) or not why.strip():
-        raise err("why", "every rule needs a short 'why' (what a failure means)")
-
-    def int_field(fld: str, minimum: int) -> int | None:
+        raise f.err("metric", f"{metric} is a step key, not a series; gate a metric logged at every step "
+                    "(e.g. train/grad_norm with kind = \"completion\")")
+    text = {}
+    for fld, need in (("why", "what a failure means"), ("evidence", "where its bound comes from"),
+                      ("provisional", "which other models or modes its evidence is from")):
         v = raw.get(fld)
-        if v is None:
-            return None
-        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-            raise err(fld, f"expected an integer >= {minimum}, got {_short(v)}")
-        return v
-
-    def num_field(fld: str) -> float | None:
-        v = raw.get(fld)
-        if v is None:
-            return None
-        f = as_float(v)
-        if f is None or not math.isfinite(f):
-            raise err(fld, f"expected a finite number, got {_short(v)}")
-        return f
-
-    fields: dict[str, Any] = {"name": name, "kind": kind, "metric": metric, "why": why.strip()}
-    domain = domain_of(metric, domains)
-
-    if kind == "completion":
-        step = int_field("step", 0)
-        if step is None:
-            raise err("step", "a completion rule needs step = K (the step the run must reach)")
-        return Rule(**fields, step=step)
-    if kind == "finite":
-        return Rule(**fields)
-    if kind == "relative":
-        reduce = raw.get("reduce", "median")
-        if reduce not in REDUCTIONS:
-            raise err("reduce", f"expected one of {', '.join(REDUCTIONS)}; got {_short(reduce)}")
-        from_step = int_field("from_step", 0) or 0
-        lower, upper = _limits(raw, err, num_field)
-        rule = Rule(**fields, reduce=reduce, from_step=from_step, lower=lower, upper=upper)
-        # a ratio of two values of a non-negative metric is non-negative; otherwise it can be anything
-        _check_falsifiable(rule, (0.0, INF) if domain[0] >= 0 else (-INF, INF), err)
-        return rule
-    if kind == "band":
-        rtol, atol = num_field("rtol"), num_field("atol")
-        for fld, v in (("rtol", rtol), ("atol", atol)):
-            if v is None:
-                raise err(fld, "a band rule needs both rtol and atol (use 0 for none)")
-            if v < 0:
-                raise err(fld, f"must be >= 0, got {v:g}")
-        lo, hi = domain
-        if math.isfinite(hi - lo) and atol >= hi - lo:
-            raise err("atol", f"{atol:g} covers the whole range [{lo:g}, {hi:g}] of {metric}: "
-                      "the band cannot fail")
-        return Rule(**fields, rtol=rtol, atol=atol)
-
-    # bound and trend: comparisons
-    lower, upper = _limits(raw, err, num_field)
-    use_abs = raw.get("abs", False)
-    if not isinstance(use_abs, bool):
-        raise err("abs", f"expected true or false, got {_short(use_abs)}")
-    if kind == "trend":
-        window = int_field("window", 1)
-        if window is None:
-            raise err("window", "a trend rule needs window = N (mean of the last N vs the first N)")
-        lo, hi = domain
-        span = hi - lo
-        domain = (-span, span) if math.isfinite(span) else (-INF, INF)
-        rule = Rule(**fields, window=window, lower=lower, upper=upper, abs=use_abs)
-    else:
-        at = raw.get("at", "every")
-        if at not in ("every", "step", "window"):
-            raise err("at", f"expected 'every', 'step' or 'window', got {_short(at)}")
-        step = int_field("step", 0)
-        reduce, first, last = raw.get("reduce"), int_field("first", 1), int_field("last", 1)
-        if at == "step" and step is None:
-            raise err("step", "at = \"step\" needs step = K")
-        if at != "step" and step is not None:
-            raise err("step", f"only used with at = \"step\" (this rule has at = {at!r})")
-        if at == "window":
-            if reduce not in REDUCTIONS:
-                raise err("reduce", f"at = \"window\" needs reduce = one of {', '.join(REDUCTIONS)}; "
-                          f"got {_short(reduce)}")
-            if first is not None and last is not None:
-                raise err("last", "give first = N or last = N, not both")
-        else:
-            for fld in ("reduce", "first", "last"):
-                if raw.get(fld) is not None:
-                    raise err(fld, f"only used with at = \"window\" (this rule has at = {at!r})")
-        rule = Rule(**fields, at=at, step=step, reduce=reduce, first=first, last=last,
-                    lower=lower, upper=upper, abs=use_abs)
-    if use_abs:
-        domain = abs_domain(domain)
-    _check_falsifiable(rule, domain, err)
-    return rule
-
-
-def _limits(raw: dict[str, Any], err, num_field) -> tuple[Limit | None, Limit | None]:
-    if "gt" in raw and "ge" in raw:
-        raise err("ge", "give one lower bound (gt or ge), not both")
-    if "lt" in raw and "le" in raw:
-        raise err("le", "give one upper bound (lt or le), not both")
-    lower = upper = None
-    if "gt" in raw or "ge" in raw:
-        fld = "gt" if "gt" in raw else "ge"
-        lower = Limit(num_field(fld), inclusive=fld == "ge")
-    if "lt" in raw or "le" in raw:
-        fld = "lt" if "lt" in raw else "le"
-        upper = Limit(num_field(fld), inclusive=fld == "le")
-    if lower is None and upper is None:
-        raise err("gt", "no bound: give at least one of gt, ge, lt, le (a rule without one cannot fail)")
-    return lower, upper
-
-
-def abs_domain(domain: tuple[float, float]) -> tuple[float, float]:
-    lo, hi = domain
-    if lo >= 0:
-        return lo, hi
-    if hi <= 0:
-        return -hi, -lo
-    return 0.0, max(-lo, hi)
-
-
-def _check_falsifiable(rule: Rule, domain: tuple[float, float], err) -> None:
-    """Reject comparisons that every value in `domain` satisfies, or that none does."""
-    lo, hi = domain
-    lower, upper = rule.lower, rule.upper
-    what = f"|{rule.metric}|" if rule.abs else rule.metric
-    if rule.kind == "trend":
-        what = f"the change of {what}"
-    lower_can_fail = lower is not None and (lo < lower.value or (lo == lower.value and not lower.inclusive))
-    upper_can_fail = upper is not None and (hi > upper.value or (hi == upper.value and not upper.inclusive))
-    if not lower_can_fail and not upper_can_fail:
-        fld = _field_name(upper, "le", "lt") if upper is not None else _field_name(lower, "ge", "gt")
-        raise err(fld, f"cannot fail: every value of {what} lies in [{lo:g}, {hi:g}]")
-    # Can it pass? The feasible set is [max(lo, L), min(hi, U)] with the limits' strictness.
-    a, a_strict = (lo, False) if lower is None or lower.value < lo else (lower.value, not lower.inclusive)
-    b, b_strict = (hi, False) if upper is None or upper.value > hi else (upper.value, not upper.inclusive)
-    if a > b or (a == b and (a_strict or b_strict)):
-        fld = _field_name(lower, "ge", "gt") if lower is not None and lower.value > lo else \
-            _field_name(upper, "le", "lt")
-        raise err(fld, f"cannot pass: no value of {what} in [{lo:g}, {hi:g}] satisfies it")
-
-
-def _field_name(limit: Limit | None, inclusive: str, strict: str) -> str:
-    return inclusive if limit is not None and limit.inclusive else strict
-
-
-def _short(v: Any, limit: int = 60) -> str:
-    """A value quoted for a one-line message: repr, newlines escaped, clipped."""
-    text = repr(v)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        if (v is not None or fld != "provisional") and (not isinstance(v, str) or not v.strip()):
+            raise f.err(fld, f"expected a short text saying {need}, got {short(v)}")
+        text[fld] = (v or "").strip()
+    return cls.read(f, {"name": name, "metric": metric, **text}, domain_of(metric, domains))

@@ -73,31 +73,8 @@ def _plot_metric(metric: str, expected: Expected, series: Series, result: GateRe
         bounds: list[tuple[float, tuple[float, float] | None, str, str, str]] = []   # drawn once the axis is set
         for row in rows:
             rule = row.rule
-            if rule.kind == "band" and ref:
-                rs = sorted(s for s, v in ref.items() if math.isfinite(v))
-                lo = [ref[s] - max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
-                hi = [ref[s] + max(rule.rtol * abs(ref[s]), rule.atol) for s in rs]
-                ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, label=f"band: {rule.name}", zorder=1)
-                shown += [*lo, *hi]
-                ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
-            if rule.kind == "relative" and ref:
-                # the per-step picture of a rule on a reduction: ref x each bound, shaded between them
-                rs = sorted(s for s, v in ref.items() if math.isfinite(v) and s >= rule.from_step)
-                lo = [ref[s] * (rule.lower.value if rule.lower else 1.0) for s in rs]
-                hi = [ref[s] * (rule.upper.value if rule.upper else 1.0) for s in rs]
-                ax.fill_between(rs, lo, hi, color="#8c959f", alpha=0.25, zorder=1,
-                                label=f"{rule.name}: {rule.bound_text()}")
-                shown += [*lo, *hi]
-                ax.plot(rs, [ref[s] for s in rs], "--", color="#57606a", lw=1, label="reference", zorder=2)
-            if rule.kind == "bound":
-                span = (rule.step - 0.4, rule.step + 0.4) if rule.at == "step" else None
-                color = VERDICT_COLOR.get(row.verdict, "#6e7781")
-                for limit, style in ((rule.lower, ":"), (rule.upper, "--")):
-                    if limit is None:
-                        continue
-                    # a bound on |x| is drawn at +L and -L
-                    for y in sorted({limit.value, -limit.value}) if rule.abs else [limit.value]:
-                        bounds.append((y, span, color, style, f"{rule.name}: {rule.bound_text()}"))
+            if ref or not rule.referenced:
+                rule.plot(ax, ref, VERDICT_COLOR.get(row.verdict, "#6e7781"), shown, bounds)
             for f in row.failures:
                 if f.get("step") is None:
                     continue
@@ -245,8 +222,8 @@ def write_report(expected: Expected, series: Series, result: GateResult, out: Pa
     rows = "\n".join(
         f"<tr><td>{e(r.rule.name)}</td><td><code>{e(r.rule.metric)}</code></td><td>{e(r.observed)}</td>"
         f"<td>{e(r.rule.bound_text())}</td>"
-        f"<td style=\"color:{VERDICT_COLOR.get(r.verdict, '#000')};font-weight:bold\">{e(r.verdict.upper())}</td>"
-        f"<td>{e(r.rule.why)}</td></tr>" for r in result.rows)
+        f"<td style=\"color:{VERDICT_COLOR.get(r.verdict, '#000')};font-weight:bold\">{e(r.verdict_text())}</td>"
+        f"<td>{e(r.why_text())}</td></tr>" for r in result.rows)
     figs = "\n".join(f"<figure><img src=\"{e(p.name)}\" alt=\"{e(m)}\"><figcaption>{e(m)}</figcaption></figure>"
                      for m, p in images)
     prov = "\n".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in provenance_rows(run, title))

@@ -1,7 +1,7 @@
 """Checks before a launch: each names what is wrong and how to fix it.
 
-A check returns a Check with status "ok", "fail", "warn" or "n/a". `--skip-preflight NAME`
-turns a check into "skipped" (recorded in run.json) for people who know better.
+A check returns a Check (runner/checks.py) with a CheckStatus. `--skip-preflight NAME`
+turns a check into SKIPPED (recorded in run.json) for people who know better.
 """
 
 from __future__ import annotations

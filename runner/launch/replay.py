@@ -28,10 +28,12 @@ from runner.plan.render import build_launch
 from runner.plan.spec import PLAN_VERSION, Launch
 from runner.recipe import Recipe, load_recipe
 from runner.records.record import (
+    RunStatus,
     changed_recipe_files,
     load_record,
     recipe_digest,
     recipe_file_hashes,
+    status_of,
     write_json_atomic,
 )
 from runner.secrets import is_secret
@@ -279,7 +281,7 @@ def print_comparison(c: Comparison, original: str, replay_dir: Path) -> None:
 
 def load_replayable(run_dir: Path) -> dict:
     rec = load_record(run_dir)
-    if rec.get("status") not in ("succeeded", "gate-failed"):
+    if status_of(rec) not in (RunStatus.SUCCEEDED, RunStatus.GATE_FAILED):
         raise RecipeError(f"{run_dir}: run status is '{rec.get('status')}'; only finished runs can be replayed",
                           EXIT_REFUSED)
     for key in ("recipe", "script_env", "argv", "cell", "run_dir", "run_id", "output_dir"):

@@ -22,7 +22,7 @@ import click
 
 from runner import console, hostinfo
 from runner.atomicfile import write_text_atomic
-from runner.checks import Check, failed
+from runner.checks import Check, CheckStatus, failed
 from runner.errors import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, RecipeError, StdoutClosed
 from runner.frameworks.packages import recorded_versions
 from runner.gate import evaluate as gate
@@ -35,6 +35,7 @@ from runner.plan.script import render_script
 from runner.plan.spec import Launch
 from runner.records.record import (
     RunRecord,
+    RunStatus,
     claim_run_dir,
     create_run_dir,
     load_record,
@@ -42,11 +43,13 @@ from runner.records.record import (
     recipe_digest,
     recipe_file_hashes,
     recorded_env,
+    status_of,
     write_json_atomic,
 )
 
 TAIL_LINES = 20  # of a failed run's log, shown when the console did not stream it
-STATUS_STYLE = {"ok": "green", "fail": "red", "warn": "yellow", "n/a": "bright_black", "skipped": "yellow"}
+STATUS_STYLE = {CheckStatus.OK: "green", CheckStatus.FAIL: "red", CheckStatus.WARN: "yellow",
+                CheckStatus.NA: "bright_black", CheckStatus.SKIPPED: "yellow"}
 
 
 def print_checks(checks: list[Check]) -> None:
@@ -57,7 +60,7 @@ def print_checks(checks: list[Check]) -> None:
         mark = console.style(f"{c.status:>7}", err=True, fg=STATUS_STYLE.get(c.status))
         lines = [w for part in c.detail.split("\n") for w in console.wrap(part, columns - 19)]
         click.echo(f"  {mark}  {c.name:<7} " + ("\n" + " " * 19).join(lines), err=True)
-        if c.status == "fail" and c.fix:
+        if c.status == CheckStatus.FAIL and c.fix:
             fix = console.wrap(f"fix: {c.fix}", columns - 19, indent=5)
             click.echo(" " * 19 + ("\n" + " " * 19).join(fix), err=True)
 
@@ -268,13 +271,13 @@ def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list
     rc, interrupted = backend(launch.backend).run(launch, on_start=lambda pid: record.update(script_pgid=pid),
                                                   on_interrupt=reasons.append, on_failure=watched.append)
     if watched:
-        record.finish("failed", EXIT_FAIL, script_exit_code=rc, error=watched[0].message(),
+        record.finish(RunStatus.FAILED, EXIT_FAIL, script_exit_code=rc, error=watched[0].message(),
                       watch_match=watched[0].as_dict())
         click.echo(f"recipe: run {launch.run_id} stopped: {watched[0].message()}", err=True)
         click.echo(f"recipe: log: {launch.run_dir / 'logs' / 'run.log'}", err=True)
         return EXIT_FAIL
     if interrupted:
-        record.finish("interrupted", EXIT_INTERRUPTED, script_exit_code=rc,
+        record.finish(RunStatus.INTERRUPTED, EXIT_INTERRUPTED, script_exit_code=rc,
                       interrupted_by=reasons[0] if reasons else "signal")
         from runner.launch.progress import steps_done
 
@@ -284,7 +287,7 @@ def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list
                    f"{launch.run_dir / 'run.json'}", err=True)
         return EXIT_INTERRUPTED
     if rc != 0:
-        record.finish("failed", EXIT_FAIL, script_exit_code=rc)
+        record.finish(RunStatus.FAILED, EXIT_FAIL, script_exit_code=rc)
         log = launch.run_dir / "logs" / "run.log"
         if not launch.verbose:   # the trainer's last words were not on the console: its traceback is here
             tail = log_tail(log, TAIL_LINES)
@@ -296,34 +299,34 @@ def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list
         record.update(gate_started_at=now())
     passed = gate_run(launch, record) if gate else None
     if passed is False:
-        record.finish("gate-failed", EXIT_FAIL, script_exit_code=0)
+        record.finish(RunStatus.GATE_FAILED, EXIT_FAIL, script_exit_code=0)
         click.echo(f"recipe: run {launch.run_id} finished but FAILED its expected-metrics gate", err=True)
         return EXIT_FAIL
-    record.finish("succeeded", EXIT_OK, script_exit_code=0)
+    record.finish(RunStatus.SUCCEEDED, EXIT_OK, script_exit_code=0)
     click.echo(f"recipe: run {launch.run_id} succeeded; record: {launch.run_dir / 'run.json'}", err=True)
     return EXIT_OK
 
 
 def finalize_on_error(record: RunRecord, e: BaseException, stage: str) -> None:
     """Write the final status for an exception leaving the run: what the process will exit with."""
-    if record.data.get("status") != "running":
+    if status_of(record.data) != RunStatus.RUNNING:
         return
     # No second signal may cut this write short; the process is on its way out, so they stay blocked.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    lost = "gate-failed" if stage == "gate" else "failed"
+    lost = RunStatus.GATE_FAILED if stage == "gate" else RunStatus.FAILED
     if isinstance(e, KeyboardInterrupt):
-        status, code, why = "interrupted", EXIT_INTERRUPTED, f"signal during the {stage}"
+        status, code, why = RunStatus.INTERRUPTED, EXIT_INTERRUPTED, f"signal during the {stage}"
     elif isinstance(e, BrokenPipeError | StdoutClosed):
-        status, code, why = "interrupted", EXIT_INTERRUPTED, "stdout closed"
+        status, code, why = RunStatus.INTERRUPTED, EXIT_INTERRUPTED, "stdout closed"
     elif isinstance(e, RecipeError):
         status, code, why = lost, e.code, e.message
     elif isinstance(e, SystemExit):
         code = e.code if isinstance(e.code, int) else EXIT_FAIL
-        status, why = ("succeeded" if code == EXIT_OK else lost), f"exit {code}"
+        status, why = (RunStatus.SUCCEEDED if code == EXIT_OK else lost), f"exit {code}"
     else:
         status, code, why = lost, EXIT_FAIL, f"internal error: {type(e).__name__}: {e}"
-    fields = {"interrupted_by": why} if status == "interrupted" else {"error": why}
-    if stage == "gate" and status != "interrupted":
+    fields = {"interrupted_by": why} if status == RunStatus.INTERRUPTED else {"error": why}
+    if stage == "gate" and status != RunStatus.INTERRUPTED:
         fields["gate"] = {"status": "error", "passed": False, "detail": why}
     try:
         record.finish(status, code, **fields)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from runner.checks import CheckStatus
 from runner.console import safe
 from runner.errors import EXIT_REFUSED, RecipeError, UsageError
-from runner.records.record import changed_recipe_files, recipe_file_hashes
+from runner.records.record import RunStatus, changed_recipe_files, recipe_file_hashes
 
 
 def check_blessable(run: dict[str, Any] | None, run_dir: Path, recipe, allow_skipped_preflight: bool) -> None:
@@ -26,7 +27,7 @@ def check_blessable(run: dict[str, Any] | None, run_dir: Path, recipe, allow_ski
     status = run.get("status")
     if status is None:
         raise UsageError(safe(f"{f}: field 'status' missing; not a finished run record of this runner"))
-    if status != "succeeded":
+    if status != RunStatus.SUCCEEDED:
         raise RecipeError(safe(f"{f}: status is {status!r}; only a run that succeeded "
                                "(and passes its gate) can be blessed"), EXIT_REFUSED)
     recorded = run.get("recipe_files")
@@ -39,7 +40,8 @@ def check_blessable(run: dict[str, Any] | None, run_dir: Path, recipe, allow_ski
                                "a reference must come from the recipe as it is now"), EXIT_REFUSED)
     checks = run.get("preflight") or []
     skipped = list(dict.fromkeys([*(run.get("preflight_skipped") or []),
-                                  *(str(c.get("name", "?")) for c in checks if c.get("status") == "skipped")]))
+                                  *(str(c.get("name", "?")) for c in checks
+                                    if c.get("status") == CheckStatus.SKIPPED)]))
     if not checks:
         skipped.append("all (no preflight recorded)")
     if skipped and not allow_skipped_preflight:

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from runner import console
-from runner.gate.expected import Expected, Rule
+from runner.gate.expected import Expected
 from runner.gate.metrics import Series, same_bits
+from runner.gate.rules import Band, Relative
 
 # Fields compared as plain values (dotted paths into run.json)
 PLAIN_FIELDS = ("recipe", "image", "bundle.commit", "bundle.dirty", "bundle.source", "recipe_digest", "cell",
@@ -186,28 +187,21 @@ def rel_diff(a: float, b: float) -> float:
     return abs(a - b) / base
 
 
-def first_out_of_band(rule: Rule, a: dict[int, float], b: dict[int, float]) -> int | None:
+def first_out_of_band(rule: Band | Relative, a: dict[int, float], b: dict[int, float]) -> int | None:
     """The first step of B (as the reference) at which A leaves the rule's band; None if it never does."""
     for s in sorted(b):
-        if rule.kind == "relative" and s < rule.from_step:
+        if isinstance(rule, Relative) and s < rule.from_step:
             continue
         x, r = a.get(s), b[s]
-        if x is None or not math.isfinite(x) or not math.isfinite(r):
+        if x is None or not math.isfinite(x) or not math.isfinite(r) or rule.out_at(x, r):
             return s
-        if rule.kind == "band":
-            if abs(x - r) > max(rule.rtol * abs(r), rule.atol):
-                return s
-        else:  # relative, step by step
-            ratio = x / r if r else (1.0 if x == 0 else math.inf)
-            if (rule.lower and not rule.lower.lower_ok(ratio)) or (rule.upper and not rule.upper.upper_ok(ratio)):
-                return s
     return None
 
 
 def metrics_diff(a: Series, b: Series, expected: Expected | None) -> list[dict[str, Any]]:
-    rules: dict[str, list[Rule]] = {}
+    rules: dict[str, list[Band | Relative]] = {}
     for r in expected.rules if expected else ():
-        if r.kind in ("band", "relative"):
+        if isinstance(r, Band | Relative):
             rules.setdefault(r.metric, []).append(r)
     out = []
     for m in sorted(set(a.values) | set(b.values)):

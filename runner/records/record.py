@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,24 @@ from runner.secrets import redact_env
 RECORD = "run.json"
 CLAIM_FILE = ".claim-{role}"
 SCHEMA = 1
-FINAL_STATES = ("succeeded", "failed", "gate-failed", "interrupted", "preflight-failed")
+
+
+class RunStatus(StrEnum):
+    """run.json's status as this runner writes it. A record read back is data and may hold any
+    string: `status_of` gives None for one this runner never writes, shown as is, never acted on."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    GATE_FAILED = "gate-failed"
+    INTERRUPTED = "interrupted"
+    STALE = "interrupted (stale)"   # how a RUNNING record whose process is gone reads; never written
+
+
+def status_of(record: dict[str, Any] | None) -> RunStatus | None:
+    v = (record or {}).get("status")
+    return RunStatus(v) if isinstance(v, str) and v in RunStatus.__members__.values() else None
+
 # Environment prefixes worth recording (values of secrets are replaced by their names).
 ENV_PREFIXES = ("RECIPE_", "NCCL_", "CUDA_", "NVTE_", "CUBLAS_", "PYTHONHASHSEED", "TORCH_", "RAY_", "SLURM_",
                 "MASTER_", "WANDB_", "HF_", "OMP_", "MKL_")
@@ -166,7 +184,7 @@ class RunRecord:
     @classmethod
     def running(cls, directory: Path, **fields: Any) -> RunRecord:
         """A "running" record, not yet saved: the caller saves it where a failure can still finish it."""
-        data = {"schema": SCHEMA, "status": "running", "started_at": now(), "ended_at": None,
+        data = {"schema": SCHEMA, "status": RunStatus.RUNNING, "started_at": now(), "ended_at": None,
                 "exit_code": None, "pid": os.getpid(), "hostname": socket.gethostname(), **fields}
         return cls(directory, data)
 
@@ -177,8 +195,8 @@ class RunRecord:
         write_json_atomic(self.dir / RECORD, data)
         self.data = data
 
-    def finish(self, status: str, exit_code: int, **fields: Any) -> None:
-        assert status in FINAL_STATES, status
+    def finish(self, status: RunStatus, exit_code: int, **fields: Any) -> None:
+        assert status not in (RunStatus.RUNNING, RunStatus.STALE), status
         self.update(status=status, exit_code=exit_code, ended_at=now(), **fields)
 
     def save(self) -> None:
@@ -319,13 +337,13 @@ def load_record(run_dir: Path) -> dict[str, Any]:
         raise RecipeError(f"{safe(Path(run_dir) / RECORD)}: no run record here (is {safe(run_dir)} a run directory?)",
                           2)
     if is_stale(data):
-        data["status"] = "interrupted (stale)"
+        data["status"] = RunStatus.STALE
     return data
 
 
 def is_stale(data: dict[str, Any]) -> bool:
     """A "running" record of this host whose process is gone (killed too hard to say so)."""
-    if data.get("status") != "running" or data.get("hostname") != socket.gethostname():
+    if status_of(data) != RunStatus.RUNNING or data.get("hostname") != socket.gethostname():
         return False
     pid = data.get("pid")
     return isinstance(pid, int) and not _alive(pid)

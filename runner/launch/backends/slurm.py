@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from runner.atomicfile import write_text_atomic
-from runner.checks import Check, fail, na, ok
+from runner.checks import Check, CheckStatus, fail, na, ok
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.image import enroot
 from runner.image.ref import is_pinned, parse_image
@@ -185,8 +185,8 @@ def check_enroot(rt: str, image: str, enroot_bin: str = "enroot") -> Check:
     if rt != "pyxis":
         return na("enroot", f"container runtime {rt}")
     if not shutil.which(enroot_bin):
-        return Check("enroot", "warn", "enroot not on this host's PATH (the compute nodes need >= 4.0 for "
-                        "digest images)", "or stage a .sqsh with `recipe image sqsh`")
+        return Check("enroot", CheckStatus.WARN, "enroot not on this host's PATH (the compute nodes need >= 4.0 "
+                     "for digest images)", "or stage a .sqsh with `recipe image sqsh`")
     try:
         v = enroot.enroot_version(enroot_bin)
     except RecipeError as e:
