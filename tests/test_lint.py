@@ -110,7 +110,7 @@ def test_each_planted_mistake_is_caught_by_name(tmp_path, plant, rule, words):
 
 def test_planted_mistake_fails_the_cli_with_exit_1(tmp_path):
     args = _args(tmp_path, "--moe-router-topk-scaling-factor 2.5\n", "")
-    p = recipe("lint", "nemotron3_nano", "--args", str(args))
+    p = recipe("lint", "nemotron3_nano", "--args", str(args), env=clean_env(COLUMNS="300"))   # one line a row
     assert p.returncode == 1
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("error"))
     assert "model.scaling_factor" in line and "routed_scaling_factor = 2.5" in line and "does not reach" in line
