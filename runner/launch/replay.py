@@ -162,7 +162,7 @@ def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: 
         reasons.append(f"recipe {recipe.name} changed since the run (recorded {rec.get('recipe_digest')}, now "
                        f"{recipe_digest(files_now)}; files: {', '.join(changed) or 'unknown'}); "
                        "--allow-changed-recipe to replay anyway")
-    now = RunOptions.resolve(recipe).image  # --image is not a replay option: $RECIPE_IMAGE, else the pin
+    now = RunOptions.resolve(recipe, from_env=True).image  # not a replay option: $RECIPE_IMAGE, else the pin
     if now != rec.get("image") and not allow_image:
         reasons.append(f"image changed since the run (recorded {rec.get('image')}, now {now}); "
                        "--allow-changed-image to replay anyway")
@@ -181,7 +181,7 @@ def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: d
              skip: set[str]) -> Launch:
     """The launch of the record's typed options, rendered by this checkout. Skipped preflight checks
     come from the replay's own command line (`skip`), never from the record's `preflight_skipped`."""
-    opts = RunOptions.resolve(recipe, recorded_options(rec))
+    opts = RunOptions.resolve(recipe, recorded_options(rec), from_env=True)
     return build_launch(opts, run_id=run_id, run_dir=run_dir, backend="local", extra_env=extra_env, skip=skip)
 
 
