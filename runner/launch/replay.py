@@ -21,7 +21,7 @@ import click
 from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
-from runner.gate.files import RECORD_MAX
+from runner.gate.files import RECORD_MAX, read_regular
 from runner.paths import bundle_root
 from runner.plan.options import REPLAYED_ENV, RunOptions
 from runner.plan.render import build_launch
@@ -189,13 +189,12 @@ def recorded_plan(run_dir: Path, rec: dict) -> dict:
     """The run's plan.json (the launch frozen before it ran), else the same fields of run.json (runs
     recorded before plan.json existed). Read as data: a regular file of bounded size, or a usage error."""
     path = run_dir / "plan.json"
-    if not path.exists() and not path.is_symlink():
-        return rec
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > RECORD_MAX:
-        raise RecipeError(f"{path}: not a regular file of at most {RECORD_MAX >> 20} MiB; not a plan this runner "
-                          "wrote", 2)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_regular(path, root=run_dir, limit=RECORD_MAX, what="plan")
+    except FileNotFoundError:
+        return rec
+    try:
+        doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise RecipeError(f"{path}: not valid JSON ({str(e)[:80]})", 2) from None
     if not isinstance(doc, dict) or doc.get("version") != PLAN_VERSION:

@@ -23,6 +23,7 @@ made up here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,8 +139,7 @@ class RunOptions:
             "RECIPE_MAX_TOKENS_PER_GPU": str(c.max_tokens_per_gpu),
         }
         for k, v in env.items():
-            if any(ch in v for ch in "\n\r\0"):
-                raise UsageError(f"{k}: value contains a newline or NUL byte: {v!r}")
+            clean(k, v)
         return env
 
     def to_argv(self, paths: bool = False) -> list[str]:
@@ -168,6 +168,15 @@ def _abs(p: Any, what: str = "path") -> Path | None:
     return user_path(p, what) if p else None
 
 
+def clean(name: str, value: str) -> str:
+    """`value`, or a one-line usage error naming `name`: a control character (a newline, NUL, ESC; a tab
+    aside) has no place in a launch's value, which reaches a shell script, Ray's runtime env JSON and
+    the record."""
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        raise UsageError(f"{name}={value!r}: a control character has no place in a launch's value")
+    return value
+
+
 def checked(key: str, value: Any, where: str) -> Any:
     """`value` of option `key` (given as `where`), or a one-line usage error naming it and what was expected."""
     if key in INTS:
@@ -178,9 +187,7 @@ def checked(key: str, value: Any, where: str) -> Any:
         except click.BadParameter as e:
             raise UsageError(f"{where}: {e.message}") from None
     if key in PATHS:
-        s = str(value)
-        if not s or any(c in s for c in "\n\r\0"):
-            raise UsageError(f"{where} {s!r}: expected a path without newlines or NUL bytes")
+        clean(where, str(value))
     elif key in ("cell", "image"):
         if not isinstance(value, str) or not value or any(c.isspace() or c == "\0" for c in value):
             raise UsageError(f"{where} {value!r}: expected a name without spaces")

@@ -22,8 +22,7 @@ from runner.errors import UsageError
 from runner.frameworks import framework_of
 from runner.model.parallel import Architecture, layout_errors
 from runner.paths import bundle_root
-from runner.plan.jobenv import clean
-from runner.plan.options import RunOptions
+from runner.plan.options import RunOptions, clean
 from runner.plan.spec import Launch, Paths, Plan
 from runner.recipe import Cell, Recipe
 from runner.records.rundirs import plan_run_dir
