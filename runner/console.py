@@ -22,39 +22,16 @@ def strip_ansi(text: str) -> str:
     return ANSI_RE.sub("", text)
 
 
-class _Escapes(dict):
-    """str.translate table: a character that is not printable becomes its escape (\\x1b, \\u202e),
-    worked out on first sight and kept for the Basic Multilingual Plane (at most 65,536 entries), so a file
-    of every code point cannot grow the table without bound."""
-
-    def __init__(self, keep: str):
-        super().__init__()
-        self.keep = keep
-
-    def __missing__(self, code: int) -> str:
-        c = chr(code)
-        out = c if c.isprintable() or c in self.keep else c.encode("unicode_escape").decode("ascii")
-        if code < 0x10000:
-            self[code] = out
-        return out
-
-
-_ESCAPES: dict[str, _Escapes] = {}
-
-
 def safe(text: object, keep: str = "") -> str:
     """Text from a record, an events file or a log, made safe to print: every character Unicode does not
     call printable (C0 and C1 controls: ESC, so CSI and OSC; BEL, CR, DEL; bidi and other format
-    characters) is shown as its escape, so nothing read from a file can drive the terminal; `keep`
-    names the few controls a caller passes through (newline and tab for a log). An allowlist: what
-    is not known to be printable is escaped."""
+    characters) is shown as its escape (\\x1b, \\u202e), so nothing read from a file can drive the
+    terminal; `keep` names the few controls a caller passes through (newline and tab for a log). An
+    allowlist: what is not known to be printable is escaped."""
     text = text if isinstance(text, str) else str(text)
     if text.isprintable():
         return text
-    table = _ESCAPES.get(keep)
-    if table is None:
-        table = _ESCAPES[keep] = _Escapes(keep)
-    return text.translate(table)
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def is_terminal(stream=None) -> bool:
