@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
         except click.exceptions.Abort:
             click.echo("recipe: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except click.UsageError as e:   # a bad flag or RECIPE_* value: one line naming it, as our own errors
+            click.echo(f"recipe: error: {safe(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)

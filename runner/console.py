@@ -22,39 +22,16 @@ def strip_ansi(text: str) -> str:
     return ANSI_RE.sub("", text)
 
 
-class _Escapes(dict):
-    """str.translate table: a character that is not printable becomes its escape (\\x1b, \\u202e),
-    worked out on first sight and kept for the Basic Multilingual Plane (at most 65,536 entries), so a file
-    of every code point cannot grow the table without bound."""
-
-    def __init__(self, keep: str):
-        super().__init__()
-        self.keep = keep
-
-    def __missing__(self, code: int) -> str:
-        c = chr(code)
-        out = c if c.isprintable() or c in self.keep else c.encode("unicode_escape").decode("ascii")
-        if code < 0x10000:
-            self[code] = out
-        return out
-
-
-_ESCAPES: dict[str, _Escapes] = {}
-
-
 def safe(text: object, keep: str = "") -> str:
     """Text from a record, an events file or a log, made safe to print: every character Unicode does not
     call printable (C0 and C1 controls: ESC, so CSI and OSC; BEL, CR, DEL; bidi and other format
-    characters) is shown as its escape, so nothing read from a file can drive the terminal; `keep`
-    names the few controls a caller passes through (newline and tab for a log). An allowlist: what
-    is not known to be printable is escaped."""
+    characters) is shown as its escape (\\x1b, \\u202e), so nothing read from a file can drive the
+    terminal; `keep` names the few controls a caller passes through (newline and tab for a log). An
+    allowlist: what is not known to be printable is escaped."""
     text = text if isinstance(text, str) else str(text)
     if text.isprintable():
         return text
-    table = _ESCAPES.get(keep)
-    if table is None:
-        table = _ESCAPES[keep] = _Escapes(keep)
-    return text.translate(table)
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def is_terminal(stream=None) -> bool:
@@ -110,28 +87,44 @@ def wrap(text: str, limit: int, indent: int = 0) -> list[str]:
 
 
 def table(head: Sequence[str], rows: Iterable[Sequence[object]], columns: int | None = None,
-          no_wrap: Sequence[str] = (), min_width: dict[str, int] | None = None) -> str:
-    """Rows as a plain table fitted to `columns` (default: width()), by rich: a cell too wide for its
-    column wraps inside it, and a word longer than the column is folded, never cut. Every cell goes
-    through safe() and is rich Text, never markup, so a record's `[bold]` or ESC prints as itself.
-    Columns named in `no_wrap` keep one line (ids a reader copies) while the others make room; a column
-    in `min_width` is never narrower (a word such as "succeeded" is not folded)."""
+          no_wrap: Sequence[str] = (), min_width: dict[str, int] | None = None, right: Sequence[str] = (),
+          err: bool = False, colours: dict[str, str] | None = None, show_header: bool = True, gap: int = 1) -> str:
+    """Rows as a table fitted to `columns` (default: width() of stdout, or of stderr where `err`), by rich:
+    a cell too wide for its column wraps inside it, and a word longer than the column is folded, never
+    cut. Every cell goes through safe() and is rich Text, never markup, so a record's `[bold]` or ESC
+    prints as itself. Columns named in `no_wrap` keep one line (ids a reader copies) while the others
+    make room; a column in `min_width` is never narrower (a word such as "succeeded" is not folded);
+    those in `right` are right-justified (numbers). No box characters, and colour only where
+    color_enabled() for the stream: a cell whose whole text is a key of `colours` gets that colour
+    (a status word); pipes, logs and tests read plain text."""
     import io
 
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    columns = columns or width(sys.stdout)
-    t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), show_edge=False, header_style=None, expand=False)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+    except ImportError:   # the miles base image under pyxis may lack rich: columns padded, not fitted
+        return _padded([head] * show_header + [[safe(c) for c in row] for row in rows], right, head, gap)
+    stream = sys.stderr if err else sys.stdout
+    colour = bool(colours) and color_enabled(stream)
+    t = Table(box=None, pad_edge=False, padding=(0, gap, 0, 0), show_edge=False, header_style=None, expand=False,
+              show_header=show_header)
     for h in head:
-        t.add_column(h, overflow="fold", no_wrap=h in no_wrap, min_width=(min_width or {}).get(h))
+        t.add_column(h, overflow="fold", no_wrap=h in no_wrap, min_width=(min_width or {}).get(h),
+                     justify="right" if h in right else "left")
     for row in rows:
-        t.add_row(*(Text(safe(c)) for c in row))
+        t.add_row(*(Text(safe(c), style=(colours or {}).get(str(c), "") if colour else "") for c in row))
     out = io.StringIO()
-    Console(file=out, width=columns, color_system=None, force_terminal=False, highlight=False, markup=False,
-            emoji=False, legacy_windows=False).print(t)
+    Console(file=out, width=columns or width(stream), color_system="standard" if colour else None,
+            force_terminal=colour, highlight=False, markup=False, emoji=False, legacy_windows=False).print(t)
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines())
+
+
+def _padded(rows: list[Sequence[str]], right: Sequence[str], head: Sequence[str], gap: int) -> str:
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(len(head))]
+    lines = [(" " * gap).join(c.rjust(w) if h in right else c.ljust(w)
+                              for c, w, h in zip(r, widths, head, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def cache_dir() -> Path:

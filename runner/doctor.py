@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import console
 from runner.checks import CheckStatus
 from runner.frameworks import framework_of, options_of
 from runner.gitrefs import GitReadError, head_commit
@@ -79,9 +80,7 @@ class DoctorReport:
         head = ("kind", "name", "expected", "found", "status")
         body = [(r.kind, r.name, _short(r.expected), _short(r.found), r.status + (f" ({r.detail})" if r.detail else ""))
                 for r in self.rows]
-        widths = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-                 for row in [head, *body]]
+        lines = [console.table(head, body, no_wrap=("kind", "expected", "found"), min_width={"status": 20})]
         verdict = "OK" if self.ok else "NOT OK"
         about = [f"image: {self.image}"] if self.image else []
         about += [f"label {k}: {v}" for k, v in sorted(self.labels.items())]

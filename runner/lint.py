@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import console
 from runner.errors import RecipeError, UsageError
 from runner.frameworks import framework_of
 from runner.frameworks.base import Framework
@@ -100,9 +101,10 @@ def launch_lint(opts: Any, argv: list[str]) -> LintReport:
 
 
 def format_report(r: LintReport) -> str:
-    lines = [f"{f.severity:<7} {sentence(f)}" for f in
-             sorted(r.findings, key=lambda f: ("error", "warning", "note").index(f.severity))]
-    lines += [f"n/a     {group:<22} not applicable: {why}" for group, why in r.skipped.items()]
+    rows = [(f.severity, sentence(f)) for f in   # the sentences run and plan print, in a column
+            sorted(r.findings, key=lambda f: ("error", "warning", "note").index(f.severity))]
+    rows += [("n/a", f"{group}: not applicable: {why}") for group, why in r.skipped.items()]
+    lines = [console.table(("severity", "finding"), rows, no_wrap=("severity",))] if rows else []
     lines.append(f"lint {r.recipe}: {len(r.errors)} error(s), {len(r.warnings)} warning(s), {len(r.notes)} "
                  f"note(s); checked: {', '.join(r.checked) or 'nothing'}; model args {r.args_file}; "
                  f"config {r.hf_config or '(none)'}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from runner.console import table
 from runner.errors import UsageError
 from runner.frameworks import framework_of
 from runner.layout import Layout
@@ -206,16 +207,14 @@ def format_table(result: PlannerResult, max_over: int = 6) -> str:
         "paused rollout engine); rollout = the engine's static pool + runtime + offloaded trainer",
         f"# {result.calibration}",
         *(f"# note: {n}" for n in result.notes),
-        "",
-        f"{'layout':<32} {'cell':<22} {'weights':>7} {'grads':>6} {'optim':>6} {'act':>5} {'other':>5} "
-        f"{'train':>6} {'rollout':>7} {'peak':>6}  verdict",
     ]
+    head = ("layout", "cell", "weights", "grads", "optim", "act", "other", "train", "rollout", "peak", "verdict")
 
-    def line(group: list[LayoutRow]) -> str:
+    def row(group: list[LayoutRow]) -> tuple[str, ...]:
         r = group[0]
         label, cell = _group_label(group), ",".join(r.cells) or "-"
         if not r.valid:
-            return f"{label:<32} {cell:<22} INVALID: {'; '.join(r.errors)}"
+            return (label, cell, *[""] * 8, f"INVALID: {'; '.join(r.errors)}")
         m = r.memory
         assert m is not None
         verdict = "fits" if m.fits else f"OVER by {m.peak - m.capacity:.1f}"
@@ -223,16 +222,18 @@ def format_table(result: PlannerResult, max_over: int = 6) -> str:
             verdict = "fits (tight)"
         if r.warnings:
             verdict += " [warn: " + "; ".join(r.warnings) + "]"
-        other = m.train_runtime + m.rollout_paused
-        return (f"{label:<32} {cell:<22} {m.weights:>7.1f} {m.grads:>6.1f} {m.optimizer:>6.1f} "
-                f"{m.activations:>5.1f} {other:>5.1f} {m.train_phase:>6.1f} {m.rollout_phase:>7.1f} "
-                f"{m.peak:>6.1f}  {verdict}")
+        gib = (m.weights, m.grads, m.optimizer, m.activations, m.train_runtime + m.rollout_paused, m.train_phase,
+               m.rollout_phase, m.peak)
+        return (label, cell, *(f"{v:.1f}" for v in gib), verdict)
+
+    def section(title: str, groups: list[list[LayoutRow]]) -> list[str]:
+        return ["", title, table(head, [row(g) for g in groups], no_wrap=head[1:-1], right=head[2:-1])]
 
     others = [r for r in result.rows if not r.cells]
     fitting = _grouped([r for r in others if r.fits])
     over = _grouped([r for r in others if r.valid and not r.fits])
-    lines += ["## the recipe's cells", *(line(g) for g in _grouped(result.cell_rows()))]
-    lines += [f"## other legal layouts that fit ({len(fitting)} lines)", *(line(g) for g in fitting)]
-    lines += [f"## legal layouts over memory ({len(over)} lines; the {min(max_over, len(over))} closest shown)",
-              *(line(g) for g in over[:max_over])]
+    lines += section("## the recipe's cells", _grouped(result.cell_rows()))
+    lines += section(f"## other legal layouts that fit ({len(fitting)} lines)", fitting)
+    lines += section(f"## legal layouts over memory ({len(over)} lines; the {min(max_over, len(over))} closest "
+                     "shown)", over[:max_over])
     return "\n".join(lines)

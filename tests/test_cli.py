@@ -89,7 +89,7 @@ def test_plan_shows_secrets_by_name_only():
 @pytest.mark.parametrize("args,needle", [
     (["plan", "nope"], "unknown recipe 'nope'; valid recipes: "),
     (["plan", "nemotron3_nano", "--cell", "tp8"], "unknown cell 'tp8' for recipe nemotron3_nano; valid cells: default"),
-    (["plan", "nemotron3_nano", "--nodes", "0"], "--nodes must be an integer from 1 to 64, got 0"),
+    (["plan", "nemotron3_nano", "--nodes", "0"], "'--nodes' (env var: 'RECIPE_NODES'): 0 is not in the range 1<=x<=64"),
     (["plan", "nemotron3_nano", "--gpus-per-node", "6"], "TP*PP*CP = 2*2*1 = 4 does not divide 6 GPUs"),
     (["plan", "nemotron3_nano", "--cell", "ep4", "--gpus-per-node", "6"], "EP*ETP = 4 does not divide the 6/1"),
     (["run", "nemotron3_nano", "--cell", "nope"], "unknown cell 'nope'"),

@@ -27,7 +27,7 @@ def launch_for(name: str, tmp_path: Path, monkeypatch, skip=(), **env: str):
         monkeypatch.setenv(k, v)
     inputs = tmp_path / "inputs"
     inputs.mkdir(exist_ok=True)
-    opts = RunOptions.resolve(load_recipe(name), {"inputs_dir": inputs, "output_dir": tmp_path / "out"})
+    opts = RunOptions.resolve(load_recipe(name), {"inputs_dir": inputs, "output_dir": tmp_path / "out"}, from_env=True)
     return build_launch(opts, run_id="r-1", run_dir=tmp_path / "run", backend="docker", skip=set(skip))
 
 

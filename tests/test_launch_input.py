@@ -194,11 +194,12 @@ def test_a_run_script_that_is_not_the_frozen_rendering_is_named(tmp_path):
                          ids=["plan", "sbatch", "run"])
 def test_numbers_beyond_reason_are_refused(args, flag, verb):
     p = recipe(verb[0], "nemotron3_nano_tiny", *verb[1:], *args)
-    assert one_line_error(p).startswith(f"recipe: error: {flag} must be an integer from")
+    line = one_line_error(p)
+    assert line.startswith(f"recipe: error: Invalid value for '{flag}'") and "is not in the range" in line
 
 
 @pytest.mark.parametrize("var,value", [("RECIPE_NUM_ROLLOUT", "ten"), ("RECIPE_NODES", "0"),
-                                       ("RECIPE_DETERMINISTIC", "yes")])
+                                       ("RECIPE_DETERMINISTIC", "maybe")])
 def test_bad_recipe_environment_values_are_named(var, value):
     assert var in one_line_error(recipe("plan", "nemotron3_nano_tiny", env=clean_env(**{var: value})))
 

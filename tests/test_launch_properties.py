@@ -65,7 +65,7 @@ def test_the_rendered_script_passes_arbitrary_paths_literally(recipe, model, dat
         model, data, run_id = (v.replace("{canary}", str(canary)) for v in (model, data, run_id))
         model_dir, data_dir = Path(tmp) / "m" / model, Path(tmp) / "d" / data
         try:
-            opts = RunOptions.resolve(recipe, {"model_dir": model_dir, "data_dir": data_dir}, environ={})
+            opts = RunOptions.resolve(recipe, {"model_dir": model_dir, "data_dir": data_dir})
             plan = plan_for(opts, run_dir=Path(tmp) / "run", run_id=run_id, environ={"NCCL_NVLS_ENABLE": "0"})
         except RecipeError as e:  # refused: one line, naming what it refused
             assert "\n" not in e.message and e.code == 2

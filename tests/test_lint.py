@@ -110,7 +110,7 @@ def test_each_planted_mistake_is_caught_by_name(tmp_path, plant, rule, words):
 
 def test_planted_mistake_fails_the_cli_with_exit_1(tmp_path):
     args = _args(tmp_path, "--moe-router-topk-scaling-factor 2.5\n", "")
-    p = recipe("lint", "nemotron3_nano", "--args", str(args))
+    p = recipe("lint", "nemotron3_nano", "--args", str(args), env=clean_env(COLUMNS="300"))   # one line a row
     assert p.returncode == 1
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("error"))
     assert "model.scaling_factor" in line and "routed_scaling_factor = 2.5" in line and "does not reach" in line
@@ -407,7 +407,8 @@ def test_plan_prints_the_findings_run_refuses_on_in_the_same_sentences(tmp_path)
     assert "fix: pick a cell or --gpus-per-node that fits: recipe plan nemotron3_nano --gpus 4" in plan.stderr
     assert "would refuse" in plan.stderr
     lint = recipe("lint", "nemotron3_nano", "--cell", "default", "--gpus-per-node", "4", env=env)
-    assert lint.returncode == 1 and f"error   {said}" in lint.stdout.splitlines(), lint.stdout   # and lint's
+    rows = [line.split(None, 1) for line in lint.stdout.splitlines()]
+    assert lint.returncode == 1 and ["error", said] in rows, lint.stdout   # and lint's, in its table
     # the recipe's own layout: nothing to say, the plan alone
     assert recipe("plan", "nemotron3_nano", env=env).stderr == ""
 
@@ -418,4 +419,5 @@ def test_lint_prints_each_finding_as_its_sentence():
 
     f = Finding("warning", "recipe.kl", "a KL of 0 with a reference model loads it for nothing")
     text = format_report(LintReport(recipe="r", cell=None, args_file="a.txt", hf_config=None, findings=[f]))
-    assert text.splitlines()[0] == f"warning {sentence(f)}"
+    head, row = text.splitlines()[:2]
+    assert head.split() == ["severity", "finding"] and row.split(None, 1) == ["warning", sentence(f)]

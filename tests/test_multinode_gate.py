@@ -15,8 +15,7 @@ def missing_train_metrics(launch, series):
 
 
 def launch(tmp_path, nodes: int):
-    opts = RunOptions.resolve(load_recipe("nemotron3_nano"), {"nodes": nodes, "inputs_dir": tmp_path / "in"},
-                              environ={})
+    opts = RunOptions.resolve(load_recipe("nemotron3_nano"), {"nodes": nodes, "inputs_dir": tmp_path / "in"})
     return build_launch(opts, run_id="r", run_dir=tmp_path / "run", backend="local")
 
 

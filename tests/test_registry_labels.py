@@ -215,7 +215,8 @@ def no_local_engine(tmp_path, monkeypatch):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     return lambda: build_launch(RunOptions.resolve(load_recipe("nemotron3_nano_tiny"),
-                                                   {"inputs_dir": inputs, "output_dir": tmp_path / "out"}),
+                                                   {"inputs_dir": inputs, "output_dir": tmp_path / "out"},
+                                                   from_env=True),
                                 run_id="r-1", run_dir=tmp_path / "run", backend="docker")
 
 

@@ -38,7 +38,7 @@ def submitted(cmds: list[list[str]]) -> list[str]:
 
 
 def plan(environ: dict[str, str] | None = None, **cli):
-    opts = RunOptions.resolve(NANO, {"inputs_dir": Path("/in"), **cli}, environ={})
+    opts = RunOptions.resolve(NANO, {"inputs_dir": Path("/in"), **cli})
     return plan_for(opts, run_dir=Path("/run"), run_id="x", environ={"NCCL_NVLS_ENABLE": "0", **(environ or {})})
 
 

@@ -247,8 +247,7 @@ def train_cmd(model_dir: Path, out: Path, *extra: str) -> list[str]:
     from runner.plan.options import RunOptions
     from runner.plan.render import plan_for
 
-    opts = RunOptions.resolve(load_recipe("nemotron3_nano_tiny"), {"model_dir": model_dir, "output_dir": out},
-                              environ={})
+    opts = RunOptions.resolve(load_recipe("nemotron3_nano_tiny"), {"model_dir": model_dir, "output_dir": out})
     plan = plan_for(opts, run_dir=out / "run", run_id="x", environ={})
     return [PY, plan.entrypoint[1], *plan.argv, *extra]
 

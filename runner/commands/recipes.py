@@ -6,6 +6,7 @@ import json
 
 import click
 
+from runner import console
 from runner.commands.output import json_option
 from runner.frameworks import framework_of
 from runner.recipe import load_recipe
@@ -63,21 +64,17 @@ def show_cmd(ctx: click.Context, name: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
+    m, d, hw = r.model, r.dataset, r.hardware
+    about = [("image", r.image), *r.pins["commits"].items(), ("model", f"{m.repo} @ {m.revision}"),
+             ("data", f"{d.repo} @ {d.revision} ({d.file})"),
+             ("hardware", f"{hw.nodes} node(s) x {hw.gpus_per_node} {hw.gpu or 'CPU'}"),
+             ("determinism", r.determinism.tier)]
+    cells = [(("* " if n == r.default_cell else "  ") + n, c.layout.label(),
+              f"max_tokens_per_gpu={c.max_tokens_per_gpu}", c.description) for n, c in r.cells.items()]
     click.echo(f"{r.name}: {r.title}")
-    click.echo(f"  image      {r.image}")
-    for k, v in r.pins["commits"].items():
-        click.echo(f"  {k:<24} {v}")
-    m, d = r.model, r.dataset
-    click.echo(f"  model      {m.repo} @ {m.revision}")
-    click.echo(f"  data       {d.repo} @ {d.revision} ({d.file})")
-    hw = r.hardware
-    click.echo(f"  hardware   {hw.nodes} node(s) x {hw.gpus_per_node} {hw.gpu or 'CPU'}")
-    click.echo(f"  determinism {r.determinism.tier}")
-    click.echo("  cells:")
-    for n, c in r.cells.items():
-        mark = "*" if n == r.default_cell else " "
-        click.echo(f"   {mark} {n:<16} {c.layout.label()}  "
-                   f"max_tokens_per_gpu={c.max_tokens_per_gpu}  {c.description}")
-    click.echo("  files:")
-    for k, v in files.items():
-        click.echo(f"    {k:<18} {v}")
+    click.echo(console.table(("about", "value"), about, no_wrap=("about",), show_header=False, gap=2))
+    click.echo("cells (* the default):")
+    click.echo(console.table(("cell", "layout", "tokens", "description"), cells, no_wrap=("cell", "tokens"),
+                             show_header=False, gap=2))
+    click.echo("files:")
+    click.echo(console.table(("file", "path"), files.items(), no_wrap=("file",), show_header=False, gap=2))

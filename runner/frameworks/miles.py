@@ -18,7 +18,8 @@ from runner.frameworks.miles_log import MILES_PATTERNS
 from runner.frameworks.miles_traps import recipe_findings
 from runner.model.finding import Finding
 from runner.model.memory import MemorySettings
-from runner.plan.jobenv import clean, forwarded, master_addr, nvls_enabled, pythonpath
+from runner.plan.jobenv import forwarded, master_addr, nvls_enabled, pythonpath
+from runner.plan.options import clean
 from runner.plan.spec import Job
 from runner.recipe import Table, args_to_dict
 

@@ -14,7 +14,8 @@ from pydantic import Field
 
 from runner.errors import UsageError
 from runner.frameworks.base import Framework
-from runner.plan.jobenv import clean, master_addr
+from runner.plan.jobenv import master_addr
+from runner.plan.options import clean
 from runner.plan.spec import Job
 from runner.recipe import Table
 

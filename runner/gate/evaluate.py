@@ -171,38 +171,17 @@ def compare_bands(a: Series, b: Series, expected: Expected) -> GateResult:
 
 # -- output ----------------------------------------------------------------------------------
 
-def format_table(result: GateResult, width: int = 48, columns: int | None = None) -> str:
-    """A plain-text table: rule, observed, bound, verdict, why, fitted to `columns` (default: the
-    terminal's width, COLUMNS, or 100 on a pipe). The first four cells are clipped at `width`
-    characters (narrower where the screen is); `why` wraps in its column, or, where that column
-    would be narrower than MIN_WHY, on indented lines under its row. Every text goes through
+def format_table(result: GateResult, columns: int | None = None) -> str:
+    """The rows (rule, observed, bound, verdict, why) as console.table fits them to `columns` (default:
+    the terminal's width, COLUMNS, or 100 on a pipe), then the verdict and notes. Every text goes through
     console.safe: notes quote metric names and values from the events."""
-    from runner.console import elide, safe, wrap
+    from runner.console import safe, table, wrap
     from runner.console import width as console_width
 
     columns = columns or console_width()
-    head = ("rule", "observed", "bound", "verdict", "why")
-    rows = [tuple(map(safe, (r.rule.name, r.observed, r.rule.bound_text(), r.verdict_text(), r.why_text())))
-            for r in result.rows]
-    widths = [min(width, max(len(row[i]) for row in [head, *rows])) for i in range(4)]
-    # The four cells themselves must fit: narrow the widest until they do.
-    while sum(widths) + 6 > columns and max(widths) > MIN_CELL:
-        widths[widths.index(max(widths))] -= 1
-    indent = sum(widths) + 8
-    beside = columns - indent >= MIN_WHY
-    lines = []
-    for n, row in enumerate([head, *rows]):
-        cells = "  ".join(elide(c, w).ljust(w) for c, w in zip(row[:4], widths, strict=True))
-        if beside:
-            why = wrap(row[4], columns - indent)
-            lines.append(f"{cells}  {why[0]}".rstrip())
-            lines += [" " * indent + w for w in why[1:]]
-        else:
-            lines.append(cells.rstrip())
-            if n:
-                lines += ["    " + w for w in wrap(row[4], columns - 4)]
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths) + ("  ---" if beside else ""))
+    rows = [(r.rule.name, r.observed, r.rule.bound_text(), r.verdict_text(), r.why_text()) for r in result.rows]
+    lines = table(("rule", "observed", "bound", "verdict", "why"), rows, columns,
+                  no_wrap=("rule", "verdict")).splitlines()
     verdict = "PASSED" if result.passed else "FAILED"
     counts = ", ".join(f"{v} {k}" for k, v in result.as_dict()["counts"].items())
     lines += wrap(safe(f"gate {verdict} ({counts}) - {result.expected_path}"), columns, indent=2)
@@ -215,10 +194,6 @@ def format_table(result: GateResult, width: int = 48, columns: int | None = None
     if len(result.notes) > MAX_NOTES:
         lines.append(f"note: ... and {len(result.notes) - MAX_NOTES} more (gate.json lists them all)")
     return "\n".join(lines)
-
-
-MIN_WHY = 36    # a `why` column narrower than this goes under its row instead
-MIN_CELL = 8    # the narrowest any of the first four columns gets
 
 
 def write_gate_json(result: GateResult, path: str | Path) -> Path:

@@ -21,7 +21,7 @@ import click
 from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
-from runner.gate.files import RECORD_MAX
+from runner.gate.files import RECORD_MAX, read_regular
 from runner.paths import bundle_root
 from runner.plan.options import REPLAYED_ENV, RunOptions
 from runner.plan.render import build_launch
@@ -164,7 +164,7 @@ def check_unchanged(rec: dict, recipe: Recipe, allow_recipe: bool, allow_image: 
         reasons.append(f"recipe {recipe.name} changed since the run (recorded {rec.get('recipe_digest')}, now "
                        f"{recipe_digest(files_now)}; files: {', '.join(changed) or 'unknown'}); "
                        "--allow-changed-recipe to replay anyway")
-    now = RunOptions.resolve(recipe).image  # --image is not a replay option: $RECIPE_IMAGE, else the pin
+    now = RunOptions.resolve(recipe, from_env=True).image  # not a replay option: $RECIPE_IMAGE, else the pin
     if now != rec.get("image") and not allow_image:
         reasons.append(f"image changed since the run (recorded {rec.get('image')}, now {now}); "
                        "--allow-changed-image to replay anyway")
@@ -183,7 +183,7 @@ def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: d
              skip: set[str]) -> Launch:
     """The launch of the record's typed options, rendered by this checkout. Skipped preflight checks
     come from the replay's own command line (`skip`), never from the record's `preflight_skipped`."""
-    opts = RunOptions.resolve(recipe, recorded_options(rec))
+    opts = RunOptions.resolve(recipe, recorded_options(rec), from_env=True)
     return build_launch(opts, run_id=run_id, run_dir=run_dir, backend="local", extra_env=extra_env, skip=skip)
 
 
@@ -191,13 +191,12 @@ def recorded_plan(run_dir: Path, rec: dict) -> dict:
     """The run's plan.json (the launch frozen before it ran), else the same fields of run.json (runs
     recorded before plan.json existed). Read as data: a regular file of bounded size, or a usage error."""
     path = run_dir / "plan.json"
-    if not path.exists() and not path.is_symlink():
-        return rec
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > RECORD_MAX:
-        raise RecipeError(f"{path}: not a regular file of at most {RECORD_MAX >> 20} MiB; not a plan this runner "
-                          "wrote", 2)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_regular(path, root=run_dir, limit=RECORD_MAX, what="plan")
+    except FileNotFoundError:
+        return rec
+    try:
+        doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise RecipeError(f"{path}: not valid JSON ({str(e)[:80]})", 2) from None
     if not isinstance(doc, dict) or doc.get("version") != PLAN_VERSION:

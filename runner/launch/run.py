@@ -53,16 +53,16 @@ STATUS_STYLE = {CheckStatus.OK: "green", CheckStatus.FAIL: "red", CheckStatus.WA
 
 
 def print_checks(checks: list[Check]) -> None:
-    """The preflight table on stderr: coloured on a terminal (not under NO_COLOR), each detail
-    wrapped to the width under its column."""
-    columns = console.width(sys.stderr)
-    for c in checks:
-        mark = console.style(f"{c.status:>7}", err=True, fg=STATUS_STYLE.get(c.status))
-        lines = [w for part in c.detail.split("\n") for w in console.wrap(part, columns - 19)]
-        click.echo(f"  {mark}  {c.name:<7} " + ("\n" + " " * 19).join(lines), err=True)
-        if c.status == CheckStatus.FAIL and c.fix:
-            fix = console.wrap(f"fix: {c.fix}", columns - 19, indent=5)
-            click.echo(" " * 19 + ("\n" + " " * 19).join(fix), err=True)
+    """The preflight table on stderr: its status words coloured on a terminal (not under NO_COLOR), each
+    detail, and the fix of a failed check, wrapped to the width in its column."""
+    rows = []
+    for c in checks:   # a detail's own lines, and the fix, as rows of the detail column alone
+        lines = c.detail.split("\n") + ([f"fix: {c.fix}"] if c.status == CheckStatus.FAIL and c.fix else [])
+        rows += [(c.status, c.name, lines[0]), *(("", "", line) for line in lines[1:])]
+    shown = console.table(("status", "check", "detail"), rows, console.width(sys.stderr) - 2,
+                          no_wrap=("status", "check"), right=("status",), err=True, colours=STATUS_STYLE,
+                          show_header=False, gap=2)
+    click.echo("\n".join("  " + line for line in shown.splitlines()), err=True)
 
 
 def would_run(launch: Launch) -> list[list[str]]:

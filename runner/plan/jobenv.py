@@ -1,6 +1,7 @@
 """What the caller's environment adds to a job, read once when the plan is rendered: the forwarded
 NCCL/Gloo variables, the job's PYTHONPATH, NCCL's NVLink SHARP switch. Each value is checked: a
-control character has no place in a job environment value (it would reach Ray's runtime env JSON)."""
+control character has no place in a job environment value (options.clean: it would reach Ray's runtime env
+JSON)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 
-from runner.errors import UsageError
-from runner.plan.options import FORWARDED_ENV
-
-
-def clean(name: str, value: str) -> str:
-    if any(ch in value for ch in "\n\r\0") or re.search(r"[\x00-\x08\x0b-\x1f\x7f]", value):
-        raise UsageError(f"{name}={value!r}: a control character has no place in a job environment value")
-    return value
+from runner.plan.options import FORWARDED_ENV, clean
 
 
 def forwarded(environ: Mapping[str, str]) -> dict[str, str]:

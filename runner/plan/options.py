@@ -1,8 +1,10 @@
 """The options of one launch, resolved once, in one place, for `recipe run`, `plan` and `sbatch`.
 
 Precedence, for every option: the command line > its RECIPE_* environment variable (the same name
-the run script reads) > recipe.toml > nothing. There is no other fallback: a value the recipe does
-not state is an error at load (runner/recipe.py), never a number made up here.
+the run script reads) > recipe.toml > nothing. click applies the first two (each option's envvar=, its
+type's bounds); RunOptions.resolve fills what neither gave from recipe.toml. There is no other
+fallback: a value the recipe does not state is an error at load (runner/recipe.py), never a number
+made up here.
 
     option           flag               variable               recipe.toml
     cell             --cell             RECIPE_CELL            default_cell
@@ -21,7 +23,7 @@ not state is an error at load (runner/recipe.py), never a number made up here.
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +59,11 @@ FORWARDED_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL
 # search path or a check). Each of these changes the numbers a run computes and nothing else.
 REPLAYED_ENV = ("PYTHONHASHSEED", "RECIPE_TORCH_THREADS", "CUBLAS_WORKSPACE_CONFIG", "NCCL_ALGO",
                 "NVTE_ALLOW_NONDETERMINISTIC_ALGO", "NCCL_NVLS_ENABLE", "CUDA_DEVICE_MAX_CONNECTIONS")
-# (minimum, maximum) of the integer options
-BOUNDS = {"nodes": (1, MAX_NODES), "gpus_per_node": (0, MAX_GPUS_PER_NODE), "seed": (0, 2**32 - 1),
-          "rollout_seed": (0, 2**32 - 1), "num_rollout": (1, MAX_NUM_ROLLOUT)}
+# The integer options' click types: the one statement of their bounds, for the flags, the RECIPE_*
+# variables (click parses both) and the values a record or a caller gives RunOptions.resolve.
+INTS = {"nodes": click.IntRange(1, MAX_NODES), "gpus_per_node": click.IntRange(0, MAX_GPUS_PER_NODE),
+        "seed": click.IntRange(0, 2**32 - 1), "rollout_seed": click.IntRange(0, 2**32 - 1),
+        "num_rollout": click.IntRange(1, MAX_NUM_ROLLOUT)}
 PATHS = ("inputs_dir", "model_dir", "data_dir", "output_dir")
 
 
@@ -81,20 +85,18 @@ class RunOptions:
     explicit: frozenset[str] = field(default_factory=frozenset)  # set by the command line or RECIPE_*
 
     @classmethod
-    def resolve(cls, recipe: Recipe, cli: Mapping[str, Any] | None = None,
-                environ: Mapping[str, str] | None = None) -> RunOptions:
-        """Apply the precedence to the given flags (None: not given) and environment."""
-        cli = {k: v for k, v in (cli or {}).items() if v is not None}
-        unknown = set(cli) - set(ENV)
+    def resolve(cls, recipe: Recipe, cli: Mapping[str, Any] | None = None, *, from_env: bool = False) -> RunOptions:
+        """The options `cli` gives (None: not given), as click parsed them from the flags and RECIPE_*
+        variables or as a caller or record states them, checked; recipe.toml for the rest. from_env: a
+        launch with no command line of its own (lint's and doctor's rendering, a replay) takes the
+        RECIPE_* variables too, below what `cli` gives."""
+        given = {k: v for k, v in (cli or {}).items() if v is not None}
+        unknown = set(given) - set(ENV)
         if unknown:
             raise TypeError(f"unknown run options: {sorted(unknown)}")
-        environ = os.environ if environ is None else environ
-        given: dict[str, Any] = {}
-        for key, var in ENV.items():
-            if key in cli:
-                given[key] = checked(key, cli[key], FLAG[key])
-            elif environ.get(var, "") != "":
-                given[key] = _from_env(key, var, environ[var])
+        if from_env:
+            given = {**environment_options(), **given}
+        given = {k: checked(k, v, FLAG[k]) for k, v in given.items()}
         cell = recipe.cell(given.get("cell"))
         hw, run = recipe.hardware, recipe.run_defaults
         inputs_dir = inputs_layout.inputs_root(recipe, given.get("inputs_dir"))
@@ -137,8 +139,7 @@ class RunOptions:
             "RECIPE_MAX_TOKENS_PER_GPU": str(c.max_tokens_per_gpu),
         }
         for k, v in env.items():
-            if any(ch in v for ch in "\n\r\0"):
-                raise UsageError(f"{k}: value contains a newline or NUL byte: {v!r}")
+            clean(k, v)
         return env
 
     def to_argv(self, paths: bool = False) -> list[str]:
@@ -167,34 +168,30 @@ def _abs(p: Any, what: str = "path") -> Path | None:
     return user_path(p, what) if p else None
 
 
+def clean(name: str, value: str) -> str:
+    """`value`, or a one-line usage error naming `name`: a control character (a newline, NUL, ESC; a tab
+    aside) has no place in a launch's value, which reaches a shell script, Ray's runtime env JSON and
+    the record."""
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        raise UsageError(f"{name}={value!r}: a control character has no place in a launch's value")
+    return value
+
+
 def checked(key: str, value: Any, where: str) -> Any:
-    """`value` of option `key` (given as `where`), or a one-line usage error naming it and its bounds."""
-    if key in BOUNDS:
-        lo, hi = BOUNDS[key]
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise UsageError(f"{where} must be an integer from {lo} to {hi}, got {value!r}")
-    elif key in PATHS:
-        s = str(value)
-        if not s or any(c in s for c in "\n\r\0"):
-            raise UsageError(f"{where} {s!r}: expected a path without newlines or NUL bytes")
+    """`value` of option `key` (given as `where`), or a one-line usage error naming it and what was expected."""
+    if key in INTS:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UsageError(f"{where} {value!r}: expected an integer")
+        try:
+            return INTS[key].convert(value, None, None)
+        except click.BadParameter as e:
+            raise UsageError(f"{where}: {e.message}") from None
+    if key in PATHS:
+        clean(where, str(value))
     elif key in ("cell", "image"):
         if not isinstance(value, str) or not value or any(c.isspace() or c == "\0" for c in value):
             raise UsageError(f"{where} {value!r}: expected a name without spaces")
     return value
-
-
-def _from_env(key: str, var: str, raw: str) -> Any:
-    if key in BOUNDS:
-        try:
-            value: Any = int(raw.strip(), 10)
-        except ValueError:
-            raise UsageError(f"{var}={raw!r}: expected an integer") from None
-        return checked(key, value, var)
-    if key == "deterministic":
-        if raw not in ("0", "1"):
-            raise UsageError(f"{var}={raw!r}: expected 0 or 1")
-        return raw == "1"
-    return checked(key, raw, var)
 
 
 # ---- the one set of click options behind `run`, `plan` and `sbatch` ----------------------------
@@ -203,32 +200,39 @@ PathOpt = click.Path(path_type=Path, file_okay=False)
 CLI_KEYS = tuple(ENV)
 
 
+def _option(key: str, help_: str, type: click.ParamType | None = None):
+    return click.option(FLAG[key], key, envvar=ENV[key], show_envvar=True, type=type or INTS.get(key), help=help_)
+
+
+OPTIONS = [
+    _option("cell", "Parallelism cell (default: the recipe's default cell)."),
+    _option("nodes", "Number of nodes (default: the recipe's)."),
+    _option("gpus_per_node", "GPUs per node (default: the recipe's)."),
+    _option("inputs_dir", "Inputs root holding model/ and data/ (default: ./inputs/NAME).", type=PathOpt),
+    _option("model_dir", "Override the model directory (default: INPUTS/model).", type=PathOpt),
+    _option("data_dir", "Override the data directory (default: INPUTS/data).", type=PathOpt),
+    _option("output_dir", "Checkpoints go here (default: RUN_DIR/output).", type=PathOpt),
+    _option("seed", "--seed for the trainer (default: the recipe's)."),
+    _option("rollout_seed", "--rollout-seed (default: the recipe's)."),
+    _option("num_rollout", "Number of rollouts (default: the recipe's)."),
+    click.option("--deterministic/--no-deterministic", "deterministic", default=None, envvar=ENV["deterministic"],
+                 show_envvar=True, help="Deterministic training and inference, slower (default: the recipe's)."),
+    _option("image", "Run in this image (NAME@sha256:...); recorded in run.json (default: the recipe's pin)."),
+]
+
+
 def run_options(f):
     """The launch options shared by `plan`, `run` and `sbatch`: they resolve to the same launch."""
-    for opt in reversed([
-        click.option("--cell", help="Parallelism cell (default: $RECIPE_CELL, else the recipe's default cell)."),
-        click.option("--nodes", type=int, help="Number of nodes (default: $RECIPE_NODES, else the recipe's)."),
-        click.option("--gpus-per-node", type=int, help="GPUs per node (default: $RECIPE_GPUS_PER_NODE, else the "
-                     "recipe's)."),
-        click.option("--inputs", "inputs_dir", type=PathOpt,
-                     help="Inputs root holding model/ and data/ (default: $RECIPE_INPUTS_DIR, else ./inputs/NAME)."),
-        click.option("--model-dir", type=PathOpt, help="Override the model directory (default: INPUTS/model)."),
-        click.option("--data-dir", type=PathOpt, help="Override the data directory (default: INPUTS/data)."),
-        click.option("--output-dir", type=PathOpt, help="Checkpoints go here (default: $RECIPE_OUTPUT_DIR, else "
-                     "RUN_DIR/output)."),
-        click.option("--seed", type=int, help="--seed for the trainer (default: $RECIPE_SEED, else the recipe's)."),
-        click.option("--rollout-seed", type=int, help="--rollout-seed (default: $RECIPE_ROLLOUT_SEED, else the "
-                     "recipe's)."),
-        click.option("--num-rollout", type=int, help="Number of rollouts (default: $RECIPE_NUM_ROLLOUT, else the "
-                     "recipe's)."),
-        click.option("--deterministic/--no-deterministic", default=None,
-                     help="Deterministic training and inference, slower (default: $RECIPE_DETERMINISTIC, else "
-                     "the recipe's)."),
-        click.option("--image", help="Run in this image (NAME@sha256:...); recorded in run.json (default: "
-                     "$RECIPE_IMAGE, else the recipe's pin)."),
-    ]):
+    for opt in reversed(OPTIONS):
         f = opt(f)
     return f
+
+
+def environment_options() -> dict[str, Any]:
+    """The run options the RECIPE_* variables set, parsed by the same click options as the flags (with
+    no command line: a launch that has none of its own)."""
+    params = click.command("recipe")(run_options(lambda **kw: None)).make_context("recipe", []).params
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def pop_cli(kw: dict[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,7 @@ from runner.errors import UsageError
 from runner.frameworks import framework_of
 from runner.model.parallel import Architecture, layout_errors
 from runner.paths import bundle_root
-from runner.plan.jobenv import clean
-from runner.plan.options import RunOptions
+from runner.plan.options import RunOptions, clean
 from runner.plan.spec import Launch, Paths, Plan
 from runner.recipe import Cell, Recipe
 from runner.records.rundirs import plan_run_dir
@@ -85,8 +84,7 @@ def frozen_plan(recipe: Recipe) -> Plan:
     def at(name: str) -> Path:
         return Path("/" + placeholder(name))
 
-    opts = RunOptions.resolve(recipe, {"inputs_dir": at("RECIPE_INPUTS_DIR"), "output_dir": at("RECIPE_OUTPUT_DIR")},
-                              environ={})
+    opts = RunOptions.resolve(recipe, {"inputs_dir": at("RECIPE_INPUTS_DIR"), "output_dir": at("RECIPE_OUTPUT_DIR")})
     plan = plan_for(opts, run_dir=at("RECIPE_RUN_DIR"), run_id=placeholder("RECIPE_RUN_ID"),
                     environ={"NCCL_NVLS_ENABLE": placeholder("NCCL_NVLS_ENABLE")}, inherit_env=False)
 
@@ -117,7 +115,7 @@ def frozen_script(recipe: Recipe) -> str | None:
 def render_plan(recipe: Recipe, cell_name: str | None = None, *, run_dir: Path | None = None, run_id: str = "plan",
                 extra_env: dict[str, str] | None = None, **cli: Any) -> Plan:
     """plan_for the options `cli` (flag names as RunOptions.resolve takes them) give with this environment."""
-    opts = RunOptions.resolve(recipe, {"cell": cell_name, **cli})
+    opts = RunOptions.resolve(recipe, {"cell": cell_name, **cli}, from_env=True)
     return plan_for(opts, run_dir=run_dir, run_id=run_id, extra_env=extra_env)
 
 

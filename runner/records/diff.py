@@ -249,11 +249,6 @@ def _cell(v: Any, width: int = 44) -> str:
     return console.elide(text, width)
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    """console.table: fitted to the width, each cell made safe to print (records and metric names are data)."""
-    return console.table(head, rows).splitlines()
-
-
 def _num(v: Any) -> str:
     return "-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
 
@@ -265,7 +260,8 @@ def _packages_text(d: dict[str, Any]) -> list[str]:
                        "package versions)"), ""]
     lines = [f"packages: {len(pk)} version(s) differ"]
     if pk:
-        lines += _table(("package", "base", "other"), [(r["package"], _cell(r["b"]), _cell(r["a"])) for r in pk])
+        lines.append(console.table(("package", "base", "other"),
+                                   [(r["package"], _cell(r["b"]), _cell(r["a"])) for r in pk]))
     return [*lines, ""]
 
 
@@ -275,7 +271,8 @@ def _para(text: str) -> list[str]:
 
 
 def format_text(d: dict[str, Any]) -> str:
-    """Three tables and the lines that head them, fitted to the console's width."""
+    """Three tables (console.table: every cell made safe to print, records and metric names being data) and
+    the lines that head them, fitted to the console's width."""
     # `recipe diff BASE OTHER`: the base first, as the user typed it, and in that order everywhere below
     lines = [*_para(f"base:  {d['b']['label']}"), *_para(f"other: {d['a']['label']}"), ""]
     prov = d["provenance"]
@@ -285,8 +282,8 @@ def format_text(d: dict[str, Any]) -> str:
         lines += _para(f"provenance: {len(prov)} field(s) differ, {len(d['provenance_same'])} compared equal"
                        + (f": {summary(prov)}" if prov else ""))
     if prov:
-        lines += _table(("field", "base", "other"),
-                        [(_cell(r["field"], 48), _cell(r["b"]), _cell(r["a"])) for r in prov])
+        lines.append(console.table(("field", "base", "other"),
+                                   [(_cell(r["field"], 48), _cell(r["b"]), _cell(r["a"])) for r in prov]))
     lines.append("")
     lines += _packages_text(d)
     rows = []
@@ -306,7 +303,8 @@ def format_text(d: dict[str, Any]) -> str:
     lines += _para(f"metrics: {differ} of {len(d['metrics'])} differ (relative difference to the base; band: the "
                    "base as reference)")
     if rows:
-        lines += _table(("metric", "steps base/other", "max rel diff", "where (base -> other)", "band"), rows)
+        head = ("metric", "steps base/other", "max rel diff", "where (base -> other)", "band")
+        lines.append(console.table(head, rows))
     lines += [w for n in d["notes"] for w in _para(f"note: {n}")]
     return "\n".join(lines)
 
