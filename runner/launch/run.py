@@ -168,9 +168,6 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
         record.update(gate={"status": "absent", "detail": f"{expected_path.name} not found"})
         return None
     result = gate.evaluate(load_expected(expected_path), series)
-    from runner.frameworks import framework_of
-
-    result.notes[:0] = framework_of(launch.recipe).gate_notes(launch, series)
     gate.write_gate_json(result, launch.run_dir / "gate.json")
     click.echo(gate.format_table(result), err=True)
     record.update(gate=result.as_dict())
