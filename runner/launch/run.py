@@ -274,7 +274,7 @@ def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list
         from runner.launch.progress import steps_done
 
         total = launch.options.num_rollout
-        at = steps_done(launch.run_dir / "events", total)
+        at = steps_done(launch)
         click.echo(f"recipe: run {launch.run_id} interrupted at step {at}/{total}; record: "
                    f"{launch.run_dir / 'run.json'}", err=True)
         return EXIT_INTERRUPTED
