@@ -63,8 +63,7 @@ def checkpoint_gib(recipe: Recipe) -> tuple[float, int]:
 def parts(recipe: Recipe, output_dir: Path, runs_dir: Path, ray_dir: Path, resume: bool = False) -> list[Part]:
     """What the run writes, part by part; with resume, one more checkpoint beside the kept ones."""
     disk = recipe.hardware.disk
-    if disk is None:
-        return [Part("records and logs", RUNS_DIR_MIN_FREE_MIB / 1024, runs_dir)]
+    assert disk is not None
     ckpt, params = checkpoint_gib(recipe)
     states = " + ".join(f"{k} {v} B" for k, v in disk.checkpoint_bytes_per_param.items())
     n = disk.checkpoints_kept + (1 if resume else 0)
