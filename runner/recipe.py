@@ -82,13 +82,24 @@ class Inputs(Table):
     root: Str | None = None  # a recipe that ships its inputs: relative to its directory
 
 
+class Disk(Table):
+    """What a run writes to disk, in parts ([hardware.disk]); the disk preflight adds up the parts that
+    share a file system (runner/launch/disk.py). A checkpoint is the model's parameter count (its
+    config.json, through its family's shape) times the bytes each parameter's saved states take."""
+
+    checkpoint_bytes_per_param: dict[Str, Pos]  # saved state -> bytes per parameter (weights_bf16 = 2, ...)
+    checkpoints_kept: Pos  # checkpoints one run leaves under the output dir
+    ray_spill_gib: Gib = 0  # Ray object spilling, under Ray's temp dir
+    logs_gib: Gib = 0  # the run's logs and Ray's session logs
+
+
 class Hardware(Table):
     nodes: Pos
     gpus_per_node: NonNeg  # 0: a CPU recipe
     gpu: Str = ""
     min_gpu_memory_gib: Gib | None = None
     min_shm_gib: Gib = 0
-    min_free_disk_gib: Gib = 0
+    disk: Disk | None = None  # None: the run writes nothing big (its records only)
 
 
 class RunDefaults(Table):

@@ -25,7 +25,7 @@ from test_records import only_run
 from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.gate.expected import load_expected
-from runner.launch.progress import Progress
+from runner.launch.progress import Progress, plain_lines
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")   # a colour code
 GREEN = r"\033[32mgreen words\033[0m"
@@ -202,7 +202,7 @@ def test_progress_counts_steps_as_they_are_written(tmp_path):
     assert not prog.poll() and prog.text() == "step 0/4, elapsed 0:00, estimate after two steps"
 
     def event(step: int) -> str:
-        return json.dumps({"type": "metric", "metrics": {"rollout/step": step, "rollout/x": 1.0}}) + "\n"
+        return json.dumps({"type": "metric", "metrics": {"train/step": step, "train/loss": 1.0}}) + "\n"
 
     f = (events / "main.jsonl").open("w")
     now[0] = 130.0           # 30 s of start-up, then the first step
@@ -222,6 +222,101 @@ def test_progress_counts_steps_as_they_are_written(tmp_path):
     f.write(event(3))
     f.close()
     assert prog.poll() and prog.text().endswith("all steps done")
+
+
+def test_progress_counts_a_step_when_it_is_trained_not_when_it_is_generated(tmp_path):
+    """The tiny recipe's events: a rollout generated is shown beside the steps trained, and with two
+    optimizer steps per rollout a step is done at the second."""
+    events = tmp_path / "events"
+    events.mkdir()
+    prog = Progress(events, total=3, steps_per_rollout=2)
+    with (events / "rollout_manager.jsonl").open("w") as f:
+        f.write(json.dumps({"type": "metric", "metrics": {"rollout/step": 0}}) + "\n")
+    assert not prog.poll() and prog.done == 0 and prog.generated == 1
+    assert prog.text().startswith("step 0/3 (step 1 generated), elapsed ")
+    with (events / "actor_cell0_rank0.jsonl").open("w") as f:
+        f.write(json.dumps({"type": "metric", "metrics": {"train/step": 0}}) + "\n")
+        f.flush()
+        assert not prog.poll() and prog.done == 0      # one optimizer step of two
+        f.write(json.dumps({"type": "metric", "metrics": {"train/step": 1}}) + "\n")
+    assert prog.poll() and prog.done == 1 and prog.text().startswith("step 1/3, elapsed ")
+
+
+# Megatron's save lines as radixark/Megatron-LM megatron/training/checkpointing.py:540-541 and :742-745
+# @37f91617 print them (print_rank_0, no logging prefix), forwarded by Ray from the train actor
+def _save_start(it: int) -> str:
+    return (f"(MegatronTrainRayActor pid=2301) [2026-08-21 10:16:41.000123] saving checkpoint "
+            f"at iteration {it:7d} to /out/checkpoints in torch_dist format\n")
+
+
+def _save_end(it: int) -> str:
+    return (f"(MegatronTrainRayActor pid=2301)   [2026-08-21 10:17:50.000456] successfully saved "
+            f"checkpoint from iteration {it:7d} to /out/checkpoints [ t 1/2, p 1/1 ]\n")
+
+
+def test_progress_of_a_miles_log_shows_training_and_the_final_save(tmp_path):
+    """A miles run's log (tests/data/stdout/healthy: miles' `perf K`, `rollout K` and `step K` lines as
+    Ray forwards them): the count follows the train steps, and "all steps done" waits for the end
+    of the final checkpoint, which for the 30B is ~412 GiB."""
+    lines = (ROOT / "tests" / "data" / "stdout" / "healthy" / "logs" / "run.log").read_text().splitlines(True)
+    log = tmp_path / "logs" / "run.log"
+    log.parent.mkdir()
+    prog = Progress(tmp_path / "events", total=10, log=log, final_save=True)
+    f = log.open("w")
+
+    def upto(pattern: str) -> None:   # the fixture's lines up to and including the first match
+        while lines:
+            line = lines.pop(0)
+            f.write(line)
+            if re.search(pattern, line):
+                break
+        f.flush()
+
+    upto(r" - rollout 3: \{")              # rollout 3 generated, its training not yet logged
+    prog.poll()
+    assert (prog.done, prog.generated) == (3, 4) and prog.text().startswith("step 3/10 (step 4 generated), ")
+    f.write(_save_start(4))
+    f.flush()
+    upto(r" - step 3: \{")
+    prog.poll()
+    assert prog.text().endswith("saving the checkpoint of step 5")
+    f.write(_save_end(4))
+    upto(r" - step 9: \{")                  # the last train step
+    prog.poll()
+    assert prog.done == 10 and not prog.finished
+    assert prog.text().endswith("all steps trained, final checkpoint not yet saved")
+    f.write(_save_start(9))
+    f.flush()
+    prog.poll()
+    assert prog.text().endswith("saving the final checkpoint")
+    shown: list[str] = []
+    plain_lines(prog, shown.append)
+    plain_lines(prog, shown.append)        # off a terminal: one line when the save starts, not one a poll
+    assert [t for t in shown if t.endswith("saving the final checkpoint")] == [shown[-1]]
+    f.write(_save_end(9)[:40])              # half a line: the save has not ended
+    f.flush()
+    prog.poll()
+    assert not prog.finished
+    f.write(_save_end(9)[40:])
+    f.close()
+    prog.poll()
+    assert prog.finished and prog.text().endswith("all steps done")
+
+
+def test_progress_of_a_launch_knows_its_steps_per_rollout_and_final_save(tmp_path):
+    from runner.plan.options import RunOptions
+    from runner.plan.render import build_launch
+    from runner.recipe import load_recipe
+
+    def of(name: str) -> Progress:
+        opts = RunOptions.resolve(load_recipe(name), {"inputs_dir": tmp_path / "in"}, environ={})
+        return Progress.of(build_launch(opts, run_id="r", run_dir=tmp_path / name, backend="local"))
+
+    nano, tiny = of("nemotron3_nano"), of("nemotron3_nano_tiny")
+    # 32 prompts x 4 samples / global batch 128 (recipes/nemotron3_nano/expected_metrics.toml)
+    assert (nano.steps_per_rollout, nano.final_save, nano.total) == (1, True, 10)
+    assert nano.log == tmp_path / "nemotron3_nano" / "logs" / "run.log"
+    assert tiny.final_save is False     # the tiny recipe keeps no checkpoint (save_strategy="no")
 
 
 def test_steps_landing_within_one_poll_still_get_a_line_each(bundle, tmp_path):

@@ -119,7 +119,9 @@ def test_job_env_matches_upstream_runtime_env():
     p = plan({"NCCL_NVLS_ENABLE": "1", "MASTER_ADDR": "10.1.2.3", "RECIPE_MILES_DIR": "/m",
               "RECIPE_MEGATRON_DIR": "/meg"})
     assert p.job_env == {"PYTHONPATH": "/m:/meg", "CUDA_DEVICE_MAX_CONNECTIONS": "1", "NCCL_NVLS_ENABLE": "1",
-                         "MASTER_ADDR": "10.1.2.3", "PYTHONUNBUFFERED": "1", "no_proxy": "127.0.0.1,localhost,10.1.2.3"}
+                         "MASTER_ADDR": "10.1.2.3", "PYTHONUNBUFFERED": "1", "no_proxy": "127.0.0.1,localhost,10.1.2.3",
+                         # ours, not upstream's: the metrics are read from the job's log (docs/records.md)
+                         "RAY_DEDUP_LOGS": "0"}
     assert p.entrypoint == ["python3", "/m/train.py"]
 
 

@@ -86,11 +86,11 @@ def test_every_seed_flag_has_the_seed_value(argv):
 
 
 def test_added_flags_are_only_the_documented_ones(argv):
-    """Beyond the seed: explicit seeds and the JSONL metric sink. Nothing else may sneak in."""
+    """Beyond the seed: explicit seeds. Nothing else may sneak in (not --save-debug-event-data, whose
+    event logger makes miles checksum the engines' weights: docs/records.md)."""
     seed_flags = {f for b in SEED_BLOCKS.values() for f, _ in pairs(b.split())}
     extra = [f for f, _ in pairs(argv) if f not in seed_flags]
-    assert extra == ["--seed", "--rollout-seed", "--save-debug-event-data"]
-    assert dict(pairs(argv))["--save-debug-event-data"] == f"{R}/events"
+    assert extra == ["--seed", "--rollout-seed"]
 
 
 def test_no_flag_repeated(argv):

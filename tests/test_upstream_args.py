@@ -110,3 +110,32 @@ def test_upstream_hf_config_that_disagrees_with_the_model_flags(tmp_path, monkey
     lc = launch(tmp_path, monkeypatch, inputs=make_inputs(tmp_path, json.dumps(cfg).encode()))
     (line,) = check(lc, monkeypatch).data["lines"]
     assert "hidden_size" in line, line
+
+
+# The real parser's namespace for the launch: what turns miles' event logger on. Emits the values the
+# capture depends on instead of "ok" (run_parser takes any child with CHILD's calling convention).
+NAMESPACE_CHILD = argcheck.CHILD.replace(
+    'parse_args()\nexcept ParserError',
+    'ns = parse_args()\nexcept ParserError').replace(
+    'else:\n    emit({"status": "ok"})',
+    'else:\n    emit({"status": "ok", **{k: getattr(ns, k, "absent") for k in ('
+    '"save_debug_event_data", "dump_details", "debug_train_only", "debug_rollout_only", '
+    '"save_local_weight_checksum")}})')
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_capture_leaves_the_event_logger_off(tmp_path, monkeypatch, cell):
+    """miles checksums every SGLang engine's weights after each weight update whenever its event
+    logger is on (radixark/miles miles/ray/train/group.py:269-279 @78527b91), and the logger is on
+    exactly when args.save_debug_event_data is set (miles/utils/logging_utils.py:20-22; --dump-details
+    sets it too, miles/utils/arguments.py:3183-3187). The recipe captures its metrics from the job's
+    log instead, so the parsed launch must leave it None and the run unchanged."""
+    assert NAMESPACE_CHILD != argcheck.CHILD and "ns = parse_args()" in NAMESPACE_CHILD
+    lc = launch(tmp_path, monkeypatch, cell=cell)
+    env = argcheck.job_process_env(lc.plan)
+    assert env["RAY_DEDUP_LOGS"] == "0"   # every process's metric line reaches the job's log
+    result, tail = argcheck.run_parser(str(PYTHON), lc.plan.entrypoint[1], lc.plan.argv, env, 300,
+                                       child=NAMESPACE_CHILD)
+    assert result == {"status": "ok", "save_debug_event_data": None, "dump_details": None,
+                      "debug_train_only": False, "debug_rollout_only": False,
+                      "save_local_weight_checksum": False}, tail

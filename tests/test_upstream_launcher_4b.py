@@ -5,7 +5,7 @@ Runs the real scripts/run_nemotron_3_nano.py of the vendored miles 78527b91 tarb
 replaced: `exec_command_*` record the shell commands instead of running them (that module imports
 ray), and `http_utils` (httpx, unused by the launch path) is an empty module. The `ray job submit`
 command it would run is split with shlex and compared with our rendered plan, minus the bundle's own
-flags (--seed, --rollout-seed, --save-debug-event-data). Under CI=true a missing tarball fails.
+flags (--seed, --rollout-seed). Under CI=true a missing tarball fails.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from runner.recipe import load_recipe
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT.parent / "shared" / "vendor" / "upstream"
 MODEL_NAME = "NVIDIA-Nemotron-3-Nano-4B-BF16"
-BUNDLE_OWN = {"--seed": 1, "--rollout-seed": 1, "--save-debug-event-data": 1}
+BUNDLE_OWN = {"--seed": 1, "--rollout-seed": 1}
 
 
 @pytest.fixture(scope="module")

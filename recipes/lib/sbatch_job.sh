@@ -121,9 +121,13 @@ if [[ "$RUNTIME" == pyxis ]]; then
   mounts="$RUNS_DIR:$RUNS_DIR,$INPUTS_DIR:$INPUTS_DIR:ro,$OUTPUT_DIR:$OUTPUT_DIR"
   for m in "${EXTRA_MOUNTS[@]}"; do mounts+=",$m"; done
   # Writable: Ray keeps its sockets and logs under /tmp inside the container. A second step on a
-  # node joins the running container of the first (pyxis finds it by name).
+  # node joins the running container of the first (pyxis finds it by name). Remap root: the image is
+  # built to run as root with HOME=/root (everything of miles' lives under /root); without the flag
+  # pyxis 0.24 leaves it to enroot's ENROOT_REMAP_ROOT, default no, and a non-root user would run as
+  # themself with their own HOME. It grants nothing on the host (a user namespace; files written to
+  # the mounts are the user's), and is a no-op for root (tests/test_pyxis_nonroot.py).
   CONTAINER=(--container-image="$IMAGE" --container-name="$CONTAINER_NAME"
-    --container-mounts="$mounts" --no-container-mount-home --container-writable)
+    --container-mounts="$mounts" --no-container-mount-home --container-writable --container-remap-root)
 fi
 
 step() { # step HOST NAME COMMAND... &: one task on HOST with all its CPUs, sharing the node with the other steps.

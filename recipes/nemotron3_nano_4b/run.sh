@@ -40,7 +40,8 @@ export NCCL_NVLS_ENABLE="${NCCL_NVLS_ENABLE:-$(recipe_nvls_default)}"
 export MASTER_ADDR=127.0.0.1
 export PYTHONUNBUFFERED=1
 export no_proxy=127.0.0.1,localhost,127.0.0.1
-job_env=(PYTHONPATH CUDA_DEVICE_MAX_CONNECTIONS NCCL_NVLS_ENABLE MASTER_ADDR PYTHONUNBUFFERED no_proxy)
+export RAY_DEDUP_LOGS=0
+job_env=(PYTHONPATH CUDA_DEVICE_MAX_CONNECTIONS NCCL_NVLS_ENABLE MASTER_ADDR PYTHONUNBUFFERED no_proxy RAY_DEDUP_LOGS)
 
 # ---- argument blocks --------------------------------------------------------------------------
 MODEL_ARGS=(
@@ -124,11 +125,10 @@ MISC_ARGS=(
   --rollout-num-gpus 8
   --seed 1234
   --rollout-seed 42
-  --save-debug-event-data "${RECIPE_RUN_DIR}"/events
 )
 
 # ---- launch -----------------------------------------------------------------------------------
-recipe_cmd mkdir -p "${RECIPE_RUN_DIR}"/events "${RECIPE_OUTPUT_DIR}"/checkpoints
+recipe_cmd mkdir -p "${RECIPE_OUTPUT_DIR}"/checkpoints
 recipe_launch_job 8 8 "$(recipe_runtime_env_json "${job_env[@]}")" -- \
   python3 /root/miles/train.py \
   "${MODEL_ARGS[@]}" \

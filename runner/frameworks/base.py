@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from runner.checks import Check
-    from runner.gate.metrics import Series
     from runner.model.finding import Finding
     from runner.plan.options import RunOptions
     from runner.plan.spec import Job, Launch, Paths
@@ -86,10 +85,6 @@ class Framework:
 
     def memory_settings(self, argv: list[str], max_tokens_per_gpu: int | None = None) -> MemorySettings:
         return MemorySettings(max_tokens_per_gpu=max_tokens_per_gpu or MemorySettings.max_tokens_per_gpu)
-
-    def gate_notes(self, launch: Launch, series: Series) -> list[str]:
-        """Lines the gate prints first, about where this framework's metrics went."""
-        return []
 
     def installed_here(self) -> bool:
         """Is this framework installed at the place its image puts it (we run inside that image)?"""

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from runner.checks import Check
-    from runner.gate.metrics import Series
     from runner.plan.options import RunOptions
     from runner.plan.spec import Launch, Paths
 
@@ -126,9 +125,10 @@ class Miles(Framework):
                       # node and GPU counts come from the launch, never silently from $SLURM_JOB_NUM_NODES
                       "--actor-num-nodes", str(nodes), "--actor-num-gpus-per-node", str(gpus),
                       "--num-gpus-per-node", str(gpus), "--rollout-num-gpus", str(nodes * gpus),
-                      # the bundle's own: explicit seeds, and every metric as JSON lines (no tracker needed)
-                      "--seed", str(opts.seed), "--rollout-seed", str(opts.rollout_seed),
-                      "--save-debug-event-data", f"{paths.run_dir}/events"]),
+                      # the bundle's own: explicit seeds. Metrics are captured from the job's log
+                      # (docs/records.md), not --save-debug-event-data: its event logger makes
+                      # miles checksum every SGLang engine's weights after each update.
+                      "--seed", str(opts.seed), "--rollout-seed", str(opts.rollout_seed)]),
             ("determinism", ["--deterministic-mode", "--sglang-enable-deterministic-inference"]
              if opts.deterministic else []),
         ]
@@ -136,11 +136,14 @@ class Miles(Framework):
         env = {"PYTHONPATH": pythonpath([miles_dir, megatron_dir], environ, paths.bundle, inherit_env),
                "CUDA_DEVICE_MAX_CONNECTIONS": "1", "NCCL_NVLS_ENABLE": nvls_enabled(environ),
                "MASTER_ADDR": master, "PYTHONUNBUFFERED": "1", "no_proxy": f"127.0.0.1,localhost,{master}",
+               # the gate reads the metric lines from the job's log: Ray must not fold alike lines of
+               # several processes into one "[repeated Nx across cluster]"
+               "RAY_DEDUP_LOGS": "0",
                **forwarded(environ)}
         if opts.deterministic:
             env |= {"NCCL_ALGO": "Ring", "NVTE_ALLOW_NONDETERMINISTIC_ALGO": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
         return Job(entrypoint=["python3", f"{miles_dir}/train.py"], blocks=[(n, a) for n, a in blocks if a],
-                   job_env=env, mkdirs=[f"{paths.run_dir}/events", f"{paths.output_dir}/checkpoints"],
+                   job_env=env, mkdirs=[f"{paths.output_dir}/checkpoints"],
                    ray_gpus_per_node=gpus, ray_total_gpus=nodes * gpus)
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
@@ -196,23 +199,6 @@ class Miles(Framework):
             full_recompute=a.get("--recompute-granularity") == "full",
             vocab_divisible_by=int(a.get("--make-vocab-size-divisible-by", 128)),
         )
-
-    def gate_notes(self, launch: Launch, series: Series) -> list[str]:
-        """After a multi-node run without a single train/* value: say where those events went.
-
-        miles logs train/* from one rank: TP rank 0 and DP rank 0 on the *last* pipeline stage. With
-        several nodes and PP > 1 that rank runs on a later node, and its actor_*.jsonl is written to
-        <run dir>/events as that node sees it. The sbatch job proves the run directory is shared before
-        Ray starts; a run started otherwise may have left them on that node's disk.
-        """
-        if launch.nodes < 2 or any(m.startswith("train/") for m in series.metrics()):
-            return []
-        events = launch.run_dir / "events"
-        return [f"no train/* metric in {events} after a {launch.nodes}-node run: miles writes train/* from the "
-                f"rank with TP 0 and DP 0 on the last pipeline stage (PP={launch.cell.layout.pp}), which runs on a "
-                f"node other than the head when PP > 1; its actor_*.jsonl went to {events} on that node. Run with "
-                "a --runs-dir that every node shares (the sbatch job checks it), or copy that node's events/ here "
-                f"and `recipe check {launch.run_dir}`"]
 
     def installed_here(self) -> bool:
         return Path("/root/miles/train.py").is_file()  # where the miles image puts it

@@ -1,11 +1,13 @@
 """A run's metrics as one normalized series per metric and step, and `metrics.jsonl`.
 
 Sources, in order of preference:
-  1. miles event files (`--save-debug-event-data DIR`): one JSON object per line, one file per
+  1. miles-format event files (`--save-debug-event-data DIR`; the tiny recipe writes them, a miles
+     run of this bundle does not: docs/records.md): one JSON object per line, one file per
      process (`main.jsonl`, `rollout_manager.jsonl`, `actor_cell0_rank0.jsonl`...). Only
      `"type": "metric"` events are read; their `metrics` dict carries its own step key. NaN and
      inf arrive as null (pydantic's JSON) and become NaN.
-  2. miles stdout (`... log_utils.py:542 - step K: {...}`, `rollout K: {...}`, `perf K: {...}`):
+  2. miles stdout, how a miles run is captured (`... log_utils.py:542 - step K: {...}`,
+     `rollout K: {...}`, `perf K: {...}`, in logs/run.log):
      Python dict reprs, parsed by a literal-only AST walk (nan, inf, np.float64(x), tensor(x)
      allowed; no call is ever evaluated).
   3. an existing metrics.jsonl (a run directory whose raw sources are gone).

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from runner import hostinfo
 from runner.checks import Check, fail, na, ok
+from runner.launch.disk import check_disk
 from runner.launch.ports import SPAN, ports_in_use
 
 
@@ -26,7 +26,7 @@ def host_checks(launch) -> dict[str, Callable[[], Check]]:
         "lint": lambda: check_lint(launch),
         "gpus": lambda: check_gpus(launch.gpus_per_node, hw().gpu, hw().min_gpu_memory_gib),
         "driver": lambda: check_driver(launch.recipe.image_pin.min_driver, launch.gpus_per_node > 0),
-        "disk": lambda: check_disk(launch.output_dir, hw().min_free_disk_gib, runs_dir=launch.run_dir.parent),
+        "disk": lambda: check_disk(launch.recipe, launch.output_dir, launch.run_dir.parent),
         "inputs": lambda: check_inputs(launch),
     }
 
@@ -122,41 +122,6 @@ def check_shm(min_gib: float) -> Check:
         return fail("shm", f"/dev/shm is {gib:.1f} GiB, need {min_gib:g} GiB (NCCL and Ray use it)",
                     "docker: --ipc=host or --shm-size=32g; Slurm/enroot: a bigger /dev/shm on the node")
     return ok("shm", f"/dev/shm {gib:.0f} GiB")
-
-
-# What a run directory needs before the trainer writes anything: its record, plan, script and logs.
-RUNS_DIR_MIN_FREE_MIB = 64
-
-
-def _existing(p: Path) -> Path:
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def check_disk(path: Path, min_gib: float, runs_dir: Path | None = None) -> Check:
-    """Free space for the checkpoints under the output dir, and a runs directory that can take the run's
-    records (writable, not full): a run that cannot write its record must not start."""
-    if runs_dir is not None:
-        where = _existing(Path(runs_dir))
-        if not os.access(where, os.W_OK | os.X_OK):
-            why = "on a read-only file system" if os.statvfs(where).f_flag & os.ST_RDONLY else "not writable"
-            return fail("disk", f"runs directory {runs_dir}: {where} is {why}",
-                        "give --runs-dir (or $RECIPE_RUNS_DIR) on a writable file system")
-        free_mib = shutil.disk_usage(where).free / 2**20
-        if free_mib < RUNS_DIR_MIN_FREE_MIB:
-            return fail("disk", f"runs directory {runs_dir}: {free_mib:.0f} MiB free at {where}, need "
-                        f"{RUNS_DIR_MIN_FREE_MIB} MiB for the run's records and logs",
-                        "free space there, or give --runs-dir on another file system")
-    if not min_gib:
-        return ok("disk", f"runs directory {runs_dir} writable; no checkpoint space required") if runs_dir \
-            else na("disk", "no disk requirement")
-    p = _existing(Path(path))
-    free = shutil.disk_usage(p).free / 2**30
-    if free < min_gib:
-        return fail("disk", f"{free:.0f} GiB free at {p}, need {min_gib:g} GiB (the last rollout saves a full "
-                    "checkpoint with optimizer state)", "point --output-dir at a larger file system")
-    return ok("disk", f"{free:.0f} GiB free at {p}")
 
 
 def check_ports(env: dict[str, str]) -> Check:

@@ -173,9 +173,6 @@ def gate_run(launch: Launch, record: RunRecord) -> bool | None:
         record.update(gate={"status": "absent", "detail": f"{expected_path.name} not found"})
         return None
     result = gate.evaluate(load_expected(expected_path), series)
-    from runner.frameworks import framework_of
-
-    result.notes[:0] = framework_of(launch.recipe).gate_notes(launch, series)
     gate.write_gate_json(result, launch.run_dir / "gate.json")
     click.echo(gate.format_table(result), err=True)
     record.update(gate=result.as_dict())
@@ -282,7 +279,7 @@ def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list
         from runner.launch.progress import steps_done
 
         total = launch.options.num_rollout
-        at = steps_done(launch.run_dir / "events", total)
+        at = steps_done(launch)
         click.echo(f"recipe: run {launch.run_id} interrupted at step {at}/{total}; record: "
                    f"{launch.run_dir / 'run.json'}", err=True)
         return EXIT_INTERRUPTED

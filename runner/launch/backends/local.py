@@ -69,4 +69,4 @@ def run(launch: Launch, on_start: Callable[[int], None] | None = None,
     return run_script(launch.run_dir / "run.sh", {}, launch.run_dir / "logs" / "run.log",
                       on_start=on_start, on_interrupt=on_interrupt, on_failure=on_failure,
                       watcher=watcher_for(launch.recipe.framework), tool_log=True, verbose=launch.verbose,
-                      progress=Progress(launch.run_dir / "events", launch.options.num_rollout))
+                      progress=Progress.of(launch))
