@@ -309,7 +309,7 @@ def test_progress_of_a_launch_knows_its_steps_per_rollout_and_final_save(tmp_pat
     from runner.recipe import load_recipe
 
     def of(name: str) -> Progress:
-        opts = RunOptions.resolve(load_recipe(name), {"inputs_dir": tmp_path / "in"}, environ={})
+        opts = RunOptions.resolve(load_recipe(name), {"inputs_dir": tmp_path / "in"})
         return Progress.of(build_launch(opts, run_id="r", run_dir=tmp_path / name, backend="local"))
 
     nano, tiny = of("nemotron3_nano"), of("nemotron3_nano_tiny")

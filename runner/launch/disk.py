@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.checks import Check, fail, ok
+from runner.checks import Check, CheckStatus, fail, ok
 from runner.errors import UsageError
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def check_disk(recipe: Recipe, output_dir: Path, runs_dir: Path, environ: dict[s
                     "file system")
     total = sum(p.gib for p in run)
     if short := shortfalls(parts(recipe, output_dir, runs_dir, ray_dir, resume=True)):
-        return Check(NAME, "warn", f"this run fits ({total:.1f} GiB), a resume of it would not (another "
+        return Check(NAME, CheckStatus.WARN, f"this run fits ({total:.1f} GiB), a resume of it would not (another "
                      f"checkpoint beside the kept ones): " + "; ".join(short), "free space before resuming")
     return ok(NAME, f"{total:.1f} GiB needed (" + ", ".join(f"{p.name} {p.gib:.1f} GiB" for p in run)
               + "), and room for a resume's checkpoint")
