@@ -135,7 +135,9 @@ def params(job: SbatchJob) -> list[tuple[str, str | list[str]]]:
         ("IMAGE_REF", job.image_ref), ("BUNDLE", job.bundle_dir), ("RUNS_DIR", job.runs_dir),
         ("INPUTS_DIR", job.inputs_dir), ("OUTPUT_DIR", job.output_dir), ("RUN_DIR", job.run_dir or ""),
         ("RECIPE_CMD", list(job.recipe_cmd)), ("RUN_ARGS", list(job.run_args)), ("EXTRA_MOUNTS", list(job.mounts)),
-        ("JOB_LIB", job.job_lib), ("EXEC_PLAN", "1" if job.exec_plan else ""),
+        ("JOB_LIB", job.job_lib),
+        # only where set: a `recipe sbatch` script reads as it did before `recipe exec`
+        *([("EXEC_PLAN", "1")] if job.exec_plan else []),
     ]
 
 
