@@ -14,6 +14,7 @@ from typing import Any
 from runner.console import safe
 from runner.errors import UsageError
 from runner.gate.files import RECORD_MAX, read_regular
+from runner.paths import bundle_root
 from runner.plan.spec import PLAN_VERSION, Launch
 
 FILE = "plan.json"
@@ -24,7 +25,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "version": int, "recipe": str, "cell": str, "layout": dict, "nodes": int, "gpus_per_node": int,
     "argv": list, "env": dict, "entrypoint": list, "blocks": list, "mkdirs": list, "ray": (dict, type(None)),
     "commands": list, "script_env": dict, "image": str, "backend": str, "run_id": str, "run_dir": str,
-    "output_dir": str, "run_script": str, "options": dict, "secret_names": list, "run": dict,
+    "output_dir": str, "run_script": str, "options": dict, "secret_names": list, "run": dict, "bundle_dir": str,
 }
 OPTION_KEYS: dict[str, type | tuple[type, ...]] = {
     "cell": str, "nodes": int, "gpus_per_node": int, "inputs_dir": str, "model_dir": str, "data_dir": str,
@@ -46,7 +47,9 @@ def plan_document(launch: Launch) -> dict:
                         "seed": o.seed, "rollout_seed": o.rollout_seed, "num_rollout": o.num_rollout,
                         "deterministic": o.deterministic},
             "secret_names": list(launch.plan.secret_names),
-            "run": {"skip": sorted(launch.skip), "rehash": launch.rehash, "gate": launch.gate}}
+            "run": {"skip": sorted(launch.skip), "rehash": launch.rehash, "gate": launch.gate},
+            # where the job finds the bundle (a container's copy): replay compares the rest across it
+            "bundle_dir": str(launch.view.bundle if launch.view else bundle_root())}
 
 
 def _typed(where: str, doc: Any, keys: dict[str, type | tuple[type, ...]], required: bool = True) -> None:
