@@ -74,7 +74,7 @@ def test_a_plan_of_another_version_is_refused(tmp_path):
 def test_a_plan_with_an_unknown_key_is_refused(tmp_path):
     run_dir = frozen_run(tmp_path)
     edit_plan(run_dir, shell="rm -rf /")
-    refused(recipe_exec(run_dir), "unknown key 'shell'")
+    refused(recipe_exec(run_dir), "has no key 'shell'")
 
 
 def test_a_plan_of_another_run_dir_is_refused(tmp_path):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from runner.console import safe
 from runner.errors import UsageError
@@ -19,18 +20,68 @@ from runner.plan.spec import PLAN_VERSION, Launch
 
 FILE = "plan.json"
 
-# Every key a plan.json holds, with its JSON type: an allowlist, so that a key this runner does not
-# know (a newer runner's, or a planted one) is refused rather than ignored.
-KEYS: dict[str, type | tuple[type, ...]] = {
-    "version": int, "recipe": str, "cell": str, "layout": dict, "nodes": int, "gpus_per_node": int,
-    "argv": list, "env": dict, "entrypoint": list, "blocks": list, "mkdirs": list, "ray": (dict, type(None)),
-    "commands": list, "script_env": dict, "image": str, "backend": str, "run_id": str, "run_dir": str,
-    "output_dir": str, "run_script": str, "options": dict, "secret_names": list, "run": dict, "bundle_dir": str,
-}
-OPTION_KEYS: dict[str, type | tuple[type, ...]] = {
-    "cell": str, "nodes": int, "gpus_per_node": int, "inputs_dir": str, "model_dir": str, "data_dir": str,
-    "seed": int, "rollout_seed": int, "num_rollout": int, "deterministic": bool}
-RUN_KEYS: dict[str, type | tuple[type, ...]] = {"skip": list, "rehash": bool, "gate": bool}
+class _Strict(BaseModel):
+    # unknown keys refused (a newer runner's, or a planted one), no value coerced to another type
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PlanOptions(_Strict):
+    cell: str
+    nodes: int
+    gpus_per_node: int
+    inputs_dir: str
+    model_dir: str
+    data_dir: str
+    seed: int
+    rollout_seed: int
+    num_rollout: int
+    deterministic: bool
+
+
+class PlanRun(_Strict):
+    skip: list[str]
+    rehash: bool
+    gate: bool
+
+
+class PlanBlock(_Strict):
+    name: str
+    args: list[str]
+
+
+class PlanRay(_Strict):
+    gpus_per_node: int
+    total_gpus: int
+
+
+class PlanFile(_Strict):
+    """plan.json's schema: Plan.as_dict and plan_document's additions."""
+
+    version: int
+    recipe: str
+    cell: str
+    layout: dict
+    nodes: int
+    gpus_per_node: int
+    argv: list[str]
+    env: dict[str, str]
+    entrypoint: list[str]
+    blocks: list[PlanBlock]
+    mkdirs: list[str]
+    ray: PlanRay | None
+    commands: list[list[str]]
+    script_env: dict[str, str]
+    image: str
+    backend: str
+    run_id: str
+    run_dir: str
+    output_dir: str
+    run_script: str
+    options: PlanOptions
+    # written since `recipe exec`, which needs them; replay also reads plans from before
+    secret_names: list[str] | None = None
+    run: PlanRun | None = None
+    bundle_dir: str | None = None
 
 
 def plan_document(launch: Launch) -> dict:
@@ -52,47 +103,26 @@ def plan_document(launch: Launch) -> dict:
             "bundle_dir": str(launch.view.bundle if launch.view else bundle_root())}
 
 
-def _typed(where: str, doc: Any, keys: dict[str, type | tuple[type, ...]], required: bool = True) -> None:
-    if not isinstance(doc, dict):
-        raise UsageError(f"{where}: expected a JSON object")
-    unknown = sorted(set(doc) - set(keys))
-    if unknown:
-        raise UsageError(f"{where}: unknown key '{safe(unknown[0])}'; not a plan this runner wrote")
-    for key, kind in keys.items():
-        if key not in doc:
-            if required:
-                raise UsageError(f"{where}: key '{key}' missing; not a plan this runner wrote")
-            continue
-        v = doc[key]
-        if not isinstance(v, kind) or (isinstance(v, bool) and kind is int):
-            raise UsageError(f"{where}: key '{key}' has the wrong type ({type(v).__name__})")
-
-
 def read_plan(run_dir: Path, *, complete: bool = True) -> dict:
     """The plan.json of `run_dir`: a regular file inside it, of at most RECORD_MAX bytes, of this
-    PLAN_VERSION, every key known and typed; else a one-line UsageError (exit 2) naming the file.
-    complete=False: plans written before `options`/`run` were recorded (replay reads those too)."""
+    PLAN_VERSION, of PlanFile's keys and types; else a one-line UsageError (exit 2) naming the file.
+    complete=False: a plan written before `recipe exec` (without secret_names, run, bundle_dir)."""
+    from runner.recipe import typed
+
     path = Path(run_dir) / FILE
-    where = safe(path)
     raw = read_regular(path, root=run_dir, limit=RECORD_MAX, what="plan")
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise UsageError(f"{where}: not valid JSON ({str(e)[:80]})") from None
+        raise UsageError(f"{safe(path)}: not valid JSON ({str(e)[:80]})") from None
     if not isinstance(doc, dict) or doc.get("version") != PLAN_VERSION:
         found = doc.get("version") if isinstance(doc, dict) else None
-        raise UsageError(f"{where}: key 'version' {safe(repr(found))} is not {PLAN_VERSION}, the plan version "
-                         "this runner reads")
-    _typed(where, doc, KEYS, required=complete)
-    if complete:
-        _typed(f"{where} (options)", doc["options"], OPTION_KEYS)
-        _typed(f"{where} (run)", doc["run"], RUN_KEYS)
-        if not all(isinstance(s, str) for s in doc["run"]["skip"] + doc["secret_names"] + doc["entrypoint"]):
-            raise UsageError(f"{where}: 'run.skip', 'secret_names' and 'entrypoint' must hold strings")
-        for b in doc["blocks"]:
-            if not (isinstance(b, dict) and set(b) == {"name", "args"} and isinstance(b["name"], str)
-                    and isinstance(b["args"], list) and all(isinstance(a, str) for a in b["args"])):
-                raise UsageError(f"{where}: key 'blocks' holds something other than {{name, args}} of strings")
+        raise UsageError(f"{safe(path)}: key 'version' {safe(repr(found))} is not {PLAN_VERSION}, the plan "
+                         "version this runner reads")
+    plan = typed(doc, PlanFile, Path(safe(path)))
+    missing = [k for k in ("secret_names", "run", "bundle_dir") if getattr(plan, k) is None]
+    if complete and missing:
+        raise UsageError(f"{safe(path)}: key '{missing[0]}' missing; written by a runner before `recipe exec`")
     return doc
 
 
