@@ -155,7 +155,7 @@ def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tm
         assert (run_dir / "slurm-job.sh").is_file() and '"status": "succeeded"' in (run_dir / "run.json").read_text()
         assert (run_dir / "plan.json").is_file() and not (run_dir / "launcher.json").exists()
         script = (run_dir / "slurm-job.sh").read_text()
-        assert "EXEC_PLAN='1'" in script and "RUN_ARGS=()" in script  # no option rebuilt into argv
+        assert "EXEC_PLAN=1" in script and "RUN_ARGS=()" in script  # no option rebuilt into argv
         rec = json.loads((run_dir / "run.json").read_text())
         names = [c["name"] for c in rec["preflight"]]
         assert names[:3] == ["slurm", "pyxis", "enroot"] and "packages" in names  # host's, then the head node's

@@ -116,7 +116,6 @@ def provenance(launch: Launch, checks: list[Check]) -> dict:
         "run_dir": str(launch.run_dir),
         "inputs_dir": str(launch.inputs_dir),
         "output_dir": str(launch.output_dir),
-        "forward_args": launch.forward_args,
         "script_env": launch.script_env,
         "entrypoint": launch.plan.entrypoint,
         "argv": launch.plan.argv,
@@ -244,8 +243,9 @@ def _job_elsewhere(launch: Launch, record: RunRecord) -> int:
     if interrupted:
         record.finish("interrupted", EXIT_INTERRUPTED, interrupted_by=reasons[0] if reasons else "signal")
         return EXIT_INTERRUPTED
-    code = rc or EXIT_FAIL
-    record.finish("failed", code, error=f"the {launch.backend} job exited {rc} before its run finished")
+    code = rc or EXIT_FAIL  # exit 3: the recipe image could not be had (docker.run says why)
+    record.finish("preflight-failed" if code == EXIT_PREFLIGHT else "failed", code,
+                  error=f"the {launch.backend} job exited {rc} before its run finished")
     click.echo(f"recipe: the {launch.backend} job exited {rc} before run {launch.run_id} finished; "
                f"log: {launch.run_dir / 'logs' / f'{launch.backend}.log'}", err=True)
     return code

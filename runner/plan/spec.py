@@ -175,11 +175,6 @@ class Launch:
         """The variables the run script exports (no secrets)."""
         return self.plan.script_env
 
-    @property
-    def forward_args(self) -> list[str]:
-        """`recipe run` options that make an inner run (docker, Slurm) resolve to this same launch."""
-        return self.options.to_argv()
-
 
 def argv_lines(argv: list[str]) -> list[str]:
     """The argv as one flag (with its values) per line: how plans and snapshots show it."""

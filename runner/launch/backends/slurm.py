@@ -79,7 +79,7 @@ def job_from_options(opts, *, runs_dir: Path | None, partition: str | None, acco
         runs_dir=str(runs_root(runs_dir)), inputs_dir=str(opts.inputs_dir),
         # "": the job's own RUN_DIR/output, as for `recipe run`
         output_dir=str(opts.output_dir) if opts.output_dir else "",
-        run_args=opts.to_argv(paths=True) + list(extra_run_args or []),
+        run_args=opts.to_argv() + list(extra_run_args or []),
         partition=partition, account=account, time=time,
         mounts=_mounts(runtime, bundle), ready_timeout_s=ready_timeout, command_line=command_line)
 
