@@ -122,3 +122,28 @@ def test_exec_carries_out_the_plan_into_the_one_record(tmp_path):
     assert sorted(os.listdir(run_dir)) == sorted(
         {"plan.json", "run.sh", "run.json", "logs", "events", "output", "metrics.jsonl", "gate.json"}
         | {n for n in os.listdir(run_dir) if n.startswith(".claim")})
+
+
+def test_replay_compares_a_docker_run_with_its_plan_across_the_mounts(tmp_path):
+    """A docker run's plan.json holds the container's paths (/recipe/...); replay, which renders the
+    record's options again on this host, finds the same launch, and a changed value still differs."""
+    from runner.launch import replay
+    from runner.launch.backends import docker as dk
+
+    recipe = load_recipe(TINY)
+    run_dir = tmp_path / "runs" / "d-1"
+    opts = RunOptions.resolve(recipe, {})
+    launch = build_launch(opts, run_id="d-1", run_dir=run_dir, backend="docker", view=dk.job_view("d-1"))
+    create_run_dir(run_dir.parent, "d-1")
+    runflow.freeze(launch, []).save()
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["run_dir"] == "/recipe/run/d-1" and "/recipe/inputs/model" in plan["argv"]
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert rec["run_dir"] == str(run_dir.resolve()) and replay.untrusted_fields(rec, run_dir.resolve()) == []
+    again = replay.relaunch(rec, recipe, "r-2", tmp_path / "runs" / "r-2", {}, set())
+    recorded = replay.recorded_plan(run_dir, rec)
+    assert replay.entrypoint_differences(recorded, again) == []
+    assert replay.launch_differences(recorded, again) == []
+    plan["argv"][plan["argv"].index("--lr") + 1] = "9"
+    (run_dir / "plan.json").write_text(json.dumps(plan))
+    assert replay.launch_differences(replay.recorded_plan(run_dir, rec), again)
