@@ -147,3 +147,11 @@ def test_replay_compares_a_docker_run_with_its_plan_across_the_mounts(tmp_path):
     plan["argv"][plan["argv"].index("--lr") + 1] = "9"
     (run_dir / "plan.json").write_text(json.dumps(plan))
     assert replay.launch_differences(replay.recorded_plan(run_dir, rec), again)
+
+
+def test_a_run_script_that_is_not_the_plans_is_refused(tmp_path):
+    run_dir = frozen_run(tmp_path)
+    script = run_dir / "run.sh"
+    script.write_text(script.read_text().replace("--num-rollout", "--num-rollout 1000 --x"))
+    refused(recipe_exec(run_dir), "not the script of this run's plan.json")
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # the launching side finishes it

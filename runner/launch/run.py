@@ -29,6 +29,7 @@ from runner.frameworks.packages import recorded_versions
 from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.gate.expected import load_expected
+from runner.gate.files import read_regular
 from runner.launch.backends import backend, preflight
 from runner.paths import launch_lib
 from runner.plan.document import plan_document
@@ -261,6 +262,10 @@ def exec_run(run_dir: Path) -> int:
     run_dir = Path(run_dir).resolve()
     doc = read_plan(run_dir)
     launch = launch_of(doc, run_dir)
+    # the checks below vouch for the plan: the script that runs must be that plan's, byte for byte
+    script = read_regular(run_dir / "run.sh", root=run_dir, what="run script").decode("utf-8", "replace")
+    if script != render_script(launch.plan, lib=f"{doc['bundle_dir']}/recipes/lib/launch.sh"):
+        raise RecipeError(f"{run_dir / 'run.sh'}: not the script of this run's plan.json; refusing to run it", 2)
     data = read_record(run_dir)
     if data is None or data.get("status") != "running" or data.get("run_id") != launch.run_id:
         raise RecipeError(f"{run_dir / 'run.json'}: no running record of run {launch.run_id}; `recipe exec` "
