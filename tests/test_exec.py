@@ -65,6 +65,10 @@ def test_a_plan_linked_from_outside_the_run_dir_is_refused(tmp_path):
     refused(recipe_exec(run_dir), "outside")
 
 
+def test_a_directory_without_a_plan_is_refused(tmp_path):
+    refused(recipe_exec(tmp_path), "plan.json: no plan here")
+
+
 def test_a_plan_of_another_version_is_refused(tmp_path):
     run_dir = frozen_run(tmp_path)
     edit_plan(run_dir, version=2)
@@ -155,3 +159,9 @@ def test_a_run_script_that_is_not_the_plans_is_refused(tmp_path):
     script.write_text(script.read_text().replace("--num-rollout", "--num-rollout 1000 --x"))
     refused(recipe_exec(run_dir), "not the script of this run's plan.json")
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # the launching side finishes it
+
+
+def test_a_plan_value_of_the_wrong_type_is_refused_not_coerced(tmp_path):
+    run_dir = frozen_run(tmp_path)
+    edit_plan(run_dir, nodes="1")
+    refused(recipe_exec(run_dir), "key 'nodes'")

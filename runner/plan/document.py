@@ -110,7 +110,11 @@ def read_plan(run_dir: Path, *, complete: bool = True) -> dict:
     from runner.recipe import typed
 
     path = Path(run_dir) / FILE
-    raw = read_regular(path, root=run_dir, limit=RECORD_MAX, what="plan")
+    try:
+        raw = read_regular(path, root=run_dir, limit=RECORD_MAX, what="plan")
+    except FileNotFoundError:
+        raise UsageError(f"{safe(path)}: no plan here; not a run directory `recipe run` froze a launch into") \
+            from None
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
