@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("recipes", "show_cmd", "Show a recipe: pins, hardware, parallelism cells, files."),
     "plan": ("plan", "plan_cmd", "Print the fully resolved launch of a recipe, with no side effects."),
     "run": ("run", "run_cmd", "Preflight, then launch a recipe and record the run."),
+    "exec": ("run", "exec_cmd", "Carry out a run's frozen plan.json where its job runs (docker, Slurm)."),
     "lint": ("lint", "lint_cmd", "Catch silent mistakes (model args vs config.json, R3, layouts, memory)."),
     "replay": ("replay", "replay_cmd", "Re-execute a recorded run and compare its metrics (bitwise or bands)."),
     "sbatch": ("slurm", "sbatch_cmd", "Print (or submit) the sbatch script that runs a recipe on Slurm."),

@@ -145,7 +145,15 @@ def test_plan_shows_what_each_backend_runs_around_the_same_launch():
     slurm = recipe("plan", "nemotron3_nano", "--backend", "slurm", "--format", "json")
     assert docker.returncode == 0 and slurm.returncode == 0, docker.stderr + slurm.stderr
     d, s = json.loads(docker.stdout), json.loads(slurm.stdout)
-    assert d["argv"] == local["argv"] == s["argv"]  # the same launch, whatever wraps it
+    assert local["argv"] == s["argv"]  # the same launch, whatever wraps it
+    # docker's, rendered with the paths the container sees (its mounts), is the same launch there
+    env = local["script_env"]
+    mounts = [(env["RECIPE_OUTPUT_DIR"], "/recipe/output"), (env["RECIPE_RUN_DIR"], "/recipe/run/nemotron3_nano-plan"),
+              (env["RECIPE_INPUTS_DIR"], "/recipe/inputs")]
+    moved = [w for w in local["argv"]]
+    for host, job in mounts:
+        moved = [w.replace(host, job) for w in moved]
+    assert d["argv"] == moved and d["script_env"]["RECIPE_INPUTS_DIR"] == "/recipe/inputs"
     cmd = d["backend_command"]
     assert cmd[:2] == ["docker", "run"] and "--gpus" in cmd and "--ipc=host" in cmd
     assert cmd[cmd.index("-e") + 1] == "WANDB_API_KEY" and "sk-test-PLANTED-xyz" not in docker.stdout

@@ -15,6 +15,7 @@ from fixtures_docker import CpuImage, Engine, cpu_image_fixture, docker_engine_f
 
 from runner.image import recipe_image as ri
 from runner.launch.backends import docker as dk
+from runner.plan.document import plan_document
 from runner.plan.options import RunOptions
 from runner.plan.render import build_launch
 from runner.recipe import load_recipe
@@ -28,7 +29,8 @@ def launch_for(name: str, tmp_path: Path, monkeypatch, skip=(), **env: str):
     inputs = tmp_path / "inputs"
     inputs.mkdir(exist_ok=True)
     opts = RunOptions.resolve(load_recipe(name), {"inputs_dir": inputs, "output_dir": tmp_path / "out"}, from_env=True)
-    return build_launch(opts, run_id="r-1", run_dir=tmp_path / "run", backend="docker", skip=set(skip))
+    return build_launch(opts, run_id="r-1", run_dir=tmp_path / "run", backend="docker", skip=set(skip),
+                        view=dk.job_view("r-1"))
 
 
 def flag_values(argv: list[str], flag: str) -> list[str]:
@@ -47,21 +49,23 @@ def test_gpu_recipe_command(tmp_path, monkeypatch):
         assert f in argv
     assert flag_values(argv, "--ulimit") == ["memlock=-1", "stack=67108864"]
     assert flag_values(argv, "-v") == [f"{tmp_path}/inputs:/recipe/inputs:ro", f"{tmp_path}/out:/recipe/output",
-                                       f"{tmp_path}/run/container:/recipe/run/r-1"]
+                                       f"{tmp_path}/run:/recipe/run/r-1"]
     assert flag_values(argv, "--entrypoint") == ["/usr/local/bin/recipe"]
-    i = argv.index(ref)
-    assert argv[i + 1:i + 13] == ["run", "nemotron3_nano", "--backend", "local", "--run-dir", "/recipe/run/r-1",
-                                  "--inputs", "/recipe/inputs", "--output-dir", "/recipe/output",
-                                  "--cell", "default"]
-    assert "--gpus-per-node" in argv[i:] and argv[argv.index("--gpus-per-node") + 1] == "8"
+    # The container carries out the plan frozen in its run directory; no option travels in argv.
+    assert argv[argv.index(ref) + 1:] == ["exec", "/recipe/run/r-1"]
+    # That plan is rendered with the paths the container sees.
+    doc = plan_document(lc)
+    assert doc["run_dir"] == "/recipe/run/r-1" and doc["output_dir"] == "/recipe/output"
+    assert doc["options"]["inputs_dir"] == "/recipe/inputs" and doc["options"]["gpus_per_node"] == 8
+    assert "/recipe/inputs/model" in lc.plan.argv and str(tmp_path) not in json.dumps(doc)
 
 
-def test_cpu_recipe_has_no_gpus_flag_and_forwards_inner_skips_only(tmp_path, monkeypatch):
+def test_cpu_recipe_has_no_gpus_flag_and_its_skips_travel_in_the_plan(tmp_path, monkeypatch):
     lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch, skip=("inputs", "docker"),
                     RECIPE_IMAGE=f"reg.example/x@{DIGEST}")
     argv = dk.command(lc)
-    assert "--gpus" not in argv
-    assert flag_values(argv, "--skip-preflight") == ["inputs"]  # "docker" is an outer-only check
+    assert "--gpus" not in argv and "--skip-preflight" not in argv
+    assert plan_document(lc)["run"]["skip"] == ["docker", "inputs"]
     assert argv[argv.index("--entrypoint") + 2] == f"reg.example/x@{DIGEST}"
 
 
@@ -133,7 +137,7 @@ def test_preflight_against_a_real_engine(docker_engine: Engine, cpu_image: CpuIm
     c = dk.check_image(dk_launch)
     assert c.status == "ok" and "a base image (no recipe runner)" in c.detail
     assert c.data["run"] == ri.auto_tag(ri.bundle_digest(ROOT), cpu_image.base_ref)
-    assert dk.commands(dk_launch)[-1][-len(dk.inner_args(dk_launch)) - 1] == c.data["run"]
+    assert dk.commands(dk_launch)[-1][-3] == c.data["run"]
     lc = launch_for("nemotron3_nano_tiny", tmp_path, monkeypatch,
                     RECIPE_IMAGE=f"{docker_engine.registry}/recipe-bundle/absent@{DIGEST}")
     assert dk.check_image(lc).status == "fail"
@@ -155,10 +159,14 @@ def test_tiny_recipe_runs_in_the_image_pulled_by_digest(docker_engine: Engine, c
                        timeout=900)
     assert p.returncode == 0, p.stderr[-4000:] + p.stdout[-2000:]
     (run_dir,) = runs.iterdir()
-    inner = run_dir / "container"
+    inner = run_dir  # one run directory, one record: as a local run's
+    assert not (run_dir / "container").exists() and not (run_dir / "launcher.json").exists()
     record = json.loads((inner / "run.json").read_text())
-    assert record["status"] == "succeeded"
-    assert record["environment"]["RECIPE_IMAGE"] == cpu_image.ref
+    assert record["status"] == "succeeded" and record["backend"] == "docker"
+    # the in-image checks ran inside, against the same plan, after the host's
+    names = [c["name"] for c in record["preflight"]]
+    assert names[:2] == ["lint", "docker"] and names[-3:] == ["args", "model", "packages"]
+    assert record["packages"]["versions"]  # asked of the image's interpreter, inside
     gate = json.loads((inner / "gate.json").read_text())
     assert gate["passed"] is True
     lines = [json.loads(line) for line in (inner / "metrics.jsonl").read_text().splitlines()]
@@ -206,12 +214,12 @@ def test_tiny_recipe_runs_from_the_cpu_base_alone(docker_engine: Engine, cpu_ima
     assert image["kind"] == "base" and image["reused"] is False and image["recipe_image"] == tag
     assert image["recipe_image_id"] == built["Id"] and image["base_digest"] == cpu_image.base_ref.split("@")[1]
     assert (run_dir / "logs" / "image-build.log").is_file()
-    record = json.loads((run_dir / "container" / "run.json").read_text())
+    record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "succeeded" and record["image"] == cpu_image.base_ref
     ib = record["image_build"]
     assert ib["recipe_image_id"] == built["Id"] and ib["recipe_image"] == tag
     assert ib["base_digest"] == cpu_image.base_ref.split("@")[1] and ib["bundle_digest"] == bundle
-    assert json.loads((run_dir / "container" / "gate.json").read_text())["passed"] is True
+    assert json.loads((run_dir / "gate.json").read_text())["passed"] is True
     # The next run on this node reuses it: nothing to build.
     again = subprocess.run([sys.executable, "-m", "runner.cli", "run", "nemotron3_nano_tiny", "--backend", "docker",
                             "--runs-dir", str(tmp_path / "runs2"), "--dry-run"], env=env, cwd=tmp_path,
@@ -224,8 +232,8 @@ def inspect_image(engine: Engine, ref: str) -> dict:
     return json.loads(engine.run("image", "inspect", ref).stdout)[0]
 
 
-def test_rehash_reaches_the_inner_run(tmp_path, monkeypatch):
+def test_rehash_and_no_gate_reach_the_job_in_its_plan(tmp_path, monkeypatch):
     lc = launch_for("nemotron3_nano", tmp_path, monkeypatch)
-    assert "--rehash" not in dk.inner_args(lc)
-    lc.rehash = True
-    assert dk.inner_args(lc)[-1] == "--rehash"
+    assert plan_document(lc)["run"] == {"skip": [], "rehash": False, "gate": True}
+    lc.rehash, lc.gate = True, False
+    assert plan_document(lc)["run"] == {"skip": [], "rehash": True, "gate": False}

@@ -356,7 +356,7 @@ def _claim_in_child(path: str, go, out) -> None:
 
     go.wait()
     try:
-        claim(Path(path), "run", "--run-dir")
+        claim(Path(path), "--run-dir")
         out.put(("won", os.getpid()))
     except Exception as e:  # noqa: BLE001 - the message is what is checked
         out.put(("lost", str(e)))
@@ -398,7 +398,7 @@ def _claim_slowly(path: str) -> None:
         return None
 
     sys.settrace(tracer)
-    record.claim(Path(path), "run", "--run-dir")
+    record.claim(Path(path), "--run-dir")
     sys.settrace(None)
 
 
@@ -412,7 +412,7 @@ def test_a_claim_is_never_seen_before_it_names_its_holder(tmp_path):
     winner.start()
     wait_for(lambda: (tmp_path / ".claim-run").exists(), timeout=60)
     with pytest.raises(UsageError) as refused:
-        claim(tmp_path, "run", "--run-dir")
+        claim(tmp_path, "--run-dir")
     winner.join(timeout=60)
     assert winner.exitcode == 0
     assert f"already claimed by pid {winner.pid} " in str(refused.value)

@@ -230,7 +230,7 @@ def test_a_recipe_image_of_this_bundle_in_the_registry_passes(registry, no_local
     monkeypatch.setenv("RECIPE_IMAGE", ref)
     c = dk.check_image(no_local_engine())
     assert c.status == "ok" and "recipe image of this bundle" in c.detail and "in its registry" in c.detail
-    assert dk.command(no_local_engine())[-len(dk.inner_args(no_local_engine())) - 1] == ref  # runs as given
+    assert dk.command(no_local_engine())[-3] == ref  # runs as given, then `exec RUN_DIR`
 
 
 def test_a_recipe_image_of_another_bundle_is_refused_with_the_fix(registry, no_local_engine, monkeypatch):

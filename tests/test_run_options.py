@@ -70,7 +70,7 @@ def test_to_argv_forwards_what_was_set_and_the_layout(monkeypatch):
     o = RunOptions.resolve(NANO, {"seed": 9, "deterministic": False}, from_env=True)
     assert o.to_argv() == ["--cell", "default", "--nodes", "1", "--gpus-per-node", "8", "--seed", "9",
                            "--num-rollout", "4", "--no-deterministic"]
-    # The inner run parses that argv with the same click options and, without the environment,
+    # The sbatch job's run parses that argv with the same click options and, without the environment,
     # resolves to the same launch.
     got = {}
 

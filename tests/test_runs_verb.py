@@ -181,13 +181,13 @@ def test_a_status_this_runner_never_writes_is_data_not_a_crash(runs):
     from runner.records.record import RunStatus, is_stale, status_of
 
     runs_dir, env = runs
-    make_run(runs_dir, "14-odd", status="preflight-failed", pid=dead_pid())
+    make_run(runs_dir, "14-odd", status="queued-elsewhere", pid=dead_pid())
     p = recipe("runs", "--runs-dir", str(runs_dir), "--json", env=env)
     assert p.returncode == 0, p.stderr
     d = {r["run"]: r for r in json.loads(p.stdout)}
-    assert d["14-odd"]["status"] == "preflight-failed" and d["14-odd"]["gate"] == "passed"
+    assert d["14-odd"]["status"] == "queued-elsewhere" and d["14-odd"]["gate"] == "passed"
     assert status_of({"status": "running"}) is RunStatus.RUNNING and status_of(None) is None
-    assert status_of({"status": "preflight-failed"}) is None and status_of({"status": ["running"]}) is None
+    assert status_of({"status": "queued-elsewhere"}) is None and status_of({"status": ["running"]}) is None
     assert not is_stale({"status": ["running"], "hostname": socket.gethostname(), "pid": dead_pid()})
     p = recipe("logs", "--follow", str(runs_dir / "14-odd"), env=env, timeout=30)
     # not followed (it is not "running"), and its verdict is not made up: unknown, exit 1

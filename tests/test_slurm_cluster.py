@@ -5,6 +5,7 @@ bring-up code as production: ray_node.sh -> recipe_ray_start/recipe_ray_wait/rec
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -136,7 +137,8 @@ def test_tiny_recipe_through_sbatch_passes_its_gate(slurm_cluster, tmp_path):
 
 def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tmp_path):
     """`recipe run NAME --backend slurm` from a batch allocation renders the same script into the run
-    directory and runs it there; the inner `recipe run --backend local` writes the run record."""
+    directory and runs it there; the head node's `recipe exec RUN_DIR` carries out the plan.json that
+    run froze, finishing its one run record."""
     runs = tmp_path / "runs"
     env = slurm_cluster.env(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin",
                             RECIPE_BUNDLE_ROOT=str(bundle), RECIPE_CONTAINER_RUNTIME="none", **PLANTED)
@@ -151,6 +153,12 @@ def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tm
         assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-3000:]
         [run_dir] = [d for d in runs.iterdir() if d.is_dir()]
         assert (run_dir / "slurm-job.sh").is_file() and '"status": "succeeded"' in (run_dir / "run.json").read_text()
+        assert (run_dir / "plan.json").is_file() and not (run_dir / "launcher.json").exists()
+        script = (run_dir / "slurm-job.sh").read_text()
+        assert "EXEC_PLAN=1" in script and "RUN_ARGS=()" in script  # no option rebuilt into argv
+        rec = json.loads((run_dir / "run.json").read_text())
+        names = [c["name"] for c in rec["preflight"]]
+        assert names[:3] == ["slurm", "pyxis", "enroot"] and "packages" in names  # host's, then the head node's
         assert "probe: 2 node(s) alive" in out
         assert_nothing_left(slurm_cluster, job)
         assert_no_secrets(runs, tmp_path / f"alloc-{job}.out")

@@ -15,6 +15,8 @@
 #   RECIPE_CMD=()          how a step calls `recipe`
 #   RUN_ARGS=()            options of the `recipe run` on the head node
 #   EXTRA_MOUNTS=()        more SRC:DST[:FLAGS] for pyxis
+#   EXEC_PLAN              1: `recipe run --backend slurm` froze the plan into RUN_DIR; the head node
+#                          runs `recipe exec RUN_DIR` on it (RUN_ARGS unused)
 #
 # What happens, in order:
 #   0. pyxis: the job's container is created on every node, one step per node (the image import
@@ -22,7 +24,7 @@
 #      shares the run directory with the head (a token the head must read back);
 #   1. one Ray node per allocated node, each as its own job step (head on the first node);
 #   2. wait until every node and GPU has joined Ray (bounded; names a node that never joins);
-#   3. `recipe run --backend local` on the head node, which joins that Ray cluster;
+#   3. `recipe run --backend local` (or `recipe exec RUN_DIR`) on the head node, joining that Ray cluster;
 #   4. if any node's step ends before the run does, fail at once naming that node;
 #   5. on exit, error or scancel: stop the run, then every Ray step, then remove the containers.
 # Secrets (WANDB_API_KEY, HF_TOKEN, the job's RAY_AUTH_TOKEN, ...) are in no file: sbatch exports the
@@ -305,7 +307,11 @@ log "ray ready on ${HOSTS[*]}"
 # ---- 3. the recipe, on the head node, joining this Ray cluster -------------------------------
 export RECIPE_RAY_ADDRESS=$RAY_ADDRESS
 rc=0
-monitored step "$HEAD" recipe-run "${RECIPE_CMD[@]}" run "$RECIPE" --backend local \
-  --run-dir "$RUN_DIR" --inputs "$INPUTS_DIR" --output-dir "$OUTPUT_DIR" "${RUN_ARGS[@]}" || rc=$?
+if [[ -n "${EXEC_PLAN:-}" ]]; then  # `recipe run --backend slurm` froze the plan into RUN_DIR
+  monitored step "$HEAD" recipe-run "${RECIPE_CMD[@]}" exec "$RUN_DIR" || rc=$?
+else
+  monitored step "$HEAD" recipe-run "${RECIPE_CMD[@]}" run "$RECIPE" --backend local \
+    --run-dir "$RUN_DIR" --inputs "$INPUTS_DIR" --output-dir "$OUTPUT_DIR" "${RUN_ARGS[@]}" || rc=$?
+fi
 if ((rc != 0)); then die "recipe run exited with code $rc; run record in $RUN_DIR"; fi
 log "recipe run succeeded; run record in $RUN_DIR"

@@ -76,7 +76,7 @@ def plan_cmd(name: str, as_json: bool, as_script: bool, run_dir: Path | None, gp
         click.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_table(result))
         return
     opts = RunOptions.resolve(recipe, cli)
-    if backend_of(backend).WRAPS_INNER_RUN:
+    if backend_of(backend).RUNS_EXEC:
         _print_backend(opts, backend, as_json, run_dir)
         return
     p = plan_for(opts, run_dir=run_dir)
@@ -111,7 +111,8 @@ def _print_backend(opts: RunOptions, backend: str, as_json: bool, run_dir: Path 
 
     run_id = run_dir.name if run_dir else f"{opts.recipe.name}-plan"
     target = run_dir or plan_run_dir(opts.recipe.name)
-    launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend)
+    launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend,
+                          view=backend_of(backend).job_view(run_id))
     doc = {**launch.plan.as_dict(), "backend": backend}
     fields, text = backend_of(backend).describe(launch)  # each backend says what it runs around the script
     doc.update(fields)

@@ -1,4 +1,4 @@
-"""`recipe run`: preflight, then launch a recipe and record the run."""
+"""`recipe run`: preflight, then launch a recipe and record the run; `recipe exec`: its job's side."""
 
 from __future__ import annotations
 
@@ -51,5 +51,21 @@ def run_cmd(name: str, backend: str, runs_dir: Path | None, run_dir: Path | None
     run_id = run_dir.name if run_dir else new_run_id(recipe.name, opts.cell.name)
     target = run_dir_for(run_dir, runs_dir, run_id)
     launch = build_launch(opts, run_id=run_id, run_dir=target, backend=backend, extra_env=launch_env(run_id),
-                          skip=set(skip), rehash=rehash, gate=not no_gate, verbose=verbose)
+                          skip=set(skip), rehash=rehash, gate=not no_gate, verbose=verbose,
+                          view=backends.backend(backend).job_view(run_id))
     return runflow.carry_out(launch, given_dir=bool(run_dir), dry_run=dry_run, notes=notes)
+
+
+@click.command("exec")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def exec_cmd(run_dir: Path) -> int:
+    """Carry out the plan frozen in RUN_DIR/plan.json, where the job runs.
+
+    \b
+    `recipe run --backend docker|slurm` renders the plan once, writes plan.json, run.sh and
+    run.json into the run directory, and starts this inside the container or on the
+    allocation's head node: the in-image checks (image, shm, ports, args, model, packages)
+    against that same plan, then run.sh, its log watched, then the gate, finishing the same
+    run.json. It takes no options: everything is in plan.json.
+    """
+    return runflow.exec_run(run_dir)

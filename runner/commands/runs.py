@@ -1,8 +1,8 @@
 """`recipe runs`: the recorded runs under the runs directory, newest last.
 
-One row per directory holding a run.json (or only the launcher.json of a docker/slurm wrapper
-whose inner run has not written its record yet). A record that cannot be read is listed with why,
-never skipped in silence, and does not hide the others.
+One row per directory holding a run.json (a docker or Slurm run's too: one record, as a local
+run's). A record that cannot be read is listed with why, never skipped in silence, and does not
+hide the others.
 """
 
 from __future__ import annotations
@@ -99,7 +99,6 @@ def loaded_recipes() -> dict[str, Any]:
 
 def run_row(d: Path, blessed: dict[str, str | None], recipes: dict[str, Any] | None = None) -> dict[str, Any] | None:
     from runner.errors import RecipeError
-    from runner.gate.files import read_regular
     from runner.records.record import RunStatus, is_stale, read_record
 
     try:
@@ -108,15 +107,7 @@ def run_row(d: Path, blessed: dict[str, str | None], recipes: dict[str, Any] | N
         return {"run": d.name, "run_dir": str(d), "started_at": None, "recipe": None, "cell": None,
                 "status": "unreadable", "gate": "-", "blessed": False, "error": e.message}
     if rec is None:
-        try:
-            lj = json.loads(read_regular(d / "launcher.json", root=d, what="launcher record"))
-        except FileNotFoundError:
-            return None
-        except (RecipeError, OSError, ValueError, RecursionError):
-            lj = {}
-        lj = lj if isinstance(lj, dict) else {}
-        return {"run": d.name, "run_dir": str(d), "started_at": lj.get("started_at"), "recipe": None, "cell": None,
-                "status": f"{lj.get('backend', '?')} launcher, no run.json yet", "gate": "-", "blessed": False}
+        return None
     status = RunStatus.STALE if is_stale(rec) else rec.get("status", "?")
     recipe, run_id = rec.get("recipe"), rec.get("run_id") or d.name
     replay_of: dict[str, Any] = rec["replay_of"] if isinstance(rec.get("replay_of"), dict) else {}

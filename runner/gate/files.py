@@ -1,4 +1,4 @@
-"""Reading the files of a run directory someone else may have made (run.json, launcher.json, events,
+"""Reading the files of a run directory someone else may have made (run.json, plan.json, events,
 logs, metrics.jsonl): the one way every verb opens them.
 
     with open_regular(run_dir / "events" / "main.jsonl", root=run_dir, limit=EVENTS_MAX) as f: ...
@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from runner.errors import UsageError
 
-RECORD_MAX = 16 << 20     # run.json, launcher.json: tens of kB in practice
+RECORD_MAX = 16 << 20     # run.json, plan.json: tens of kB in practice
 METRICS_MAX = 1 << 30     # metrics.jsonl, a reference: a value per line, read whole
 EVENTS_MAX = 16 << 30     # an events or log file, read line by line
 LINE_MAX = 1 << 20        # one line of an events or log file; miles' are a few kB

@@ -9,7 +9,6 @@ metrics it declares non-deterministic, such as perf/* timings), else within the 
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ import click
 from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
-from runner.gate.files import RECORD_MAX, read_regular
 from runner.paths import bundle_root
+from runner.plan.document import read_plan
 from runner.plan.options import REPLAYED_ENV, RunOptions
 from runner.plan.render import build_launch
-from runner.plan.spec import PLAN_VERSION, Launch
+from runner.plan.spec import Launch
 from runner.recipe import Recipe, load_recipe
 from runner.records.record import (
     RunStatus,
@@ -78,10 +77,20 @@ def untrusted_fields(rec: dict, run_dir: Path) -> list[str]:
     else:
         for key in ("RECIPE_MODEL_DIR", "RECIPE_DATA_DIR"):
             p = script_env.get(key)
-            if not isinstance(p, str) or "\0" in p or not Path(p).resolve().is_relative_to(Path(inputs).resolve()):
+            if not isinstance(p, str) or "\0" in p or \
+                    not on_host(p, script_env, inputs).resolve().is_relative_to(Path(inputs).resolve()):
                 reasons.append(f"field 'script_env.{key}' {str(p)[:200]!r} is not a directory inside the run's "
                                f"inputs_dir {inputs}")
     return reasons
+
+
+def on_host(path: str, script_env: dict, inputs_dir: str) -> Path:
+    """A directory of the job's under its inputs root, moved to the run's inputs_dir on this host
+    (a docker run's job saw its inputs mounted elsewhere); any other path as it is."""
+    job_inputs = script_env.get("RECIPE_INPUTS_DIR")
+    if isinstance(job_inputs, str) and job_inputs and Path(path).is_relative_to(job_inputs):
+        return Path(inputs_dir) / Path(path).relative_to(job_inputs)
+    return Path(path)
 
 
 def recorded_options(rec: dict) -> dict[str, Any]:
@@ -108,8 +117,10 @@ def recorded_options(rec: dict) -> dict[str, Any]:
     opts = {"cell": text("cell", rec.get("cell")), "nodes": uint("nodes", rec.get("nodes")),
             "gpus_per_node": uint("gpus_per_node", rec.get("gpus_per_node")),
             "inputs_dir": Path(text("inputs_dir", rec.get("inputs_dir"))),
-            "model_dir": Path(text("script_env.RECIPE_MODEL_DIR", env.get("RECIPE_MODEL_DIR"))),
-            "data_dir": Path(text("script_env.RECIPE_DATA_DIR", env.get("RECIPE_DATA_DIR"))),
+            "model_dir": on_host(text("script_env.RECIPE_MODEL_DIR", env.get("RECIPE_MODEL_DIR")), env,
+                                 rec["inputs_dir"]),
+            "data_dir": on_host(text("script_env.RECIPE_DATA_DIR", env.get("RECIPE_DATA_DIR")), env,
+                                rec["inputs_dir"]),
             "deterministic": deterministic == "1"}
     for key, var in (("seed", "RECIPE_SEED"), ("rollout_seed", "RECIPE_ROLLOUT_SEED"),
                      ("num_rollout", "RECIPE_NUM_ROLLOUT")):
@@ -120,10 +131,13 @@ def recorded_options(rec: dict) -> dict[str, Any]:
 def entrypoint_differences(rec: dict, launch: Launch) -> list[str]:
     """The recorded interpreter and run script must be what this checkout renders, inside the bundle."""
     entry = rec.get("entrypoint", [])
-    if entry != launch.plan.entrypoint:
+    bundle = rec.get("bundle_dir") if isinstance(rec.get("bundle_dir"), str) else ""
+    if not isinstance(entry, list) or not all(isinstance(w, str) for w in entry) or \
+            normalize(entry, "", "", "", bundle=bundle) != normalize(launch.plan.entrypoint, "", "", "",
+                                                                     bundle=str(bundle_root())):
         return [f"field 'entrypoint' {entry!r} is not what this checkout renders ({launch.plan.entrypoint!r})"]
     root = bundle_root().resolve()
-    for w in entry[1:]:
+    for w in launch.plan.entrypoint[1:]:
         if w.startswith("/") and w.endswith(".sh") and not Path(w).resolve().is_relative_to(root):
             return [f"field 'entrypoint' runs {w}, outside the bundle {root}"]
     return []
@@ -145,11 +159,17 @@ class Comparison:
                 "excluded_metrics": self.excluded, "differences": self.differences}
 
 
-def normalize(words: list[str], run_dir: str, output_dir: str, run_id: str) -> list[str]:
-    """Replace a run's own locations and id, which legitimately differ between a run and its replay."""
+def normalize(words: list[str], run_dir: str, output_dir: str, run_id: str, inputs_dir: str = "",
+              bundle: str = "") -> list[str]:
+    """Replace a run's own locations and id, which legitimately differ between a run and its replay
+    (and between a docker run's mounts and a replay's host paths): innermost first."""
+    places = [(output_dir, "<OUTPUT_DIR>"), (run_dir, "<RUN_DIR>"), (inputs_dir, "<INPUTS_DIR>"),
+              (bundle, "<BUNDLE>"), (run_id, "<RUN_ID>")]
     out = []
     for w in words:
-        w = w.replace(output_dir, "<OUTPUT_DIR>").replace(run_dir, "<RUN_DIR>").replace(run_id, "<RUN_ID>")
+        for place, name in places:
+            if place:  # an unrecorded place ("") replaces nothing
+                w = w.replace(place, name)
         out.append(w)
     return out
 
@@ -188,20 +208,12 @@ def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: d
 
 
 def recorded_plan(run_dir: Path, rec: dict) -> dict:
-    """The run's plan.json (the launch frozen before it ran), else the same fields of run.json (runs
-    recorded before plan.json existed). Read as data: a regular file of bounded size, or a usage error."""
+    """The run's plan.json (the launch frozen before it ran, read as data by document.read_plan), else
+    the same fields of run.json (runs recorded before plan.json existed)."""
     path = run_dir / "plan.json"
-    try:
-        raw = read_regular(path, root=run_dir, limit=RECORD_MAX, what="plan")
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return rec
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise RecipeError(f"{path}: not valid JSON ({str(e)[:80]})", 2) from None
-    if not isinstance(doc, dict) or doc.get("version") != PLAN_VERSION:
-        raise RecipeError(f"{path}: field 'version' {doc.get('version') if isinstance(doc, dict) else None!r} "
-                          f"is not {PLAN_VERSION}, the plan version this runner reads", 2)
+    doc = read_plan(run_dir, complete=False)
     for key, kind in (("argv", list), ("env", dict), ("entrypoint", list), ("run_dir", str), ("output_dir", str),
                       ("run_id", str)):
         if not isinstance(doc.get(key), kind):
@@ -209,10 +221,17 @@ def recorded_plan(run_dir: Path, rec: dict) -> dict:
     return {**doc, "job_env": doc["env"]}
 
 
+def _where(rec: dict) -> tuple[str, ...]:
+    """A recorded plan's own locations, as the job saw them (a docker run's: its mounts)."""
+    env = rec.get("script_env") if isinstance(rec.get("script_env"), dict) else {}
+    bundle = rec.get("bundle_dir") if isinstance(rec.get("bundle_dir"), str) else ""
+    return rec["run_dir"], rec["output_dir"], rec["run_id"], str(env.get("RECIPE_INPUTS_DIR", "")), bundle
+
+
 def launch_differences(rec: dict, launch: Launch) -> list[str]:
     """What this checkout renders now against the recorded plan (`rec`: recorded_plan's answer)."""
-    old = (rec["run_dir"], rec["output_dir"], rec["run_id"])
-    new = (str(launch.run_dir), str(launch.output_dir), launch.run_id)
+    old = _where(rec)
+    new = (str(launch.run_dir), str(launch.output_dir), launch.run_id, str(launch.inputs_dir), str(bundle_root()))
     diffs = []
     a, b = normalize(rec["argv"], *old), normalize(launch.plan.argv, *new)
     if a != b:

@@ -5,7 +5,8 @@
       -> carry_out, below, for both:
          -> backend preflight (every failure names its fix; exit 3 with what it would have run)
          -> run directory claimed, plan.json and run.sh written, run.json ("running")
-         -> run.sh (logs/run.log), or the docker/slurm wrapper around it
+         -> run.sh (logs/run.log); docker/slurm: the container or allocation, where
+            `recipe exec RUN_DIR` runs the in-image checks and run.sh, finishing the same run.json
          -> metrics.jsonl + gate.json
          -> run.json (final status, exit code)
 """
@@ -28,9 +29,11 @@ from runner.frameworks.packages import recorded_versions
 from runner.gate import evaluate as gate
 from runner.gate import metrics
 from runner.gate.expected import load_expected
+from runner.gate.files import read_regular
 from runner.launch.backends import backend, preflight
 from runner.launch.script import log_tail
 from runner.paths import launch_lib
+from runner.plan.document import plan_document
 from runner.plan.script import render_script
 from runner.plan.spec import Launch
 from runner.records.record import (
@@ -38,8 +41,8 @@ from runner.records.record import (
     RunStatus,
     claim_run_dir,
     create_run_dir,
-    load_record,
     now,
+    read_record,
     recipe_digest,
     recipe_file_hashes,
     recorded_env,
@@ -118,7 +121,6 @@ def provenance(launch: Launch, checks: list[Check]) -> dict:
         "run_dir": str(launch.run_dir),
         "inputs_dir": str(launch.inputs_dir),
         "output_dir": str(launch.output_dir),
-        "forward_args": launch.forward_args,
         "script_env": launch.script_env,
         "entrypoint": launch.plan.entrypoint,
         "argv": launch.plan.argv,
@@ -131,36 +133,15 @@ def provenance(launch: Launch, checks: list[Check]) -> dict:
         "inputs_verification": inputs.as_dict() if inputs else None,
         "doctor": next((c.data for c in checks if c.name == "image" and c.data), None),
         "host": hostinfo.host(),
-        # Asked of the job's interpreter where the job runs here; a docker or Slurm run's inner record has them.
+        # Asked of the job's interpreter where the job runs here; a docker or Slurm run's `recipe exec` adds them.
         "packages": recorded_versions(r, launch.plan) if launch.backend == "local" else None,
     }
-
-
-def plan_document(launch: Launch) -> dict:
-    """plan.json: the resolved launch (typed options, the argv, the job and script environments, the
-    commands, the script that runs them), written into the run directory before the script starts."""
-    o = launch.options
-    return {**launch.plan.as_dict(), "image": launch.image, "backend": launch.backend,
-            "run_id": launch.run_id, "run_dir": str(launch.run_dir), "output_dir": str(launch.output_dir),
-            "run_script": str(launch.run_dir / "run.sh"),
-            "options": {"cell": o.cell.name, "nodes": o.nodes, "gpus_per_node": o.gpus_per_node,
-                        "inputs_dir": str(o.inputs_dir), "model_dir": str(o.model_dir), "data_dir": str(o.data_dir),
-                        "seed": o.seed, "rollout_seed": o.rollout_seed, "num_rollout": o.num_rollout,
-                        "deterministic": o.deterministic}}
 
 
 def _running_image() -> dict | None:
     from runner.image.recipe_image import running_image
 
     return running_image()
-
-
-def _read_inner(path: Path | None) -> dict:
-    """The inner run's record, as far as it got (none, or unreadable: nothing to summarise)."""
-    try:
-        return load_record(path.parent) if path else {}
-    except RecipeError:
-        return {}
 
 
 def gate_run(launch: Launch, record: RunRecord) -> bool | None:
@@ -207,51 +188,42 @@ def carry_out(launch: Launch, *, given_dir: bool = False, dry_run: bool = False,
         return report_cannot_run(launch, checks)
     if before_claim is not None:
         before_claim(checks)
-    # The wrapper of a docker/slurm run and the local run it starts inside claim separately.
-    role = "launcher" if backend(launch.backend).WRAPS_INNER_RUN else "run"
     try:
         if given_dir:
-            claim_run_dir(launch.run_dir, role)
+            claim_run_dir(launch.run_dir)
         else:
-            create_run_dir(launch.run_dir.parent, launch.run_id, role)
+            create_run_dir(launch.run_dir.parent, launch.run_id)
     except OSError as e:  # the runs directory went read-only or full since the preflight
         raise RecipeError(f"{e.filename or launch.run_dir}: cannot create the run directory ({e.strerror}); "
                           "give --runs-dir on a writable file system with room", EXIT_PREFLIGHT) from None
     return run_launch(launch, checks, **extra_record)
 
 
+def freeze(launch: Launch, checks: list[Check], **extra_record) -> RunRecord:
+    """The launch, frozen into its run directory before anything runs: plan.json (what `recipe exec`
+    carries out and every later reader compares with) and run.sh, the one script that carries it
+    out (runner/plan/script.py), both with the paths the job sees (a container's mounts, or this
+    host's); returns the run's "running" record, not yet saved."""
+    write_json_atomic(launch.run_dir / "plan.json", plan_document(launch))
+    lib = launch.view.bundle / "recipes" / "lib" / "launch.sh" if launch.view else launch_lib()
+    write_text_atomic(launch.run_dir / "run.sh", render_script(launch.plan, lib=str(lib)))
+    return RunRecord.running(launch.run_dir, **provenance(launch, checks), **extra_record)
+
+
 def run_launch(launch: Launch, checks: list[Check], **extra_record) -> int:
     """Run a launch whose preflight passed; returns the process exit code."""
     be = backend(launch.backend)
-    gate = launch.gate
-    if be.WRAPS_INNER_RUN:
-        # The wrapper runs `recipe run --backend local` inside the container or allocation, and that
-        # inner run writes run.json into this same (mounted) directory. Here we only note the wrapper.
-        launcher = {"backend": launch.backend, "image": launch.image, "command": would_run(launch)[-1],
-                    "host": hostinfo.host(), "started_at": now()}
-        write_json_atomic(launch.run_dir / "launcher.json", launcher)
-        rc, interrupted = be.run(launch)
-        inner = be.inner_record(launch)
-        inner = inner if inner.is_file() else None
-        summary = _read_inner(inner)
-        launcher.update(ended_at=now(), exit_code=rc, interrupted=interrupted,
-                        inner_record=str(inner.relative_to(launch.run_dir)) if inner else None,
-                        inner_status=summary.get("status"), gate_passed=(summary.get("gate") or {}).get("passed"))
-        write_json_atomic(launch.run_dir / "launcher.json", launcher)
-        return EXIT_INTERRUPTED if interrupted else rc
-    # The launch, frozen before anything runs: plan.json (what every later reader compares with) and
-    # the one script that carries it out (runner/plan/script.py).
-    write_json_atomic(launch.run_dir / "plan.json", plan_document(launch))
-    write_text_atomic(launch.run_dir / "run.sh", render_script(launch.plan, lib=str(launch_lib())))
     # Made before the try and saved inside it: a signal at any instant after run.json first exists
     # finds a record that finalize_on_error can finish, so no run is left saying "running".
-    record = RunRecord.running(launch.run_dir, **provenance(launch, checks), **extra_record)
+    record = freeze(launch, checks, **extra_record)
     stage = ["start"]
     try:
         record.save()
         click.echo(f"recipe: run {launch.run_id} -> {launch.run_dir}", err=True)
         stage[0] = "script"
-        return _script_then_gate(launch, record, gate, stage)
+        if be.RUNS_EXEC:
+            return _job_elsewhere(launch, record)
+        return _script_then_gate(launch, record, launch.gate, stage)
     except BaseException as e:
         # Every way out leaves a final status and exit code in run.json, never "running".
         finalize_on_error(record, e, stage[0])
@@ -259,6 +231,75 @@ def run_launch(launch: Launch, checks: list[Check], **extra_record) -> int:
             raise RecipeError(f"{e.filename or launch.run_dir}: cannot write ({e.strerror}) during the {stage[0]} "
                               f"of run {launch.run_id}", EXIT_FAIL) from None
         raise
+
+
+def _job_elsewhere(launch: Launch, record: RunRecord) -> int:
+    """A docker or Slurm run: the backend starts `recipe exec RUN_DIR` where the job runs, which runs
+    the in-image checks and the script, then finishes this same run.json. If the job ended before it
+    could (the image did not start, the container was killed), the record is finished here."""
+    reasons: list[str] = []
+    rc, interrupted = backend(launch.backend).run(launch, on_interrupt=reasons.append)
+    record.data = read_record(launch.run_dir) or record.data
+    if status_of(record.data) not in (None, RunStatus.RUNNING):   # exec finished it
+        return EXIT_INTERRUPTED if interrupted else rc
+    if interrupted:
+        record.finish(RunStatus.INTERRUPTED, EXIT_INTERRUPTED, interrupted_by=reasons[0] if reasons else "signal")
+        return EXIT_INTERRUPTED
+    code = rc or EXIT_FAIL  # exit 3: the recipe image could not be had (docker.run says why)
+    record.finish(RunStatus.PREFLIGHT_FAILED if code == EXIT_PREFLIGHT else RunStatus.FAILED, code,
+                  error=f"the {launch.backend} job exited {rc} before its run finished")
+    click.echo(f"recipe: the {launch.backend} job exited {rc} before run {launch.run_id} finished; "
+               f"log: {launch.run_dir / 'logs' / f'{launch.backend}.log'}", err=True)
+    return code
+
+
+def exec_run(run_dir: Path) -> int:
+    """`recipe exec RUN_DIR`, where the job runs (inside the container, on the allocation's head node):
+    the launch frozen in plan.json, its in-image checks, then run.sh, its log watched, then the gate,
+    all in the one run.json the launching `recipe run` began."""
+    from runner.checks import run_checks
+    from runner.plan.document import launch_of, read_plan
+
+    run_dir = Path(run_dir).resolve()
+    doc = read_plan(run_dir)
+    launch = launch_of(doc, run_dir)
+    # the checks below vouch for the plan: the script that runs must be that plan's, byte for byte
+    script = read_regular(run_dir / "run.sh", root=run_dir, what="run script").decode("utf-8", "replace")
+    if script != render_script(launch.plan, lib=f"{doc['bundle_dir']}/recipes/lib/launch.sh"):
+        raise RecipeError(f"{run_dir / 'run.sh'}: not the script of this run's plan.json; refusing to run it", 2)
+    data = read_record(run_dir)
+    if data is None or status_of(data) != RunStatus.RUNNING or data.get("run_id") != launch.run_id:
+        raise RecipeError(f"{run_dir / 'run.json'}: no running record of run {launch.run_id}; `recipe exec` "
+                          "carries on a run that `recipe run --backend docker|slurm` began", 2)
+    record = RunRecord(run_dir, data)
+    stage = ["preflight"]
+    try:
+        checks = run_checks(in_image_checks(launch, doc["backend"]), launch.skip)
+        click.echo(f"recipe: exec {launch.run_id} in {run_dir}; in-image preflight:", err=True)
+        print_checks(checks)
+        record.update(preflight=[*data.get("preflight", []), *(c.as_dict() for c in checks)],
+                      doctor=next((c.data for c in checks if c.name == "image" and c.data), None),
+                      image_build=_running_image(), packages=recorded_versions(launch.recipe, launch.plan))
+        if failed(checks):
+            names = ", ".join(c.name for c in failed(checks))
+            record.finish(RunStatus.PREFLIGHT_FAILED, EXIT_PREFLIGHT, error=f"in-image preflight failed: {names}")
+            click.echo(f"recipe: run {launch.run_id} refused inside the job: {names} failed", err=True)
+            return EXIT_PREFLIGHT
+        stage[0] = "script"
+        return _script_then_gate(launch, record, launch.gate, stage)
+    except BaseException as e:
+        finalize_on_error(record, e, stage[0])
+        raise
+
+
+def in_image_checks(launch: Launch, outer: str) -> dict[str, Callable[[], Check]]:
+    """The local backend's checks that the launching side did not run already: for docker, those
+    about the image and the job (image, shm, ports, args, model, packages); on Slurm's head node,
+    every one. `image` is always asked here: outside it meant the image choice, here the stack."""
+    from runner.launch.backends import check_names
+
+    outside = set(check_names(outer)) - {"image"} if outer != "local" else set()
+    return {n: c for n, c in backend("local").checks(launch).items() if n not in outside}
 
 
 def _script_then_gate(launch: Launch, record: RunRecord, gate: bool, stage: list[str]) -> int:

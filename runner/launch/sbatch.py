@@ -45,6 +45,7 @@ class SbatchJob:
     account: str | None = None
     time: str | None = None
     run_dir: str | None = None  # exact run directory (backend inside an allocation); default per job
+    exec_plan: bool = False  # the head node runs `recipe exec RUN_DIR` (the plan frozen there), not `recipe run`
     mounts: list[str] = field(default_factory=list)  # extra SRC:DST[:FLAGS] for pyxis
     ready_timeout_s: int = 600
     command_line: str = ""  # the `recipe sbatch ...` that rendered it, for the header
@@ -135,6 +136,8 @@ def params(job: SbatchJob) -> list[tuple[str, str | list[str]]]:
         ("INPUTS_DIR", job.inputs_dir), ("OUTPUT_DIR", job.output_dir), ("RUN_DIR", job.run_dir or ""),
         ("RECIPE_CMD", list(job.recipe_cmd)), ("RUN_ARGS", list(job.run_args)), ("EXTRA_MOUNTS", list(job.mounts)),
         ("JOB_LIB", job.job_lib),
+        # only where set: a `recipe sbatch` script reads as it did before `recipe exec`
+        *([("EXEC_PLAN", "1")] if job.exec_plan else []),
     ]
 
 

@@ -142,13 +142,10 @@ class RunOptions:
             clean(k, v)
         return env
 
-    def to_argv(self, paths: bool = False) -> list[str]:
-        """The options that make an inner `recipe run` (in docker, on Slurm) resolve to this same launch.
-
-        The layout always; the rest where the command line or the environment set it (the inner run
-        reads the same recipe.toml for everything else). paths=True adds the model and data dirs,
-        for a backend where the inner run sees the host's paths (Slurm: a shared file system).
-        """
+    def to_argv(self) -> list[str]:
+        """The options that make the `recipe run` of a `recipe sbatch` job resolve to this same launch:
+        the layout always; the rest where the command line or the environment set it (that run reads
+        the same recipe.toml for everything else; it sees this host's paths, a shared file system)."""
         out = ["--cell", self.cell.name, "--nodes", str(self.nodes), "--gpus-per-node", str(self.gpus_per_node)]
         for key in ("seed", "rollout_seed", "num_rollout"):
             if key in self.explicit:
@@ -157,10 +154,9 @@ class RunOptions:
             out.append("--deterministic" if self.deterministic else "--no-deterministic")
         if "image" in self.explicit:
             out += ["--image", self.image]
-        if paths:
-            for key in ("model_dir", "data_dir"):
-                if key in self.explicit:
-                    out += [FLAG[key], str(getattr(self, key))]
+        for key in ("model_dir", "data_dir"):
+            if key in self.explicit:
+                out += [FLAG[key], str(getattr(self, key))]
         return out
 
 

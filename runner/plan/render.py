@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from runner.frameworks import framework_of
 from runner.model.parallel import Architecture, layout_errors
 from runner.paths import bundle_root
 from runner.plan.options import RunOptions, clean
-from runner.plan.spec import Launch, Paths, Plan
+from runner.plan.spec import JobView, Launch, Paths, Plan
 from runner.recipe import Cell, Recipe
 from runner.records.rundirs import plan_run_dir
 from runner.secrets import present_secret_names
@@ -48,7 +49,7 @@ def check_layout(recipe: Recipe, cell: Cell, nodes: int, gpus_per_node: int) -> 
 
 def plan_for(opts: RunOptions, *, run_dir: Path | None = None, run_id: str = "plan",
              extra_env: dict[str, str] | None = None, environ: Mapping[str, str] | None = None,
-             inherit_env: bool = True) -> Plan:
+             inherit_env: bool = True, bundle: Path | None = None) -> Plan:
     """The resolved launch of these options, rendered by the recipe's framework adapter.
 
     environ: the caller's environment (default os.environ): MASTER_ADDR, the forwarded NCCL/Gloo
@@ -62,9 +63,12 @@ def plan_for(opts: RunOptions, *, run_dir: Path | None = None, run_id: str = "pl
     env.update(extra_env or {})
     if environ.get("RECIPE_RAY_ADDRESS"):
         env["RECIPE_RAY_ADDRESS"] = clean("RECIPE_RAY_ADDRESS", environ["RECIPE_RAY_ADDRESS"])
+    here = bundle_root()
+    root = bundle or here
+    recipe_dir = root / opts.recipe.dir.resolve().relative_to(here) if bundle else opts.recipe.dir
     paths = Paths(run_id=run_id, run_dir=str(run_dir), output_dir=env["RECIPE_OUTPUT_DIR"],
-                  model_dir=str(opts.model_dir), data_dir=str(opts.data_dir), recipe_dir=str(opts.recipe.dir),
-                  bundle=str(bundle_root()))
+                  model_dir=str(opts.model_dir), data_dir=str(opts.data_dir), recipe_dir=str(recipe_dir),
+                  bundle=str(root))
     job = framework_of(opts.recipe).render(opts, paths, environ, inherit_env=inherit_env)
     env.update(job.script_env)
     secrets = present_secret_names(dict(environ))
@@ -121,10 +125,28 @@ def render_plan(recipe: Recipe, cell_name: str | None = None, *, run_dir: Path |
 
 def build_launch(opts: RunOptions, *, run_id: str, run_dir: Path, backend: str,
                  extra_env: dict[str, str] | None = None, skip: set[str] | None = None,
-                 rehash: bool = False, gate: bool = True, verbose: bool = False) -> Launch:
+                 rehash: bool = False, gate: bool = True, verbose: bool = False,
+                 view: JobView | None = None) -> Launch:
+    """The launch, its plan rendered once with the paths its job will see (`view`: a container's
+    mounts; None: this host's, as on a shared file system)."""
     run_dir = Path(run_dir).resolve()
+    job_opts, job_dir = (in_view(opts, view), view.run_dir) if view else (opts, run_dir)
     # a container's job does not run in this process's environment: its PYTHONPATH is not the job's
-    plan = plan_for(opts, run_dir=run_dir, run_id=run_id, extra_env=extra_env, inherit_env=backend == "local")
+    plan = plan_for(job_opts, run_dir=job_dir, run_id=run_id, extra_env=extra_env, inherit_env=backend == "local",
+                    bundle=view.bundle if view else None)
     return Launch(options=opts, plan=plan, run_id=run_id, run_dir=run_dir, backend=backend,
                   secret_names=present_secret_names(), skip=set(skip or ()), rehash=rehash, gate=gate,
-                  verbose=verbose)
+                  verbose=verbose, view=view)
+
+
+def in_view(opts: RunOptions, view: JobView) -> RunOptions:
+    """The options with the paths the job sees: the model and data directories keep their place
+    under the inputs root, which is mounted whole."""
+    def moved(p: Path, flag: str) -> Path:
+        if not p.is_relative_to(opts.inputs_dir):
+            raise UsageError(f"{flag} {str(p)!r}: the job mounts only --inputs; put the directory under the "
+                             "inputs root instead")
+        return view.inputs_dir / p.relative_to(opts.inputs_dir)
+
+    return replace(opts, inputs_dir=view.inputs_dir, model_dir=moved(opts.model_dir, "--model-dir"),
+                   data_dir=moved(opts.data_dir, "--data-dir"), output_dir=view.output_dir)

@@ -44,6 +44,17 @@ class Job:
     script_env: dict[str, str] = field(default_factory=dict)  # the adapter's own settings of the lifecycle
 
 
+@dataclass(frozen=True)
+class JobView:
+    """Where the job of a wrapped launch (a container) sees its files, where that is not where the
+    host sees them: the plan is rendered with these, the backend mounts the host's there."""
+
+    inputs_dir: Path
+    output_dir: Path
+    run_dir: Path
+    bundle: Path  # the bundle root inside the image
+
+
 @dataclass
 class Plan:
     recipe: str
@@ -91,6 +102,17 @@ class Plan:
         ray = {"ray", "setsid"} if self.via_ray else set()
         return sorted({"bash", *ray, *self.entrypoint[:1]})
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Plan:
+        """The Plan of a plan.json (runner/plan/document.py read and type-checked it)."""
+        ray = d["ray"] or {}
+        return cls(recipe=d["recipe"], cell=d["cell"], layout=d["layout"], nodes=d["nodes"],
+                   gpus_per_node=d["gpus_per_node"], script_env=d["script_env"],
+                   blocks=[(b["name"], b["args"]) for b in d["blocks"]], job_env=d["env"],
+                   entrypoint=d["entrypoint"], mkdirs=d["mkdirs"], ray_gpus_per_node=ray.get("gpus_per_node", 0),
+                   ray_total_gpus=ray.get("total_gpus", 0), via_ray=d["ray"] is not None,
+                   secret_names=d["secret_names"])
+
     def as_dict(self) -> dict:
         return {"version": PLAN_VERSION, "recipe": self.recipe, "cell": self.cell, "layout": self.layout,
                 "nodes": self.nodes, "gpus_per_node": self.gpus_per_node, "argv": self.argv, "env": self.job_env,
@@ -119,6 +141,7 @@ class Launch:
     # What the backend's preflight found and its commands must then use (docker: the image chosen
     # from its labels), keyed by backend; carried here rather than in module globals.
     found: dict = field(default_factory=dict)
+    view: JobView | None = None  # where a container's job sees the files (None: where this host does)
 
     @property
     def recipe(self) -> Recipe:
@@ -152,11 +175,6 @@ class Launch:
     def script_env(self) -> dict[str, str]:
         """The variables the run script exports (no secrets)."""
         return self.plan.script_env
-
-    @property
-    def forward_args(self) -> list[str]:
-        """`recipe run` options that make an inner run (docker, Slurm) resolve to this same launch."""
-        return self.options.to_argv()
 
 
 def argv_lines(argv: list[str]) -> list[str]:

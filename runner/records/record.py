@@ -29,7 +29,7 @@ from runner.recipe import Recipe
 from runner.secrets import redact_env
 
 RECORD = "run.json"
-CLAIM_FILE = ".claim-{role}"
+CLAIM_FILE = ".claim-run"
 SCHEMA = 1
 
 
@@ -42,6 +42,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     GATE_FAILED = "gate-failed"
     INTERRUPTED = "interrupted"
+    PREFLIGHT_FAILED = "preflight-failed"   # a docker/Slurm job whose in-image checks refused (recipe exec)
     STALE = "interrupted (stale)"   # how a RUNNING record whose process is gone reads; never written
 
 
@@ -58,7 +59,7 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def create_run_dir(runs_dir: Path, run_id: str, role: str = "run") -> Path:
+def create_run_dir(runs_dir: Path, run_id: str) -> Path:
     """A new run directory under runs_dir, claimed for this process."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     d = runs_dir / run_id
@@ -66,27 +67,26 @@ def create_run_dir(runs_dir: Path, run_id: str, role: str = "run") -> Path:
         d.mkdir()
     except FileExistsError:
         raise UsageError(f"{d}: run directory already exists; run directories are never reused") from None
-    claim(d, role, "run directory")
+    claim(d, "run directory")
     return d
 
 
-def claim_run_dir(path: Path, role: str = "run") -> Path:
+def claim_run_dir(path: Path) -> Path:
     """Use an explicit --run-dir: created if absent; refused if it already holds or is claimed by a run."""
     path = path.resolve()
     if (path / RECORD).exists():
         raise UsageError(f"--run-dir {path}: already holds a run ({RECORD}); run directories are never reused")
     path.mkdir(parents=True, exist_ok=True)
-    return claim(path, role, "--run-dir")
+    return claim(path, "--run-dir")
 
 
-def claim(path: Path, role: str, what: str) -> Path:
+def claim(path: Path, what: str) -> Path:
     """Claim `path` for this process with an O_EXCL claim file, so two runs can never share it.
 
     Exactly one of two racing `recipe run --run-dir SAME` wins the create; the other is refused.
-    `role` separates the wrapper of a docker/slurm run from the local run inside it, which the
-    wrapper starts in the same directory on purpose ("launcher" and "run").
+    (A docker or Slurm run's `recipe exec` claims nothing: it carries on the run that claimed it.)
     """
-    f = path / CLAIM_FILE.format(role=role)
+    f = path / CLAIM_FILE
     # The claim is written under a private name and then hard-linked to the shared one: link() fails
     # if the name exists, like O_EXCL, and a loser never reads a claim whose content is not there yet.
     body = json.dumps({"pid": os.getpid(), "hostname": socket.gethostname(), "claimed_at": now()}) + "\n"

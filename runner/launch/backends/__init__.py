@@ -1,8 +1,8 @@
 """Launch backends: where the run script runs and how its container and Ray cluster come up.
 
 - local:  the run script on this machine (inside the image, or wherever the stack is installed)
-- docker: `docker run` of the pinned image, which runs `recipe run --backend local` inside
-- slurm:  an sbatch script that brings Ray up across the allocation and runs the same inside
+- docker: `docker run` of the pinned image, which runs `recipe exec RUN_DIR` inside
+- slurm:  an sbatch script that brings Ray up across the allocation and runs the same on its head node
 
 Each backend is a module with the members of `Backend` below; `backend(name)` returns it.
 """
@@ -19,30 +19,29 @@ from runner.errors import UsageError
 from runner.recipe import Recipe
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from runner.checks import Check
     from runner.launch.watch import Match
-    from runner.plan.spec import Launch
+    from runner.plan.spec import JobView, Launch
 
 NAMES = ("local", "docker", "slurm")
 
 
 class Backend(Protocol):
     NAME: str
-    # True: run() starts an inner `recipe run --backend local` (in a container or an allocation) that
-    # writes run.json itself; the outer run only notes the wrapper in launcher.json.
-    WRAPS_INNER_RUN: bool
+    # True: run() starts `recipe exec RUN_DIR` where the job runs (a container, an allocation's head
+    # node), which runs the in-image checks and run.sh and finishes this run's one run.json.
+    RUNS_EXEC: bool
+
+    def job_view(self, run_id: str) -> JobView | None:
+        """Where the job sees its files if not where this host does (docker's mounts); the plan is
+        rendered with these."""
 
     def checks(self, launch: Launch | None) -> dict[str, Callable[[], Check]]:
         """Its preflight checks by name, not yet run (checks(None) lists the names: nothing is evaluated)."""
 
-    def inner_record(self, launch: Launch) -> Path:
-        """A wrapping backend only: where the inner run's run.json lands in the run directory."""
-
     def describe(self, launch: Launch) -> tuple[dict, str]:
-        """A wrapping backend only: for `recipe plan --backend NAME`, the fields it adds to the JSON plan
-        and the text it prints (what runs around the run script)."""
+        """A RUNS_EXEC backend only: for `recipe plan --backend NAME`, the fields it adds to the JSON
+        plan and the text it prints (what runs around the run script)."""
 
     def commands(self, launch: Launch) -> list[list[str]]:
         """What run() would execute, for the dry run and for "cannot run" reports."""
@@ -53,7 +52,7 @@ class Backend(Protocol):
         """Run it in the foreground; (exit code, interrupted). on_start(pid) once the child runs;
         on_interrupt(why) says what ended it early (a signal, stdout closed); on_failure(match): its
         log showed a line runner/launch/watch.py knows to be fatal, and it ended the script (a
-        backend that WRAPS_INNER_RUN never calls it: the inner run watches its own log)."""
+        RUNS_EXEC backend never calls it: `recipe exec` watches the log where the job runs)."""
 
 
 def backend(name: str) -> Backend:
@@ -76,22 +75,6 @@ def check_names(name: str) -> tuple[str, ...]:
 def skippable() -> tuple[str, ...]:
     """Every check name some backend runs: what `--skip-preflight` accepts."""
     return tuple(dict.fromkeys(n for b in NAMES for n in check_names(b)))
-
-
-def inner_run_options(launch: Launch, paths: bool) -> list[str]:
-    """Every `recipe run` option of the run a wrapping backend (docker, slurm) starts inside: the
-    launch's options, the inner run's own --skip-preflight checks, --rehash, --no-gate. The one
-    builder, so that an option added to `recipe run` reaches every wrapped run or none.
-    paths: the inner run sees the host's paths (Slurm's shared file system), so --model-dir and
-    --data-dir go along; docker mounts the inputs at a fixed place instead."""
-    args = launch.options.to_argv(paths=paths)
-    for name in sorted(launch.skip & set(check_names("local"))):  # the outer-only checks stay outside
-        args += ["--skip-preflight", name]
-    if launch.rehash:
-        args.append("--rehash")
-    if not launch.gate:
-        args.append("--no-gate")
-    return args
 
 
 def in_image() -> bool:

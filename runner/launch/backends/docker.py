@@ -1,10 +1,11 @@
-"""The docker backend: `docker run` of the pinned image, which runs `recipe run --backend local` inside.
+"""The docker backend: `docker run` of the pinned image, which runs `recipe exec RUN_DIR` inside.
 
-Host paths are mounted at fixed places, so the inner run is the same whatever the host layout:
+Host paths are mounted at fixed places, and the plan (plan.json, run.sh) is rendered with those, so
+the job is the same whatever the host layout:
 
     <inputs>             -> /recipe/inputs            read-only
     <output dir>         -> /recipe/output
-    <run dir>/container  -> /recipe/run/<run id>      the inner run's record, logs, metrics, gate
+    <run dir>            -> /recipe/run/<run id>      plan.json, run.sh, run.json, logs, metrics, gate
 
 The image is the launch's (--image, else $RECIPE_IMAGE, else the recipe's [image] reference); it must
 be pinned by digest. What runs is a recipe image of this bundle (runner/image/recipe_image.py): the image
@@ -33,16 +34,16 @@ from runner.errors import EXIT_PREFLIGHT, UsageError
 from runner.image import recipe_image as ri
 from runner.image.ref import is_pinned
 from runner.image.registry import RegistryError
-from runner.launch.backends import inner_run_options
 from runner.launch.preflight import host_checks
+from runner.launch.sbatch import IMAGE_BUNDLE_DIR
 from runner.launch.script import run_script
 from runner.paths import bundle_root
 from runner.plan.options import FORWARDED_ENV
-from runner.plan.spec import Launch
+from runner.plan.spec import JobView, Launch
 from runner.records.record import write_json_atomic
 
 NAME = "docker"
-WRAPS_INNER_RUN = True
+RUNS_EXEC = True
 
 INPUTS, OUTPUT, RUN_ROOT = "/recipe/inputs", "/recipe/output", "/recipe/run"
 ENTRYPOINT = "/usr/local/bin/recipe"
@@ -121,30 +122,22 @@ def container_name(launch: Launch) -> str:
     return f"recipe-{launch.run_id}"
 
 
-def inner_run_dir(launch: Launch) -> Path:
-    """Where the inner run's directory lands on the host."""
-    return Path(launch.run_dir) / "container"
+def job_view(run_id: str) -> JobView:
+    return JobView(inputs_dir=Path(INPUTS), output_dir=Path(OUTPUT), run_dir=Path(RUN_ROOT) / run_id,
+                   bundle=Path(IMAGE_BUNDLE_DIR))
 
 
-def inner_record(launch: Launch) -> Path:
-    return inner_run_dir(launch) / "run.json"
-
-
-def inner_args(launch: Launch) -> list[str]:
-    return ["run", launch.recipe.name, "--backend", "local", "--run-dir", f"{RUN_ROOT}/{launch.run_id}",
-            "--inputs", INPUTS, "--output-dir", OUTPUT, *inner_run_options(launch, paths=False)]
+def exec_args(launch: Launch) -> list[str]:
+    """What the container runs: the frozen plan in its (mounted) run directory, and nothing else."""
+    return ["exec", f"{RUN_ROOT}/{launch.run_id}"]
 
 
 def check_mounts(launch: Launch) -> None:
     """`docker run -v SRC:DST[:MODE]` splits on ':' (and --mount on ','): such a path would mount something else."""
     for what, path in (("--inputs", launch.inputs_dir), ("--output-dir", launch.output_dir),
-                       ("run directory", inner_run_dir(launch))):
+                       ("run directory", launch.run_dir)):
         if any(c in str(path) for c in ":,"):
             raise UsageError(f"{what} {str(path)!r}: docker cannot mount a path containing ':' or ','")
-    for key in ("model_dir", "data_dir"):
-        if key in launch.options.explicit:
-            raise UsageError(f"--{key.replace('_', '-')}: the docker backend mounts only --inputs; put the "
-                             "directory under the inputs root instead")
 
 
 def command(launch: Launch, environ: dict[str, str] | None = None, choice: ImageChoice | None = None,
@@ -161,7 +154,7 @@ def command(launch: Launch, environ: dict[str, str] | None = None, choice: Image
     argv += run_flags(environ)
     argv += ["-v", f"{launch.inputs_dir}:{INPUTS}:ro",
              "-v", f"{launch.output_dir}:{OUTPUT}",
-             "-v", f"{inner_run_dir(launch)}:{RUN_ROOT}/{launch.run_id}"]
+             "-v", f"{launch.run_dir}:{RUN_ROOT}/{launch.run_id}"]
     for name in launch.secret_names:
         if environ.get(name):
             argv += ["-e", name]  # by name: docker copies the value from our environment
@@ -171,7 +164,7 @@ def command(launch: Launch, environ: dict[str, str] | None = None, choice: Image
     argv += ["-e", f"RECIPE_IMAGE={ref}"]
     if image_id:
         argv += ["-e", f"RECIPE_IMAGE_ID={image_id}", "-e", f"RECIPE_IMAGE_REF={choice.run_ref}"]
-    argv += ["--entrypoint", ENTRYPOINT, image_id or choice.run_ref, *inner_args(launch)]
+    argv += ["--entrypoint", ENTRYPOINT, image_id or choice.run_ref, *exec_args(launch)]
     return argv
 
 
@@ -228,10 +221,9 @@ def recipe_image(launch: Launch) -> tuple[ImageChoice, dict]:
 
 def run(launch: Launch, on_start: Callable[[int], None] | None = None,
         on_interrupt: Callable[[str], None] | None = None, on_failure: object = None) -> tuple[int, bool]:
-    """Run the container in the foreground; SIGINT/SIGTERM reach the inner runner through docker's
-    signal proxy, so the inner run script's trap stops its Ray job before the container exits."""
-    for d in (launch.output_dir, inner_run_dir(launch)):
-        Path(d).mkdir(parents=True, exist_ok=True)
+    """Run the container in the foreground; SIGINT/SIGTERM reach `recipe exec` through docker's
+    signal proxy, so the run script's trap stops its Ray job before the container exits."""
+    Path(launch.output_dir).mkdir(parents=True, exist_ok=True)
     try:
         choice, rec = recipe_image(launch)
     except RuntimeError as e:

@@ -2,8 +2,9 @@
 submission, and the checks that this machine can submit/run it.
 
 - `recipe sbatch NAME ...` renders (or submits) the script: job_from_options + submit_script.
-- `recipe run NAME --backend slurm` inside an allocation (salloc) runs the same script with bash:
-  command/run/preflight below, called by runner/launch/run.py.
+- `recipe run NAME --backend slurm` inside an allocation (salloc) runs the same script with bash,
+  its head node running `recipe exec RUN_DIR` on the plan frozen there (the shared file system's
+  paths): command/run/preflight below, called by runner/launch/run.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from runner.checks import Check, CheckStatus, fail, na, ok
 from runner.errors import EXIT_FAIL, EXIT_MISSING, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.image import enroot
 from runner.image.ref import is_pinned, parse_image
-from runner.launch.backends import inner_run_options
 from runner.launch.sbatch import IMAGE_BUNDLE_DIR, SbatchJob, default_job_lib, render
 from runner.launch.script import run_script
 from runner.paths import bundle_root
@@ -79,7 +79,7 @@ def job_from_options(opts, *, runs_dir: Path | None, partition: str | None, acco
         runs_dir=str(runs_root(runs_dir)), inputs_dir=str(opts.inputs_dir),
         # "": the job's own RUN_DIR/output, as for `recipe run`
         output_dir=str(opts.output_dir) if opts.output_dir else "",
-        run_args=opts.to_argv(paths=True) + list(extra_run_args or []),
+        run_args=opts.to_argv() + list(extra_run_args or []),
         partition=partition, account=account, time=time,
         mounts=_mounts(runtime, bundle), ready_timeout_s=ready_timeout, command_line=command_line)
 
@@ -106,15 +106,15 @@ def submit_script(job: SbatchJob, script: str) -> tuple[Path, str]:
 # ---- backend interface (recipe run --backend slurm, inside an allocation) ------------------
 
 NAME = "slurm"
-WRAPS_INNER_RUN = True
+RUNS_EXEC = True
 
 
 def runtime() -> str:
     return os.environ.get("RECIPE_CONTAINER_RUNTIME", "pyxis")
 
 
-def inner_record(launch) -> Path:
-    return Path(launch.run_dir) / "run.json"  # the job's run uses this same --run-dir
+def job_view(run_id: str) -> None:
+    return None  # a shared file system: the head node sees this host's paths
 
 
 def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
@@ -125,8 +125,7 @@ def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
         image=container_image(launch.image, rt, None), image_ref=launch.image, bundle_dir=bundle,
         recipe_cmd=recipe_cmd(rt, bundle), job_lib=default_job_lib(bundle),
         runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
-        output_dir=str(launch.output_dir), run_args=inner_run_options(launch, paths=True),
-        run_dir=str(launch.run_dir),
+        output_dir=str(launch.output_dir), run_dir=str(launch.run_dir), exec_plan=True,
         mounts=_mounts(rt, bundle), command_line=f"recipe run {launch.recipe.name} --backend slurm")
 
 
