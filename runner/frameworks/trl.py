@@ -38,6 +38,7 @@ class TrlTable(Table):
     global_batch_size: Pos
     lr: Annotated[str, Field(strict=True, pattern=r"^[0-9.]+(e-?[0-9]+)?$")]  # as written on the command line
     use_rollout_routing_replay: Annotated[bool, Field(strict=True)] = False
+    save_interval: Pos | None = None  # rollouts between checkpoints (--save-interval); none: only on SIGTERM
 
 
 class Trl(Framework):
@@ -61,7 +62,8 @@ class Trl(Framework):
         python = clean("RECIPE_PYTHON", environ.get("RECIPE_PYTHON") or "python3")
         blocks = [
             ("model", opts.recipe.model_args()),
-            ("ckpt", ["--hf-checkpoint", paths.model_dir, "--save", f"{paths.output_dir}/trainer"]),
+            ("ckpt", ["--hf-checkpoint", paths.model_dir, "--save", f"{paths.output_dir}/trainer",
+                      *(["--save-interval", str(row.save_interval)] if row.save_interval else [])]),
             ("rollout", ["--prompt-data", f"{paths.data_dir}/{opts.recipe.dataset.file}", "--input-key", "prompt",
                          "--label-key", "label", "--num-rollout", str(opts.num_rollout),
                          "--rollout-batch-size", str(row.rollout_batch_size),
