@@ -22,6 +22,7 @@ from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
 from runner.gate.files import RECORD_MAX
+from runner.launch.ports import launch_env
 from runner.paths import bundle_root
 from runner.plan.options import REPLAYED_ENV, RunOptions
 from runner.plan.render import build_launch
@@ -34,6 +35,7 @@ from runner.records.record import (
     recipe_file_hashes,
     write_json_atomic,
 )
+from runner.records.rundirs import new_run_id, run_dir_for
 from runner.secrets import is_secret
 
 DEFAULT_NONDETERMINISTIC = ("perf/*",)
@@ -183,6 +185,33 @@ def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: d
     come from the replay's own command line (`skip`), never from the record's `preflight_skipped`."""
     opts = RunOptions.resolve(recipe, recorded_options(rec))
     return build_launch(opts, run_id=run_id, run_dir=run_dir, backend="local", extra_env=extra_env, skip=skip)
+
+
+def guarded_relaunch(verb: str, run_dir: Path, rec: dict, target_parent: Path, skip: set[str], *,
+                     allow_recipe: bool = False, allow_image: bool = False) -> tuple[Recipe, Launch]:
+    """The record's launch rendered again by this checkout into a new run directory under
+    `target_parent`, or a refusal (exit 6) naming what changed since the run: a record field a run
+    cannot have written, the recipe's files, the image, or the rendered launch (its plan.json).
+    For `recipe replay` and `recipe resume` alike."""
+    reasons = untrusted_fields(rec, run_dir)
+    if reasons:
+        raise RecipeError(f"refusing to {verb} {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
+    recipe = load_recipe(rec["recipe"])
+    reasons = check_unchanged(rec, recipe, allow_recipe, allow_image)
+    if reasons:
+        raise RecipeError(f"refusing to {verb} {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
+    applied = restore_environment(rec)
+    if applied:
+        click.echo(f"{verb}: re-applies from the record: {', '.join(applied)}", err=True)
+    run_id = new_run_id(recipe.name, rec["cell"])
+    target = run_dir_for(None, target_parent, run_id)
+    launch = relaunch(rec, recipe, run_id, target, launch_env(run_id), skip)
+    plan = recorded_plan(run_dir, rec)
+    diffs = entrypoint_differences(plan, launch) + launch_differences(plan, launch)
+    if diffs:
+        raise RecipeError(f"refusing to {verb} {run_dir.name}: the recipe now renders a different launch: "
+                          f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
+    return recipe, launch
 
 
 def recorded_plan(run_dir: Path, rec: dict) -> dict:
