@@ -46,8 +46,12 @@ def resume_cmd(run_dir: Path, skip: tuple[str, ...]) -> int:
         if key not in rec:
             raise RecipeError(f"{run_dir}/run.json: field '{key}' missing; not a run record of this runner", 2)
     recipe, launch = replay.guarded_relaunch("resume", run_dir, rec, run_dir.parent, set(skip))
+    framework = framework_of(recipe)
+    why = framework.cannot_resume(launch.plan.argv)
+    if why:
+        raise RecipeError(f"refusing to resume {run_dir.name}: {why}", EXIT_REFUSED)
     output = replay.recorded_plan(run_dir, rec)["output_dir"]
-    checkpoint, incomplete = framework_of(recipe).checkpoints(Path(output))
+    checkpoint, incomplete = framework.checkpoints(Path(output))
     for p in incomplete:
         click.echo(f"resume: {safe(str(p))}: incomplete checkpoint (no completion marker), not used", err=True)
     if checkpoint is None:

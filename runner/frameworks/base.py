@@ -72,6 +72,10 @@ class Framework:
         ones newer than it; (None, []) when there is none or this framework cannot resume."""
         return None, []
 
+    def cannot_resume(self, argv: list[str]) -> str | None:
+        """Why a run of this argv cannot be continued exactly from its checkpoint, or None."""
+        return None
+
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         """Run check `name` for `launch`; None when this framework has no such check."""
         return None
