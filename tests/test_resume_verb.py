@@ -1,7 +1,8 @@
 """`recipe resume RUN`: a tiny run stopped for real (Ctrl-C to `recipe run` once a checkpoint is
 complete) continues from that checkpoint into a new run directory that links it; the chain's metrics
-are seen once by the gate and `recipe check`; `recipe runs` shows what it resumes. Refusals: a run
-that finished, and a run whose checkpoints are all incomplete (each named)."""
+are seen once by the gate and `recipe check`; `recipe runs` shows what it resumes; `recipe replay`
+of the resumed run reruns it from the start and equals the chain bit for bit. Refusals: a run that
+finished, and a run whose checkpoints are all incomplete (each named)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,10 @@ def test_resume_continues_a_stopped_run_and_the_chain_is_one_run(tmp_path):
     assert n.returncode == 6 and "no complete checkpoint" in n.stderr, n.stderr[-2000:]
     assert f"{ckpt}: incomplete checkpoint" in n.stderr
     assert len(list(runs.iterdir())) == 2  # a refused resume leaves no run directory
+
+    # replay treats the chain as one run: rerun from the start, it equals the chain bit for bit
+    r = recipe("replay", str(child), env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "IDENTICAL bit for bit" in r.stderr
+    (again,) = [d for d in runs.iterdir() if d not in (parent, child)]
+    assert "--load" not in json.loads((again / "run.json").read_text())["argv"]

@@ -8,6 +8,7 @@ metrics it declares non-deterministic, such as perf/* timings), else within the 
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -180,11 +181,23 @@ def package_differences(rec: dict, now: dict | None) -> list[str]:
 
 
 def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: dict[str, str],
-             skip: set[str]) -> Launch:
+             skip: set[str], resume_from: Path | None = None) -> Launch:
     """The launch of the record's typed options, rendered by this checkout. Skipped preflight checks
     come from the replay's own command line (`skip`), never from the record's `preflight_skipped`."""
-    opts = RunOptions.resolve(recipe, recorded_options(rec))
+    opts = dataclasses.replace(RunOptions.resolve(recipe, recorded_options(rec)), resume_from=resume_from)
     return build_launch(opts, run_id=run_id, run_dir=run_dir, backend="local", extra_env=extra_env, skip=skip)
+
+
+def recorded_resume(rec: dict) -> Path | None:
+    """The checkpoint directory a resumed run was launched with (run.json resume_of.checkpoint's
+    parent), used only to render the run's launch again for the comparison with its plan.json."""
+    ref = rec.get("resume_of")
+    ckpt = ref.get("checkpoint") if isinstance(ref, dict) else None
+    if ckpt is None:
+        return None
+    if not isinstance(ckpt, str) or not ckpt.startswith("/") or "\0" in ckpt:
+        raise RecipeError(f"run.json: field 'resume_of.checkpoint' {str(ckpt)[:200]!r} is not an absolute path", 2)
+    return Path(ckpt).parent
 
 
 def guarded_relaunch(verb: str, run_dir: Path, rec: dict, target_parent: Path, skip: set[str], *,
@@ -205,12 +218,16 @@ def guarded_relaunch(verb: str, run_dir: Path, rec: dict, target_parent: Path, s
         click.echo(f"{verb}: re-applies from the record: {', '.join(applied)}", err=True)
     run_id = new_run_id(recipe.name, rec["cell"])
     target = run_dir_for(None, target_parent, run_id)
-    launch = relaunch(rec, recipe, run_id, target, launch_env(run_id), skip)
+    resumed = recorded_resume(rec)
+    launch = relaunch(rec, recipe, run_id, target, launch_env(run_id), skip, resumed)
     plan = recorded_plan(run_dir, rec)
     diffs = entrypoint_differences(plan, launch) + launch_differences(plan, launch)
     if diffs:
         raise RecipeError(f"refusing to {verb} {run_dir.name}: the recipe now renders a different launch: "
                           f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
+    if resumed is not None:
+        # A resumed run's chain is one run: it is replayed from the start, and resumed from its own checkpoint.
+        launch = relaunch(rec, recipe, run_id, target, launch_env(run_id), skip)
     return recipe, launch
 
 
