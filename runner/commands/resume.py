@@ -50,12 +50,18 @@ def resume_cmd(run_dir: Path, skip: tuple[str, ...]) -> int:
     why = framework.cannot_resume(launch.plan.argv)
     if why:
         raise RecipeError(f"refusing to resume {run_dir.name}: {why}", EXIT_REFUSED)
-    output = replay.recorded_plan(run_dir, rec)["output_dir"]
-    checkpoint, incomplete = framework.checkpoints(Path(output))
+    plan = replay.recorded_plan(run_dir, rec)
+    # The checkpoints are read only where the run kept them, in its own directory: plan.json is data,
+    # and what --load reads is loaded by the trainer.
+    output = run_dir / "output"
+    if Path(plan["output_dir"]) != Path(plan["run_dir"]) / "output" or output.is_symlink():
+        raise RecipeError(f"refusing to resume {run_dir.name}: its output dir {safe(plan['output_dir'])} is not "
+                          "RUN_DIR/output; only a run that kept its checkpoints there can be resumed", EXIT_REFUSED)
+    checkpoint, incomplete = framework.checkpoints(output)
     for p in incomplete:
         click.echo(f"resume: {safe(str(p))}: incomplete checkpoint (no completion marker), not used", err=True)
     if checkpoint is None:
-        raise RecipeError(f"refusing to resume {run_dir.name}: no complete checkpoint under {safe(output)}",
+        raise RecipeError(f"refusing to resume {run_dir.name}: no complete checkpoint under {safe(str(output))}",
                           EXIT_REFUSED)
     launch = build_launch(dataclasses.replace(launch.options, resume_from=checkpoint.parent), run_id=launch.run_id,
                           run_dir=launch.run_dir, backend=launch.backend, extra_env=launch_env(launch.run_id),
