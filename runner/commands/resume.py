@@ -16,7 +16,6 @@ from runner.launch import backends, replay
 from runner.launch import run as runflow
 from runner.launch.ports import launch_env
 from runner.plan.render import build_launch
-from runner.records.record import load_record
 
 # what a run that did not finish is recorded as; a finished one (succeeded, gate-failed) has nothing to
 # continue, and one refused before it began (preflight-failed) has nothing to continue from
@@ -38,13 +37,7 @@ def resume_cmd(run_dir: Path, skip: tuple[str, ...]) -> int:
     complete checkpoint the resume is refused. Asks nothing: a batch job can call it.
     """
     run_dir = run_dir.resolve()
-    rec = load_record(run_dir)
-    if rec.get("status") not in STOPPED:
-        raise RecipeError(f"refusing to resume {run_dir.name}: its status is {safe(str(rec.get('status')))!r}; "
-                          f"only a stopped run ({', '.join(STOPPED)}) can be resumed", EXIT_REFUSED)
-    for key in ("recipe", "script_env", "argv", "cell", "run_dir", "run_id", "output_dir"):
-        if key not in rec:
-            raise RecipeError(f"{run_dir}/run.json: field '{key}' missing; not a run record of this runner", 2)
+    rec = replay.load_replayable(run_dir, STOPPED, f"only a stopped run ({', '.join(STOPPED)}) can be resumed")
     recipe, launch = replay.guarded_relaunch("resume", run_dir, rec, run_dir.parent, set(skip))
     framework = framework_of(recipe)
     why = framework.cannot_resume(launch.plan.argv)

@@ -323,11 +323,12 @@ def print_comparison(c: Comparison, original: str, replay_dir: Path) -> None:
     click.echo(f"replay: original {original}\nreplay: replayed {replay_dir}", err=True)
 
 
-def load_replayable(run_dir: Path) -> dict:
+def load_replayable(run_dir: Path, statuses: tuple[str, ...] = ("succeeded", "gate-failed"),
+                    only: str = "only finished runs can be replayed") -> dict:
+    """run.json of a run `recipe replay` (or, with its own statuses, `recipe resume`) may take up."""
     rec = load_record(run_dir)
-    if rec.get("status") not in ("succeeded", "gate-failed"):
-        raise RecipeError(f"{run_dir}: run status is '{rec.get('status')}'; only finished runs can be replayed",
-                          EXIT_REFUSED)
+    if rec.get("status") not in statuses:
+        raise RecipeError(f"{run_dir}: run status is '{safe(str(rec.get('status')))}'; {only}", EXIT_REFUSED)
     for key in ("recipe", "script_env", "argv", "cell", "run_dir", "run_id", "output_dir"):
         if key not in rec:
             raise RecipeError(f"{run_dir}/run.json: field '{key}' missing; not a run record of this runner", 2)
