@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "exec": ("run", "exec_cmd", "Carry out a run's frozen plan.json where its job runs (docker, Slurm)."),
     "lint": ("lint", "lint_cmd", "Catch silent mistakes (model args vs config.json, R3, layouts, memory)."),
     "replay": ("replay", "replay_cmd", "Re-execute a recorded run and compare its metrics (bitwise or bands)."),
+    "resume": ("resume", "resume_cmd", "Continue a stopped run from its last complete checkpoint, guarded."),
     "sbatch": ("slurm", "sbatch_cmd", "Print (or submit) the sbatch script that runs a recipe on Slurm."),
     "image": ("slurm", "image_cmd", "Stage the pinned image for clusters (enroot .sqsh keyed by digest)."),
     "doctor": ("doctor", "doctor_cmd", "Check this container against the image lock (commits, versions, kernels)."),

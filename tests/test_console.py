@@ -316,7 +316,7 @@ def test_progress_of_a_launch_knows_its_steps_per_rollout_and_final_save(tmp_pat
     # 32 prompts x 4 samples / global batch 128 (recipes/nemotron3_nano/expected_metrics.toml)
     assert (nano.steps_per_rollout, nano.final_save, nano.total) == (1, True, 10)
     assert nano.log == tmp_path / "nemotron3_nano" / "logs" / "run.log"
-    assert tiny.final_save is False     # the tiny recipe keeps no checkpoint (save_strategy="no")
+    assert tiny.final_save is False   # its TRL checkpoints (for resume) log no save line progress could wait on
 
 
 def test_steps_landing_within_one_poll_still_get_a_line_each(bundle, tmp_path):

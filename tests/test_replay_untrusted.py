@@ -209,3 +209,56 @@ def test_a_refusal_quoting_the_record_prints_no_control_sequence(recorded, tmp_p
     """A refusal names the field and its value: escaped, so a planted value cannot drive the terminal."""
     p = replay_planted(recorded, tmp_path, lambda rec, prog: rec.update(recipe="\x1b]0;pwned\x07echo"))
     assert p.returncode == 6 and "\x1b" not in p.stderr and "\\x1b]0;pwned\\x07" in p.stderr, p.stderr
+
+
+# `recipe resume` shares replay's guard (runner/launch/replay.py guarded_relaunch): the same refusals.
+def resume_planted(recorded, tmp_path, edit) -> subprocess.CompletedProcess:
+    """Resume a planted copy that must be refused: nothing runs and no run directory is made beside it."""
+    def stopped(rec, prog):
+        rec["status"] = "failed"
+        edit(rec, prog)
+
+    run, marker = plant(recorded, tmp_path, stopped)
+    before = sorted(tmp_path.iterdir())
+    p = recipe("resume", str(run), env=env_for(recorded[0]), cwd=recorded[0])
+    assert not marker.exists(), "the planted program ran"
+    assert sorted(tmp_path.iterdir()) == before, "a run directory was made"
+    return p
+
+
+def test_resume_refuses_a_changed_recipe_naming_the_file(recorded, tmp_path):
+    name_of_first = sorted(json.loads((recorded[1] / "run.json").read_text())["recipe_files"])[0]
+
+    def edit(rec, prog):
+        name = sorted(rec["recipe_files"])[0]
+        rec["recipe_files"][name] = "0" * 64
+        rec["recipe_digest"] = "0" * 64
+
+    p = resume_planted(recorded, tmp_path, edit)
+    assert p.returncode == 6, p.stderr
+    assert "refusing to resume" in p.stderr and "changed since the run" in p.stderr and name_of_first in p.stderr
+
+
+def test_resume_refuses_a_planted_field(recorded, tmp_path):
+    p = resume_planted(recorded, tmp_path, lambda rec, prog: rec.update(run_dir=str(prog.parent / "other")))
+    assert p.returncode == 6 and "field 'run_dir'" in p.stderr, p.stderr
+
+
+def test_resume_refuses_a_run_without_a_complete_checkpoint(recorded, tmp_path):
+    p = resume_planted(recorded, tmp_path, lambda rec, prog: None)
+    assert p.returncode == 6 and "no complete checkpoint" in p.stderr, p.stderr
+
+
+def test_resume_reads_checkpoints_only_in_the_run_directory(recorded, tmp_path):
+    def edit(rec, prog):  # plan.json, which resume reads for the output dir, pointed elsewhere
+        plan = json.loads((Path(rec["run_dir"]) / "plan.json").read_text())
+        (Path(rec["run_dir"]) / "plan.json").write_text(json.dumps({**plan, "output_dir": str(prog.parent)}))
+
+    p = resume_planted(recorded, tmp_path, edit)
+    assert p.returncode == 6 and "refusing to resume" in p.stderr, p.stderr
+    assert "is not RUN_DIR/output" in p.stderr or "RECIPE_OUTPUT_DIR" in p.stderr, p.stderr
+
+
+def test_resume_refuses_a_finished_run(recorded, tmp_path):
+    p = resume_planted(recorded, tmp_path, lambda rec, prog: rec.update(status="succeeded"))
+    assert p.returncode == 6 and "only a stopped run" in p.stderr, p.stderr

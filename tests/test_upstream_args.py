@@ -139,3 +139,50 @@ def test_capture_leaves_the_event_logger_off(tmp_path, monkeypatch, cell):
     assert result == {"status": "ok", "save_debug_event_data": None, "dump_details": None,
                       "debug_train_only": False, "debug_rollout_only": False,
                       "save_local_weight_checksum": False}, tail
+
+
+# What miles' own parser and validation leave of the resumed argv: the fields that decide what --load restores.
+RESUME_FIELDS = r"""
+import json, sys
+from miles.utils.arguments import parse_args
+sys.argv = sys.argv[1:]
+a = parse_args()
+keys = ("load", "start_rollout_id", "no_load_optim", "no_load_rng", "finetune", "megatron_to_hf_mode")
+print("RESUME_FIELDS " + json.dumps({k: getattr(a, k, None) for k in keys}), flush=True)
+"""
+
+
+def test_upstream_parser_on_the_resumed_argv(tmp_path, monkeypatch):
+    """The miles adapter's resumed argv (--load of the parent's --save, whose tracker names iteration 3)
+    passes miles' parser; and it shows why `recipe resume` refuses a bridge-mode miles run at 78527b91:
+    --load and the optimizer/RNG loads are kept, but start_rollout_id is reset to 0, even when given."""
+    import dataclasses
+    import subprocess
+
+    from runner.frameworks.miles import ADAPTER
+    from runner.plan.render import build_launch
+
+    saved = tmp_path / "parent" / "output" / "checkpoints"
+    (saved / "iter_0000003").mkdir(parents=True)
+    (saved / "latest_checkpointed_iteration.txt").write_text("3\n")
+    ckpt, incomplete = ADAPTER.checkpoints(saved.parent)
+    assert ckpt == saved / "iter_0000003" and incomplete == []
+    lc = launch(tmp_path, monkeypatch)
+    lc = build_launch(dataclasses.replace(lc.options, resume_from=ckpt.parent), run_id="r-2",
+                      run_dir=tmp_path / "run2", backend="local")
+    argv = lc.plan.argv
+    assert argv[argv.index("--load") + 1] == str(saved)
+    c = check(lc, monkeypatch)
+    assert c.status == "ok", c.detail
+    assert "start_rollout_id" in ADAPTER.cannot_resume(argv)
+
+    env = argcheck.job_process_env(lc.plan)
+    for extra in ([], ["--start-rollout-id", "4"]):
+        p = subprocess.run([str(PYTHON), "-c", RESUME_FIELDS, lc.plan.entrypoint[1], *argv, *extra], env=env,
+                           capture_output=True, text=True, timeout=300, check=False)
+        line = next((x for x in p.stdout.splitlines() if x.startswith("RESUME_FIELDS ")), None)
+        assert line, p.stdout[-2000:] + p.stderr[-2000:]
+        got = json.loads(line.split(" ", 1)[1])
+        assert got["load"] == str(saved) and got["megatron_to_hf_mode"] == "bridge"
+        assert not got["no_load_optim"] and not got["no_load_rng"] and not got["finetune"]
+        assert got["start_rollout_id"] == 0, (extra, got)  # miles/utils/arguments.py:3045 @78527b91

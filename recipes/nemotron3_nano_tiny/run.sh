@@ -80,6 +80,7 @@ MODEL_ARGS=(
 CKPT_ARGS=(
   --hf-checkpoint "${RECIPE_INPUTS_DIR}"/model
   --save "${RECIPE_OUTPUT_DIR}"/trainer
+  --save-interval 2
 )
 ROLLOUT_ARGS=(
   --prompt-data "${RECIPE_INPUTS_DIR}"/data/arithmetic.jsonl

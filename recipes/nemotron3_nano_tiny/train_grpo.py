@@ -22,7 +22,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     # ckpt
     p.add_argument("--hf-checkpoint", required=True, type=Path, help="HF model dir (config, weights, tokenizer)")
-    p.add_argument("--save", required=True, type=Path, help="trainer output dir (no checkpoints are kept)")
+    p.add_argument("--save", required=True, type=Path, help="trainer output dir: checkpoint-<step>/ go here")
+    p.add_argument("--save-interval", type=int, default=0,
+                   help="save a checkpoint every N rollouts (0: only when stopped by SIGTERM/SIGUSR1)")
+    p.add_argument("--load", type=Path, help="resume from the newest complete checkpoint under this dir")
     # rollout
     p.add_argument("--prompt-data", required=True, type=Path, help="JSONL with the input and label keys")
     p.add_argument("--input-key", default="prompt")
@@ -76,6 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.hf_checkpoint / name).is_file():
             fail(f"--hf-checkpoint {args.hf_checkpoint}: {name} missing (expected an HF model directory)", 4)
 
+    if args.save_interval < 0:
+        fail(f"--save-interval {args.save_interval}: expected 0 or a positive number of rollouts")
+    resume_from = None
+    if args.load is not None:
+        from checkpoints import latest_complete
+
+        resume_from, skipped = latest_complete(args.load)
+        for p in skipped:
+            print(f"train_grpo: {p}: incomplete checkpoint (no completion marker), passed over", file=sys.stderr,
+                  flush=True)
+        if resume_from is None:
+            fail(f"--load {args.load}: no complete checkpoint-<step> directory", 4)
+        print(f"train_grpo: resuming from {resume_from}", file=sys.stderr, flush=True)
+
     import bridge
 
     config_path = args.hf_checkpoint / "config.json"
@@ -96,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from trl import GRPOConfig
 
     # isort: split
+    from checkpoints import MarkComplete, StopOnSignal
     from events import EventWriter, MilesEventsCallback
     from reward import arithmetic_reward
     from tiny_trainer import TinyGRPOTrainer
@@ -158,24 +176,31 @@ def main(argv: list[str] | None = None) -> int:
         # logging: every optimizer step, to the event files only
         logging_steps=1,
         report_to=[],
-        save_strategy="no",
+        save_strategy="steps" if args.save_interval else "no",
+        save_steps=max(args.save_interval, 1) * steps_per_rollout,
         log_completions=False,
     )
     writer = EventWriter(args.save_debug_event_data)
+    stop = StopOnSignal()
     trainer = TinyGRPOTrainer(
         model=model,
         reward_funcs=[arithmetic_reward],
         args=config,
         train_dataset=data,
         processing_class=tokenizer,
-        callbacks=[MilesEventsCallback(writer, steps_per_rollout)],
+        callbacks=[MilesEventsCallback(writer, steps_per_rollout), MarkComplete(), stop],
         rollout_seed=args.rollout_seed,
         routing_replay=args.use_rollout_routing_replay,
     )
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
     finally:
         writer.close()
+    done = trainer.state.global_step // steps_per_rollout
+    if stop.stopped and done < args.num_rollout:
+        print(f"train_grpo: stopped by a signal after {done}/{args.num_rollout} rollouts; "
+              f"checkpoint-{trainer.state.global_step} saved under {args.save}", file=sys.stderr, flush=True)
+        return 143
     print(f"train_grpo: {args.num_rollout} rollouts done; events in {args.save_debug_event_data}", flush=True)
     return 0
 

@@ -11,10 +11,7 @@ from runner.errors import EXIT_REFUSED, RecipeError
 from runner.frameworks.packages import recorded_versions
 from runner.launch import backends, replay
 from runner.launch import run as runflow
-from runner.launch.ports import launch_env
-from runner.recipe import load_recipe
 from runner.records.record import RunStatus, load_record, status_of
-from runner.records.rundirs import new_run_id, run_dir_for
 
 
 @click.command("replay")
@@ -41,24 +38,9 @@ def replay_cmd(run_dir: Path, runs_dir: Path | None, allow_changed_recipe: bool,
     """
     run_dir = run_dir.resolve()
     rec = replay.load_replayable(run_dir)
-    reasons = replay.untrusted_fields(rec, run_dir)
-    if reasons:
-        raise RecipeError(f"refusing to replay {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
-    recipe = load_recipe(rec["recipe"])
-    reasons = replay.check_unchanged(rec, recipe, allow_changed_recipe, allow_changed_image)
-    if reasons:
-        raise RecipeError(f"refusing to replay {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
-    applied = replay.restore_environment(rec)
-    if applied:
-        click.echo(f"replay: re-applies from the record: {', '.join(applied)}", err=True)
-    run_id = new_run_id(recipe.name, rec["cell"])
-    target = run_dir_for(None, runs_dir or run_dir.parent, run_id)
-    launch = replay.relaunch(rec, recipe, run_id, target, launch_env(run_id), set(skip))
-    plan = replay.recorded_plan(run_dir, rec)
-    diffs = replay.entrypoint_differences(plan, launch) + replay.launch_differences(plan, launch)
-    if diffs:
-        raise RecipeError(f"refusing to replay {run_dir.name}: the recipe now renders a different launch: "
-                          f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
+    recipe, launch = replay.guarded_relaunch("replay", run_dir, rec, runs_dir or run_dir.parent, set(skip),
+                                             allow_recipe=allow_changed_recipe, allow_image=allow_changed_image)
+    run_id, target = launch.run_id, launch.run_dir
     across: list[str] = []
 
     def before_claim(_checks) -> None:

@@ -111,13 +111,15 @@ def run_row(d: Path, blessed: dict[str, str | None], recipes: dict[str, Any] | N
     status = RunStatus.STALE if is_stale(rec) else rec.get("status", "?")
     recipe, run_id = rec.get("recipe"), rec.get("run_id") or d.name
     replay_of: dict[str, Any] = rec["replay_of"] if isinstance(rec.get("replay_of"), dict) else {}
+    resume_of: dict[str, Any] = rec["resume_of"] if isinstance(rec.get("resume_of"), dict) else {}
     return {"run": d.name, "run_dir": str(d), "run_id": run_id, "started_at": rec.get("started_at"),
             "ended_at": rec.get("ended_at"), "recipe": recipe, "cell": rec.get("cell"), "backend": rec.get("backend"),
             "status": status, "exit_code": rec.get("exit_code"), "gate": gate_verdict(rec),
             "blessed": bool(recipe and blessed.get(recipe) and blessed[recipe] == run_id),
             "took": duration(rec.get("started_at"), rec.get("ended_at")),
             "options": options_differing(rec, recipes or {}),
-            "replay_of": str(replay_of.get("run_id") or "") or None}
+            "replay_of": str(replay_of.get("run_id") or "") or None,
+            "resume_of": str(resume_of.get("run_id") or "") or None}
 
 
 def list_runs(root: Path) -> list[dict[str, Any]]:
@@ -129,7 +131,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
 def format_rows(rows: list[dict[str, Any]], columns: int | None = None) -> str:
     """The table, fitted to the width (80 columns included): a short id first (the run's directory ends
     with it), start, recipe, status, gate, duration, the options that differ from the recipe (a cell
-    other than its default among them) and what run it replays (of); * marks the recipe's blessed
+    other than its default among them) and what run it replays or resumes (of); * marks the recipe's blessed
     reference. Every cell is made safe to print (console.table), since each comes from a record
     someone else may have written."""
     from runner import console
@@ -139,7 +141,8 @@ def format_rows(rows: list[dict[str, Any]], columns: int | None = None) -> str:
               str(r["started_at"] or "-").replace("+00:00", "")[5:16].replace("T", " ") or "-",
               r["recipe"] or "-",
               str(r["status"]) + (f": {r['error']}" if r.get("error") else ""), r["gate"], r.get("took") or "-",
-              r.get("options") or "", short_id(r["replay_of"]) if r.get("replay_of") else "") for r in rows]
+              r.get("options") or "", short_id(r["replay_of"]) if r.get("replay_of")
+              else f"resume {short_id(r['resume_of'])}" if r.get("resume_of") else "") for r in rows]
     # a column no run fills (no option changed, no replay) gives its room to the others
     keep = [i for i, h in enumerate(head) if h not in ("options", "of") or any(c[i] for c in cells)]
     return console.table([head[i] for i in keep], [[c[i] for i in keep] for c in cells], columns,

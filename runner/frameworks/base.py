@@ -16,6 +16,7 @@ from runner.recipe import Table
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from runner.checks import Check
     from runner.model.finding import Finding
@@ -63,6 +64,16 @@ class Framework:
         script = opts.recipe.path("run_script")
         return Job(entrypoint=["bash", str(script)], blocks=[], job_env={}, mkdirs=[], ray_gpus_per_node=0,
                    ray_total_gpus=0, via_ray=False)
+
+    def checkpoints(self, output_dir: Path) -> tuple[Path | None, list[Path]]:
+        """For `recipe resume`: the newest complete checkpoint a run left under its output dir (the
+        trainer's --load reads the directory holding it and picks the same one), and the incomplete
+        ones newer than it; (None, []) when there is none or this framework cannot resume."""
+        return None, []
+
+    def cannot_resume(self, argv: list[str]) -> str | None:
+        """Why a run of this argv cannot be continued exactly from its checkpoint, or None."""
+        return None
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         """Run check `name` for `launch`; None when this framework has no such check."""

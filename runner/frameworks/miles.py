@@ -7,6 +7,7 @@ metrics live and what the gate must say when `train/*` is missing, and where its
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -102,7 +103,9 @@ class Miles(Framework):
             ("model", opts.recipe.model_args()),
             ("ckpt", ["--hf-checkpoint", paths.model_dir, "--ref-load", paths.model_dir,
                       "--save", f"{paths.output_dir}/checkpoints", "--save-interval", "20",
-                      "--megatron-to-hf-mode", "bridge"]),
+                      "--megatron-to-hf-mode", "bridge",
+                      # a resume: the parent run's --save directory, whose tracker file names the iteration
+                      *(["--load", str(opts.resume_from)] if opts.resume_from else [])]),
             ("rollout", ["--prompt-data", f"{paths.data_dir}/{opts.recipe.dataset.file}",
                          "--input-key", "prompt", "--label-key", "label", "--apply-chat-template", "--rollout-shuffle",
                          "--rm-type", "deepscaler", "--num-rollout", str(opts.num_rollout),
@@ -145,6 +148,29 @@ class Miles(Framework):
         return Job(entrypoint=["python3", f"{miles_dir}/train.py"], blocks=[(n, a) for n, a in blocks if a],
                    job_env=env, mkdirs=[f"{paths.output_dir}/checkpoints"],
                    ray_gpus_per_node=gpus, ray_total_gpus=nodes * gpus)
+
+    def checkpoints(self, output_dir: Path) -> tuple[Path | None, list[Path]]:
+        """Megatron's rule: --save's latest_checkpointed_iteration.txt names the newest complete
+        iter_<7 digits>/, written only once every rank has saved it (radixark/Megatron-LM
+        megatron/training/checkpointing.py:738 @37f91617); an iter_ directory above it is incomplete."""
+        root = output_dir / "checkpoints"
+        tracker = root / "latest_checkpointed_iteration.txt"
+        iters = sorted(((int(p.name[5:]), p) for p in (root.glob("iter_[0-9]*") if root.is_dir() else ())
+                        if re.fullmatch(r"iter_[0-9]{7}", p.name) and p.is_dir() and not p.is_symlink()),
+                       reverse=True)
+        text = tracker.read_text()[:32].strip() if tracker.is_file() and not tracker.is_symlink() else ""
+        if not re.fullmatch(r"[0-9]{1,7}", text):
+            return None, [p for _, p in iters]
+        done = int(text)
+        newest = root / f"iter_{done:07d}"
+        return (newest if newest.is_dir() and not newest.is_symlink() else None), [p for n, p in iters if n > done]
+
+    def cannot_resume(self, argv: list[str]) -> str | None:
+        if args_to_dict(argv).get("--megatron-to-hf-mode") == "bridge":
+            return ("miles 78527b91 in --megatron-to-hf-mode bridge sets start_rollout_id to 0 whatever --load "
+                    "holds (miles/utils/arguments.py:3045), so a resume would load the weights, optimizer and RNG "
+                    "but start the rollout count and the data cursor over (docs/resume.md)")
+        return None
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         # Each check's module is imported only when it runs (they pull in the job's interpreter).

@@ -8,6 +8,7 @@ recipe's [trl] row.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
@@ -21,6 +22,7 @@ from runner.recipe import Table
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from runner.checks import Check
     from runner.plan.options import RunOptions
@@ -39,6 +41,7 @@ class TrlTable(Table):
     global_batch_size: Pos
     lr: Annotated[str, Field(strict=True, pattern=r"^[0-9.]+(e-?[0-9]+)?$")]  # as written on the command line
     use_rollout_routing_replay: Annotated[bool, Field(strict=True)] = False
+    save_interval: Pos | None = None  # rollouts between checkpoints (--save-interval); none: only on SIGTERM
 
 
 class Trl(Framework):
@@ -62,7 +65,9 @@ class Trl(Framework):
         python = clean("RECIPE_PYTHON", environ.get("RECIPE_PYTHON") or "python3")
         blocks = [
             ("model", opts.recipe.model_args()),
-            ("ckpt", ["--hf-checkpoint", paths.model_dir, "--save", f"{paths.output_dir}/trainer"]),
+            ("ckpt", ["--hf-checkpoint", paths.model_dir, "--save", f"{paths.output_dir}/trainer",
+                      *(["--save-interval", str(row.save_interval)] if row.save_interval else []),
+                      *(["--load", str(opts.resume_from)] if opts.resume_from else [])]),
             ("rollout", ["--prompt-data", f"{paths.data_dir}/{opts.recipe.dataset.file}", "--input-key", "prompt",
                          "--label-key", "label", "--num-rollout", str(opts.num_rollout),
                          "--rollout-batch-size", str(row.rollout_batch_size),
@@ -85,6 +90,23 @@ class Trl(Framework):
                    ray_gpus_per_node=0, ray_total_gpus=0,
                    # Ray >= 2.5x drains a TERMed node for up to 30 s; nothing needs draining once the job ended
                    script_env={"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"})
+
+    def checkpoints(self, output_dir: Path) -> tuple[Path | None, list[Path]]:
+        """The trainer's rule (the recipe's checkpoints.py): output/trainer/checkpoint-<step>/ is complete
+        once its `complete` marker is there; its --load takes the newest complete one."""
+        found: list[tuple[int, Path]] = []
+        root = output_dir / "trainer"
+        for p in root.iterdir() if root.is_dir() and not root.is_symlink() else ():
+            m = re.fullmatch(r"checkpoint-([0-9]{1,12})", p.name)
+            if m and p.is_dir() and not p.is_symlink():
+                found.append((int(m.group(1)), p))
+        incomplete: list[Path] = []
+        for _, p in sorted(found, reverse=True):
+            marker = p / "complete"
+            if marker.is_file() and not marker.is_symlink():
+                return p, incomplete
+            incomplete.append(p)
+        return None, incomplete
 
     def preflight_check(self, name: str, launch: Launch) -> Check | None:
         if name == "packages":

@@ -144,8 +144,60 @@ def collect(path: str | Path) -> Series:
             return add_derived(parse_event_files([path]))
         return add_derived(parse_stdout_files([path]))
     series = _collect_dir(path)
+    for parent in resumed_chain(path):
+        series = _continued(_collect_dir(parent), series, parent.name)
     series.planned = planned_steps(path)
     return series
+
+
+CHAIN_MAX = 64  # resumes of resumes a run's metrics are followed through; far above any real chain
+
+
+def resumed_chain(run_dir: Path) -> list[Path]:
+    """The runs a resumed run continues, newest first (run.json's resume_of.run_dir, of each in turn).
+
+    run.json is data: a parent is only ever a sibling directory of the same name, not a link, so a
+    record can point at no directory outside the runs directory it sits in."""
+    chain: list[Path] = []
+    here = run_dir
+    while len(chain) < CHAIN_MAX:
+        try:
+            doc = json.loads(read_regular(here / "run.json", root=here)) if (here / "run.json").is_file() else None
+        except (OSError, ValueError, RecipeError):
+            doc = None
+        ref = doc.get("resume_of") if isinstance(doc, dict) else None
+        name = Path(ref["run_dir"]).name if isinstance(ref, dict) and isinstance(ref.get("run_dir"), str) else ""
+        parent = run_dir.parent / name
+        if name in ("", ".", "..") or parent.is_symlink() or not parent.is_dir() or parent in (run_dir, *chain):
+            break
+        chain.append(parent)
+        here = parent
+    return chain
+
+
+def _continued(parent: Series, child: Series, parent_name: str) -> Series:
+    """One series of a run and the run that resumed it: the parent's steps before the first step the
+    child logged for the same step key (a step the parent ran past its checkpoint is the child's),
+    then the child's. Each step is seen once."""
+    first: dict[str, int] = {}
+    for key in {step_key_for(m) for m in child.values} | {step_key_for(m) for (m, _) in child.nonnumeric}:
+        steps = child.key_steps(key)
+        if steps:
+            first[key] = steps[0]
+    out = Series(source=child.source, files=[*parent.files, *child.files], conflicts=parent.conflicts + child.conflicts,
+                 unplaced=parent.unplaced + child.unplaced, skipped_lines=parent.skipped_lines + child.skipped_lines,
+                 extra={**child.extra, "resumed_from": [parent_name, *child.extra.get("resumed_from", [])]})
+    keep = {}
+    for m, by_step in parent.values.items():
+        cut = first.get(step_key_for(m))
+        keep[m] = {s: v for s, v in by_step.items() if cut is None or s < cut}
+    for m, by_step in child.values.items():
+        keep.setdefault(m, {}).update(by_step)
+    out.values = {m: v for m, v in keep.items() if v}
+    out.nonnumeric = {(m, s): v for (m, s), v in parent.nonnumeric.items()
+                      if first.get(step_key_for(m)) is None or s < first[step_key_for(m)]}
+    out.nonnumeric.update(child.nonnumeric)
+    return out
 
 
 def _collect_dir(path: Path) -> Series:

@@ -83,7 +83,8 @@ class Progress:
             spr = 1
         return cls(launch.run_dir / "events", launch.options.num_rollout, now=now,
                    log=launch.run_dir / "logs" / "run.log", steps_per_rollout=spr,
-                   final_save="--save" in a and "--save-interval" in a)
+                   # only Megatron's save lines are known (a TRL run's checkpoints are not awaited)
+                   final_save=launch.recipe.framework == "miles" and "--save" in a and "--save-interval" in a)
 
     @property
     def generated(self) -> int:

@@ -8,6 +8,7 @@ metrics it declares non-deterministic, such as perf/* timings), else within the 
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import re
@@ -20,6 +21,7 @@ import click
 from runner.console import safe
 from runner.errors import EXIT_FAIL, EXIT_OK, EXIT_REFUSED, RecipeError
 from runner.gate import metrics
+from runner.launch.ports import launch_env
 from runner.paths import bundle_root
 from runner.plan.document import read_plan
 from runner.plan.options import REPLAYED_ENV, RunOptions
@@ -35,6 +37,7 @@ from runner.records.record import (
     status_of,
     write_json_atomic,
 )
+from runner.records.rundirs import new_run_id, run_dir_for
 from runner.secrets import is_secret
 
 DEFAULT_NONDETERMINISTIC = ("perf/*",)
@@ -200,11 +203,55 @@ def package_differences(rec: dict, now: dict | None) -> list[str]:
 
 
 def relaunch(rec: dict, recipe: Recipe, run_id: str, run_dir: Path, extra_env: dict[str, str],
-             skip: set[str]) -> Launch:
+             skip: set[str], resume_from: Path | None = None) -> Launch:
     """The launch of the record's typed options, rendered by this checkout. Skipped preflight checks
     come from the replay's own command line (`skip`), never from the record's `preflight_skipped`."""
-    opts = RunOptions.resolve(recipe, recorded_options(rec), from_env=True)
+    opts = dataclasses.replace(RunOptions.resolve(recipe, recorded_options(rec), from_env=True),
+                               resume_from=resume_from)
     return build_launch(opts, run_id=run_id, run_dir=run_dir, backend="local", extra_env=extra_env, skip=skip)
+
+
+def recorded_resume(rec: dict) -> Path | None:
+    """The checkpoint directory a resumed run was launched with (run.json resume_of.checkpoint's
+    parent), used only to render the run's launch again for the comparison with its plan.json."""
+    ref = rec.get("resume_of")
+    ckpt = ref.get("checkpoint") if isinstance(ref, dict) else None
+    if ckpt is None:
+        return None
+    if not isinstance(ckpt, str) or not ckpt.startswith("/") or "\0" in ckpt:
+        raise RecipeError(f"run.json: field 'resume_of.checkpoint' {str(ckpt)[:200]!r} is not an absolute path", 2)
+    return Path(ckpt).parent
+
+
+def guarded_relaunch(verb: str, run_dir: Path, rec: dict, target_parent: Path, skip: set[str], *,
+                     allow_recipe: bool = False, allow_image: bool = False) -> tuple[Recipe, Launch]:
+    """The record's launch rendered again by this checkout into a new run directory under
+    `target_parent`, or a refusal (exit 6) naming what changed since the run: a record field a run
+    cannot have written, the recipe's files, the image, or the rendered launch (its plan.json).
+    For `recipe replay` and `recipe resume` alike."""
+    reasons = untrusted_fields(rec, run_dir)
+    if reasons:
+        raise RecipeError(f"refusing to {verb} {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
+    recipe = load_recipe(rec["recipe"])
+    reasons = check_unchanged(rec, recipe, allow_recipe, allow_image)
+    if reasons:
+        raise RecipeError(f"refusing to {verb} {run_dir.name}: {'; '.join(reasons)}", EXIT_REFUSED)
+    applied = restore_environment(rec)
+    if applied:
+        click.echo(f"{verb}: re-applies from the record: {', '.join(applied)}", err=True)
+    run_id = new_run_id(recipe.name, rec["cell"])
+    target = run_dir_for(None, target_parent, run_id)
+    resumed = recorded_resume(rec)
+    launch = relaunch(rec, recipe, run_id, target, launch_env(run_id), skip, resumed)
+    plan = recorded_plan(run_dir, rec)
+    diffs = entrypoint_differences(plan, launch) + launch_differences(plan, launch)
+    if diffs:
+        raise RecipeError(f"refusing to {verb} {run_dir.name}: the recipe now renders a different launch: "
+                          f"{'; '.join(diffs[:3])}", EXIT_REFUSED)
+    if resumed is not None:
+        # A resumed run's chain is one run: it is replayed from the start, and resumed from its own checkpoint.
+        launch = relaunch(rec, recipe, run_id, target, launch_env(run_id), skip)
+    return recipe, launch
 
 
 def recorded_plan(run_dir: Path, rec: dict) -> dict:
@@ -297,11 +344,12 @@ def print_comparison(c: Comparison, original: str, replay_dir: Path) -> None:
     click.echo(f"replay: original {original}\nreplay: replayed {replay_dir}", err=True)
 
 
-def load_replayable(run_dir: Path) -> dict:
+def load_replayable(run_dir: Path, statuses: tuple[str, ...] = (RunStatus.SUCCEEDED, RunStatus.GATE_FAILED),
+                    only: str = "only finished runs can be replayed") -> dict:
+    """run.json of a run `recipe replay` (or, with its own statuses, `recipe resume`) may take up."""
     rec = load_record(run_dir)
-    if status_of(rec) not in (RunStatus.SUCCEEDED, RunStatus.GATE_FAILED):
-        raise RecipeError(f"{run_dir}: run status is '{rec.get('status')}'; only finished runs can be replayed",
-                          EXIT_REFUSED)
+    if status_of(rec) not in statuses:
+        raise RecipeError(f"{run_dir}: run status is '{safe(str(rec.get('status')))}'; {only}", EXIT_REFUSED)
     for key in ("recipe", "script_env", "argv", "cell", "run_dir", "run_id", "output_dir"):
         if key not in rec:
             raise RecipeError(f"{run_dir}/run.json: field '{key}' missing; not a run record of this runner", 2)

@@ -83,6 +83,8 @@ class RunOptions:
     deterministic: bool
     image: str
     explicit: frozenset[str] = field(default_factory=frozenset)  # set by the command line or RECIPE_*
+    # the checkpoint directory of the run this one continues (`recipe resume`); no flag sets it
+    resume_from: Path | None = None
 
     @classmethod
     def resolve(cls, recipe: Recipe, cli: Mapping[str, Any] | None = None, *, from_env: bool = False) -> RunOptions:

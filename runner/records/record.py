@@ -289,6 +289,7 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], tuple[type, ...] | None, bool]] =
     "preflight_skipped": (_LIST, _STR, False), "secrets_passed": (_LIST, _STR, False),
     "bundle": (_DICT, None, True), "host": (_DICT, None, True), "gate": (_DICT, None, True),
     "layout": (_DICT, None, True), "inputs_verification": (_DICT, None, True), "doctor": (_DICT, None, True),
+    "resume_of": (_DICT, _STR, True),
 }
 _TYPE_WORDS = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
 
