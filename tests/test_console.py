@@ -154,25 +154,38 @@ def test_a_failed_quiet_run_shows_the_end_of_its_log(bundle, tmp_path):
 
 def test_the_gate_table_fits_80_columns(monkeypatch):
     expected = load_expected(ROOT / "recipes" / "nemotron3_nano_tiny" / "expected_metrics.toml")
-    result = gate.evaluate(expected, metrics.Series())
+    result = gate.evaluate(expected, metrics.Series())   # nothing measured: no rule plainly passes
     wide = gate.format_table(result, columns=400)
+    assert wide.splitlines()[0].split() == ["rule", "observed", "bound", "verdict", "why"]
     assert max(len(line) for line in wide.splitlines()) > 120   # the rules' why texts are long
     monkeypatch.setenv("COLUMNS", "80")
     table = gate.format_table(result)
     rows = table.split("\ngate ")[0].splitlines()
-    assert len(rows) > len(result.rows) + 1   # why texts wrapped onto lines of their own
+    assert rows[0].split() == ["rule", "observed", "bound", "verdict"]   # too narrow for a why column
     assert max(len(line) for line in rows) <= 80, table
-    at = rows[0].index("why")   # the why column: its text word for word, a row's lines read down it
-    firsts, whys = [], []
+    firsts, whys = [], []   # each rule's first line, then its why under it, word for word
     for line in rows[1:]:
         if not line[:1].isspace():
             firsts.append(line)
             whys.append("")
-        whys[-1] += " " + line[at:]
-    assert len(whys) == len(result.rows), table
-    for r, first, why in zip(result.rows, firsts, whys, strict=True):   # every rule whole, every why there
+        elif line.startswith("    why: ") or whys[-1]:
+            whys[-1] += " " + line.strip().removeprefix("why: ")
+    assert len(firsts) == len(result.rows), table
+    for r, first, why in zip(result.rows, firsts, whys, strict=True):
         assert first.startswith(r.rule.name + " ")
-        assert " ".join(why.split()) == " ".join(r.rule.why.split())
+        assert " ".join(why.split()) == " ".join(r.why_text().split())
+
+
+def test_a_narrow_gate_table_gives_the_why_of_rules_that_did_not_plainly_pass(tmp_path):
+    from runner.gate.rules import Verdict
+
+    expected = load_expected(ROOT / "recipes" / "nemotron3_nano_tiny" / "expected_metrics.toml")
+    result = gate.evaluate(expected, metrics.Series())
+    result.rows[0].verdict = Verdict.PASS   # a plain pass: its why stays in gate.json
+    table = gate.format_table(result, columns=80)
+    assert table.count("\n    why: ") == len(result.rows) - 1, table
+    head = table.split("\n" + result.rows[1].rule.name)[0]   # the header and the first rule's lines
+    assert "why:" not in head and "why: " + " ".join(result.rows[1].why_text().split()[:3]) in " ".join(table.split())
 
 
 def test_a_refusal_elides_its_commands_and_names_the_full_text(tmp_path):

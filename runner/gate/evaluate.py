@@ -35,6 +35,7 @@ from runner.gate.steps import ExpectedSteps
 
 PASS, FAIL, BLOCKED, UNREFERENCED, NA = Verdict  # the verdicts, for callers' brevity
 MAX_NOTES = 10  # anomaly notes printed under the table
+WHY_BESIDE = 120  # columns from which each rule's why has a column of its own
 
 
 @dataclass
@@ -180,8 +181,24 @@ def format_table(result: GateResult, columns: int | None = None) -> str:
 
     columns = columns or console_width()
     rows = [(r.rule.name, r.observed, r.rule.bound_text(), r.verdict_text(), r.why_text()) for r in result.rows]
-    lines = table(("rule", "observed", "bound", "verdict", "why"), rows, columns,
-                  no_wrap=("rule", "verdict")).splitlines()
+    if columns >= WHY_BESIDE:
+        lines = table(("rule", "observed", "bound", "verdict", "why"), rows, columns,
+                      no_wrap=("rule", "verdict")).splitlines()
+    else:
+        # Too narrow for a why column (it would be a dozen letters wide): the why goes under its row,
+        # and only where it matters, a rule that did not plainly pass.
+        shown = table(("rule", "observed", "bound", "verdict"), [r[:4] for r in rows], columns,
+                      no_wrap=("rule", "verdict")).splitlines()
+        lines, n = shown[:1], -1
+        for line in [*shown[1:], None]:
+            if (line is None or not line[:1].isspace()) and n >= 0:
+                r = result.rows[n]
+                if r.verdict != Verdict.PASS or r.provisional:
+                    why = wrap(safe(f"why: {r.why_text()}"), columns - 4, indent=4)
+                    lines += ["    " + why[0], *why[1:]]
+            if line is not None:
+                n += 0 if line[:1].isspace() else 1
+                lines.append(line)
     verdict = "PASSED" if result.passed else "FAILED"
     counts = ", ".join(f"{v} {k}" for k, v in result.as_dict()["counts"].items())
     lines += wrap(safe(f"gate {verdict} ({counts}) - {result.expected_path}"), columns, indent=2)
