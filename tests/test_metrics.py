@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,14 @@ def test_py_literal_parser_is_safe_and_handles_miles_reprs():
                  "{'a': (lambda: 1)()}", "{'a': 1 + 1}", "{**x}", "{'a': x}"):
         with pytest.raises((ValueError, SyntaxError)):
             parse_py_literal(evil)
+
+
+def test_narrow_numpy_floats_read_as_their_own_width():
+    # numpy prints float32's shortest repr; the value a tracker records is float32(0.1), not 0.1
+    d = parse_py_literal("{'a': np.float32(0.1), 'b': np.float16(0.1), 'c': np.float32(nan), 'd': np.float32(-inf), "
+                         "'e': np.float64(0.1)}")
+    assert d["a"] == struct.unpack("f", struct.pack("f", 0.1))[0] == 0.10000000149011612
+    assert d["b"] == 0.0999755859375 and math.isnan(d["c"]) and d["d"] == -math.inf and d["e"] == 0.1
 
 
 def test_stdout_line_shapes(tmp_path):

@@ -9,7 +9,7 @@ Sources, in order of preference:
   2. miles stdout, how a miles run is captured (`... log_utils.py:542 - step K: {...}`,
      `rollout K: {...}`, `perf K: {...}`, in logs/run.log):
      Python dict reprs, parsed by a literal-only AST walk (nan, inf, np.float64(x), tensor(x)
-     allowed; no call is ever evaluated).
+     allowed; no call is ever evaluated; np.float32(x) / np.float16(x) are rounded to their width).
   3. an existing metrics.jsonl (a run directory whose raw sources are gone).
 
 Steps: `train/*` is keyed by `train/step`; `rollout/*`, `perf/*` and everything else by
@@ -37,6 +37,7 @@ import ast
 import json
 import math
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -418,6 +419,7 @@ def parse_event_files(files: list[Path], root: Path | None = None) -> Series:
 _LINE_RE = re.compile(r" - (?P<kind>(?:critic-)?step|rollout|perf|eval) (?P<k>\d+): (?=\{)")
 _LINE_STEP_KEY = {"step": "train/step", "critic-step": "train/step", "rollout": "rollout/step",
                   "perf": "rollout/step", "eval": "eval/step"}
+_NARROW = {"float32": "f", "float16": "e"}   # struct formats of the narrower numpy floats
 _WRAPPER_RE = re.compile(r"^(?:float|int)(?:8|16|32|64)?$|^tensor$")
 
 
@@ -450,7 +452,10 @@ def _literal(node: ast.AST) -> Any:
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         if _WRAPPER_RE.match(name):
             v = _literal(node.args[0])
-            return float(v) if isinstance(v, str) else v
+            v = float(v) if isinstance(v, str) else v
+            # np.float32(0.1) prints float32's shortest repr: the value is float32(0.1), not 0.1
+            fmt = _NARROW.get(name)
+            return struct.unpack(fmt, struct.pack(fmt, v))[0] if fmt and isinstance(v, int | float) else v
     raise ValueError(f"not a literal: {type(node).__name__}")
 
 
