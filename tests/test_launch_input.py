@@ -34,9 +34,11 @@ def bundle_with(tmp_path: Path, name: str = "nemotron3_nano") -> tuple[Path, Pat
 
 
 def without_table(text: str, table: str) -> str:
-    """recipe.toml text with the table [table] (its header and keys) left out."""
+    """recipe.toml text with the table [table] (its header and keys) and its sub-tables ([table.x]) left out."""
     start = text.index(f"\n[{table}]\n")
-    end = text.find("\n[", start + 1)
+    end = start + 1
+    while (end := text.find("\n[", end + 1)) != -1 and text.startswith(f"\n[{table}.", end):
+        pass
     return text[:start] + (text[end:] if end != -1 else "\n")
 
 

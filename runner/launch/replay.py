@@ -137,7 +137,7 @@ def entrypoint_differences(rec: dict, launch: Launch) -> list[str]:
     bundle = rec.get("bundle_dir") if isinstance(rec.get("bundle_dir"), str) else ""
     if not isinstance(entry, list) or not all(isinstance(w, str) for w in entry) or \
             normalize(entry, "", "", "", bundle=bundle) != normalize(launch.plan.entrypoint, "", "", "",
-                                                                     bundle=str(bundle_root())):
+                                                                     bundle=bundle and str(bundle_root())):
         return [f"field 'entrypoint' {entry!r} is not what this checkout renders ({launch.plan.entrypoint!r})"]
     root = bundle_root().resolve()
     for w in launch.plan.entrypoint[1:]:
@@ -278,7 +278,9 @@ def _where(rec: dict) -> tuple[str, ...]:
 def launch_differences(rec: dict, launch: Launch) -> list[str]:
     """What this checkout renders now against the recorded plan (`rec`: recorded_plan's answer)."""
     old = _where(rec)
-    new = (str(launch.run_dir), str(launch.output_dir), launch.run_id, str(launch.inputs_dir), str(bundle_root()))
+    # a place the record does not state (a run before plan.json held bundle_dir) is compared as it is on both sides
+    new = (str(launch.run_dir), str(launch.output_dir), launch.run_id, str(launch.inputs_dir),
+           old[4] and str(bundle_root()))
     diffs = []
     a, b = normalize(rec["argv"], *old), normalize(launch.plan.argv, *new)
     if a != b:
