@@ -46,6 +46,12 @@ def submit(cluster: SlurmCluster, bundle: Path, tmp_path: Path, *extra: str, **e
     return p.stdout.strip(), runs
 
 
+def frozen_run_dir(runs: Path) -> Path:
+    """The one run directory `recipe sbatch --submit` froze the plan into."""
+    [run_dir] = [d for d in runs.iterdir() if (d / "plan.json").is_file()]
+    return run_dir
+
+
 def assert_nothing_left(cluster: SlurmCluster, job: str) -> None:
     assert_job_gone(cluster, job, timeout=20)
 
@@ -68,13 +74,16 @@ def test_two_node_job_runs_the_recipe_and_leaves_nothing(slurm_cluster, bundle, 
         assert info["NodeList"] == "n[1-2]"
         print(f"\njob {job}: {info.get('RunTime')} from start to end")
         assert "ray ready: 2 node(s)" in out
-        assert "probe: 2 node(s) alive (127.0.0.2, 127.0.0.3); tasks ran on 2" in out
-        run_dir = runs / f"ray_probe-slurm-{job}"
-        rec = (run_dir / "run.json").read_text()
-        assert '"status": "succeeded"' in rec and '"nodes": 2' in rec
+        run_dir = frozen_run_dir(runs)
+        log = (run_dir / "logs" / "run.log").read_text()   # the head node's `recipe exec` writes the run's log
+        assert "probe: 2 node(s) alive (127.0.0.2, 127.0.0.3); tasks ran on 2" in log, out[-3000:]
+        rec = json.loads((run_dir / "run.json").read_text())
+        assert rec["status"] == "succeeded" and rec["slurm_job_id"] == job and isinstance(rec["pid"], int)
+        assert json.loads((run_dir / "plan.json").read_text())["run"]["skip"] == ["lint"]  # `--` options, frozen
         assert '"passed": true' in (run_dir / "gate.json").read_text()
         assert_nothing_left(slurm_cluster, job)
-        script = next((runs / "sbatch").glob("ray_probe-*.sbatch"))
+        script = run_dir / "slurm-job.sh"
+        assert "RUN_ARGS" not in script.read_text()
         assert_no_secrets(runs, tmp_path / "out", script, slurm_cluster.state / "log", Path(f"/tmp/recipe-ray-{job}"))
     finally:
         shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
@@ -124,7 +133,7 @@ def test_tiny_recipe_through_sbatch_passes_its_gate(slurm_cluster, tmp_path):
         assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-4000:]
         print(f"\njob {job}: {info.get('RunTime')} from start to end")
         assert "ray ready: 2 node(s)" in out
-        run_dir = runs / f"nemotron3_nano_tiny-slurm-{job}"
+        run_dir = frozen_run_dir(runs)
         gate = (run_dir / "gate.json").read_text()
         assert '"passed": true' in gate, gate[:2000]
         assert '"status": "succeeded"' in (run_dir / "run.json").read_text()
@@ -155,11 +164,11 @@ def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tm
         assert (run_dir / "slurm-job.sh").is_file() and '"status": "succeeded"' in (run_dir / "run.json").read_text()
         assert (run_dir / "plan.json").is_file() and not (run_dir / "launcher.json").exists()
         script = (run_dir / "slurm-job.sh").read_text()
-        assert "EXEC_PLAN=1" in script and "RUN_ARGS=()" in script  # no option rebuilt into argv
+        assert f"RUN_DIR={run_dir}" in script and "RUN_ARGS" not in script  # no option rebuilt into argv
         rec = json.loads((run_dir / "run.json").read_text())
         names = [c["name"] for c in rec["preflight"]]
         assert names[:3] == ["slurm", "pyxis", "enroot"] and "packages" in names  # host's, then the head node's
-        assert "probe: 2 node(s) alive" in out
+        assert "probe: 2 node(s) alive" in (run_dir / "logs" / "run.log").read_text(), out[-3000:]
         assert_nothing_left(slurm_cluster, job)
         assert_no_secrets(runs, tmp_path / f"alloc-{job}.out")
     finally:
@@ -213,7 +222,10 @@ def test_a_run_directory_the_nodes_do_not_share_is_caught_before_ray(slurm_clust
         assert info["JobState"] == "FAILED" and info["ExitCode"] == "3:0", out[:3000]
         assert "recipe: error: node n2: wrote " in out and "is not shared by all nodes" in out, out[-3000:]
         assert "ray head started" not in out and "ray-head" not in slurm_cluster.steps(job)
-        assert not (runs / f"ray_probe-slurm-{job}").exists()
+        # frozen at submission, never begun: the record still says so, and nothing ran in it
+        run_dir = frozen_run_dir(runs)
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "submitted"
+        assert not (run_dir / "logs").exists()
         assert_nothing_left(slurm_cluster, job)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
