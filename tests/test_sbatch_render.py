@@ -359,3 +359,19 @@ def test_options_for_the_clusters_recipe_run_are_parsed_by_its_parser_here(after
 def test_options_of_sbatch_itself_are_refused_after_the_dashes(after):
     p = recipe("sbatch", "nemotron3_nano_tiny", "--container-runtime", "none", "--", *after)
     assert p.returncode == 2 and after[0] in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_a_time_limit_asks_slurm_to_signal_the_job_before_the_wall():
+    """--time T: Slurm sends USR1 to the batch script --stop-before seconds before the wall, and the
+    job stops the run then (as scancel would: the trainer saves a checkpoint, the record says
+    interrupted). Without --time there is no wall to stop before."""
+    base = ("nemotron3_nano", "--nodes", "1", "--container-runtime", "none")
+    p = sbatch(*base, "--time", "00:10:00")
+    assert p.returncode == 0 and "#SBATCH --signal=B:USR1@300\n" in p.stdout, p.stderr
+    p = sbatch(*base, "--time", "00:10:00", "--stop-before", "60")
+    assert p.returncode == 0 and "#SBATCH --signal=B:USR1@60\n" in p.stdout, p.stderr
+    p = sbatch(*base, "--stop-before", "60")
+    assert p.returncode == 0 and "--signal" not in p.stdout, p.stderr
+    p = sbatch(*base, "--time", "00:10:00", "--stop-before", "0")
+    assert p.returncode == 2 and "--stop-before must be 1 to 86400 seconds, got 0" in p.stderr
+    assert "trap 'log \"job $JOB: its time limit is near" in JOB_SH.read_text()

@@ -229,3 +229,21 @@ def test_a_run_directory_the_nodes_do_not_share_is_caught_before_ray(slurm_clust
         assert_nothing_left(slurm_cluster, job)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
+
+
+def test_a_job_near_its_time_limit_stops_the_run_and_records_it_interrupted(slurm_cluster, bundle, tmp_path):
+    """--time with --stop-before: Slurm signals the batch script (USR1) before the wall, and the job
+    stops the run as scancel would (TERM to its step: `recipe exec` stops the script, where the tiny
+    trainer saves a checkpoint) well before Slurm would kill it: the record says interrupted, by a
+    signal, ready for `recipe resume`. Slurm may signal up to 60 s early: the window allows for it."""
+    job, runs = submit(slurm_cluster, bundle, tmp_path, "--time", "3", "--stop-before", "100", PROBE_HOLD_S="600")
+    try:
+        info = slurm_cluster.wait_job(job, timeout=240)
+        out = (runs / f"recipe-ray_probe-{job}.out").read_text()
+        assert info["JobState"] != "TIMEOUT" and "time limit is near" in out, out[-3000:]
+        rec = json.loads((frozen_run_dir(runs) / "run.json").read_text())
+        assert rec["status"] == "interrupted" and rec["slurm_job_id"] == job, out[-3000:]
+        assert "did not stop" not in out
+        assert_nothing_left(slurm_cluster, job)
+    finally:
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)

@@ -204,6 +204,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM
+# `recipe sbatch --time T` asks Slurm for USR1 (to this script only) --stop-before seconds before the
+# wall: stop the run as scancel would (cleanup TERMs its step: `recipe exec` stops the trainer, which
+# saves a checkpoint, and records the run interrupted), so that `recipe resume` can continue it.
+trap 'log "job $JOB: its time limit is near: stopping the run, which saves a checkpoint"; exit 143' USR1
 trap 'exit 130' INT
 
 check_nodes() { # fail fast: every node's Ray step must outlive the run

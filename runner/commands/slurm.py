@@ -33,6 +33,9 @@ from runner.records.rundirs import new_run_id, run_dir_for
 @click.option("--partition", help="#SBATCH --partition.")
 @click.option("--account", help="#SBATCH --account.")
 @click.option("--time", "time_", metavar="T", help="#SBATCH --time (e.g. 04:00:00).")
+@click.option("--stop-before", type=int, default=300, show_default=True, metavar="SECONDS",
+              help="With --time: stop the run this long before the wall (Slurm's --signal), so that it saves "
+              "a checkpoint and is recorded interrupted, for `recipe resume`.")
 @click.option("--container-runtime", "runtime", type=click.Choice(["pyxis", "none"]), default="pyxis",
               show_default=True, help="pyxis: every step in the pinned image (--image); none: software installed "
               "on nodes.")
@@ -49,7 +52,7 @@ from runner.records.rundirs import new_run_id, run_dir_for
 @click.argument("run_options_", nargs=-1, type=click.UNPROCESSED, metavar="[-- RUN_OPTIONS...]")
 def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str | None, runtime: str,
                sqsh_dir: Path | None, bundle_dir: str | None, runs_dir: Path | None, ready_timeout: int,
-               submit: bool, run_options_: tuple[str, ...], **kw) -> None:
+               stop_before: int, submit: bool, run_options_: tuple[str, ...], **kw) -> None:
     """Print (or --submit) an sbatch script that runs recipe NAME across a Slurm allocation.
 
     \b
@@ -78,7 +81,7 @@ def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str
     argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("recipe") else ["sbatch", name, "..."]
     job = job_from_launch(launch, runtime, sqsh_dir=sqsh_dir, bundle_dir=bundle_dir, ready_timeout=ready_timeout,
                           command_line="recipe " + shlex.join(argv), partition=partition, account=account,
-                          time=time_)
+                          time=time_, stop_before=stop_before)
     script = render(job)
     if not submit:
         click.echo(script, nl=False)

@@ -44,6 +44,9 @@ class SbatchJob:
     partition: str | None = None
     account: str | None = None
     time: str | None = None
+    # with time: Slurm signals the batch script this many seconds before the wall, and the job stops
+    # the run (TERM: the trainer saves a checkpoint and exits) while there is time to save
+    stop_before_s: int | None = None
     mounts: list[str] = field(default_factory=list)  # extra SRC:DST[:FLAGS] for pyxis
     ready_timeout_s: int = 600
     command_line: str = ""  # the `recipe sbatch ...` that rendered it, for the header
@@ -80,6 +83,8 @@ def validate(job: SbatchJob) -> None:
     checked("gpus_per_node", job.gpus_per_node, "--gpus-per-node")
     if not 1 <= job.ready_timeout_s <= MAX_READY_TIMEOUT_S:
         raise UsageError(f"--ready-timeout must be 1 to {MAX_READY_TIMEOUT_S} seconds, got {job.ready_timeout_s}")
+    if job.stop_before_s is not None and not 1 <= job.stop_before_s <= MAX_READY_TIMEOUT_S:
+        raise UsageError(f"--stop-before must be 1 to {MAX_READY_TIMEOUT_S} seconds, got {job.stop_before_s}")
     if job.runtime not in RUNTIMES:
         raise UsageError(f"--container-runtime must be one of {', '.join(RUNTIMES)}, got '{job.runtime}'")
     fields = [("NAME", job.recipe), ("--image", job.image), ("--image", job.image_ref),
@@ -121,6 +126,8 @@ def _sbatch_lines(job: SbatchJob) -> list[str]:
         lines.append(f"#SBATCH --account={job.account}")
     if job.time:
         lines.append(f"#SBATCH --time={job.time}")
+        if job.stop_before_s:
+            lines.append(f"#SBATCH --signal=B:USR1@{job.stop_before_s}")
     lines.append(f"#SBATCH --output={job.runs_dir}/%x-%j.out")
     return lines
 

@@ -103,7 +103,7 @@ def job_view(run_id: str) -> None:
 
 def job_from_launch(launch, rt: str | None = None, *, sqsh_dir: Path | None = None, bundle_dir: str | None = None,
                     ready_timeout: int = 600, command_line: str = "", partition: str | None = None,
-                    account: str | None = None, time: str | None = None) -> SbatchJob:
+                    account: str | None = None, time: str | None = None, stop_before: int | None = None) -> SbatchJob:
     """The sbatch job that carries out `launch`, frozen in its run directory: `recipe run --backend
     slurm` (inside an allocation) and `recipe sbatch` (allocation: partition, account, time)."""
     rt = rt or runtime()
@@ -115,7 +115,7 @@ def job_from_launch(launch, rt: str | None = None, *, sqsh_dir: Path | None = No
         runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
         output_dir=str(launch.output_dir), run_dir=str(launch.run_dir), mounts=_mounts(rt, bundle),
         ready_timeout_s=ready_timeout, command_line=command_line or f"recipe run {launch.recipe.name} --backend slurm",
-        partition=partition, account=account, time=time)
+        partition=partition, account=account, time=time, stop_before_s=stop_before if time else None)
 
 
 def describe(launch) -> tuple[dict, str]:
