@@ -247,3 +247,68 @@ def test_a_job_near_its_time_limit_stops_the_run_and_records_it_interrupted(slur
         assert_nothing_left(slurm_cluster, job)
     finally:
         shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
+
+
+def steps_trained(run_dir: Path) -> int:
+    return sum(len(f.read_text().splitlines()) for f in run_dir.glob("events/**/actor_cell0_rank0.jsonl"))
+
+
+def chain_metrics(run_dir: Path, upto: int | None = None) -> list[dict]:
+    """Every non-wall-clock metric of the tiny trainer's train and rollout streams, by stream then step
+    (as tests/test_tiny_resume.py compares them)."""
+    out = []
+    for name in ("actor_cell0_rank0.jsonl", "rollout_manager.jsonl"):
+        for line in (run_dir / "events" / name).read_text().splitlines():
+            m = json.loads(line)["metrics"]
+            if upto is None or m.get("train/step", m.get("rollout/step")) < upto:
+                out.append({k: v for k, v in m.items() if not k.startswith("perf/")})
+    return sorted(out, key=lambda m: ("train/step" not in m, m.get("train/step", m.get("rollout/step"))))
+
+
+def test_a_run_stopped_before_its_wall_is_resumed_by_the_follow_up_job(slurm_cluster, tmp_path):
+    """`recipe sbatch --time T --submit` submits the run and a job that resumes it if it stops before
+    its wall (afternotok). The batch script gets the USR1 Slurm's --signal=B:USR1 would send (here
+    once the trainer is past its first checkpoint, instead of at a wall a test cannot place
+    mid-run): the run stops, saving a checkpoint, and is recorded interrupted; the follow-up
+    job's `recipe resume` continues it as a new run linked by resume_of, whose gate passes."""
+    runs = tmp_path / "runs"
+    env = slurm_cluster.env(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin", **PLANTED)
+    p = subprocess.run([sys.executable, "-m", "runner.cli", "sbatch", "nemotron3_nano_tiny", "--nodes", "2",
+                        "--gpus-per-node", "0", "--container-runtime", "none", "--runs-dir", str(runs),
+                        "--time", "30", "--submit"],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    job, follow = p.stdout.split()
+    try:
+        first = frozen_run_dir(runs)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and steps_trained(first) < 3:   # past its first checkpoint (step 2)
+            assert slurm_cluster.job(job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), p.stderr
+            time.sleep(0.5)
+        assert slurm_cluster.run("scancel", "--signal=USR1", "--batch", job).returncode == 0
+        info = slurm_cluster.wait_job(job, timeout=120)
+        out = (runs / f"recipe-nemotron3_nano_tiny-{job}.out").read_text()
+        assert "time limit is near" in out and info["JobState"] != "COMPLETED", out[-3000:]
+        assert json.loads((first / "run.json").read_text())["status"] == "interrupted"
+        info = slurm_cluster.wait_job(follow, timeout=400)
+        out = (runs / f"recipe-nemotron3_nano_tiny-resume-{follow}.out").read_text()
+        assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-4000:]
+        [second] = [d for d in runs.iterdir() if (d / "plan.json").is_file() and d != first]
+        rec = json.loads((second / "run.json").read_text())
+        assert rec["status"] == "succeeded" and rec["resume_of"]["run_id"] == first.name, rec
+        assert '"passed": true' in (second / "gate.json").read_text()
+        assert_nothing_left(slurm_cluster, follow)
+        # the chain's metrics are the uninterrupted run's, bit for bit (the same plan, one job, no --time)
+        k = int(rec["resume_of"]["checkpoint"].rsplit("-", 1)[1])
+        p = subprocess.run([sys.executable, "-m", "runner.cli", "sbatch", "nemotron3_nano_tiny", "--nodes", "2",
+                            "--gpus-per-node", "0", "--container-runtime", "none", "--runs-dir", str(tmp_path / "base"),
+                            "--submit"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        assert p.returncode == 0, p.stderr
+        base_job = p.stdout.strip()
+        assert slurm_cluster.wait_job(base_job, timeout=400)["JobState"] == "COMPLETED"
+        want = chain_metrics(frozen_run_dir(tmp_path / "base"))
+        assert 2 <= k < 10 and len(want) == 20
+        assert chain_metrics(first, upto=k) + chain_metrics(second) == want
+    finally:
+        slurm_cluster.run("scancel", job, follow)
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)

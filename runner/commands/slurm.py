@@ -14,7 +14,7 @@ from runner.atomicfile import fsync_dir
 from runner.errors import EXIT_FAIL, EXIT_PREFLIGHT, RecipeError, UsageError
 from runner.frameworks import framework_of
 from runner.image import enroot
-from runner.launch.backends.slurm import job_from_launch, sbatch_exe, submit_script
+from runner.launch.backends.slurm import job_from_launch, sbatch_exe, submit_continuation, submit_script
 from runner.launch.ports import launch_env
 from runner.launch.run import freeze
 from runner.launch.sbatch import render
@@ -36,6 +36,8 @@ from runner.records.rundirs import new_run_id, run_dir_for
 @click.option("--stop-before", type=int, default=300, show_default=True, metavar="SECONDS",
               help="With --time: stop the run this long before the wall (Slurm's --signal), so that it saves "
               "a checkpoint and is recorded interrupted, for `recipe resume`.")
+@click.option("--resume-after/--no-resume-after", default=True, show_default=True,
+              help="With --time --submit: also submit a job that resumes the run once this one has ended.")
 @click.option("--container-runtime", "runtime", type=click.Choice(["pyxis", "none"]), default="pyxis",
               show_default=True, help="pyxis: every step in the pinned image (--image); none: software installed "
               "on nodes.")
@@ -52,7 +54,7 @@ from runner.records.rundirs import new_run_id, run_dir_for
 @click.argument("run_options_", nargs=-1, type=click.UNPROCESSED, metavar="[-- RUN_OPTIONS...]")
 def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str | None, runtime: str,
                sqsh_dir: Path | None, bundle_dir: str | None, runs_dir: Path | None, ready_timeout: int,
-               stop_before: int, submit: bool, run_options_: tuple[str, ...], **kw) -> None:
+               stop_before: int, resume_after: bool, submit: bool, run_options_: tuple[str, ...], **kw) -> None:
     """Print (or --submit) an sbatch script that runs recipe NAME across a Slurm allocation.
 
     \b
@@ -109,6 +111,12 @@ def sbatch_cmd(name: str, partition: str | None, account: str | None, time_: str
     click.echo(f"recipe: submitted run {run_id} as job {job_id}; run directory: {target}; output: "
                f"{job.runs_dir}/recipe-{name}-{job_id}.out", err=True)
     click.echo(job_id)
+    if time_ and resume_after:
+        follow = submit_continuation(sbatch, job, job_id)
+        click.echo(f"recipe: submitted job {follow}: `recipe resume {target}` if job {job_id} stops before "
+                   f"its wall (after one that succeeds Slurm cancels it unrun); output: "
+                   f"{job.runs_dir}/recipe-{name}-resume-{follow}.out", err=True)
+        click.echo(follow)
 
 
 # Options of `recipe run` that mean nothing after `recipe sbatch ... --`: sbatch has its own, or none.

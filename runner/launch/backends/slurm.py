@@ -11,6 +11,7 @@ submission, and the checks that this machine can submit/run it.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,29 @@ def submit_script(sbatch: str, job: SbatchJob, script: str) -> str:
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RecipeError(f"sbatch {path} exited {proc.returncode}: {last}", EXIT_FAIL)
+    return proc.stdout.strip().split(";")[0]
+
+
+def submit_continuation(sbatch: str, job: SbatchJob, after: str) -> str:
+    """A job that runs `recipe resume RUN_DIR` if job `after` did not succeed (stopped before its wall,
+    or failed), in an allocation of the same shape: the run continues from its checkpoint as a new run
+    linked to it (resume_of). A dependency, not --requeue: a requeued job would run the same script on
+    the same run directory, whose record is then finished. afternotok with --kill-on-invalid-dep: after
+    a job that succeeded Slurm cancels this one unrun, so nothing runs twice. Returns the job id."""
+    gpus = [f"--gpus-per-node={job.gpus_per_node}"] if job.gpus_per_node else []
+    where = [f"--{k}={v}" for k, v in (("partition", job.partition), ("account", job.account)) if v]
+    # the batch step runs on the first node, outside any container, as `recipe run --backend slurm` does
+    resume = [*recipe_cmd("none", job.bundle_dir), "resume", "--backend", "slurm", job.run_dir]
+    argv = [sbatch, "--parsable", f"--dependency=afternotok:{after}", "--kill-on-invalid-dep=yes",
+            f"--job-name=recipe-{job.recipe}-resume", f"--nodes={job.nodes}", "--ntasks-per-node=1", "--exclusive",
+            *gpus, *where, f"--output={job.runs_dir}/%x-%j.out",
+            f"--export=ALL,RECIPE_CONTAINER_RUNTIME={job.runtime}", "--wrap", shlex.join(resume)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RecipeError(f"sbatch of the job that resumes {job.run_dir} exited {proc.returncode}: {last}; "
+                          f"job {after} runs; resume it with `recipe resume {job.run_dir}` in an allocation",
+                          EXIT_FAIL)
     return proc.stdout.strip().split(";")[0]
 
 
