@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,21 @@ def test_a_plan_of_another_run_dir_is_refused(tmp_path):
 def test_a_run_that_was_not_begun_is_refused(tmp_path):
     run_dir = frozen_run(tmp_path)
     (run_dir / "run.json").unlink()
-    refused(recipe_exec(run_dir), "no running record")
+    refused(recipe_exec(run_dir), "no running or submitted record")
+
+
+def test_a_submitted_run_becomes_this_process_run_when_its_job_starts(tmp_path, monkeypatch):
+    """`recipe sbatch --submit` leaves "submitted" with no pid; the job's `recipe exec` makes the record
+    its own (running, its pid, host and Slurm job id) before anything else, then finishes it."""
+    monkeypatch.setenv("RECIPE_PYTHON", "/nonexistent/python3")   # stops at the in-image checks: quick
+    run_dir = frozen_run(tmp_path, backend="slurm", host_checks=())
+    rec = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**rec, "status": "submitted", "pid": None, "hostname": "login"}))
+    p = recipe_exec(run_dir, SLURM_JOB_ID="4242")
+    rec = json.loads((run_dir / "run.json").read_text())
+    assert p.returncode == 3 and rec["status"] == "preflight-failed", p.stderr
+    assert rec["slurm_job_id"] == "4242" and rec["hostname"] == socket.gethostname()
+    assert isinstance(rec["pid"], int) and rec["pid"] != os.getpid()
 
 
 def test_a_failing_in_image_check_stops_before_the_script(tmp_path, monkeypatch):

@@ -157,7 +157,7 @@ def run_tiny(cluster: SlurmCluster, ref: str, tmp_path: Path, label: str, *extra
         assert info["NodeList"] == "n[1-2]"
         assert f"containers recipe-{TINY}-{job} ready on n1 n2" in out, out[-3000:]
         assert "ray ready: 2 node(s)" in out  # the head in n1's container, the worker in n2's
-        run_dir = runs / f"{TINY}-slurm-{job}"
+        [run_dir] = [d for d in runs.iterdir() if (d / "plan.json").is_file()]
         record = json.loads((run_dir / "run.json").read_text())
         assert record["status"] == "succeeded", record
         assert record["image"] == ref  # RECIPE_IMAGE reached the run inside the container
@@ -173,7 +173,8 @@ def run_tiny(cluster: SlurmCluster, ref: str, tmp_path: Path, label: str, *extra
 def test_tiny_recipe_in_containers_from_the_staged_sqsh(cluster, cpu_image, staged, tmp_path):
     sqsh, _, _ = staged
     out = run_tiny(cluster, cpu_image.ref, tmp_path, "from the staged .sqsh", "--sqsh-dir", str(sqsh.parent))
-    script = next((tmp_path / "runs" / "sbatch").glob(f"{TINY}-*.sbatch")).read_text()
+    [script_file] = (tmp_path / "runs").glob("*/slurm-job.sh")   # beside the plan it carries out
+    script = script_file.read_text()
     assert f"IMAGE={sqsh}" in script and f"IMAGE_REF={cpu_image.ref}" in script
     assert "pyxis: importing" not in out  # the .sqsh was used, nothing pulled
 

@@ -113,6 +113,18 @@ def test_logs_by_directory_or_by_name(runs):
     assert p.returncode == EXIT_MISSING and p.stderr.count("\n") == 1 and "recipe runs" in p.stderr
 
 
+def test_a_submitted_record_is_listed_as_submitted_never_stale(runs):
+    """`recipe sbatch --submit` writes "submitted" with no pid (its job has not started): not stale,
+    whatever runs or ran on this host; follow waits for it (the job's `recipe exec` makes it running)."""
+    runs_dir, env = runs
+    make_run(runs_dir, "14-queued", status="submitted", pid=None, gate=None)
+    p = recipe("runs", "--runs-dir", str(runs_dir), env={**env, "COLUMNS": "300"})
+    [line] = [x for x in p.stdout.splitlines() if x.startswith("queued")]   # the id column: the last word
+    assert p.returncode == 0 and "submitted" in line and "stale" not in line, p.stdout
+    with pytest.raises(subprocess.TimeoutExpired):   # still waiting: not a verdict on a job yet to run
+        recipe("logs", "--follow", str(runs_dir / "14-queued"), env=env, timeout=8)
+
+
 def test_follow_of_a_stale_running_record_ends_at_once(runs):
     runs_dir, env = runs
     t0 = time.monotonic()

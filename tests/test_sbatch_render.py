@@ -37,7 +37,7 @@ def job(**kw) -> SbatchJob:
                             "python3", "-m", "runner.cli"],
                 runs_dir="/shared/runs", inputs_dir="/shared/inputs/nemotron3_nano",
                 output_dir="/shared/outputs/nemotron3_nano",
-                run_args=["--cell", "default", "--nodes", "2", "--gpus-per-node", "8"],
+                run_dir="/shared/runs/20261207T000000Z-nemotron3_nano-default-0a1b2c",
                 partition="batch", account="llm", time="04:00:00",
                 mounts=["/shared/recipe-bundle:/shared/recipe-bundle:ro"],
                 command_line="recipe sbatch nemotron3_nano --nodes 2 --partition batch --account llm --time 04:00:00")
@@ -49,7 +49,6 @@ VARIANTS = {
     "pyxis_2x8": job(),
     "none_2x0": job(runtime="none", gpus_per_node=0, image="none", partition=None, account=None, time=None,
                     mounts=[], recipe_cmd=["/opt/venv/bin/recipe"],
-                    run_args=["--cell", "cpu", "--nodes", "2", "--gpus-per-node", "0"],
                     command_line="recipe sbatch nemotron3_nano --nodes 2 --container-runtime none"),
 }
 
@@ -134,7 +133,8 @@ def test_pyxis_job_has_what_a_cluster_needs():
     text = render(job())
     for line in ("#SBATCH --nodes=2", "#SBATCH --exclusive", "#SBATCH --gpus-per-node=8", "#SBATCH --ntasks-per-node=1",
                  "#SBATCH --partition=batch", "#SBATCH --account=llm", "#SBATCH --time=04:00:00",
-                 f"IMAGE=radixark/miles@{DIGEST}", "RUN_ARGS=(--cell default --nodes 2 --gpus-per-node 8)",
+                 f"IMAGE=radixark/miles@{DIGEST}",
+                 "RUN_DIR=/shared/runs/20261207T000000Z-nemotron3_nano-default-0a1b2c",
                  "JOB_LIB=/shared/recipe-bundle/recipes/lib", 'source "$JOB_LIB/sbatch_job.sh"'):
         assert line in text, line
     job_sh = JOB_SH.read_text()
@@ -191,8 +191,10 @@ def test_cli_renders_the_pinned_image_by_digest_and_no_secret(tmp_path):
         assert value not in p.stdout + p.stderr
     assert f"IMAGE=radixark/miles@{DIGEST}" in p.stdout
     assert f"IMAGE_REF=radixark/miles:v0.1.0@{DIGEST}" in p.stdout
-    assert "RUN_ARGS=(--cell default --nodes 2 --gpus-per-node 8)" in p.stdout
-    assert not (tmp_path / "runs").exists()  # printing writes nothing
+    run_dir = re.search(r"^RUN_DIR=(.*)$", p.stdout, re.M).group(1)
+    assert run_dir.startswith(str(tmp_path / "runs") + "/") and f"OUTPUT_DIR={run_dir}/output" in p.stdout
+    assert not (tmp_path / "runs").exists()  # printing writes nothing, and says where --submit would
+    assert f"--submit freezes the plan into {run_dir}" in p.stderr
     assert_shellcheck_clean(p.stdout, tmp_path)
 
 
@@ -201,7 +203,7 @@ def test_cli_none_runtime_and_run_options(tmp_path):
                "--cell", "ep4", "--seed", "5", "--", "--skip-preflight", "inputs")
     assert p.returncode == 0, p.stderr
     assert "RUNTIME=none" in p.stdout and "#SBATCH --nodes=3" in p.stdout and "#SBATCH --gpus-per-node=4" in p.stdout
-    assert "RUN_ARGS=(--cell ep4 --nodes 3 --gpus-per-node 4 --seed 5 --skip-preflight inputs)" in p.stdout
+    assert re.search(r"^RUN_DIR=.*-nemotron3_nano-ep4-[0-9a-f]{6}$", p.stdout, re.M)
     assert_shellcheck_clean(p.stdout, tmp_path)
 
 
@@ -266,23 +268,6 @@ def test_cpus_per_node_expansion(compressed, expanded):
     assert p.returncode == 0 and p.stdout.split() == expanded.split()
 
 
-def test_head_node_run_sets_node_and_gpu_counts_from_the_allocation_explicitly():
-    """The `recipe run` options in the script make the miles job say --actor-num-nodes etc. itself,
-    whatever $SLURM_JOB_NUM_NODES says (upstream would silently take that)."""
-    import json
-
-    p = sbatch("nemotron3_nano", "--nodes", "2", "--gpus-per-node", "8")
-    assert p.returncode == 0, p.stderr
-    run_args = shlex.split(re.search(r"^RUN_ARGS=\((.*)\)$", p.stdout, re.M).group(1))
-    plan = recipe("plan", "nemotron3_nano", *run_args, "--format", "json",
-                  env=clean_env(SLURM_JOB_NUM_NODES="5", SLURM_NNODES="5"))
-    assert plan.returncode == 0, plan.stderr
-    argv = json.loads(plan.stdout)["argv"]
-    flags = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
-    assert flags["--actor-num-nodes"] == "2" and flags["--actor-num-gpus-per-node"] == "8"
-    assert flags["--num-gpus-per-node"] == "8" and flags["--rollout-num-gpus"] == "16"
-
-
 # ---- values are data: issue "Generated shell" -------------------------------------------------
 
 def test_placeholder_like_and_command_values_come_back_literally(tmp_path):
@@ -290,25 +275,25 @@ def test_placeholder_like_and_command_values_come_back_literally(tmp_path):
     `$(...)` in a later value then ran when the script did. Now bash reads each value back as written
     and runs nothing."""
     canary = tmp_path / "pwned"
-    values = dict(inputs_dir="/tmp/x@RUN_ARGS@", output_dir=f"/tmp/o$(touch {canary})",
+    values = dict(inputs_dir="/tmp/x@RUN_DIR@", output_dir=f"/tmp/o$(touch {canary})",
                   run_dir=f"/tmp/r`touch {canary}`@OUTPUT_DIR@", runs_dir="/tmp/runs@Q_RECIPE@'\"",
-                  run_args=["--seed", f"$(touch {canary})", "@RUN_DIR@", "'", "\\"])
+                  recipe_cmd=["recipe", f"$(touch {canary})", "@RUN_DIR@", "'", "\\"])
     text = render(job(runtime="none", mounts=[], **values))
     got = sourced_values(text, tmp_path)
-    assert got["INPUTS_DIR"] == ["/tmp/x@RUN_ARGS@"]
+    assert got["INPUTS_DIR"] == ["/tmp/x@RUN_DIR@"]
     assert got["OUTPUT_DIR"] == [values["output_dir"]] and got["RUN_DIR"] == [values["run_dir"]]
-    assert got["RUNS_DIR"] == [values["runs_dir"]] and got["RUN_ARGS"] == values["run_args"]
+    assert got["RUNS_DIR"] == [values["runs_dir"]] and got["RECIPE_CMD"] == values["recipe_cmd"]
     assert not canary.exists()
 
 
 def test_cli_inputs_with_placeholders_and_commands(tmp_path):
     canary = tmp_path / "pwned"
-    p = sbatch("nemotron3_nano", "--nodes", "1", "--container-runtime", "none", "--inputs", "/tmp/x@RUN_ARGS@",
-               "--output-dir", f"/tmp/o$(touch {canary})", "--", "--run-dir", f"/tmp/r`touch {canary}`")
+    p = sbatch("nemotron3_nano", "--nodes", "1", "--container-runtime", "none", "--inputs", "/tmp/x@RUN_DIR@",
+               "--output-dir", f"/tmp/o$(touch {canary})", "--", "--run-dir", f"{tmp_path}/r`id`$(id)")
     assert p.returncode == 0, p.stderr
     got = sourced_values(p.stdout, tmp_path)
-    assert got["INPUTS_DIR"] == ["/tmp/x@RUN_ARGS@"] and got["OUTPUT_DIR"] == [f"/tmp/o$(touch {canary})"]
-    assert got["RUN_ARGS"][-2:] == ["--run-dir", f"/tmp/r`touch {canary}`"]
+    assert got["INPUTS_DIR"] == ["/tmp/x@RUN_DIR@"] and got["OUTPUT_DIR"] == [f"/tmp/o$(touch {canary})"]
+    assert got["RUN_DIR"] == [f"{tmp_path}/r`id`$(id)"]
     assert not canary.exists()
 
 
@@ -319,7 +304,7 @@ PATHS = st.builds(lambda parts: "/" + "/".join(parts), st.lists(TEXT.filter(lamb
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(inputs=PATHS, output=PATHS, run_dir=PATHS, bundle=PATHS, args=st.lists(TEXT, max_size=4),
+@given(inputs=PATHS, output=PATHS, run_dir=PATHS, bundle=PATHS, args=st.lists(TEXT, min_size=1, max_size=4),
        image=TEXT)
 def test_any_text_in_the_options_comes_back_literally(tmp_path, inputs, output, run_dir, bundle, args, image):
     """Property: for arbitrary printable text and paths, render() either refuses with a UsageError or
@@ -328,14 +313,14 @@ def test_any_text_in_the_options_comes_back_literally(tmp_path, inputs, output, 
 
     canary = tmp_path / "pwned"
     j = job(runtime="none", mounts=[], inputs_dir=inputs, output_dir=output, run_dir=run_dir, bundle_dir=bundle,
-            run_args=args, image=image, image_ref=image, job_lib=bundle + "/recipes/lib")
+            recipe_cmd=args, image=image, image_ref=image, job_lib=bundle + "/recipes/lib")
     try:
         text = render(j)
     except UsageError:
         return
     got = sourced_values(text, tmp_path)
     assert got["INPUTS_DIR"] == [inputs] and got["OUTPUT_DIR"] == [output] and got["RUN_DIR"] == [run_dir]
-    assert got["BUNDLE"] == [bundle] and got["RUN_ARGS"] == args and got["IMAGE"] == [image]
+    assert got["BUNDLE"] == [bundle] and got["RECIPE_CMD"] == args and got["IMAGE"] == [image]
     assert got["JOB_LIB"] == [bundle + "/recipes/lib"]
     assert not canary.exists() and not any(tmp_path.glob("*pwn*"))
 
@@ -367,4 +352,26 @@ def test_options_for_the_clusters_recipe_run_are_parsed_by_its_parser_here(after
     p = recipe("sbatch", "nemotron3_nano_tiny", "--container-runtime", "none", "--", *after)
     assert p.returncode == 2 and p.stdout == "" and named in p.stderr and p.stderr.count("\n") == 1, p.stderr
     ok = recipe("sbatch", "nemotron3_nano_tiny", "--container-runtime", "none", "--", "--skip-preflight", "inputs")
-    assert ok.returncode == 0 and "--skip-preflight inputs" in ok.stdout
+    assert ok.returncode == 0 and "RUN_DIR=" in ok.stdout, ok.stderr
+
+
+@pytest.mark.parametrize("after", [["--backend", "local"], ["--runs-dir", "/tmp/x"], ["--dry-run"]])
+def test_options_of_sbatch_itself_are_refused_after_the_dashes(after):
+    p = recipe("sbatch", "nemotron3_nano_tiny", "--container-runtime", "none", "--", *after)
+    assert p.returncode == 2 and after[0] in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_a_time_limit_asks_slurm_to_signal_the_job_before_the_wall():
+    """--time T: Slurm sends USR1 to the batch script --stop-before seconds before the wall, and the
+    job stops the run then (as scancel would: the trainer saves a checkpoint, the record says
+    interrupted). Without --time there is no wall to stop before."""
+    base = ("nemotron3_nano", "--nodes", "1", "--container-runtime", "none")
+    p = sbatch(*base, "--time", "00:10:00")
+    assert p.returncode == 0 and "#SBATCH --signal=B:USR1@300\n" in p.stdout, p.stderr
+    p = sbatch(*base, "--time", "00:10:00", "--stop-before", "60")
+    assert p.returncode == 0 and "#SBATCH --signal=B:USR1@60\n" in p.stdout, p.stderr
+    p = sbatch(*base, "--stop-before", "60")
+    assert p.returncode == 0 and "--signal" not in p.stdout, p.stderr
+    p = sbatch(*base, "--time", "00:10:00", "--stop-before", "0")
+    assert p.returncode == 2 and "--stop-before must be 1 to 86400 seconds, got 0" in p.stderr
+    assert "trap 'log \"job $JOB: its time limit is near" in JOB_SH.read_text()

@@ -46,6 +46,12 @@ def submit(cluster: SlurmCluster, bundle: Path, tmp_path: Path, *extra: str, **e
     return p.stdout.strip(), runs
 
 
+def frozen_run_dir(runs: Path) -> Path:
+    """The one run directory `recipe sbatch --submit` froze the plan into."""
+    [run_dir] = [d for d in runs.iterdir() if (d / "plan.json").is_file()]
+    return run_dir
+
+
 def assert_nothing_left(cluster: SlurmCluster, job: str) -> None:
     assert_job_gone(cluster, job, timeout=20)
 
@@ -68,13 +74,16 @@ def test_two_node_job_runs_the_recipe_and_leaves_nothing(slurm_cluster, bundle, 
         assert info["NodeList"] == "n[1-2]"
         print(f"\njob {job}: {info.get('RunTime')} from start to end")
         assert "ray ready: 2 node(s)" in out
-        assert "probe: 2 node(s) alive (127.0.0.2, 127.0.0.3); tasks ran on 2" in out
-        run_dir = runs / f"ray_probe-slurm-{job}"
-        rec = (run_dir / "run.json").read_text()
-        assert '"status": "succeeded"' in rec and '"nodes": 2' in rec
+        run_dir = frozen_run_dir(runs)
+        log = (run_dir / "logs" / "run.log").read_text()   # the head node's `recipe exec` writes the run's log
+        assert "probe: 2 node(s) alive (127.0.0.2, 127.0.0.3); tasks ran on 2" in log, out[-3000:]
+        rec = json.loads((run_dir / "run.json").read_text())
+        assert rec["status"] == "succeeded" and rec["slurm_job_id"] == job and isinstance(rec["pid"], int)
+        assert json.loads((run_dir / "plan.json").read_text())["run"]["skip"] == ["lint"]  # `--` options, frozen
         assert '"passed": true' in (run_dir / "gate.json").read_text()
         assert_nothing_left(slurm_cluster, job)
-        script = next((runs / "sbatch").glob("ray_probe-*.sbatch"))
+        script = run_dir / "slurm-job.sh"
+        assert "RUN_ARGS" not in script.read_text()
         assert_no_secrets(runs, tmp_path / "out", script, slurm_cluster.state / "log", Path(f"/tmp/recipe-ray-{job}"))
     finally:
         shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
@@ -124,7 +133,7 @@ def test_tiny_recipe_through_sbatch_passes_its_gate(slurm_cluster, tmp_path):
         assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-4000:]
         print(f"\njob {job}: {info.get('RunTime')} from start to end")
         assert "ray ready: 2 node(s)" in out
-        run_dir = runs / f"nemotron3_nano_tiny-slurm-{job}"
+        run_dir = frozen_run_dir(runs)
         gate = (run_dir / "gate.json").read_text()
         assert '"passed": true' in gate, gate[:2000]
         assert '"status": "succeeded"' in (run_dir / "run.json").read_text()
@@ -155,11 +164,11 @@ def test_recipe_run_backend_slurm_inside_an_allocation(slurm_cluster, bundle, tm
         assert (run_dir / "slurm-job.sh").is_file() and '"status": "succeeded"' in (run_dir / "run.json").read_text()
         assert (run_dir / "plan.json").is_file() and not (run_dir / "launcher.json").exists()
         script = (run_dir / "slurm-job.sh").read_text()
-        assert "EXEC_PLAN=1" in script and "RUN_ARGS=()" in script  # no option rebuilt into argv
+        assert f"RUN_DIR={run_dir}" in script and "RUN_ARGS" not in script  # no option rebuilt into argv
         rec = json.loads((run_dir / "run.json").read_text())
         names = [c["name"] for c in rec["preflight"]]
         assert names[:3] == ["slurm", "pyxis", "enroot"] and "packages" in names  # host's, then the head node's
-        assert "probe: 2 node(s) alive" in out
+        assert "probe: 2 node(s) alive" in (run_dir / "logs" / "run.log").read_text(), out[-3000:]
         assert_nothing_left(slurm_cluster, job)
         assert_no_secrets(runs, tmp_path / f"alloc-{job}.out")
     finally:
@@ -213,7 +222,97 @@ def test_a_run_directory_the_nodes_do_not_share_is_caught_before_ray(slurm_clust
         assert info["JobState"] == "FAILED" and info["ExitCode"] == "3:0", out[:3000]
         assert "recipe: error: node n2: wrote " in out and "is not shared by all nodes" in out, out[-3000:]
         assert "ray head started" not in out and "ray-head" not in slurm_cluster.steps(job)
-        assert not (runs / f"ray_probe-slurm-{job}").exists()
+        # frozen at submission, never begun: the record still says so, and nothing ran in it
+        run_dir = frozen_run_dir(runs)
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "submitted"
+        assert not (run_dir / "logs").exists()
         assert_nothing_left(slurm_cluster, job)
     finally:
         shutil.rmtree(runs, ignore_errors=True)
+
+
+def test_a_job_near_its_time_limit_stops_the_run_and_records_it_interrupted(slurm_cluster, bundle, tmp_path):
+    """--time with --stop-before: Slurm signals the batch script (USR1) before the wall, and the job
+    stops the run as scancel would (TERM to its step: `recipe exec` stops the script, where the tiny
+    trainer saves a checkpoint) well before Slurm would kill it: the record says interrupted, by a
+    signal, ready for `recipe resume`. Slurm may signal up to 60 s early: the window allows for it."""
+    job, runs = submit(slurm_cluster, bundle, tmp_path, "--time", "3", "--stop-before", "100", PROBE_HOLD_S="600")
+    try:
+        info = slurm_cluster.wait_job(job, timeout=240)
+        out = (runs / f"recipe-ray_probe-{job}.out").read_text()
+        assert info["JobState"] != "TIMEOUT" and "time limit is near" in out, out[-3000:]
+        rec = json.loads((frozen_run_dir(runs) / "run.json").read_text())
+        assert rec["status"] == "interrupted" and rec["slurm_job_id"] == job, out[-3000:]
+        assert "did not stop" not in out
+        assert_nothing_left(slurm_cluster, job)
+    finally:
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)
+
+
+def steps_trained(run_dir: Path) -> int:
+    return sum(len(f.read_text().splitlines()) for f in run_dir.glob("events/**/actor_cell0_rank0.jsonl"))
+
+
+def chain_metrics(run_dir: Path, upto: int | None = None) -> list[dict]:
+    """Every non-wall-clock metric of the tiny trainer's train and rollout streams, by stream then step
+    (as tests/test_tiny_resume.py compares them), in the order logged."""
+    out = []
+    for name in ("actor_cell0_rank0.jsonl", "rollout_manager.jsonl"):
+        for line in (run_dir / "events" / name).read_text().splitlines():
+            m = json.loads(line)["metrics"]
+            if upto is None or m.get("train/step", m.get("rollout/step")) < upto:
+                out.append({k: v for k, v in m.items() if not k.startswith("perf/")})
+    return out
+
+
+def by_step(metrics: list[dict]) -> list[dict]:
+    return sorted(metrics, key=lambda m: ("train/step" not in m, m.get("train/step", m.get("rollout/step"))))
+
+
+def test_a_run_stopped_before_its_wall_is_resumed_by_the_follow_up_job(slurm_cluster, tmp_path):
+    """`recipe sbatch --time T --submit` submits the run and a job that resumes it if it stops before
+    its wall (afternotok). The batch script gets the USR1 Slurm's --signal=B:USR1 would send (here
+    once the trainer is past its first checkpoint, instead of at a wall a test cannot place
+    mid-run): the run stops, saving a checkpoint, and is recorded interrupted; the follow-up
+    job's `recipe resume` continues it as a new run linked by resume_of, whose gate passes."""
+    runs = tmp_path / "runs"
+    env = slurm_cluster.env(PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin:/sbin", **PLANTED)
+    p = subprocess.run([sys.executable, "-m", "runner.cli", "sbatch", "nemotron3_nano_tiny", "--nodes", "2",
+                        "--gpus-per-node", "0", "--container-runtime", "none", "--runs-dir", str(runs),
+                        "--time", "30", "--submit"],
+                       env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    job, follow = p.stdout.split()
+    try:
+        first = frozen_run_dir(runs)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and steps_trained(first) < 3:   # past its first checkpoint (step 2)
+            assert slurm_cluster.job(job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), p.stderr
+            time.sleep(0.5)
+        assert slurm_cluster.run("scancel", "--signal=USR1", "--batch", job).returncode == 0
+        info = slurm_cluster.wait_job(job, timeout=120)
+        out = (runs / f"recipe-nemotron3_nano_tiny-{job}.out").read_text()
+        assert "time limit is near" in out and info["JobState"] != "COMPLETED", out[-3000:]
+        assert json.loads((first / "run.json").read_text())["status"] == "interrupted"
+        info = slurm_cluster.wait_job(follow, timeout=400)
+        out = (runs / f"recipe-nemotron3_nano_tiny-resume-{follow}.out").read_text()
+        assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", out[-4000:]
+        [second] = [d for d in runs.iterdir() if (d / "plan.json").is_file() and d != first]
+        rec = json.loads((second / "run.json").read_text())
+        assert rec["status"] == "succeeded" and rec["resume_of"]["run_id"] == first.name, rec
+        assert '"passed": true' in (second / "gate.json").read_text()
+        assert_nothing_left(slurm_cluster, follow)
+        # the chain's metrics are the uninterrupted run's, bit for bit (the same plan, one job, no --time)
+        k = int(rec["resume_of"]["checkpoint"].rsplit("-", 1)[1])
+        p = subprocess.run([sys.executable, "-m", "runner.cli", "sbatch", "nemotron3_nano_tiny", "--nodes", "2",
+                            "--gpus-per-node", "0", "--container-runtime", "none", "--runs-dir", str(tmp_path / "base"),
+                            "--submit"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+        assert p.returncode == 0, p.stderr
+        base_job = p.stdout.strip()
+        assert slurm_cluster.wait_job(base_job, timeout=400)["JobState"] == "COMPLETED"
+        want = chain_metrics(frozen_run_dir(tmp_path / "base"))
+        assert 2 <= k < 10 and len(want) == 20
+        assert by_step(chain_metrics(first, upto=k) + chain_metrics(second)) == by_step(want)
+    finally:
+        slurm_cluster.run("scancel", job, follow)
+        shutil.rmtree(f"/tmp/recipe-ray-{job}", ignore_errors=True)

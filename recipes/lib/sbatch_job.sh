@@ -10,13 +10,12 @@
 #   IMAGE IMAGE_REF        pyxis --container-image (a staged .sqsh or REGISTRY#REPO@sha256:...); the
 #                          pinned reference it stands for (exported as RECIPE_IMAGE: `recipe doctor`)
 #   BUNDLE                 the recipe bundle (recipes/, runner/) as the steps see it
-#   RUNS_DIR INPUTS_DIR OUTPUT_DIR RUN_DIR   (RUN_DIR empty: RUNS_DIR/RECIPE-slurm-JOBID; OUTPUT_DIR
-#                          empty: RUN_DIR/output, as for `recipe run`: every run owns its checkpoints)
+#   RUNS_DIR INPUTS_DIR OUTPUT_DIR   mounted into the steps' containers
+#   RUN_DIR                the run directory `recipe sbatch --submit` or `recipe run --backend slurm`
+#                          froze the plan into (plan.json, run.sh, run.json); the head node runs
+#                          `recipe exec RUN_DIR` on it, which takes every option from plan.json
 #   RECIPE_CMD=()          how a step calls `recipe`
-#   RUN_ARGS=()            options of the `recipe run` on the head node
 #   EXTRA_MOUNTS=()        more SRC:DST[:FLAGS] for pyxis
-#   EXEC_PLAN              1: `recipe run --backend slurm` froze the plan into RUN_DIR; the head node
-#                          runs `recipe exec RUN_DIR` on it (RUN_ARGS unused)
 #
 # What happens, in order:
 #   0. pyxis: the job's container is created on every node, one step per node (the image import
@@ -24,7 +23,7 @@
 #      shares the run directory with the head (a token the head must read back);
 #   1. one Ray node per allocated node, each as its own job step (head on the first node);
 #   2. wait until every node and GPU has joined Ray (bounded; names a node that never joins);
-#   3. `recipe run --backend local` (or `recipe exec RUN_DIR`) on the head node, joining that Ray cluster;
+#   3. `recipe exec RUN_DIR` on the head node, joining that Ray cluster;
 #   4. if any node's step ends before the run does, fail at once naming that node;
 #   5. on exit, error or scancel: stop the run, then every Ray step, then remove the containers.
 # Secrets (WANDB_API_KEY, HF_TOKEN, the job's RAY_AUTH_TOKEN, ...) are in no file: sbatch exports the
@@ -51,8 +50,6 @@ if [[ -n "${IMAGE_REF:-}" && "$IMAGE_REF" != none ]]; then export RECIPE_IMAGE=$
 JOB=${SLURM_JOB_ID:-}
 [[ -n "$JOB" ]] || die "SLURM_JOB_ID is unset: run this script with sbatch, or inside an allocation"
 recipe_require_uint SLURM_JOB_ID "$JOB" 1 999999999
-RUN_DIR=${RUN_DIR:-$RUNS_DIR/$RECIPE-slurm-$JOB}
-OUTPUT_DIR=${OUTPUT_DIR:-$RUN_DIR/output}
 # pyxis reuses a container that already has this name: make it unique to the job.
 CONTAINER_NAME="recipe-$RECIPE-$JOB"
 RAY_TMP="/tmp/recipe-ray-$JOB"
@@ -207,6 +204,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM
+# `recipe sbatch --time T` asks Slurm for USR1 (to this script only) --stop-before seconds before the
+# wall: stop the run as scancel would (cleanup TERMs its step: `recipe exec` stops the trainer, which
+# saves a checkpoint, and records the run interrupted), so that `recipe resume` can continue it.
+trap 'log "job $JOB: its time limit is near: stopping the run, which saves a checkpoint"; exit 143' USR1
 trap 'exit 130' INT
 
 check_nodes() { # fail fast: every node's Ray step must outlive the run
@@ -307,11 +308,6 @@ log "ray ready on ${HOSTS[*]}"
 # ---- 3. the recipe, on the head node, joining this Ray cluster -------------------------------
 export RECIPE_RAY_ADDRESS=$RAY_ADDRESS
 rc=0
-if [[ -n "${EXEC_PLAN:-}" ]]; then  # `recipe run --backend slurm` froze the plan into RUN_DIR
-  monitored step "$HEAD" recipe-run "${RECIPE_CMD[@]}" exec "$RUN_DIR" || rc=$?
-else
-  monitored step "$HEAD" recipe-run "${RECIPE_CMD[@]}" run "$RECIPE" --backend local \
-    --run-dir "$RUN_DIR" --inputs "$INPUTS_DIR" --output-dir "$OUTPUT_DIR" "${RUN_ARGS[@]}" || rc=$?
-fi
+monitored step "$HEAD" recipe-run "${RECIPE_CMD[@]}" exec "$RUN_DIR" || rc=$?
 if ((rc != 0)); then die "recipe run exited with code $rc; run record in $RUN_DIR"; fi
 log "recipe run succeeded; run record in $RUN_DIR"

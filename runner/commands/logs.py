@@ -54,14 +54,15 @@ def find_run(run: str, runs_dir: Path | None) -> Path:
 
 
 def still_running(run_dir: Path, since: float) -> bool:
-    """run.json says "running" and is not stale; with no run.json yet (a docker or slurm wrapper's inner
+    """run.json says "submitted", or "running" and is not stale; with no run.json yet (a docker or slurm wrapper's inner
     run still starting), the record gets RECORD_WAIT_S to appear."""
     from runner.records.record import RunStatus, is_stale, read_record, status_of
 
     rec = read_record(run_dir)
     if rec is None:
         return time.monotonic() - since < RECORD_WAIT_S
-    return status_of(rec) == RunStatus.RUNNING and not is_stale(rec)
+    # submitted: `recipe sbatch --submit`'s job has yet to start; its `recipe exec` will write the log
+    return status_of(rec) == RunStatus.SUBMITTED or (status_of(rec) == RunStatus.RUNNING and not is_stale(rec))
 
 
 def copy_new(f, out) -> int:

@@ -27,7 +27,10 @@ STOPPED = (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.STALE)
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--skip-preflight", "skip", multiple=True, type=click.Choice(backends.skippable()),
               help="Skip one preflight check (repeatable). A record's preflight_skipped is never taken over.")
-def resume_cmd(run_dir: Path, skip: tuple[str, ...]) -> int:
+@click.option("--backend", default="local", show_default=True, type=click.Choice(["local", "slurm"]),
+              help="slurm: inside an allocation, across its nodes (the job `recipe sbatch --time` submits to "
+              "continue a run stopped before its wall).")
+def resume_cmd(run_dir: Path, skip: tuple[str, ...], backend: str) -> int:
     """Continue RUN_DIR, a stopped run, from its newest complete checkpoint, into a new run directory
     beside it whose run.json links it (resume_of).
 
@@ -58,7 +61,7 @@ def resume_cmd(run_dir: Path, skip: tuple[str, ...]) -> int:
         raise RecipeError(f"refusing to resume {run_dir.name}: no complete checkpoint under {safe(str(output))}",
                           EXIT_REFUSED)
     launch = build_launch(dataclasses.replace(launch.options, resume_from=checkpoint.parent), run_id=launch.run_id,
-                          run_dir=launch.run_dir, backend=launch.backend, extra_env=launch_env(launch.run_id),
+                          run_dir=launch.run_dir, backend=backend, extra_env=launch_env(launch.run_id),
                           skip=launch.skip)
 
     def before_claim(_checks) -> None:

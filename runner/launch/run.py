@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -268,10 +270,16 @@ def exec_run(run_dir: Path) -> int:
     if script != render_script(launch.plan, lib=f"{doc['bundle_dir']}/recipes/lib/launch.sh"):
         raise RecipeError(f"{run_dir / 'run.sh'}: not the script of this run's plan.json; refusing to run it", 2)
     data = read_record(run_dir)
-    if data is None or status_of(data) != RunStatus.RUNNING or data.get("run_id") != launch.run_id:
-        raise RecipeError(f"{run_dir / 'run.json'}: no running record of run {launch.run_id}; `recipe exec` "
-                          "carries on a run that `recipe run --backend docker|slurm` began", 2)
+    status = status_of(data)
+    if data is None or status not in (RunStatus.RUNNING, RunStatus.SUBMITTED) or data.get("run_id") != launch.run_id:
+        raise RecipeError(f"{run_dir / 'run.json'}: no running or submitted record of run {launch.run_id}; "
+                          "`recipe exec` carries on a run that `recipe run --backend docker|slurm` or "
+                          "`recipe sbatch --submit` began", 2)
     record = RunRecord(run_dir, data)
+    if status == RunStatus.SUBMITTED:   # the Slurm job began: from now this process stands for the run
+        record.update(status=RunStatus.RUNNING, started_at=now(), pid=os.getpid(), hostname=socket.gethostname(),
+                      slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+        data = record.data
     stage = ["preflight"]
     try:
         checks = run_checks(in_image_checks(launch, doc["backend"]), launch.skip)

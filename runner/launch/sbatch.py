@@ -1,7 +1,7 @@
 """Render the script `recipe sbatch` submits: the allocation, then the values it was rendered with.
 
 The job itself is a static shell file, recipes/lib/sbatch_job.sh (the allocation's Ray nodes, a
-bounded readiness wait, the recipe run on the head node, fail-fast if any node's step dies, clean
+bounded readiness wait, `recipe exec` of the frozen plan on the head node, fail-fast if any node's step dies, clean
 shutdown on exit or scancel; read it top to bottom). The rendered script is only #SBATCH lines, one
 block of `NAME='value'` assignments and a `source` of that file: every value is single-quoted data,
 never pasted into shell code. With `--container-runtime none` the same job runs without containers
@@ -38,14 +38,15 @@ class SbatchJob:
     runs_dir: str  # run directories are created under it, one per job
     inputs_dir: str
     output_dir: str
+    run_dir: str  # the run directory the plan is frozen into; the head node runs `recipe exec` on it
     job_lib: str = ""  # recipes/lib as the batch step (on the first node, outside any container) sees it
     image_ref: str = ""  # the pinned reference IMAGE stands for (RECIPE_IMAGE in the job)
-    run_args: list[str] = field(default_factory=list)  # `recipe run` options (cell, seeds, ...)
     partition: str | None = None
     account: str | None = None
     time: str | None = None
-    run_dir: str | None = None  # exact run directory (backend inside an allocation); default per job
-    exec_plan: bool = False  # the head node runs `recipe exec RUN_DIR` (the plan frozen there), not `recipe run`
+    # with time: Slurm signals the batch script this many seconds before the wall, and the job stops
+    # the run (TERM: the trainer saves a checkpoint and exits) while there is time to save
+    stop_before_s: int | None = None
     mounts: list[str] = field(default_factory=list)  # extra SRC:DST[:FLAGS] for pyxis
     ready_timeout_s: int = 600
     command_line: str = ""  # the `recipe sbatch ...` that rendered it, for the header
@@ -82,14 +83,16 @@ def validate(job: SbatchJob) -> None:
     checked("gpus_per_node", job.gpus_per_node, "--gpus-per-node")
     if not 1 <= job.ready_timeout_s <= MAX_READY_TIMEOUT_S:
         raise UsageError(f"--ready-timeout must be 1 to {MAX_READY_TIMEOUT_S} seconds, got {job.ready_timeout_s}")
+    if job.stop_before_s is not None and not 1 <= job.stop_before_s <= MAX_READY_TIMEOUT_S:
+        raise UsageError(f"--stop-before must be 1 to {MAX_READY_TIMEOUT_S} seconds, got {job.stop_before_s}")
     if job.runtime not in RUNTIMES:
         raise UsageError(f"--container-runtime must be one of {', '.join(RUNTIMES)}, got '{job.runtime}'")
     fields = [("NAME", job.recipe), ("--image", job.image), ("--image", job.image_ref),
               ("--bundle-dir", job.bundle_dir), ("--runs-dir", job.runs_dir), ("--inputs", job.inputs_dir),
               ("--output-dir", job.output_dir),
-              ("--run-dir", job.run_dir or ""), ("recipes/lib", job.job_lib), ("--partition", job.partition or ""),
+              ("--run-dir", job.run_dir), ("recipes/lib", job.job_lib), ("--partition", job.partition or ""),
               ("--account", job.account or ""), ("--time", job.time or ""),
-              *(("the recipe command", w) for w in job.recipe_cmd), *(("run option", w) for w in job.run_args),
+              *(("the recipe command", w) for w in job.recipe_cmd),
               *(("mount", m) for m in job.mounts)]
     for flag, v in fields:
         _plain_text(flag, v)
@@ -103,7 +106,7 @@ def validate(job: SbatchJob) -> None:
     if job.runtime == "pyxis":
         # pyxis splits --container-mounts on ',' and ':'
         for what, path in (("--runs-dir", job.runs_dir), ("--inputs", job.inputs_dir),
-                           ("--output-dir", job.output_dir), ("--run-dir", job.run_dir or "")):
+                           ("--output-dir", job.output_dir), ("--run-dir", job.run_dir)):
             if any(c in path for c in ",:"):
                 raise UsageError(f"{what} {path!r}: pyxis cannot mount a path containing ',' or ':'")
 
@@ -123,6 +126,8 @@ def _sbatch_lines(job: SbatchJob) -> list[str]:
         lines.append(f"#SBATCH --account={job.account}")
     if job.time:
         lines.append(f"#SBATCH --time={job.time}")
+        if job.stop_before_s:
+            lines.append(f"#SBATCH --signal=B:USR1@{job.stop_before_s}")
     lines.append(f"#SBATCH --output={job.runs_dir}/%x-%j.out")
     return lines
 
@@ -133,11 +138,8 @@ def params(job: SbatchJob) -> list[tuple[str, str | list[str]]]:
         ("RECIPE", job.recipe), ("NODES", str(job.nodes)), ("GPUS_PER_NODE", str(job.gpus_per_node)),
         ("READY_TIMEOUT", str(job.ready_timeout_s)), ("RUNTIME", job.runtime), ("IMAGE", job.image),
         ("IMAGE_REF", job.image_ref), ("BUNDLE", job.bundle_dir), ("RUNS_DIR", job.runs_dir),
-        ("INPUTS_DIR", job.inputs_dir), ("OUTPUT_DIR", job.output_dir), ("RUN_DIR", job.run_dir or ""),
-        ("RECIPE_CMD", list(job.recipe_cmd)), ("RUN_ARGS", list(job.run_args)), ("EXTRA_MOUNTS", list(job.mounts)),
-        ("JOB_LIB", job.job_lib),
-        # only where set: a `recipe sbatch` script reads as it did before `recipe exec`
-        *([("EXEC_PLAN", "1")] if job.exec_plan else []),
+        ("INPUTS_DIR", job.inputs_dir), ("OUTPUT_DIR", job.output_dir), ("RUN_DIR", job.run_dir),
+        ("RECIPE_CMD", list(job.recipe_cmd)), ("EXTRA_MOUNTS", list(job.mounts)), ("JOB_LIB", job.job_lib),
     ]
 
 
@@ -161,7 +163,8 @@ def render(job: SbatchJob) -> str:
         f"# Runs recipe {job.recipe} on {job.nodes} node(s){gpus}. The job is {JOB_SCRIPT} in JOB_LIB below",
         "# (static; read it for what happens, in order); this file holds the allocation and the values",
         "# it was rendered with, as quoted data.",
-        f"# Submit with: mkdir -p {_q(job.runs_dir)} && sbatch THIS_FILE (Slurm writes its output file there).",
+        "# The head node runs `recipe exec` on the plan frozen in RUN_DIR below: `recipe sbatch --submit`",
+        "# writes plan.json, run.sh and run.json there, then submits this file.",
         "# Secrets (WANDB_API_KEY, HF_TOKEN, ...) are not in this file: export them before sbatch.",
         *_sbatch_lines(job),
         "set -euo pipefail",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,6 @@ class RunOptions:
     num_rollout: int
     deterministic: bool
     image: str
-    explicit: frozenset[str] = field(default_factory=frozenset)  # set by the command line or RECIPE_*
     # the checkpoint directory of the run this one continues (`recipe resume`); no flag sets it
     resume_from: Path | None = None
 
@@ -112,7 +111,7 @@ class RunOptions:
             seed=given.get("seed", run.seed), rollout_seed=given.get("rollout_seed", run.rollout_seed),
             num_rollout=given.get("num_rollout", run.num_rollout),
             deterministic=given.get("deterministic", run.deterministic),
-            image=given.get("image") or recipe.image, explicit=frozenset(given))
+            image=given.get("image") or recipe.image)
 
     def output_for(self, run_dir: Path) -> Path:
         return self.output_dir or (Path(run_dir) / "output").resolve()
@@ -143,23 +142,6 @@ class RunOptions:
         for k, v in env.items():
             clean(k, v)
         return env
-
-    def to_argv(self) -> list[str]:
-        """The options that make the `recipe run` of a `recipe sbatch` job resolve to this same launch:
-        the layout always; the rest where the command line or the environment set it (that run reads
-        the same recipe.toml for everything else; it sees this host's paths, a shared file system)."""
-        out = ["--cell", self.cell.name, "--nodes", str(self.nodes), "--gpus-per-node", str(self.gpus_per_node)]
-        for key in ("seed", "rollout_seed", "num_rollout"):
-            if key in self.explicit:
-                out += [FLAG[key], str(getattr(self, key))]
-        if "deterministic" in self.explicit:
-            out.append("--deterministic" if self.deterministic else "--no-deterministic")
-        if "image" in self.explicit:
-            out += ["--image", self.image]
-        for key in ("model_dir", "data_dir"):
-            if key in self.explicit:
-                out += [FLAG[key], str(getattr(self, key))]
-        return out
 
 
 def _abs(p: Any, what: str = "path") -> Path | None:

@@ -43,6 +43,7 @@ class RunStatus(StrEnum):
     GATE_FAILED = "gate-failed"
     INTERRUPTED = "interrupted"
     PREFLIGHT_FAILED = "preflight-failed"   # a docker/Slurm job whose in-image checks refused (recipe exec)
+    SUBMITTED = "submitted"   # `recipe sbatch --submit` froze the plan; its job's `recipe exec` makes it RUNNING
     STALE = "interrupted (stale)"   # how a RUNNING record whose process is gone reads; never written
 
 

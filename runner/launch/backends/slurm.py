@@ -1,7 +1,8 @@
 """The Slurm backend: the sbatch script (runner/launch/sbatch.py) built from a recipe or a Launch, its
 submission, and the checks that this machine can submit/run it.
 
-- `recipe sbatch NAME ...` renders (or submits) the script: job_from_options + submit_script.
+- `recipe sbatch NAME ...` freezes the plan into a run directory on the shared file system and
+  submits the script (job_from_launch + submit_script), whose head node runs `recipe exec` on it.
 - `recipe run NAME --backend slurm` inside an allocation (salloc) runs the same script with bash,
   its head node running `recipe exec RUN_DIR` on the plan frozen there (the shared file system's
   paths): command/run/preflight below, called by runner/launch/run.py.
@@ -10,6 +11,7 @@ submission, and the checks that this machine can submit/run it.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,7 +25,6 @@ from runner.image.ref import is_pinned, parse_image
 from runner.launch.sbatch import IMAGE_BUNDLE_DIR, SbatchJob, default_job_lib, render
 from runner.launch.script import run_script
 from runner.paths import bundle_root
-from runner.records.rundirs import runs_root
 
 SCRIPT_NAME = "slurm-job.sh"
 
@@ -66,41 +67,48 @@ def _mounts(runtime: str, bundle_dir: str) -> list[str]:
     return []
 
 
-def job_from_options(opts, *, runs_dir: Path | None, partition: str | None, account: str | None,
-                     time: str | None, runtime: str, sqsh_dir: Path | None, bundle_dir: str | None,
-                     ready_timeout: int, extra_run_args: list[str] | None = None, command_line: str = "") -> SbatchJob:
-    """The sbatch job of resolved RunOptions (`recipe sbatch`)."""
-
-    bundle = bundle_dir or str(bundle_root())
-    return SbatchJob(
-        recipe=opts.recipe.name, nodes=opts.nodes, gpus_per_node=opts.gpus_per_node, runtime=runtime,
-        image=container_image(opts.image, runtime, sqsh_dir), image_ref=opts.image,
-        bundle_dir=bundle, recipe_cmd=recipe_cmd(runtime, bundle), job_lib=default_job_lib(bundle),
-        runs_dir=str(runs_root(runs_dir)), inputs_dir=str(opts.inputs_dir),
-        # "": the job's own RUN_DIR/output, as for `recipe run`
-        output_dir=str(opts.output_dir) if opts.output_dir else "",
-        run_args=opts.to_argv() + list(extra_run_args or []),
-        partition=partition, account=account, time=time,
-        mounts=_mounts(runtime, bundle), ready_timeout_s=ready_timeout, command_line=command_line)
-
-
-def submit_script(job: SbatchJob, script: str) -> tuple[Path, str]:
-    """Write the script under RUNS_DIR/sbatch/ and `sbatch --parsable` it; returns (path, job id)."""
-    import datetime as dt
-
+def sbatch_exe() -> str:
     sbatch = shutil.which("sbatch")
     if not sbatch:
-        raise RecipeError("sbatch not found on PATH; run on a Slurm login node, or print the script "
-                          "(drop --submit) and submit it there", EXIT_PREFLIGHT)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = Path(job.runs_dir) / "sbatch" / f"{job.recipe}-{stamp}-{os.getpid()}.sbatch"
+        raise RecipeError("sbatch not found on PATH; run `recipe sbatch --submit` on a Slurm login node",
+                          EXIT_PREFLIGHT)
+    return sbatch
+
+
+def submit_script(sbatch: str, job: SbatchJob, script: str) -> str:
+    """Write the script into the run directory (beside the plan it carries out) and `sbatch --parsable`
+    it; returns the job id."""
+    path = Path(job.run_dir) / SCRIPT_NAME
     write_text_atomic(path, script)
     path.chmod(0o755)
     proc = subprocess.run([sbatch, "--parsable", str(path)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RecipeError(f"sbatch {path} exited {proc.returncode}: {last}", EXIT_FAIL)
-    return path, proc.stdout.strip().split(";")[0]
+    return proc.stdout.strip().split(";")[0]
+
+
+def submit_continuation(sbatch: str, job: SbatchJob, after: str) -> str:
+    """A job that runs `recipe resume RUN_DIR` if job `after` did not succeed (stopped before its wall,
+    or failed), in an allocation of the same shape: the run continues from its checkpoint as a new run
+    linked to it (resume_of). A dependency, not --requeue: a requeued job would run the same script on
+    the same run directory, whose record is then finished. afternotok with --kill-on-invalid-dep: after
+    a job that succeeded Slurm cancels this one unrun, so nothing runs twice. Returns the job id."""
+    gpus = [f"--gpus-per-node={job.gpus_per_node}"] if job.gpus_per_node else []
+    where = [f"--{k}={v}" for k, v in (("partition", job.partition), ("account", job.account)) if v]
+    # the batch step runs on the first node, outside any container, as `recipe run --backend slurm` does
+    resume = [*recipe_cmd("none", job.bundle_dir), "resume", "--backend", "slurm", job.run_dir]
+    argv = [sbatch, "--parsable", f"--dependency=afternotok:{after}", "--kill-on-invalid-dep=yes",
+            f"--job-name=recipe-{job.recipe}-resume", f"--nodes={job.nodes}", "--ntasks-per-node=1", "--exclusive",
+            *gpus, *where, f"--output={job.runs_dir}/%x-%j.out",
+            f"--export=ALL,RECIPE_CONTAINER_RUNTIME={job.runtime}", "--wrap", shlex.join(resume)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RecipeError(f"sbatch of the job that resumes {job.run_dir} exited {proc.returncode}: {last}; "
+                          f"job {after} runs; resume it with `recipe resume {job.run_dir}` in an allocation",
+                          EXIT_FAIL)
+    return proc.stdout.strip().split(";")[0]
 
 
 # ---- backend interface (recipe run --backend slurm, inside an allocation) ------------------
@@ -117,16 +125,21 @@ def job_view(run_id: str) -> None:
     return None  # a shared file system: the head node sees this host's paths
 
 
-def job_from_launch(launch, rt: str | None = None) -> SbatchJob:
+def job_from_launch(launch, rt: str | None = None, *, sqsh_dir: Path | None = None, bundle_dir: str | None = None,
+                    ready_timeout: int = 600, command_line: str = "", partition: str | None = None,
+                    account: str | None = None, time: str | None = None, stop_before: int | None = None) -> SbatchJob:
+    """The sbatch job that carries out `launch`, frozen in its run directory: `recipe run --backend
+    slurm` (inside an allocation) and `recipe sbatch` (allocation: partition, account, time)."""
     rt = rt or runtime()
-    bundle = str(bundle_root())
+    bundle = bundle_dir or str(bundle_root())
     return SbatchJob(
         recipe=launch.recipe.name, nodes=launch.nodes, gpus_per_node=launch.gpus_per_node, runtime=rt,
-        image=container_image(launch.image, rt, None), image_ref=launch.image, bundle_dir=bundle,
+        image=container_image(launch.image, rt, sqsh_dir), image_ref=launch.image, bundle_dir=bundle,
         recipe_cmd=recipe_cmd(rt, bundle), job_lib=default_job_lib(bundle),
         runs_dir=str(Path(launch.run_dir).parent), inputs_dir=str(launch.inputs_dir),
-        output_dir=str(launch.output_dir), run_dir=str(launch.run_dir), exec_plan=True,
-        mounts=_mounts(rt, bundle), command_line=f"recipe run {launch.recipe.name} --backend slurm")
+        output_dir=str(launch.output_dir), run_dir=str(launch.run_dir), mounts=_mounts(rt, bundle),
+        ready_timeout_s=ready_timeout, command_line=command_line or f"recipe run {launch.recipe.name} --backend slurm",
+        partition=partition, account=account, time=time, stop_before_s=stop_before if time else None)
 
 
 def describe(launch) -> tuple[dict, str]:
