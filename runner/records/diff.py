@@ -304,7 +304,7 @@ def format_text(d: dict[str, Any]) -> str:
                    "base as reference)")
     if rows:
         head = ("metric", "steps base/other", "max rel diff", "where (base -> other)", "band")
-        lines.append(console.table(head, rows))
+        lines.append(console.table(head, rows, no_wrap=("metric",)))   # a name a reader copies stays whole
     lines += [w for n in d["notes"] for w in _para(f"note: {n}")]
     return "\n".join(lines)
 
