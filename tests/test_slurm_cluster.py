@@ -236,7 +236,9 @@ def test_a_job_near_its_time_limit_stops_the_run_and_records_it_interrupted(slur
     stops the run as scancel would (TERM to its step: `recipe exec` stops the script, where the tiny
     trainer saves a checkpoint) well before Slurm would kill it: the record says interrupted, by a
     signal, ready for `recipe resume`. Slurm may signal up to 60 s early: the window allows for it."""
-    job, runs = submit(slurm_cluster, bundle, tmp_path, "--time", "3", "--stop-before", "100", PROBE_HOLD_S="600")
+    # --no-resume-after: this test is about the stop (with a follow-up, --submit prints two job ids)
+    job, runs = submit(slurm_cluster, bundle, tmp_path, "--time", "3", "--stop-before", "100", "--no-resume-after",
+                       PROBE_HOLD_S="600")
     try:
         info = slurm_cluster.wait_job(job, timeout=240)
         out = (runs / f"recipe-ray_probe-{job}.out").read_text()
@@ -286,7 +288,9 @@ def test_a_run_stopped_before_its_wall_is_resumed_by_the_follow_up_job(slurm_clu
     try:
         first = frozen_run_dir(runs)
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and steps_trained(first) < 3:   # past its first checkpoint (step 2)
+        # once it trains (the trainer saves where it is on the signal); early, because the signal takes a
+        # few steps to land on a loaded machine (in CI it once landed after the last step)
+        while time.monotonic() < deadline and steps_trained(first) < 1:
             assert slurm_cluster.job(job).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), p.stderr
             time.sleep(0.5)
         assert slurm_cluster.run("scancel", "--signal=USR1", "--batch", job).returncode == 0
@@ -311,7 +315,7 @@ def test_a_run_stopped_before_its_wall_is_resumed_by_the_follow_up_job(slurm_clu
         base_job = p.stdout.strip()
         assert slurm_cluster.wait_job(base_job, timeout=400)["JobState"] == "COMPLETED"
         want = chain_metrics(frozen_run_dir(tmp_path / "base"))
-        assert 2 <= k < 10 and len(want) == 20
+        assert 1 <= k < 10 and len(want) == 20, k   # cut mid-run: a chain of two parts
         assert by_step(chain_metrics(first, upto=k) + chain_metrics(second)) == by_step(want)
     finally:
         slurm_cluster.run("scancel", job, follow)

@@ -303,13 +303,40 @@ recipe_ray_wait() {
     ${RECIPE_RAY_PID:+--watch-pid "$RECIPE_RAY_PID"}
 }
 
+# recipe_ray_submit COMMAND...: run `ray job submit`, retrying only Ray's "No available agent to
+# submit job" answer. The dashboard takes a job once the head's job agent has registered, which can
+# come seconds after every node has joined (seen on a loaded 2-node test cluster); any other failure
+# ends it at once, and the wait is bounded by RECIPE_RAY_READY_TIMEOUT. Output goes to the tool log.
+recipe_ray_submit() {
+  local fd out rc waited=0
+  recipe_ray_defaults   # RECIPE_RAY_READY_TIMEOUT checked as an integer before the arithmetic below
+  fd=$(recipe_tool_fd)
+  while :; do
+    rc=0
+    out=$("$@" 2>&1) || rc=$?
+    if (( rc == 0 )) || [[ "$out" != *"No available agent to submit job"* ]] ||
+        (( waited >= RECIPE_RAY_READY_TIMEOUT )); then
+      if [[ -n "$fd" ]]; then printf '%s\n' "$out" >&"$fd"; else printf '%s\n' "$out"; fi
+      return "$rc"
+    fi
+    recipe_log "ray: no job agent yet; submitting again in 1 s"
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
+
 # recipe_ray_job DASHBOARD_URL JOB_ID RUNTIME_ENV_JSON -- ENTRYPOINT...
 # Submits, follows the logs, and returns 0 only if Ray reports the job SUCCEEDED.
 recipe_ray_job() {
   local url=$1 id=$2 env_json=$3
   shift 4
-  recipe_tool ray job submit --address "$url" --submission-id "$id" --no-wait \
-    --runtime-env-json "$env_json" -- "$@"
+  if recipe_dry_run; then
+    recipe_tool ray job submit --address "$url" --submission-id "$id" --no-wait \
+      --runtime-env-json "$env_json" -- "$@"
+  else
+    recipe_ray_submit ray job submit --address "$url" --submission-id "$id" --no-wait \
+      --runtime-env-json "$env_json" -- "$@"
+  fi
   RECIPE_RAY_JOB=$id
   RECIPE_RAY_JOB_URL=$url
   recipe_cmd ray job logs --address "$url" --follow "$id" || true
