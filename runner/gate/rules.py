@@ -246,8 +246,10 @@ def unreferenced(rule: Rule) -> Row:
                detail="`recipe bless RUN_DIR` after a trusted run sets one")
 
 
-def own_steps(ref: dict[int, float], planned: int | None) -> dict[int, float]:
-    """The reference's steps the run was launched for (all of them for a run of unknown length)."""
+def own_steps(metric: str, reference: Series | None, planned: int | None) -> dict[int, float]:
+    """The reference's values of `metric` at the steps the run was launched for (all of them for a
+    run of unknown length): what a rule judged against the blessed reference compares with."""
+    ref = reference.values.get(metric, {}) if reference is not None else {}
     return ref if planned is None else {s: v for s, v in ref.items() if s < planned}
 
 
@@ -550,7 +552,7 @@ class Band(Rule):
         return self.judge(series.values.get(self.metric, {}), reference, series.planned)
 
     def judge(self, values: dict[int, float], reference: Series | None, planned: int | None) -> Row:
-        ref = own_steps(reference.values.get(self.metric, {}) if reference is not None else {}, planned)
+        ref = own_steps(self.metric, reference, planned)
         if not ref:
             return unreferenced(self)
         failures = []
@@ -619,7 +621,7 @@ class Relative(Compared):
         return self.judge(series.values.get(self.metric, {}), reference, series.planned)
 
     def judge(self, values: dict[int, float], reference: Series | None, planned: int | None) -> Row:
-        ref = own_steps(reference.values.get(self.metric, {}) if reference is not None else {}, planned)
+        ref = own_steps(self.metric, reference, planned)
         if not ref:
             return unreferenced(self)
         steps = [s for s in sorted(ref) if s >= self.from_step]
