@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, recipe
@@ -61,7 +62,8 @@ def test_without_packages_or_run_json_the_page_says_only_what_it_knows(tmp_path)
     assert "no run.json: provenance unknown" in (tmp_path / "bare" / "index.html").read_text()
 
 
-def test_every_plot_has_axis_labels_with_units_and_the_run_id(tmp_path, monkeypatch):
+def report_figures(name: str, events: Path, tmp_path, monkeypatch) -> tuple:
+    """The recipe's expected metrics and every figure write_report drew for the events' run."""
     pytest.importorskip("matplotlib")
     import matplotlib
 
@@ -73,12 +75,17 @@ def test_every_plot_has_axis_labels_with_units_and_the_run_id(tmp_path, monkeypa
     from runner.gate.report import write_report
     from runner.recipe import load_recipe
 
-    figures = []
+    figures: list = []
     real_close = plt.close
     monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
-    exp = load_expected(load_recipe("nemotron3_nano").path("expected_metrics"))
-    series = collect(EVENTS / "healthy")
+    exp = load_expected(load_recipe(name).path("expected_metrics"))
+    series = collect(events)
     write_report(exp, series, gate.evaluate(exp, series), tmp_path / "out", title="x", run=RECORD)
+    return exp, figures
+
+
+def test_every_plot_has_axis_labels_with_units_and_the_run_id(tmp_path, monkeypatch):
+    exp, figures = report_figures("nemotron3_nano", EVENTS / "healthy", tmp_path, monkeypatch)
     labels = {}
     for fig in figures:
         (ax,) = fig.axes
@@ -100,23 +107,8 @@ def test_units_only_where_certain():
 
 def test_the_y_axis_is_the_datas_and_a_bound_off_it_is_marked_at_the_edge(tmp_path, monkeypatch):
     """Issue 28 §6: a bound of 100 over values near 1 used to set the axis, flattening the data."""
-    pytest.importorskip("matplotlib")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from runner.gate import evaluate as gate
-    from runner.gate.metrics import collect
-    from runner.gate.report import write_report
-    from runner.recipe import load_recipe
-
-    figures = []
-    real_close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
-    exp = load_expected(load_recipe("nemotron3_nano_tiny").path("expected_metrics"))
-    series = collect(ROOT / "tests" / "data" / "events" / "healthy")
-    write_report(exp, series, gate.evaluate(exp, series), tmp_path / "out", title="x", run=RECORD)
+    exp, figures = report_figures("nemotron3_nano_tiny", ROOT / "tests" / "data" / "events" / "healthy", tmp_path,
+                                  monkeypatch)
     off_scale = 0
     for fig in figures:
         (ax,) = fig.axes
